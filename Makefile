@@ -1,0 +1,49 @@
+# vistune: `make demo` runs the whole pipeline on the embedded data; `make test` runs the tests.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(abspath $(VENV))/bin
+
+# Offline machine: telemetry off everywhere, no hub downloads, local Prefect home.
+export PATH := $(BIN):$(PATH)
+export PREFECT_HOME ?= $(abspath .prefect)
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 90
+export MLFLOW_DISABLE_TELEMETRY := true
+export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
+export DVC_NO_ANALYTICS := 1
+export HF_HUB_OFFLINE := 1
+export GX_ANALYTICS_ENABLED := false
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup demo test serve status clean-store
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	@echo "=== vistune demo: Prefect flow -> dvc stages -> MLflow registry ==="
+	$(PY) -m flows.pipeline
+	@echo; echo "=== DVC metrics (dvc metrics show) ==="
+	dvc metrics show
+	@echo; echo "=== MLflow registry (vistune status) ==="
+	vistune status
+	@echo; echo "Look here:"
+	@echo "  MLflow UI:   $(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath mlflow/mlflow.db) --host 127.0.0.1  -> http://127.0.0.1:5000"
+	@echo "  champion:    mlflow.pyfunc.load_model('models:/vistune-classifier@champion')"
+	@echo "  Prefect UI:  PREFECT_HOME=$(PREFECT_HOME) $(BIN)/prefect server start  -> http://127.0.0.1:4200 (flow runs)"
+	@echo "  DVC:         dvc metrics show | dvc plots show  (data/eval/confusion_matrix.png)"
+
+test: setup
+	$(PY) -m pytest
+
+serve: setup
+	vistune serve
+
+status: setup
+	vistune status

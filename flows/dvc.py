@@ -1,0 +1,43 @@
+"""Running DVC from flows: one subprocess per stage, output streamed into the Prefect log."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+STAGES = ("ingest", "validate", "augment", "train", "evaluate", "register")
+
+
+class StageFailed(RuntimeError):
+    """A DVC stage exited non-zero; the message carries the stage's last lines of output."""
+
+
+def dvc_executable() -> str:
+    """The `dvc` beside this interpreter (the project venv), else the one on PATH."""
+    local = Path(sys.executable).with_name("dvc")
+    return str(local) if local.exists() else (shutil.which("dvc") or "dvc")
+
+
+def run_dvc(args: list[str], repo: Path, log=print) -> str:
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env.setdefault("DVC_NO_ANALYTICS", "1")
+    proc = subprocess.Popen([dvc_executable(), *args], cwd=repo, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, bufsize=1)
+    lines: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        line = line.rstrip()
+        if "\r" in line:  # progress-bar redraws: keep the last state only
+            line = line.rsplit("\r", 1)[-1]
+        lines.append(line)
+        if line:
+            log(line)
+    code = proc.wait()
+    if code != 0:
+        tail = "\n".join(lines[-15:])
+        raise StageFailed(f"`dvc {' '.join(args)}` failed with exit code {code}:\n{tail}")
+    return "\n".join(lines)

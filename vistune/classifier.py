@@ -1,0 +1,74 @@
+"""The trained model as one file, and the object that turns raw image bytes into predictions.
+
+`model.pt` holds the state dict plus everything needed to use it without the pipeline:
+backbone spec, class names, input size and normalization. It loads with
+`torch.load(weights_only=True)`; the serving model and `evaluate` both go through `Classifier`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from vistune.backbones import Backbone, create_backbone
+from vistune.errors import WeightsError
+from vistune.imageio import decode_rgb
+from vistune.io import atomic_path
+from vistune.preprocess import resize_rgb
+from vistune.trainer import predict_logits, resolve_device
+
+
+def save_model(path: Path, backbone: Backbone, state_dict: dict, classes: list[str], image_size: int, extra: dict) -> None:
+    payload = {
+        "format": "vistune-model/1",
+        "spec": backbone.spec,
+        "classes": list(classes),
+        "image_size": int(image_size),
+        "mean": list(backbone.mean),
+        "std": list(backbone.std),
+        "state_dict": state_dict,
+        "extra": extra,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+@dataclass
+class Classifier:
+    backbone: Backbone
+    classes: list[str]
+    image_size: int
+    device: torch.device
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu") -> "Classifier":
+        path = Path(path)
+        if not path.is_file():
+            raise WeightsError(f"{path}: model file not found; run `dvc repro train` first")
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(payload, dict) or payload.get("format") != "vistune-model/1":
+            raise WeightsError(f"{path}: not a vistune model file (expected format vistune-model/1)")
+        backbone = create_backbone(payload["spec"], len(payload["classes"]), pretrained="none")
+        backbone.model.load_state_dict(payload["state_dict"])
+        backbone.mean, backbone.std = tuple(payload["mean"]), tuple(payload["std"])
+        dev = resolve_device(device)
+        backbone.model.to(dev).eval()
+        return cls(backbone, list(payload["classes"]), int(payload["image_size"]), dev)
+
+    def logits(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """uint8 NCHW already at `image_size` -> logits."""
+        return predict_logits(self.backbone, images, self.device, batch_size=batch_size)
+
+    def prepare(self, blobs: Sequence[bytes]) -> torch.Tensor:
+        """Raw encoded images -> uint8 NCHW batch, decoded exactly as at train time."""
+        arrs = [resize_rgb(decode_rgb(b), self.image_size) for b in blobs]
+        return torch.from_numpy(np.stack(arrs)) if arrs else torch.empty((0, 3, self.image_size, self.image_size), dtype=torch.uint8)
+
+    def predict_bytes(self, blobs: Sequence[bytes]) -> tuple[list[str], np.ndarray]:
+        """(labels, probabilities N x C) for raw image bytes."""
+        probs = self.logits(self.prepare(blobs)).softmax(dim=1).numpy()
+        return [self.classes[i] for i in probs.argmax(axis=1)], probs

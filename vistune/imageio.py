@@ -1,0 +1,88 @@
+"""Decode images the same way at validate, train and serve time.
+
+One function turns bytes into an RGB uint8 array: EXIF orientation applied, palette/alpha/CMYK/
+grayscale/16-bit converted to RGB, and a pixel-count limit checked from the header before any
+pixel is decoded (decompression bombs).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+DEFAULT_MAX_PIXELS = 89_478_485
+
+
+class ImageDecodeError(ValueError):
+    """The bytes are not a usable image; the message is the one-line reason."""
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    format: str
+    width: int
+    height: int
+    mode: str
+
+
+def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
+    if not data:
+        raise ImageDecodeError("empty file (0 bytes)")
+    try:
+        img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError(f"decompression bomb: {exc}") from None
+    except Exception as exc:  # PIL raises many types for garbage input
+        raise ImageDecodeError(f"not an image PIL can identify ({exc.__class__.__name__})") from None
+    w, h = img.size
+    if w * h > max_pixels:
+        raise ImageDecodeError(f"decompression bomb: {w}x{h} = {w * h} pixels > limit {max_pixels}")
+    return img
+
+
+def inspect_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
+    """Header facts plus a full decode (truncated files fail here, not at train time)."""
+    img = _open_checked(data, max_pixels)
+    info = ImageInfo(format=img.format or "", width=img.size[0], height=img.size[1], mode=img.mode)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img.load()
+    except Exception as exc:
+        raise ImageDecodeError(f"{info.format or 'image'} does not decode fully ({exc})") from None
+    return info
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """EXIF-rotate and convert any mode (L, P, RGBA, CMYK, I;16, ...) to 8-bit RGB."""
+    img = ImageOps.exif_transpose(img)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float32)
+        top = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
+        img = Image.fromarray(np.clip(arr * (255.0 / top), 0, 255).astype(np.uint8), mode="L")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        img = img.convert("RGBA")
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, img)
+    return img.convert("RGB")
+
+
+def decode_rgb(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Bytes -> HxWx3 uint8 RGB array, or ImageDecodeError with a one-line reason."""
+    img = _open_checked(data, max_pixels)
+    try:
+        img.load()
+        return np.asarray(to_rgb(img), dtype=np.uint8)
+    except ImageDecodeError:
+        raise
+    except Exception as exc:
+        raise ImageDecodeError(f"image does not decode fully ({exc})") from None
+
+
+def decode_file(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    return decode_rgb(Path(path).read_bytes(), max_pixels)

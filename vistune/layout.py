@@ -1,0 +1,104 @@
+"""Where each stage reads and writes, relative to one root: the only place data paths are spelled.
+
+`dvc.yaml` declares the same paths as deps/outs; `tests/test_layout.py` keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path = Path(".")
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    # ingest
+    @property
+    def raw(self) -> Path:
+        return self.data / "raw"
+
+    @property
+    def ingest_report(self) -> Path:
+        return self.data / "ingest" / "report.json"
+
+    # validate
+    @property
+    def validated(self) -> Path:
+        return self.data / "validated"
+
+    @property
+    def manifest(self) -> Path:
+        return self.validated / "manifest.csv"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.validated / "quarantine.csv"
+
+    @property
+    def validation_summary(self) -> Path:
+        return self.validated / "summary.json"
+
+    @property
+    def validation_docs(self) -> Path:
+        return self.data / "reports" / "validation"
+
+    # augment
+    @property
+    def prepared(self) -> Path:
+        return self.data / "prepared"
+
+    @property
+    def augment_preview(self) -> Path:
+        return self.data / "reports" / "augment_preview.png"
+
+    # train
+    @property
+    def model_dir(self) -> Path:
+        return self.data / "model"
+
+    @property
+    def model(self) -> Path:
+        return self.model_dir / "model.pt"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.data / "checkpoints" / "last.pt"
+
+    @property
+    def train_metrics(self) -> Path:
+        return self.model_dir / "metrics.json"
+
+    @property
+    def train_history(self) -> Path:
+        return self.model_dir / "history.csv"
+
+    # evaluate
+    @property
+    def eval_dir(self) -> Path:
+        return self.data / "eval"
+
+    @property
+    def eval_metrics(self) -> Path:
+        return self.eval_dir / "metrics.json"
+
+    @property
+    def predictions(self) -> Path:
+        return self.eval_dir / "predictions.csv"
+
+    @property
+    def confusion_png(self) -> Path:
+        return self.eval_dir / "confusion_matrix.png"
+
+    @property
+    def class_report(self) -> Path:
+        return self.eval_dir / "classification_report.csv"
+
+    # register
+    @property
+    def registration(self) -> Path:
+        return self.data / "registry" / "registration.json"
