@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping
 
 from filelock import FileLock
 from mlflow import MlflowClient
@@ -31,14 +31,42 @@ class Decision:
     value: float
     champion_before: str | None
     champion_value: float | None
+    failures: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
+# (metric key in metrics.json, RegisterCfg field, "min" = floor / "max" = ceiling)
+THRESHOLDS = (
+    ("test_accuracy", "min_accuracy", "min"),
+    ("test_ece", "max_ece", "max"),
+    ("test_robust_accuracy", "min_robust_accuracy", "min"),
+)
+
+
+def threshold_failures(metrics: Mapping[str, float], cfg) -> list[str]:
+    """Every floor/ceiling in `register.*` the candidate misses. A metric evaluate did not report
+    (e.g. robustness switched off) is only a failure if its threshold is actually set."""
+    failures = []
+    for key, field_name, kind in THRESHOLDS:
+        limit = float(getattr(cfg, field_name))
+        inactive = (kind == "min" and limit <= 0.0) or (kind == "max" and limit >= 1.0)
+        if key not in metrics:
+            if not inactive:
+                failures.append(f"{key} not reported but register.{field_name}={limit} is set")
+            continue
+        value = float(metrics[key])
+        if kind == "min" and value < limit:
+            failures.append(f"{key} {value:.4f} < register.{field_name} {limit}")
+        elif kind == "max" and value > limit:
+            failures.append(f"{key} {value:.4f} > register.{field_name} {limit}")
+    return failures
+
+
 def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
     try:
-        return client.get_model_version_by_alias(name, alias).version
+        return str(client.get_model_version_by_alias(name, alias).version)
     except MlflowException:
         return None
 
@@ -71,14 +99,19 @@ def _record(client: MlflowClient, name: str, version: str, action: str, reason: 
 
 
 def gate(client: MlflowClient, name: str, version: str, metric: str, value: float, min_improvement: float,
-         lock_dir: Path) -> Decision:
-    """Make `version` the challenger; promote it to champion if it beats the champion by the margin."""
+         lock_dir: Path, failures: list[str] | None = None) -> Decision:
+    """Make `version` the challenger; promote it to champion if it passes every threshold
+    (`failures` empty, see `threshold_failures`) and beats the champion by the margin."""
+    failures = list(failures or [])
     with registry_lock(lock_dir):
         client.set_model_version_tag(name, version, f"{TAG_PREFIX}{metric}", repr(float(value)))
         client.set_registered_model_alias(name, CHALLENGER, version)
         champ = alias_version(client, name, CHAMPION)
         champ_value = version_metric(client, name, champ, metric) if champ else None
-        if champ is None:
+        if failures:
+            promoted, reason = False, "fails thresholds: " + "; ".join(failures) + (
+                f"; champion v{champ} unchanged" if champ else "; no champion set")
+        elif champ is None:
             promoted, reason = True, f"no champion yet; {metric}={value:.4f}"
         elif champ_value is None:
             promoted, reason = True, f"champion v{champ} has no {metric}; {metric}={value:.4f}"
@@ -91,8 +124,10 @@ def gate(client: MlflowClient, name: str, version: str, metric: str, value: floa
         if promoted:
             client.set_registered_model_alias(name, CHAMPION, version)
         client.set_model_version_tag(name, version, f"{TAG_PREFIX}gate", "promoted" if promoted else "rejected")
+        if failures:
+            client.set_model_version_tag(name, version, f"{TAG_PREFIX}gate_failures", "; ".join(failures))
         _record(client, name, version, "gate: promoted to champion" if promoted else "gate: rejected", reason, champ)
-        return Decision(version, promoted, reason, metric, float(value), champ, champ_value)
+        return Decision(version, promoted, reason, metric, float(value), champ, champ_value, failures)
 
 
 def promote(client: MlflowClient, name: str, version: str, lock_dir: Path, reason: str = "manual promotion") -> str | None:

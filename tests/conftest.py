@@ -1,0 +1,118 @@
+"""Shared fixtures: tiny real data, tiny params, a temp MLflow store. No mocks."""
+
+from __future__ import annotations
+
+import os
+
+# offline machine: telemetry off and no hub downloads (before any library is imported)
+for key, value in {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "DVC_NO_ANALYTICS": "1",
+    "HF_HUB_OFFLINE": "1",
+    "GX_ANALYTICS_ENABLED": "false",
+}.items():
+    os.environ.setdefault(key, value)
+
+import dataclasses  # noqa: E402
+import hashlib  # noqa: E402
+import shutil  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import yaml  # noqa: E402
+
+from vistune.config import Params, load_params, parse_params, to_dict  # noqa: E402
+from vistune.layout import Layout  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+HYMENOPTERA = REPO.parent / "shared" / "datasets" / "hymenoptera"
+
+# A configuration small enough for 2 CPU cores: ~10 images per class, 16 px, one epoch.
+TINY = {
+    "data": {"source": "sklearn:digits", "max_per_class": 10, "val_fraction": 0.2, "test_fraction": 0.2},
+    "validate": {"min_images_per_class": 2},
+    "augment": {"image_size": 16},
+    "train": {"epochs": 1, "batch_size": 32, "warmup_epochs": 0.5, "patience": 0},
+    "evaluate": {"batch_size": 64},
+}
+
+
+def tiny_params_dict(**overrides: dict) -> dict:
+    base = to_dict(load_params(REPO / "params.yaml"))
+    for section, values in {**TINY}.items():
+        base[section].update(values)
+    for section, values in overrides.items():
+        base[section].update(values)
+    return base
+
+
+@pytest.fixture
+def tiny_params() -> Params:
+    return parse_params(tiny_params_dict())
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> Layout:
+    return Layout(tmp_path)
+
+
+def write_params(path: Path, params: dict) -> Path:
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def tree_hash(root: Path) -> str:
+    """Hash of every path, mode and byte under root: proves a folder was left untouched."""
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        st = p.lstat()
+        h.update(str(p.relative_to(root)).encode("utf-8", "surrogateescape"))
+        h.update(oct(st.st_mode).encode())
+        if p.is_file() and not p.is_symlink():
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="session")
+def prepared_tiny(tmp_path_factory) -> Layout:
+    """ingest -> validate -> augment on tiny digits, once per session (stages called as functions)."""
+    from stages import augment, ingest, validate
+
+    lay = Layout(tmp_path_factory.mktemp("prepared"))
+    p = parse_params(tiny_params_dict())
+    ingest.run(p.data, lay)
+    validate.run(p.validate, lay)
+    augment.run(p.augment, lay)
+    return lay
+
+
+@pytest.fixture(scope="session")
+def trained_tiny(prepared_tiny: Layout) -> Layout:
+    """A real one-epoch fine-tune of EfficientNet-Lite0 (ImageNet weights) on the tiny set."""
+    from stages import evaluate, train
+
+    p = parse_params(tiny_params_dict())
+    train.run(p.train, p.augment, prepared_tiny, progress=False)
+    evaluate.run(p.evaluate, "cpu", prepared_tiny)
+    return prepared_tiny
+
+
+@pytest.fixture
+def mlflow_cfg(tmp_path: Path):
+    """RegisterCfg pointing at a fresh sqlite store under tmp_path."""
+    p = parse_params(tiny_params_dict())
+    return dataclasses.replace(
+        p.register, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=str(tmp_path / "artifacts")
+    )
+
+
+def copy_repo(dest: Path) -> Path:
+    """The project's tracked source (no data, no venv) copied into `dest`."""
+    ignore = shutil.ignore_patterns(".venv", ".git", "data", "mlflow", ".prefect", "__pycache__", "*.egg-info",
+                                    ".pytest_cache", "tests", "benchmarks")
+    shutil.copytree(REPO, dest, ignore=ignore, dirs_exist_ok=True)
+    (dest / "mlflow").mkdir(exist_ok=True)
+    return dest

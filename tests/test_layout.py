@@ -1,0 +1,53 @@
+"""The repository's shape: dvc.yaml agrees with Layout, and mlflow/ never shadows the real mlflow."""
+
+from pathlib import Path
+
+import yaml
+
+from vistune.layout import Layout
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _declared_paths() -> set[str]:
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    paths = set()
+    for body in dvc["stages"].values():
+        for section in ("outs", "metrics", "plots"):
+            for item in body.get(section, []):
+                paths.add(next(iter(item)) if isinstance(item, dict) else item)
+    return paths
+
+
+def test_every_layout_output_is_declared_in_dvc_yaml():
+    lay = Layout(Path("."))
+    declared = _declared_paths()
+    outputs = [lay.raw, lay.manifest, lay.quarantine, lay.validation_summary, lay.validation_docs, lay.prepared,
+               lay.augment_preview, lay.model, lay.train_metrics, lay.train_history, lay.eval_metrics,
+               lay.predictions, lay.confusion_png, lay.class_report, lay.registration]
+    missing = [str(p) for p in outputs if str(p) not in declared]
+    assert not missing, f"outputs written by stages but not declared in dvc.yaml: {missing}"
+    assert str(lay.checkpoint.parent) in declared
+
+
+def test_every_stage_cmd_is_a_stage_module():
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    for name, body in dvc["stages"].items():
+        assert body["cmd"] == f"python -m stages.{name}"
+        assert (REPO / "stages" / f"{name}.py").is_file()
+        assert f"stages/{name}.py" in body["deps"]
+
+
+def test_mlflow_dir_is_not_a_package_and_real_mlflow_imports():
+    assert not (REPO / "mlflow" / "__init__.py").exists()
+    import mlflow
+
+    assert "site-packages" in mlflow.__file__
+
+
+def test_core_does_not_import_orchestration_or_tracking():
+    for f in (REPO / "vistune").glob("*.py"):
+        text = f.read_text()
+        for banned in ("import mlflow", "import prefect", "import dvc", "from mlflow", "from prefect", "from dvc",
+                       "great_expectations"):
+            assert banned not in text, f"{f.name} imports {banned!r}: the core must stay torch/numpy/pandas only"
