@@ -1,9 +1,12 @@
 """Stage `validate`: a Great Expectations suite over the image manifest; bad files are quarantined.
 
-Nothing under data/raw is touched. Files failing a row-level expectation are listed in
-quarantine.csv with a one-line reason and left out of manifest.csv, which feeds `augment`.
-The stage fails when more than `validate.max_bad_fraction` of files are bad, a split is empty,
-or a class is missing from a split.
+Nothing under data/raw is touched. Each file failing a row-level expectation is listed once in
+quarantine.csv (its first failure: code + one-line reason) and left out of manifest.csv, which
+feeds `augment`. Duplicates within a split follow `validate.on_duplicate`; an image found in two
+splits is always quarantined from the later split (val/test) and fails the stage above
+`validate.max_leaked`. The stage also fails when more than `validate.max_bad_fraction` of files
+are bad, a split is empty, splits disagree on classes, or a train class is too small.
+summary.json is a flat DVC metric (counts per failure code, imbalance, split sizes).
 """
 
 from __future__ import annotations
@@ -11,18 +14,24 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from dataclasses import dataclass
-from typing import Sequence
+from pathlib import Path
+from typing import Callable, Sequence
 
 import pandas as pd
 
-from integrations.expectations import run_suite
+from integrations.expectations import QUARANTINE_CODES, run_suite
 from stages.cli import stage_main
 from vistune.config import ValidateCfg
-from vistune.errors import DataError
+from vistune.dataquality import dataset_findings, mark_duplicates
+from vistune.errors import ConfigError, DataError
 from vistune.io import read_json, write_json, write_text
 from vistune.layout import Layout
 from vistune.manifest import build_manifest
 from vistune.sources import SPLITS
+
+ON_DUPLICATE = ("quarantine", "warn", "fail")
+DUPLICATE_CODES = ("duplicate", "near_duplicate")
+QUARANTINE_COLUMNS = ["path", "split", "label", "code", "reason"]
 
 
 @dataclass
@@ -30,76 +39,98 @@ class ValidateResult:
     good: pd.DataFrame
     quarantine: pd.DataFrame
     summary: dict
+    warnings: list[str]
 
 
-def _quarantine_rows(manifest: pd.DataFrame, outcomes) -> dict[int, str]:
-    reasons: dict[int, str] = {}
+def _first_failures(manifest: pd.DataFrame, outcomes) -> dict[int, tuple[str, str]]:
+    """Row index -> (code, reason) of the first expectation it fails, in suite order."""
+    found: dict[int, tuple[str, str]] = {}
     for oc in outcomes:
         for i in oc.unexpected_index:
-            if i not in reasons:
+            if i not in found:
                 row = manifest.iloc[i].to_dict()
-                reasons[i] = oc.reason.format(**row) or "failed " + oc.expectation
-    return reasons
+                found[i] = (oc.code, oc.reason.format(**row) or "failed " + oc.expectation)
+    return found
 
 
-def _dataset_errors(good: pd.DataFrame, cfg: ValidateCfg) -> list[str]:
-    errors = []
-    train_classes = set(good.loc[good.split == "train", "label"])
-    for split in SPLITS:
-        part = good[good.split == split]
-        if part.empty:
-            errors.append(f"split {split!r} has no valid images")
-            continue
-        missing = sorted(train_classes - set(part.label))
-        if missing:
-            errors.append(f"split {split!r} lacks classes {missing}")
-    counts = good[good.split == "train"].label.value_counts()
-    small = sorted(counts[counts < cfg.min_images_per_class].index)
-    if small:
-        errors.append(f"train classes with fewer than {cfg.min_images_per_class} images: {small}")
-    return errors
+def _refused_at_ingest(layout: Layout) -> pd.DataFrame:
+    refused = read_json(layout.ingest_report).get("skipped", []) if layout.ingest_report.is_file() else []
+    rows = [{"path": r["path"], "split": "", "label": "", "code": r.get("code") or "refused", "reason": r["reason"]}
+            for r in refused]
+    return pd.DataFrame(rows, columns=QUARANTINE_COLUMNS)
 
 
-def run(cfg: ValidateCfg, layout: Layout) -> ValidateResult:
-    manifest = build_manifest(layout.raw, max_pixels=cfg.max_pixels)
+def _summary(manifest, good, quarantine, findings, n_total, suite_ok, n_warnings) -> dict:
+    codes = Counter(c if c in QUARANTINE_CODES else "refused" for c in quarantine.code)
+    return {
+        "n_files": n_total, "n_good": len(good), "n_quarantined": len(quarantine),
+        "bad_fraction": round(len(quarantine) / max(n_total, 1), 6),
+        **{f"n_{s}": int((good.split == s).sum()) for s in SPLITS},
+        "n_classes": int(good.label.nunique()),
+        **{f"quarantined_{c}": int(codes.get(c, 0)) for c in QUARANTINE_CODES},
+        "n_leaked": int(manifest.leak_of.notna().sum()),
+        "n_exact_duplicates": int(manifest.exact_dup_of.notna().sum()),
+        "n_near_duplicates": int(manifest.near_dup_of.notna().sum()),
+        "n_exif_rotated": int(good.exif_rotated.fillna(False).astype(bool).sum()),
+        "imbalance_ratio": findings.imbalance_ratio,
+        "train_class_counts": findings.class_counts,
+        "mean_brightness": round(float(good.brightness.mean()), 4) if len(good) else 0.0,
+        "n_warnings": n_warnings, "expectations_passed": suite_ok,
+    }
+
+
+def run(cfg: ValidateCfg, layout: Layout, *, before_read: Callable[[Path], None] | None = None) -> ValidateResult:
+    if cfg.on_duplicate not in ON_DUPLICATE:
+        raise ConfigError(f"params.yaml: validate.on_duplicate={cfg.on_duplicate!r}; valid: {list(ON_DUPLICATE)}")
+    manifest = build_manifest(layout.raw, max_pixels=cfg.max_pixels, workers=cfg.workers,
+                              cache_path=layout.decode_cache, before_read=before_read)
     if manifest.empty:
         raise DataError(f"{layout.raw}: no files to validate; check data.source and run `dvc repro ingest`")
+    manifest = mark_duplicates(manifest, cfg.near_duplicate_distance, cfg.near_duplicate_min_side)
     suite = run_suite(manifest, cfg, docs_dir=layout.validation_docs)
-    reasons = _quarantine_rows(manifest, suite.outcomes)
-    bad = manifest.loc[sorted(reasons)].assign(reason=[reasons[i] for i in sorted(reasons)])
-    refused = read_json(layout.ingest_report).get("skipped", []) if layout.ingest_report.is_file() else []
-    quarantine = pd.concat(
-        [bad[["path", "split", "label", "reason"]],
-         pd.DataFrame(refused, columns=["path", "reason"]).assign(split="", label="")[["path", "split", "label", "reason"]]],
-        ignore_index=True,
-    )
-    good = manifest.drop(index=list(reasons)).reset_index(drop=True)
-    n_total = len(manifest) + len(refused)
-    bad_fraction = len(quarantine) / n_total
-    by_reason = Counter(r.split(" (")[0] for r in quarantine.reason)
-    summary = {
-        "n_files": n_total, "n_good": len(good), "n_quarantined": len(quarantine), "bad_fraction": bad_fraction,
-        "n_classes": int(good.label.nunique()),
-        "split_counts": {s: int((good.split == s).sum()) for s in SPLITS},
-        "quarantine_reasons": dict(by_reason), "expectations_passed": suite.success,
-    }
+    failures = _first_failures(manifest, suite.outcomes)
+    warnings = []
+    if cfg.on_duplicate == "warn":
+        dup = {i: f for i, f in failures.items() if f[0] in DUPLICATE_CODES}
+        warnings += [f"{manifest.at[i, 'path']}: {reason} (kept: validate.on_duplicate=warn)" for i, (_, reason) in dup.items()]
+        failures = {i: f for i, f in failures.items() if i not in dup}
+    order = sorted(failures)
+    bad = manifest.loc[order, ["path", "split", "label"]].assign(
+        code=[failures[i][0] for i in order], reason=[failures[i][1] for i in order])
+    quarantine = pd.concat([bad, _refused_at_ingest(layout)], ignore_index=True)[QUARANTINE_COLUMNS]
+    good = manifest.drop(index=order).reset_index(drop=True)
+    findings = dataset_findings(good, cfg.min_images_per_class, cfg.max_imbalance_ratio)
+    warnings += findings.warnings
+    n_total = len(manifest) + len(quarantine) - len(bad)
+    summary = _summary(manifest, good, quarantine, findings, n_total, suite.success, len(warnings))
+
     layout.validated.mkdir(parents=True, exist_ok=True)
     write_text(layout.manifest, good.to_csv(index=False))
     write_text(layout.quarantine, quarantine.to_csv(index=False))
     write_json(layout.validation_summary, summary)
-    print(f"{len(good)} good, {len(quarantine)} quarantined of {n_total} files ({bad_fraction:.1%})")
+    print(f"{len(good)} good, {len(quarantine)} quarantined of {n_total} files ({summary['bad_fraction']:.1%})")
     for _, row in quarantine.head(10).iterrows():
-        print(f"  quarantined {row.path}: {row.reason}")
-    errors = _dataset_errors(good, cfg)
-    if bad_fraction > cfg.max_bad_fraction:
-        errors.insert(0, f"{bad_fraction:.1%} of files are bad (> validate.max_bad_fraction={cfg.max_bad_fraction}): "
-                         f"{dict(by_reason)}")
+        print(f"  quarantined {row.path} [{row.code}]: {row.reason}")
+    for w in warnings[:10]:
+        print(f"  warning: {w}")
+
+    errors = list(findings.errors)
+    by_code = {c[len("quarantined_"):]: n for c, n in summary.items() if c.startswith("quarantined_") and n}
+    if summary["bad_fraction"] > cfg.max_bad_fraction:
+        errors.insert(0, f"{summary['bad_fraction']:.1%} of files are bad (> validate.max_bad_fraction="
+                         f"{cfg.max_bad_fraction}): {by_code}, e.g. {list(quarantine.path.head(3))}")
+    if summary["n_leaked"] > cfg.max_leaked:
+        errors.append(f"{summary['n_leaked']} image(s) appear in two splits (> validate.max_leaked={cfg.max_leaked}), "
+                      f"e.g. {list(bad[bad.code == 'leakage'].path.head(3))}")
+    n_dup = int(bad.code.isin(DUPLICATE_CODES).sum())
+    if cfg.on_duplicate == "fail" and n_dup:
+        errors.append(f"{n_dup} duplicate image(s) within a split (validate.on_duplicate=fail)")
     if errors:
         raise DataError(
             f"{layout.raw}: " + "; ".join(errors) +
             f". See {layout.quarantine}; fix or remove the files in the source, or relax validate.* in params.yaml"
         )
-    return ValidateResult(good=good, quarantine=quarantine, summary=summary)
+    return ValidateResult(good=good, quarantine=quarantine, summary=summary, warnings=warnings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,7 +8,7 @@ pixel is decoded (decompression bombs).
 from __future__ import annotations
 
 import io
-import warnings
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,10 +16,23 @@ import numpy as np
 from PIL import Image, ImageOps
 
 DEFAULT_MAX_PIXELS = 89_478_485
+EXIF_ORIENTATION = 0x0112
+# modes `to_rgb` normalizes; anything else PIL may open is refused by the default mode policy
+RGB_CONVERTIBLE_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr",
+                         "I", "I;16", "I;16B", "I;16L")
 
 
 class ImageDecodeError(ValueError):
-    """The bytes are not a usable image; the message is the one-line reason."""
+    """The bytes are not a usable image; the message is the one-line reason.
+
+    `code` names the kind of failure (`empty`, `not_image`, `bomb`, `undecodable`) so callers can
+    count and route failures without parsing the message; `pixels` is set for bombs.
+    """
+
+    def __init__(self, message: str, code: str = "undecodable", pixels: int = 0):
+        super().__init__(message)
+        self.code = code
+        self.pixels = pixels
 
 
 @dataclass(frozen=True)
@@ -31,30 +44,52 @@ class ImageInfo:
 
 
 def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
+    """Open the header only; refuse empty input, non-images and images over `max_pixels`."""
     if not data:
-        raise ImageDecodeError("empty file (0 bytes)")
+        raise ImageDecodeError("empty file (0 bytes)", code="empty")
     try:
         img = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
-        raise ImageDecodeError(f"decompression bomb: {exc}") from None
+        # PIL's own hard limit (2x MAX_IMAGE_PIXELS) fires before we see the size; its message has it
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        pixels = int(found.group(1)) if found else 0
+        raise ImageDecodeError(f"decompression bomb: {pixels} pixels > limit {max_pixels}",
+                               code="bomb", pixels=pixels) from None
     except Exception as exc:  # PIL raises many types for garbage input
-        raise ImageDecodeError(f"not an image PIL can identify ({exc.__class__.__name__})") from None
+        raise ImageDecodeError(f"not an image PIL can identify ({exc.__class__.__name__})", code="not_image") from None
     w, h = img.size
     if w * h > max_pixels:
-        raise ImageDecodeError(f"decompression bomb: {w}x{h} = {w * h} pixels > limit {max_pixels}")
+        raise ImageDecodeError(f"decompression bomb: {w}x{h} = {w * h} pixels > limit {max_pixels}",
+                               code="bomb", pixels=w * h)
     return img
+
+
+def open_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """A lazily-decoded PIL image whose header passed the empty / identify / pixel-limit checks."""
+    return _open_checked(data, max_pixels)
+
+
+def load_fully(img: Image.Image) -> None:
+    """Decode every pixel now, so truncated files fail here and not at train time."""
+    try:
+        img.load()
+    except Exception as exc:
+        raise ImageDecodeError(f"{img.format or 'image'} does not decode fully ({exc})", code="undecodable") from None
+
+
+def exif_rotated(img: Image.Image) -> bool:
+    """True when the EXIF orientation tag asks for a rotation or flip (to_rgb applies it)."""
+    try:
+        return img.getexif().get(EXIF_ORIENTATION, 1) not in (0, 1)
+    except Exception:  # a broken EXIF block is not a reason to refuse the pixels
+        return False
 
 
 def inspect_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
     """Header facts plus a full decode (truncated files fail here, not at train time)."""
     img = _open_checked(data, max_pixels)
     info = ImageInfo(format=img.format or "", width=img.size[0], height=img.size[1], mode=img.mode)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img.load()
-    except Exception as exc:
-        raise ImageDecodeError(f"{info.format or 'image'} does not decode fully ({exc})") from None
+    load_fully(img)
     return info
 
 
@@ -75,13 +110,11 @@ def to_rgb(img: Image.Image) -> Image.Image:
 def decode_rgb(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Bytes -> HxWx3 uint8 RGB array, or ImageDecodeError with a one-line reason."""
     img = _open_checked(data, max_pixels)
+    load_fully(img)
     try:
-        img.load()
         return np.asarray(to_rgb(img), dtype=np.uint8)
-    except ImageDecodeError:
-        raise
     except Exception as exc:
-        raise ImageDecodeError(f"image does not decode fully ({exc})") from None
+        raise ImageDecodeError(f"image does not convert to RGB ({exc})") from None
 
 
 def decode_file(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:

@@ -40,6 +40,11 @@ class Layout:
         return self.validated / "quarantine.csv"
 
     @property
+    def decode_cache(self) -> Path:
+        """sha256 -> decode facts, kept between runs so unchanged files are not re-decoded."""
+        return self.validated / "decode_cache.json"
+
+    @property
     def validation_summary(self) -> Path:
         return self.validated / "summary.json"
 
@@ -102,3 +107,32 @@ class Layout:
     @property
     def registration(self) -> Path:
         return self.data / "registry" / "registration.json"
+
+    # evaluate extras
+    @property
+    def roc_pr_png(self) -> Path:
+        return self.eval_dir / "roc_pr.png"
+
+    @property
+    def reliability_png(self) -> Path:
+        return self.eval_dir / "reliability.png"
+
+    @property
+    def reliability_csv(self) -> Path:
+        return self.eval_dir / "reliability.csv"
+
+    @property
+    def calibration(self) -> Path:
+        return self.eval_dir / "calibration.json"
+
+    @property
+    def robustness_csv(self) -> Path:
+        return self.eval_dir / "robustness.csv"
+
+    @property
+    def robustness_png(self) -> Path:
+        return self.eval_dir / "robustness.png"
+
+    @property
+    def gradcam_png(self) -> Path:
+        return self.eval_dir / "gradcam.png"

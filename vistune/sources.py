@@ -2,17 +2,26 @@
 
 Sources are read-only: files are copied byte for byte (never re-encoded, moved or deleted), so
 `validate` sees exactly what the user gave. Sources are registered by scheme (`sklearn:digits`);
-anything else is a directory path.
+anything else is a directory path or an archive (`.zip`, `.tar`, `.tar.gz`, `.tgz`). Archives are
+extracted member by member into a temp root: only regular files with relative, `..`-free, UTF-8
+names are written; links, devices and escaping names are refused and reported, never followed.
+Files refused here are listed in the report (`skipped`, with a `code`) and end up in quarantine.csv.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
+import re
 import shutil
+import stat
+import tarfile
+import tempfile
+import zipfile
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Callable
 
 import numpy as np
@@ -21,6 +30,7 @@ from vistune.config import DataCfg
 from vistune.errors import DataError
 
 SPLITS = ("train", "val", "test")
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
 
 
 @dataclass
@@ -107,6 +117,97 @@ def _is_inside(path: Path, root: Path) -> bool:
         return False
 
 
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:  # os.fsdecode turned undecodable bytes into surrogates
+        return False
+
+
+def _printable(name: str) -> str:
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _member_problem(name: str) -> str | None:
+    """Why an archive member name may not be written, or None when it is safe."""
+    if not _utf8(name):
+        return "archive member name is not valid UTF-8"
+    posix = name.replace("\\", "/")
+    if posix.startswith("/") or re.match(r"^[A-Za-z]:", posix):
+        return "archive member has an absolute path"
+    if ".." in PurePosixPath(posix).parts:
+        return "archive member escapes the archive root ('..' path traversal)"
+    return None
+
+
+def _write_member(dest: Path, name: str, stream) -> None:
+    target = dest.joinpath(*PurePosixPath(name.replace("\\", "/")).parts)
+    if not _is_inside(target, dest):  # belt and braces after _member_problem
+        raise DataError(f"archive member {name!r} escapes the extraction root")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "wb") as f:
+        shutil.copyfileobj(stream, f)
+
+
+def extract_archive(archive: Path, dest: Path, report: IngestReport) -> None:
+    """Write the archive's regular files under `dest`; refuse links, devices and escaping names."""
+    def refuse(name: str, code: str, reason: str) -> None:
+        report.skipped.append({"path": f"{archive.name}:{_printable(name)}", "code": code, "reason": reason})
+
+    if archive.name.lower().endswith(".zip"):
+        with zipfile.ZipFile(archive) as zf:
+            for info in zf.infolist():
+                if info.is_dir():
+                    continue
+                if stat.S_ISLNK(info.external_attr >> 16):
+                    refuse(info.filename, "refused", "archive member is a symlink; archives may hold regular files only")
+                elif problem := _member_problem(info.filename):
+                    refuse(info.filename, "unsafe_name", problem)
+                else:
+                    with zf.open(info) as stream:
+                        _write_member(dest, info.filename, stream)
+        return
+    with tarfile.open(archive, "r:*") as tf:
+        for m in tf:
+            if m.isdir():
+                continue
+            if not m.isfile():
+                kind = "link" if (m.issym() or m.islnk()) else "special file"
+                refuse(m.name, "refused", f"archive member is a {kind}; archives may hold regular files only")
+            elif problem := _member_problem(m.name):
+                refuse(m.name, "unsafe_name", problem)
+            else:
+                with tf.extractfile(m) as stream:
+                    _write_member(dest, m.name, stream)
+
+
+def _dataset_root(extracted: Path) -> Path:
+    """Step into a single top-level folder (`hymenoptera/train/...` archives)."""
+    root = extracted
+    while not (root / "train").is_dir():
+        entries = [p for p in root.iterdir() if not p.name.startswith(".")]
+        if len(entries) != 1 or not entries[0].is_dir():
+            break
+        root = entries[0]
+    return root
+
+
+def _ingest_archive(cfg: DataCfg, out: Path, report: IngestReport) -> None:
+    archive = Path(cfg.source).expanduser()
+    with tempfile.TemporaryDirectory(prefix="vistune-archive-") as tmp:
+        try:
+            extract_archive(archive, Path(tmp), report)
+        except (zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
+            raise DataError(f"{archive}: not a readable archive ({exc}); re-create it or point data.source "
+                            "at a directory") from None
+        _ingest_folder(dataclasses.replace(cfg, source=str(_dataset_root(Path(tmp)))), out, report)
+
+
+def is_archive(source: str) -> bool:
+    return source.lower().endswith(ARCHIVE_SUFFIXES) and Path(source).expanduser().is_file()
+
+
 def _list_class_files(split_dir: Path, root: Path, report: IngestReport) -> list[tuple[Path, str]]:
     """(file, class) pairs under `split_dir/<class>/...`; refuses files that escape `root`."""
     items: list[tuple[Path, str]] = []
@@ -117,12 +218,17 @@ def _list_class_files(split_dir: Path, root: Path, report: IngestReport) -> list
                 if fname.startswith("."):
                     continue
                 f = Path(dirpath) / fname
-                rel = str(f.relative_to(root))
+                rel = _printable(str(f.relative_to(root)))
+                if not _utf8(str(f.relative_to(root))):
+                    report.skipped.append({"path": rel, "code": "unsafe_name",
+                                           "reason": "file name is not valid UTF-8; rename it"})
+                    continue
                 if f.is_symlink() and not _is_inside(f, root):
-                    report.skipped.append({"path": rel, "reason": "symlink points outside the data root"})
+                    report.skipped.append({"path": rel, "code": "outside_root",
+                                           "reason": "symlink points outside the data root; copy the file in instead"})
                     continue
                 if not f.is_file():
-                    report.skipped.append({"path": rel, "reason": "not a regular file"})
+                    report.skipped.append({"path": rel, "code": "refused", "reason": "not a regular file"})
                     continue
                 items.append((f, class_dir.name))
     return items
@@ -176,7 +282,7 @@ SOURCES: dict[str, Callable[[DataCfg, Path, IngestReport], None]] = {
 
 
 def list_sources() -> list[str]:
-    return sorted(SOURCES) + ["<path to an ImageFolder directory>"]
+    return sorted(SOURCES) + ["<path to an ImageFolder directory>", "<path to a .zip/.tar/.tar.gz of one>"]
 
 
 def ingest(cfg: DataCfg, out: Path) -> IngestReport:
@@ -192,5 +298,7 @@ def ingest(cfg: DataCfg, out: Path) -> IngestReport:
             f"data.source {cfg.source!r} is neither a known source nor an existing directory; "
             f"valid: {list_sources()}"
         )
+    if handler is None and is_archive(cfg.source):
+        handler = _ingest_archive
     (handler or _ingest_folder)(cfg, out, report)
     return report
