@@ -17,7 +17,7 @@ export HF_HUB_OFFLINE := 1
 export GX_ANALYTICS_ENABLED := false
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test serve status clean-store
+.PHONY: setup demo test serve status up down
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -47,3 +47,29 @@ serve: setup
 
 status: setup
 	vistune status
+
+# ---- local services: Prefect server + MLflow tracking UI + served deployments -------------
+RUN := .run
+PREFECT_PORT ?= 4200
+MLFLOW_PORT ?= 5000
+PREFECT_URL := http://127.0.0.1:$(PREFECT_PORT)
+WAIT = $(PY) -m flows.wait
+
+up: setup
+	mkdir -p $(RUN) mlflow/artifacts
+	prefect server start --host 127.0.0.1 --port $(PREFECT_PORT) --background
+	$(WAIT) $(PREFECT_URL)/api/health 120
+	nohup mlflow server --host 127.0.0.1 --port $(MLFLOW_PORT) \
+	  --backend-store-uri sqlite:///$(abspath mlflow/mlflow.db) --default-artifact-root $(abspath mlflow/artifacts) \
+	  > $(RUN)/mlflow.log 2>&1 & echo $$! > $(RUN)/mlflow.pid
+	PREFECT_API_URL=$(PREFECT_URL)/api PREFECT_RUNNER_POLL_FREQUENCY=2 nohup $(PY) -m flows.serve \
+	  > $(RUN)/serve.log 2>&1 & echo $$! > $(RUN)/serve.pid
+	$(WAIT) http://127.0.0.1:$(MLFLOW_PORT)/health 120
+	@echo; echo "Prefect UI:  $(PREFECT_URL)  (Deployments -> train-pipeline -> Run)"
+	@echo "MLflow UI:   http://127.0.0.1:$(MLFLOW_PORT)  (Models -> vistune-classifier)"
+	@echo "logs in $(RUN)/; stop everything with: make down"
+
+down:
+	-test -f $(RUN)/serve.pid && kill -TERM $$(cat $(RUN)/serve.pid) && sleep 2; rm -f $(RUN)/serve.pid
+	-test -f $(RUN)/mlflow.pid && kill -TERM $$(cat $(RUN)/mlflow.pid); rm -f $(RUN)/mlflow.pid
+	-prefect server stop

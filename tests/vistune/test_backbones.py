@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vistune.backbones import create_backbone, find_blocks, list_backbones, map_state_dict_by_order
+from vistune.errors import WeightsError
+
+
+def test_list_and_unknown_spec():
+    names = list_backbones()
+    assert "timm:<name>" in names and "torchvision:<name>" in names
+    with pytest.raises(WeightsError, match="valid"):
+        create_backbone("nope", 2)
+
+
+def test_offline_lite0_imagenet_weights_load():
+    b = create_backbone("timm:tf_efficientnet_lite0", 5, "imagenet")
+    assert b.head == "classifier" and b.model.classifier.out_features == 5 and b.mean == (0.5, 0.5, 0.5)
+    assert float(b.model.conv_stem.weight.detach().abs().sum()) > 0
+
+
+def test_drop_rates_reach_timm():
+    b = create_backbone("timm:resnet10t", 2, "none", drop_rate=0.3, drop_path_rate=0.2)
+    assert b.model.drop_rate == 0.3
+    assert any(type(m).__name__ == "DropPath" for m in b.model.modules())
+    plain = create_backbone("timm:resnet10t", 2, "none")
+    plain.model.load_state_dict(b.model.state_dict())  # same keys: a model saved with drops loads without
+
+
+@pytest.mark.parametrize("spec,first,last", [
+    ("timm:resnet10t", "layer1", "layer4"),
+    ("timm:test_vit", "blocks.0", "blocks.5"),
+    ("timm:tf_efficientnet_lite0", "blocks.0", "blocks.6"),
+    ("torchvision:mobilenet_v3_small", "features.0", "features.12"),
+])
+def test_blocks_found_per_family(spec, first, last):
+    blocks = create_backbone(spec, 2, "none").blocks()
+    assert blocks[0] == first and blocks[-1] == last
+
+
+def test_generic_blocks_are_top_level_children():
+    m = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 4, 3), torch.nn.Linear(4, 2))
+    assert find_blocks(m, head="3") == ["0", "2"]
+
+
+def test_map_state_dict_by_order_checks_shapes():
+    a, b = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    mapped = map_state_dict_by_order({"x": a.weight.detach(), "y": a.bias.detach()}, b)
+    assert set(mapped) == {"weight", "bias"}
+    with pytest.raises(WeightsError):
+        map_state_dict_by_order({"x": torch.zeros(5)}, b)
