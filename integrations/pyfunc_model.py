@@ -3,13 +3,15 @@
 Input: a DataFrame with one of the columns `image_b64` (base64 text, what HTTP clients send),
 `image` (raw bytes) or `path` (a local file). Output: `label`, `confidence` and one `p_<class>`
 column per class. Decoding and resizing are `vistune.classifier.Classifier`'s, so serving sees
-exactly the pixels training saw.
+exactly the pixels training saw; probabilities use the temperature evaluate fitted on val
+(artifact `calibration`, absent = 1.0).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import json
 from pathlib import Path
 
 import mlflow.pyfunc
@@ -33,7 +35,10 @@ def _blobs(model_input: pd.DataFrame) -> list[bytes]:
         elif values.get("image") is not None and isinstance(values["image"], (bytes, bytearray)):
             blobs.append(bytes(values["image"]))
         elif values.get("path") is not None and isinstance(values["path"], str):
-            blobs.append(Path(values["path"]).read_bytes())
+            try:
+                blobs.append(Path(values["path"]).read_bytes())
+            except OSError as exc:
+                raise ValueError(f"row {i}: cannot read path {values['path']!r} ({exc.strerror or exc})") from None
         else:
             raise ValueError(f"row {i}: no image given (set one of {list(INPUT_COLUMNS)})")
     return blobs
@@ -43,7 +48,11 @@ class VistuneClassifierModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         from vistune.classifier import Classifier
 
-        self.clf = Classifier.load(context.artifacts["model"], device="cpu")
+        temperature = 1.0
+        calibration = context.artifacts.get("calibration")
+        if calibration:
+            temperature = float(json.loads(Path(calibration).read_text()).get("temperature") or 1.0)
+        self.clf = Classifier.load(context.artifacts["model"], device="cpu", temperature=temperature)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         from vistune.imageio import ImageDecodeError

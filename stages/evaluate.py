@@ -1,7 +1,10 @@
 """Stage `evaluate`: score the trained model on the held-out test split.
 
 Writes `metrics.json` (DVC metrics, `test_*` keys), the per-class report (CSV + markdown),
-`predictions.csv` (a DVC confusion plot) and a confusion-matrix PNG.
+`predictions.csv` (a DVC confusion plot), confusion / ROC-PR / reliability PNGs, the fitted
+temperature (`calibration.json`, served with the model), the robustness table + plot, a Grad-CAM
+grid, and latency/size figures. Every optional part is an `evaluate.*` switch; a switched-off
+part still writes its files (a placeholder PNG, a header-only CSV) so DVC's outs always exist.
 """
 
 from __future__ import annotations
@@ -9,37 +12,108 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
+import torch
 
 from stages.cli import stage_main
+from vistune import calibration, gradcam, latency, robustness
 from vistune.classifier import Classifier
-from vistune.config import EvaluateCfg, TrainCfg
+from vistune.config import EvaluateCfg
 from vistune.data import load_prepared
 from vistune.io import write_json, write_text
 from vistune.layout import Layout
-from vistune.metrics import summarize
-from vistune.plots import confusion_matrix_png
+from vistune.metrics import curve_summary, one_vs_rest_curves, summarize
+from vistune.plots import (confusion_matrix_png, gradcam_grid_png, placeholder_png, reliability_png, robustness_png,
+                           roc_pr_png)
+
+
+def _calibrate(cfg: EvaluateCfg, clf: Classifier, data, logits: torch.Tensor, y: np.ndarray, layout: Layout) -> dict:
+    """Fit T on val (if enabled), write calibration.json + reliability plot; ECE before and after."""
+    temperature = 1.0
+    if cfg.temperature_scaling and len(data.splits["val"]):
+        val_x, val_y = data.tensors("val")
+        temperature = calibration.fit_temperature(clf.logits(val_x, batch_size=cfg.batch_size), val_y)
+    raw = logits.softmax(dim=1).numpy()
+    scaled = (logits / temperature).softmax(dim=1).numpy()
+    tables = {"raw": calibration.reliability_table(raw, y, cfg.ece_bins)}
+    if cfg.temperature_scaling:
+        tables[f"temperature {temperature:.2f}"] = calibration.reliability_table(scaled, y, cfg.ece_bins)
+    out = {"temperature": temperature, "ece": calibration.expected_calibration_error(scaled, y, cfg.ece_bins),
+           "ece_uncalibrated": calibration.expected_calibration_error(raw, y, cfg.ece_bins),
+           "nll": float(torch.nn.functional.cross_entropy(logits / temperature, torch.from_numpy(y)).item()) if len(y) else 0.0}
+    write_json(layout.calibration, {"temperature": temperature, "fitted_on": "val" if cfg.temperature_scaling else None,
+                                    "ece_bins": cfg.ece_bins, "test_ece": out["ece"],
+                                    "test_ece_uncalibrated": out["ece_uncalibrated"]})
+    write_text(layout.reliability_csv, pd.concat([t.assign(variant=k) for k, t in tables.items()]).to_csv(index=False))
+    reliability_png(tables, layout.reliability_png)
+    return out
+
+
+def _robustness(cfg: EvaluateCfg, clf: Classifier, images: torch.Tensor, labels: torch.Tensor, layout: Layout) -> dict:
+    if not cfg.robustness:
+        write_text(layout.robustness_csv, "perturbation,severity,accuracy\n")
+        placeholder_png(layout.robustness_png, "robustness disabled (evaluate.robustness: false)")
+        return {}
+    n = cfg.robust_max_images
+    table = robustness.robustness_table(clf.backbone, images[:n], labels[:n], clf.device, cfg.robust_severities,
+                                        cfg.attack_eps, cfg.pgd_steps, cfg.batch_size, cfg.seed)
+    write_text(layout.robustness_csv, table.round(6).to_csv(index=False))
+    robustness_png(table, layout.robustness_png)
+    return robustness.robustness_summary(table)
+
+
+def _gradcam(cfg: EvaluateCfg, clf: Classifier, images: torch.Tensor, y: np.ndarray, pred: np.ndarray, layout: Layout) -> None:
+    if not cfg.gradcam:
+        placeholder_png(layout.gradcam_png, "Grad-CAM disabled (evaluate.gradcam: false)")
+        return
+    rows = []
+    for title, idx in zip(("correct", "wrong"), gradcam.pick_samples(y, pred, cfg.gradcam_samples, cfg.seed)):
+        batch = images[idx]
+        cams = gradcam.gradcam(clf.backbone, batch, torch.from_numpy(pred[idx]), clf.device) if len(idx) else np.zeros((0,))
+        caps = [f"{clf.classes[y[i]]}→{clf.classes[pred[i]]}" for i in idx]
+        rows.append((title, batch.numpy(), cams, caps))
+    gradcam_grid_png(rows, layout.gradcam_png)
 
 
 def run(cfg: EvaluateCfg, device: str, layout: Layout) -> dict[str, float]:
     clf = Classifier.load(layout.model, device=device)
-    data = load_prepared(layout.prepared, splits=("test",))
+    data = load_prepared(layout.prepared, splits=("val", "test"))
     images, labels = data.tensors("test")
-    probs = clf.logits(images, batch_size=cfg.batch_size).softmax(dim=1)
-    pred = probs.argmax(dim=1).numpy()
+    logits = clf.logits(images, batch_size=cfg.batch_size)
     y = labels.numpy()
-    scalars, report, cm = summarize(y, pred, clf.classes)
-    metrics = {f"test_{k}": v for k, v in scalars.items()}
+    pred = logits.argmax(dim=1).numpy()
     layout.eval_dir.mkdir(parents=True, exist_ok=True)
+    cal = _calibrate(cfg, clf, data, logits, y, layout)
+    probs = (logits / cal["temperature"]).softmax(dim=1).numpy()
+    scalars, report, cm = summarize(y, pred, clf.classes, probs)
+    scalars.update(cal)
+    if cfg.tta_flip:
+        flipped = clf.logits(images.flip(-1), batch_size=cfg.batch_size)
+        scalars["tta_flip_accuracy"] = float(((logits + flipped).argmax(1).numpy() == y).mean()) if len(y) else 0.0
+    if len(clf.classes) <= cfg.roc_max_classes:
+        curves = one_vs_rest_curves(probs, y, clf.classes)
+        scalars.update(curve_summary(curves))
+        roc_pr_png(curves, layout.roc_pr_png)
+    else:
+        placeholder_png(layout.roc_pr_png, f"ROC/PR drawn for <= {cfg.roc_max_classes} classes (evaluate.roc_max_classes)")
+    scalars.update(_robustness(cfg, clf, images, labels, layout))
+    _gradcam(cfg, clf, images, y, pred, layout)
+    if cfg.latency:
+        scalars.update(latency.measure(clf.backbone, layout.model, images, clf.device, runs=cfg.latency_runs))
+    metrics = {f"test_{k}": v for k, v in scalars.items()}
     write_json(layout.eval_metrics, metrics)
     write_text(layout.class_report, report.to_csv(index=False))
     write_text(layout.class_report.with_suffix(".md"), report.to_markdown(index=False, floatfmt=".4f") + "\n")
     write_text(layout.predictions, pd.DataFrame({
         "actual": [clf.classes[i] for i in y], "predicted": [clf.classes[i] for i in pred],
-        "confidence": probs.max(dim=1).values.numpy().round(6),
+        "confidence": probs.max(axis=1).round(6) if len(y) else [],
     }).to_csv(index=False))
     confusion_matrix_png(cm, clf.classes, layout.confusion_png)
-    print(f"test accuracy {metrics['test_accuracy']:.4f}  macro-F1 {metrics['test_macro_f1']:.4f}  (n={len(y)})")
+    extra = f"  ECE {metrics['test_ece']:.4f} (T={cal['temperature']:.2f})"
+    if "test_robust_accuracy" in metrics:
+        extra += f"  robust {metrics['test_robust_accuracy']:.4f}"
+    print(f"test accuracy {metrics['test_accuracy']:.4f}  macro-F1 {metrics['test_macro_f1']:.4f}{extra}  (n={len(y)})")
     return metrics
 
 

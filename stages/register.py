@@ -54,12 +54,15 @@ def run(params: Params, layout: Layout) -> dict:
         with warnings.catch_warnings():  # schema-inference hints about integer columns are noise here
             warnings.simplefilter("ignore", UserWarning)
             dataset = mlflow.data.from_pandas(manifest, source=layout.manifest.resolve().as_uri(), name="image_manifest")
-            mlflow.log_input(dataset, context="training")
+            # two runs logging the same dataset at once hit a UNIQUE constraint in MLflow's sqlite store
+            with registry.registry_lock(tracking.lock_dir(cfg, root)):
+                mlflow.log_input(dataset, context="training")
         tracking.log_metrics_history(pd.read_csv(layout.train_history))
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
         mlflow.log_metrics({f"validate_{k}": float(v) for k, v in summary.items() if isinstance(v, (int, float))})
         tracking.log_artifacts([
-            (layout.eval_dir, "evaluate"),  # metrics, report, calibration, robustness, every plot (layout.validated, "validate"),
+            (layout.eval_dir, "evaluate"),  # metrics, report, calibration, robustness, every plot
+            (layout.validated, "validate"),
             (layout.validation_docs, "validate/data_docs"), (layout.augment_preview, "augment"),
             (layout.train_history, "train"), (layout.train_metrics, "train"),
         ])

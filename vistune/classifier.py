@@ -43,9 +43,10 @@ class Classifier:
     classes: list[str]
     image_size: int
     device: torch.device
+    temperature: float = 1.0  # softmax(logits / T): T fitted on val by evaluate; 1.0 = uncalibrated
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu") -> "Classifier":
+    def load(cls, path: str | Path, device: str = "cpu", temperature: float = 1.0) -> "Classifier":
         path = Path(path)
         if not path.is_file():
             raise WeightsError(f"{path}: model file not found; run `dvc repro train` first")
@@ -57,7 +58,7 @@ class Classifier:
         backbone.mean, backbone.std = tuple(payload["mean"]), tuple(payload["std"])
         dev = resolve_device(device)
         backbone.model.to(dev).eval()
-        return cls(backbone, list(payload["classes"]), int(payload["image_size"]), dev)
+        return cls(backbone, list(payload["classes"]), int(payload["image_size"]), dev, float(temperature))
 
     def logits(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """uint8 NCHW already at `image_size` -> logits."""
@@ -70,5 +71,5 @@ class Classifier:
 
     def predict_bytes(self, blobs: Sequence[bytes]) -> tuple[list[str], np.ndarray]:
         """(labels, probabilities N x C) for raw image bytes."""
-        probs = self.logits(self.prepare(blobs)).softmax(dim=1).numpy()
+        probs = (self.logits(self.prepare(blobs)) / self.temperature).softmax(dim=1).numpy()
         return [self.classes[i] for i in probs.argmax(axis=1)], probs

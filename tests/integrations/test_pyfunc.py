@@ -1,0 +1,85 @@
+"""The registered pyfunc, loaded back by alias, on real image bytes (raw, base64, path)."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from integrations import tracking
+from vistune.classifier import Classifier
+from vistune.layout import Layout
+
+from tests.integrations.registry_helpers import register
+
+
+@pytest.fixture(scope="module")
+def champion(trained_tiny: Layout, tmp_path_factory):
+    """(loaded pyfunc, trained layout, test image paths) with a champion in a fresh store."""
+    import dataclasses
+
+    from tests.conftest import tiny_params_dict
+    from vistune.config import parse_params
+
+    tmp = tmp_path_factory.mktemp("pyfunc")
+    cfg = dataclasses.replace(parse_params(tiny_params_dict()).register,
+                              tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}", artifact_root=str(tmp / "artifacts"))
+    receipt = register(trained_tiny, tmp / "lay", cfg)
+    assert receipt["promoted"]
+    tracking.setup(cfg, tmp)
+    model = mlflow.pyfunc.load_model("models:/vistune-classifier@champion")
+    manifest = pd.read_csv(trained_tiny.manifest, dtype={"label": str})
+    paths = [trained_tiny.raw / p for p in manifest[manifest.split == "test"].path.iloc[:3]]
+    return model, trained_tiny, paths
+
+
+def test_round_trip_raw_base64_and_path_agree_with_classifier(champion):
+    model, lay, paths = champion
+    blobs = [p.read_bytes() for p in paths]
+    by_bytes = model.predict(pd.DataFrame({"image": blobs}))
+    by_b64 = model.predict(pd.DataFrame({"image_b64": [base64.b64encode(b).decode() for b in blobs]}))
+    by_path = model.predict(pd.DataFrame({"path": [str(p) for p in paths]}))
+    temperature = json.loads(lay.calibration.read_text())["temperature"]
+    labels, probs = Classifier.load(lay.model, temperature=temperature).predict_bytes(blobs)
+    for out in (by_bytes, by_b64, by_path):
+        assert out["label"].tolist() == labels
+        pcols = [c for c in out.columns if c.startswith("p_")]
+        assert pcols == [f"p_{c}" for c in json.loads((lay.prepared / "meta.json").read_text())["classes"]]
+        np.testing.assert_allclose(out[pcols].to_numpy(), probs, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(out[pcols].sum(axis=1), 1.0, atol=1e-5)
+        assert (out["confidence"] == out[pcols].max(axis=1)).all()
+
+
+def test_temperature_is_applied(champion):
+    model, lay, paths = champion
+    blob = paths[0].read_bytes()
+    temperature = json.loads(lay.calibration.read_text())["temperature"]
+    assert temperature != pytest.approx(1.0)  # fitted on val, so the check below means something
+    _, raw = Classifier.load(lay.model).predict_bytes([blob])
+    served = model.predict(pd.DataFrame({"image": [blob]}))
+    pcols = [c for c in served.columns if c.startswith("p_")]
+    assert not np.allclose(served[pcols].to_numpy(), raw, atol=1e-6)
+
+
+def test_signature_and_input_example(champion):
+    model, _, _ = champion
+    meta = model.metadata
+    assert [c.name for c in meta.get_input_schema().inputs] == ["image_b64", "image", "path"]
+    assert [c.name for c in meta.get_output_schema().inputs][:2] == ["label", "confidence"]
+    assert meta.saved_input_example_info["type"] == "dataframe"
+
+
+@pytest.mark.parametrize("frame, message", [
+    (pd.DataFrame({"image": [b"definitely not an image"]}), "bad image"),
+    (pd.DataFrame({"image_b64": ["%%% not base64 %%%"]}), "not valid base64"),
+    (pd.DataFrame({"path": ["/no/such/file.png"]}), "cannot read path"),
+    (pd.DataFrame({"picture": ["x"]}), "image_b64"),
+])
+def test_malformed_input_gives_a_clear_error(champion, frame, message):
+    model, _, _ = champion
+    with pytest.raises(Exception, match=message):
+        model.predict(frame)

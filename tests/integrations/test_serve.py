@@ -1,0 +1,87 @@
+"""`vistune serve` for real: `mlflow models serve` on 127.0.0.1, one PNG over HTTP, then stop."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pandas as pd
+import pytest
+
+from tests.conftest import REPO
+from tests.integrations.registry_helpers import register, write_params_file
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_ping(url: str, proc: subprocess.Popen, limit_s: float = 180) -> None:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited early:\n{proc.stdout.read()}")
+        try:
+            with urllib.request.urlopen(url + "/ping", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.5)
+    raise AssertionError("server did not answer /ping in time")
+
+
+def test_serve_answers_a_png_over_http(trained_tiny, mlflow_cfg, tmp_path):
+    receipt = register(trained_tiny, tmp_path / "lay", mlflow_cfg)
+    assert receipt["promoted"]
+    params = write_params_file(tmp_path / "params.yaml", mlflow_cfg)
+    manifest = pd.read_csv(trained_tiny.manifest, dtype={"label": str})
+    row = manifest[manifest.split == "test"].iloc[0]
+    png = (trained_tiny.raw / row.path).read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+    port = _free_port()
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("MLFLOW_TRACKING_URI", None)  # the store comes from the params file
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "integrations.cli", "--params", str(params), "--root", str(tmp_path), "serve",
+         "--port", str(port)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ping(url, proc)
+        body = {"dataframe_split": {"columns": ["image_b64"], "data": [[base64.b64encode(png).decode("ascii")]]}}
+        req = urllib.request.Request(url + "/invocations", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            answer = json.loads(r.read())
+        pred = answer["predictions"][0]
+        classes = json.loads((trained_tiny.prepared / "meta.json").read_text())["classes"]
+        probs = [pred[f"p_{c}"] for c in classes]
+        assert pred["label"] in classes
+        assert sum(probs) == pytest.approx(1.0, abs=1e-5)
+        assert pred["confidence"] == pytest.approx(max(probs))
+        assert pred["label"] == classes[probs.index(max(probs))]
+        # a malformed request is refused with the model's own message, and the server stays up
+        bad = {"dataframe_split": {"columns": ["image_b64"], "data": [["%% not base64 %%"]]}}
+        req = urllib.request.Request(url + "/invocations", data=json.dumps(bad).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(req, timeout=60)
+        assert err.value.code in (400, 500) and "not valid base64" in err.value.read().decode()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)

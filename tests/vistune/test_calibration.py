@@ -1,0 +1,45 @@
+"""ECE on a hand-computed case; temperature scaling recovers a known over-confidence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vistune.calibration import expected_calibration_error, fit_temperature, reliability_table
+
+
+def test_ece_by_hand():
+    probs = np.array([[0.95, 0.05], [0.95, 0.05], [0.35, 0.65]])
+    y = np.array([0, 1, 1])
+    # bin (0.9, 1.0]: 2 samples, accuracy 0.5, confidence 0.95; bin (0.6, 0.7]: 1 sample, acc 1, conf 0.65
+    assert expected_calibration_error(probs, y, n_bins=10) == pytest.approx(2 / 3 * 0.45 + 1 / 3 * 0.35)
+    table = reliability_table(probs, y, n_bins=10)
+    assert table["count"].tolist() == [0, 0, 0, 0, 0, 0, 1, 0, 0, 2]
+    assert table.loc[9, "accuracy"] == pytest.approx(0.5)
+
+
+def test_perfectly_calibrated_is_zero_and_empty_is_zero():
+    probs = np.array([[0.75, 0.25]] * 4)
+    y = np.array([0, 0, 0, 1])
+    assert expected_calibration_error(probs, y, n_bins=4) == pytest.approx(0.0)
+    assert expected_calibration_error(np.zeros((0, 2)), np.zeros(0, dtype=int)) == 0.0
+
+
+def test_temperature_recovers_known_overconfidence():
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(6000, 3, generator=g) * 1.5
+    y = torch.multinomial(z.softmax(1), 1, generator=g).squeeze(1)  # labels drawn from softmax(z)
+    overconfident = 3.0 * z
+    t = fit_temperature(overconfident, y)
+    assert t == pytest.approx(3.0, rel=0.1)
+    nll = lambda temp: torch.nn.functional.cross_entropy(overconfident / temp, y).item()  # noqa: E731
+    assert nll(t) < nll(1.0)
+    probs_before = overconfident.softmax(1).numpy()
+    probs_after = (overconfident / t).softmax(1).numpy()
+    assert (probs_before.argmax(1) == probs_after.argmax(1)).all()  # accuracy unchanged
+    assert expected_calibration_error(probs_after, y.numpy()) < expected_calibration_error(probs_before, y.numpy())
+
+
+def test_empty_validation_keeps_t_one():
+    assert fit_temperature(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long)) == 1.0
