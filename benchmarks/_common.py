@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import platform
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from vistune.data import PreparedData, SplitArrays
+from vistune.imageio import decode_file
 from vistune.preprocess import resize_rgb
 
 EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
@@ -23,7 +24,7 @@ def folder_items(root: Path) -> tuple[list[str], list[tuple[Path, int]]]:
 
 def decode_items(items: list[tuple[Path, int]], size: int) -> SplitArrays:
     """The same decode-once path as the `augment` stage: RGB, squashed to size x size, uint8."""
-    imgs = [resize_rgb(np.asarray(Image.open(p).convert("RGB")), size) for p, _ in items]
+    imgs = [resize_rgb(decode_file(p), size) for p, _ in items]
     x = np.stack(imgs) if imgs else np.empty((0, 3, size, size), np.uint8)
     return SplitArrays(x, np.array([y for _, y in items], dtype=np.int64))
 
@@ -36,3 +37,10 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"CPU {platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
+
+
+def write_result(path: Path, result: dict) -> None:
+    """Benchmark figures as JSON beside the printed table."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"-> {path}")

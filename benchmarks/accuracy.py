@@ -11,18 +11,16 @@ best epoch, the other is the untouched test set the accuracy is reported on.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from datetime import date
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import decode_items, device_name, folder_items, prepared  # noqa: E402
+from benchmarks._common import decode_items, device_name, folder_items, prepared, write_result  # noqa: E402
 from vistune.backbones import create_backbone  # noqa: E402
 from vistune.config import AugmentCfg, TrainCfg  # noqa: E402
 from vistune.finetune import create_strategy  # noqa: E402
@@ -76,9 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(f"val (epoch pick) {res.best_val_accuracy:.4f}  test (held out) {test_acc:.4f}  "
           f"total {total:.1f}s on {result['device']}  (target >= 0.96 on GPU)")
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"-> {a.out}")
+    write_result(a.out, result)
     return 0
 
 

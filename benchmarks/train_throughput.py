@@ -17,8 +17,6 @@ box as is. Prints images/s, the ratios and peak GPU memory; writes JSON.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import sys
 import tempfile
 import time
@@ -32,7 +30,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import decode_items, device_name, folder_items, prepared  # noqa: E402
+from benchmarks._common import decode_items, device_name, folder_items, prepared, write_result  # noqa: E402
 from vistune.backbones import create_backbone  # noqa: E402
 from vistune.config import AugmentCfg, TrainCfg  # noqa: E402
 from vistune.finetune import create_strategy  # noqa: E402
@@ -180,9 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"vistune / baseline {result['vistune_over_baseline']:.2f}  (target >= 3 on GPU)")
     if device.type == "cuda":
         print(f"peak GPU memory GiB {result['peak_gpu_mem_gib']}")
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"-> {a.out}")
+    write_result(a.out, result)
     return 0
 
 

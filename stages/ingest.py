@@ -6,7 +6,7 @@ import sys
 from typing import Sequence
 
 from stages.cli import stage_main
-from vistune.config import DataCfg, Params
+from vistune.config import DataCfg
 from vistune.io import write_json
 from vistune.layout import Layout
 from vistune.sources import IngestReport, ingest
