@@ -23,10 +23,12 @@ from vistune.errors import ConfigError
 class DataCfg:
     """Where images come from and how they are split when the source has no split folders."""
 
-    source: str = "sklearn:digits"  # "sklearn:digits" or a path to an ImageFolder directory
+    source: str = "sklearn:digits"  # sklearn:digits, torchvision:<Dataset>, ImageFolder dir, archive or .csv
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     max_per_class: int = 0  # 0 keeps every image; >0 caps each class (fast demos, tests)
+    cache_dir: str = ""  # torchvision:<Dataset> root; "" = ~/.cache/vistune/torchvision
+    download: bool = True  # torchvision:<Dataset>: download when not already in cache_dir
     seed: int = 42
 
 
@@ -38,20 +40,46 @@ class ValidateCfg:
     min_images_per_class: int = 5
     min_side: int = 8
     max_side: int = 10000
-    max_pixels: int = 89_478_485  # PIL's own decompression-bomb limit
+    max_pixels: int = 89_478_485  # PIL's own decompression-bomb limit; checked from the header
     allowed_formats: tuple[str, ...] = ("PNG", "JPEG", "BMP", "WEBP", "TIFF")
+    # PIL modes accepted (each is normalized to RGB by vistune.imageio.to_rgb); drop one to flag it
+    allowed_modes: tuple[str, ...] = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr",
+                                      "I", "I;16", "I;16B", "I;16L")
+    min_aspect: float = 0.1  # width / height
+    max_aspect: float = 10.0
+    on_duplicate: str = "quarantine"  # within a split: "quarantine" extra copies, "warn", or "fail"
+    near_duplicate_distance: int = 4  # pHash Hamming distance (of 64 bits); -1 disables
+    near_duplicate_min_side: int = 32  # smaller images are too small for a perceptual hash
+    max_leaked: int = 0  # images in two splits (always quarantined from val/test); fail above this
+    max_imbalance_ratio: float = 10.0  # warn when largest/smallest train class exceeds it
+    workers: int = 8  # decode threads
 
 
 @dataclass(frozen=True)
 class AugmentCfg:
-    """Decode-once size and the per-batch training augmentation policy (timm option names)."""
+    """Decode-once size and the per-batch training augmentation policy (timm option names).
+
+    Every op is off at 0; see vistune.augment.list_augments() for the op names.
+    """
 
     image_size: int = 64
-    scale: tuple[float, float] = (0.7, 1.0)  # random resized crop area range
+    scale: tuple[float, float] = (0.7, 1.0)  # random resized crop area range ((1, 1) = off)
     ratio: tuple[float, float] = (0.75, 1.3333)
     hflip: float = 0.5
     rotation: float = 10.0  # degrees, uniform in [-rotation, rotation]
+    shear: float = 0.0  # degrees, x and y shear uniform in [-shear, shear]
+    brightness: float = 0.0  # color jitter: factor uniform in [1 - b, 1 + b]
+    contrast: float = 0.0
+    saturation: float = 0.0
+    hue: float = 0.0  # fraction of a full turn, uniform in [-hue, hue] (<= 0.5)
+    gaussian_noise: float = 0.0  # std of additive noise on [0, 1] pixels
     salt_pepper: float = 0.02  # fraction of pixels set to black or white
+    auto_augment: str = "none"  # "none", "trivial" (TrivialAugment) or "rand" (RandAugment)
+    aa_num_ops: int = 2  # RandAugment ops per image
+    aa_magnitude: float = 0.5  # RandAugment magnitude as a fraction of each op's maximum
+    reprob: float = 0.0  # random erasing probability per image
+    mixup: float = 0.0  # mixup alpha (0 = off)
+    cutmix: float = 0.0  # cutmix alpha (0 = off); with both on, each batch picks one at random
 
 
 @dataclass(frozen=True)
@@ -61,6 +89,10 @@ class TrainCfg:
     model: str = "timm:tf_efficientnet_lite0"
     pretrained: str = "imagenet"  # "imagenet", "none", or a path to a state-dict file
     strategy: str = "full"  # see vistune.finetune.list_strategies()
+    unfreeze_blocks: int = 2  # strategy partial: how many of the last blocks train
+    layer_decay: float = 0.0  # strategy full: timm layer-wise LR decay (e.g. 0.75); 0 = off
+    lora_rank: int = 8  # strategy lora
+    lora_alpha: float = 16.0
     epochs: int = 5
     batch_size: int = 64
     lr: float = 2e-3
@@ -68,15 +100,43 @@ class TrainCfg:
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
     smoothing: float = 0.1
+    clip_grad: float = 0.0  # max global grad norm; 0 = off
+    drop_rate: float = 0.0  # dropout before the classifier (timm models)
+    drop_path_rate: float = 0.0  # stochastic depth (timm models)
+    model_ema: bool = False  # keep an EMA of the weights; validate and keep the EMA model
+    model_ema_decay: float = 0.998
+    class_weighting: str = "none"  # "none", "loss" (weighted cross-entropy) or "sampler" (balanced)
+    adversarial: str = "none"  # "none", "fgsm" or "pgd": adversarial fine-tuning (vistune.adversarial)
+    adv_epsilon: float = 0.016  # L-inf radius on [0, 1] pixels, before normalization (4/255)
+    adv_steps: int = 3  # pgd iterations
+    adv_step_size: float = 0.0  # pgd step; 0 = 2.5 * adv_epsilon / adv_steps
+    adv_fraction: float = 0.5  # share of batches trained on adversarial images (the rest clean)
     patience: int = 3  # epochs without val improvement before stopping; 0 disables
     amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
+    compile: bool = False  # torch.compile the model (CUDA; slow first epoch)
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1"
     seed: int = 42
 
 
 @dataclass(frozen=True)
 class EvaluateCfg:
+    """What the evaluate stage measures beyond accuracy; each extra is a switch (all cheap by default)."""
+
     batch_size: int = 256
+    ece_bins: int = 15
+    temperature_scaling: bool = True  # fit T on val; stored in calibration.json and applied when serving
+    tta_flip: bool = False  # also report accuracy with horizontal-flip test-time augmentation
+    roc_max_classes: int = 10  # ROC/PR curves only for this many classes or fewer
+    robustness: bool = True
+    robust_severities: tuple[int, ...] = (1, 3, 5)  # 1..5, see vistune.robustness
+    attack_eps: tuple[float, ...] = (0.004, 0.016)  # L-inf in [0, 1] pixel units; () skips attacks
+    pgd_steps: int = 5  # 0 skips PGD (FGSM still runs)
+    robust_max_images: int = 256  # robustness and attacks on the first N test images
+    gradcam: bool = True
+    gradcam_samples: int = 8  # per row: correct and wrong predictions
+    latency: bool = True
+    latency_runs: int = 20
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -89,6 +149,33 @@ class RegisterCfg:
     artifact_root: str = "mlflow/artifacts"
     gate_metric: str = "test_macro_f1"
     min_improvement: float = 0.0
+    min_accuracy: float = 0.0  # floor on test_accuracy
+    max_ece: float = 1.0  # ceiling on test_ece (checked when evaluate reports it)
+    min_robust_accuracy: float = 0.0  # floor on test_robust_accuracy (checked when reported)
+    gate_test: str = "none"  # none | mcnemar | bootstrap: challenger vs champion re-scored on the same test split
+    gate_alpha: float = 0.05  # significance level of gate_test
+    gate_n_boot: int = 1000  # paired bootstrap resamples for the gate report's confidence intervals
+    allow_dirty: bool = True  # false: refuse to register from a git tree with uncommitted source changes
+    retries: int = 3  # tracking-server calls: extra attempts after the first, exponential backoff
+    retry_backoff_s: float = 2.0  # first wait; doubles each retry
+
+
+@dataclass(frozen=True)
+class CompressCfg:
+    """Optional smaller variants of the trained model (stage `compress`); off by default."""
+
+    enabled: bool = False
+    variants: tuple[str, ...] = ("onnx", "onnx_int8", "pruned", "distilled")
+    prune_amount: float = 0.5  # fraction of conv/linear weights zeroed (global magnitude)
+    finetune_epochs: int = 1  # fine-tune after pruning, masks held
+    student: str = "timm:mobilenetv3_small_050"
+    student_pretrained: str = "none"
+    distill_epochs: int = 3
+    distill_lr: float = 0.003
+    distill_temperature: float = 4.0
+    distill_alpha: float = 0.7
+    latency_runs: int = 20
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -99,6 +186,7 @@ class Params:
     train: TrainCfg = field(default_factory=TrainCfg)
     evaluate: EvaluateCfg = field(default_factory=EvaluateCfg)
     register: RegisterCfg = field(default_factory=RegisterCfg)
+    compress: CompressCfg = field(default_factory=CompressCfg)
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:

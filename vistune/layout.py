@@ -136,3 +136,20 @@ class Layout:
     @property
     def gradcam_png(self) -> Path:
         return self.eval_dir / "gradcam.png"
+
+    # compress (optional)
+    @property
+    def compress_dir(self) -> Path:
+        return self.data / "compress"
+
+    @property
+    def compress_models(self) -> Path:
+        return self.compress_dir / "models"
+
+    @property
+    def compress_report(self) -> Path:
+        return self.compress_dir / "report.csv"
+
+    @property
+    def compress_metrics(self) -> Path:
+        return self.compress_dir / "metrics.json"
