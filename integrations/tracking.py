@@ -7,8 +7,12 @@ root; they are made absolute here so a stage run from DVC, Prefect or a test agr
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import os
 import subprocess
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -21,7 +25,10 @@ import yaml  # noqa: E402
 from mlflow.models import ModelSignature  # noqa: E402
 from mlflow.types import ColSpec, Schema  # noqa: E402
 
+from integrations import retry  # noqa: E402
 from vistune.config import RegisterCfg  # noqa: E402
+from vistune.errors import VistuneError  # noqa: E402
+from vistune.io import sha256_file  # noqa: E402
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 # `mlflow.set_tracking_uri` writes MLFLOW_TRACKING_URI into os.environ, so reading it later would pin
@@ -39,20 +46,93 @@ def resolve_tracking_uri(cfg: RegisterCfg, root: Path) -> str:
     return uri
 
 
+def is_server(uri: str) -> bool:
+    """A tracking server (REST) rather than a store this process opens itself."""
+    return uri.startswith(("http://", "https://"))
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Transient: the server is down, restarting or overloaded (worth a retry), not a user mistake."""
+    if isinstance(exc, (ConnectionError, TimeoutError, urllib.error.URLError)):
+        return True
+    text = str(exc)
+    return any(s in text for s in ("Max retries exceeded", "Connection refused", "Failed to establish",
+                                   "Read timed out", "TEMPORARILY_UNAVAILABLE", "503 Server Error",
+                                   "502 Server Error", "504 Server Error"))
+
+
+def _ping(uri: str) -> None:
+    """One GET of the server's /health; any HTTP answer below 500 means someone is listening."""
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=10):
+            return
+    except urllib.error.HTTPError as exc:
+        if exc.code >= 500:
+            raise ConnectionError(f"HTTP {exc.code} from {uri}") from None
+
+
+def unreachable_error(uri: str, cfg: RegisterCfg, exc: BaseException) -> VistuneError:
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+    return VistuneError(f"MLflow tracking server {uri} unreachable after {cfg.retries} retries ({first}): "
+                        f"is the MLflow server running? `make up` (or fix register.tracking_uri / MLFLOW_TRACKING_URI)")
+
+
+def with_retries(cfg: RegisterCfg, uri: str, what: str, fn):
+    """`fn()` with `register.retries` retries and backoff when the store is a server; a server that
+    stays away becomes one clear VistuneError."""
+    if not is_server(uri):
+        return fn()
+    try:
+        return retry.call(fn, retries=cfg.retries, backoff_s=cfg.retry_backoff_s, what=f"{what} at {uri}",
+                          retry_if=is_unreachable)
+    except Exception as exc:
+        if is_unreachable(exc):
+            raise unreachable_error(uri, cfg, exc) from None
+        raise
+
+
 def setup(cfg: RegisterCfg, root: Path) -> str:
-    """Point MLflow at the store and make sure the experiment exists; returns its id."""
+    """Point MLflow at the store and make sure the experiment exists; returns its id.
+
+    A tracking server is pinged first (with retries) so a server that is down fails in seconds with
+    one line instead of MLflow's long per-request retries; the server's own artifact destination
+    decides where artifacts go (no local file location is forced on it)."""
     uri = resolve_tracking_uri(cfg, root)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    exp = mlflow.get_experiment_by_name(cfg.experiment)
+    with_retries(cfg, uri, "ping", lambda: _ping(uri) if is_server(uri) else None)
+    exp = with_retries(cfg, uri, "get experiment", lambda: mlflow.get_experiment_by_name(cfg.experiment))
     if exp is not None:
         return exp.experiment_id
-    artifacts = Path(cfg.artifact_root)
-    location = (root / artifacts).resolve().as_uri() if not artifacts.is_absolute() else artifacts.as_uri()
+    location = None
+    if not is_server(uri):
+        artifacts = Path(cfg.artifact_root)
+        location = (root / artifacts).resolve().as_uri() if not artifacts.is_absolute() else artifacts.as_uri()
     try:
         return mlflow.create_experiment(cfg.experiment, artifact_location=location)
     except mlflow.exceptions.MlflowException:  # created concurrently by another run
-        return mlflow.get_experiment_by_name(cfg.experiment).experiment_id
+        return with_retries(cfg, uri, "get experiment",
+                            lambda: mlflow.get_experiment_by_name(cfg.experiment)).experiment_id
+
+
+def idempotency_tags(model_file: Path, params: dict[str, Any]) -> dict[str, str]:
+    """What makes two registrations "the same": the weights' sha256 and the params that shaped the model
+    and its evaluation (the `register` section only says where and how to register, so it is left out)."""
+    shaping = {k: v for k, v in params.items() if k != "register"}
+    digest = hashlib.sha256(json.dumps(flatten(shaping), sort_keys=True, default=str).encode()).hexdigest()
+    return {"vistune.model_sha256": sha256_file(model_file), "vistune.params_sha256": digest}
+
+
+def find_version(client: mlflow.MlflowClient, name: str, tags: dict[str, str]):
+    """The registered version of `name` carrying all of `tags` (the lowest if several), else None."""
+    try:
+        found = client.search_model_versions(f"name='{name}'")
+    except mlflow.exceptions.MlflowException as exc:
+        if "RESOURCE_DOES_NOT_EXIST" in str(exc):
+            return None
+        raise
+    hits = [mv for mv in found if all(mv.tags.get(k) == v for k, v in tags.items())]
+    return min(hits, key=lambda mv: int(mv.version)) if hits else None
 
 
 def lock_dir(cfg: RegisterCfg, root: Path) -> Path:
@@ -153,8 +233,11 @@ def pip_requirements() -> list[str]:
 
 
 def log_model(model_file: Path, classes: list[str], example_image: bytes, registered_name: str | None,
-              calibration: Path | None = None):
+              calibration: Path | None = None, version_tags: dict[str, str] | None = None):
     """Log the pyfunc (code + weights + signature + input example); optionally register it.
+
+    The version is created with `version_tags` in the same call, so a crash can never leave a version
+    without its idempotency tags (which would let a re-run register the same model twice).
 
     `calibration` (evaluate's calibration.json) travels with the weights so the served
     probabilities use the temperature fitted on val.
@@ -163,7 +246,7 @@ def log_model(model_file: Path, classes: list[str], example_image: bytes, regist
     artifacts = {"model": str(model_file)}
     if calibration is not None and Path(calibration).is_file():
         artifacts["calibration"] = str(calibration)
-    return mlflow.pyfunc.log_model(
+    info = mlflow.pyfunc.log_model(
         name="model",
         python_model=str(PACKAGE_ROOT / "integrations" / "pyfunc_entry.py"),
         artifacts=artifacts,
@@ -171,5 +254,8 @@ def log_model(model_file: Path, classes: list[str], example_image: bytes, regist
         signature=signature(classes),
         input_example=example,
         pip_requirements=pip_requirements(),
-        registered_model_name=registered_name,
     )
+    if registered_name:
+        info.registered_model_version = mlflow.register_model(info.model_uri, registered_name,
+                                                              tags=version_tags).version
+    return info

@@ -85,3 +85,58 @@ def test_serve_answers_a_png_over_http(trained_tiny, mlflow_cfg, tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+
+
+def _post(url: str, data: bytes, content_type: str = "application/json") -> tuple[int, str]:
+    req = urllib.request.Request(url + "/invocations", data=data, headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            return r.status, r.read().decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")
+
+
+def _split(column: str, value) -> bytes:
+    return json.dumps({"dataframe_split": {"columns": [column], "data": [[value]]}}).encode()
+
+
+@pytest.mark.slow
+def test_malformed_requests_get_4xx_and_the_server_keeps_answering(trained_tiny, mlflow_cfg, tmp_path):
+    register(trained_tiny, tmp_path / "lay", mlflow_cfg)
+    params = write_params_file(tmp_path / "params.yaml", mlflow_cfg)
+    manifest = pd.read_csv(trained_tiny.manifest, dtype={"label": str})
+    png = (trained_tiny.raw / manifest[manifest.split == "test"].iloc[0].path).read_bytes()
+    port = _free_port()
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "integrations.cli", "--params", str(params), "--root", str(tmp_path), "serve",
+         "--port", str(port)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    b64 = base64.b64encode
+    bad = {
+        "non-image bytes": _split("image_b64", b64(b"GIF89a but not really an image" * 10).decode()),
+        "bad base64": _split("image_b64", "%% not base64 %%"),
+        "wrong column": _split("pixels", "abc"),
+        "wrong JSON shape": json.dumps({"predict": [1, 2, 3]}).encode(),
+        "not JSON": b"{this is not json",
+        "huge non-image payload (8 MiB)": _split("image_b64", b64(os.urandom(8 << 20)).decode()),
+        "truncated PNG": _split("image_b64", b64(png[: len(png) // 2]).decode()),
+    }
+    try:
+        _wait_ping(url, proc)
+        answers = {what: _post(url, body) for what, body in bad.items()}
+        for what, (code, text) in answers.items():
+            assert 400 <= code < 500, f"{what}: HTTP {code} {text[:300]}"
+            assert "message" in json.loads(text), f"{what}: {text[:300]}"
+        assert proc.poll() is None
+        code, text = _post(url, _split("image_b64", b64(png).decode()))  # still serving good requests
+        assert code == 200 and json.loads(text)["predictions"][0]["label"]
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
