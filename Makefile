@@ -17,7 +17,7 @@ export HF_HUB_OFFLINE := 1
 export GX_ANALYTICS_ENABLED := false
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test serve status up down
+.PHONY: setup demo test browser serve status up down
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -39,11 +39,16 @@ demo: setup
 	@echo "  Prefect UI:  PREFECT_HOME=$(PREFECT_HOME) $(BIN)/prefect server start  -> http://127.0.0.1:4200 (flow runs)"
 	@echo "  DVC:         dvc metrics show | dvc plots show  (data/eval/confusion_matrix.png)"
 
-test: setup
+test: setup browser
 	$(PY) -m pytest
 
-serve: setup
-	vistune serve
+# Debian chromium for the Prefect UI browser test (Playwright drives it; no browser download).
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1; } \
+	  || echo "WARNING: chromium not installed (needs root + apt); tests/flows/test_prefect_ui.py will be skipped"
+
+serve: setup  # champion over HTTP on 127.0.0.1 (SERVE_PORT=5001); request format: docs/serving.md
+	vistune serve --port $(or $(SERVE_PORT),5001)
 
 status: setup
 	vistune status

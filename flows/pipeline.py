@@ -6,11 +6,16 @@ configured) or trigger the served deployment from the Prefect UI. Every stage is
 cache and one dvc.lock with `dvc repro`. Parameters from the UI are written into params.yaml
 (as `dvc exp run --set-param` does) and the finished run is saved with `dvc exp save`, so
 `dvc exp show` and the MLflow run (tag `vistune.dvc_experiment`) name the same experiment.
+
+A stage task is cached by Prefect only under its dvc.lock entry and only while
+`dvc status <stage>` is clean, so "Cached" in the UI means exactly "DVC would skip it". A run
+that fails rolls the workspace back (params.yaml, dvc.lock, outputs) to where it started.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -19,11 +24,12 @@ from typing import Iterator
 
 from filelock import FileLock, Timeout
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
-from flows.dvc import STAGES, run_dvc
+from flows.dvc import STAGES, StageFailed, run_dvc
 from flows.params import PipelineParams, apply_overrides
+from flows.workspace import Snapshot, stage_cache_key
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -50,7 +56,15 @@ def _stage_env(experiment: str) -> dict[str, str]:
             "VISTUNE_PREFECT_FLOW_RUN_NAME": str(flow_run.name or "")}
 
 
-@task(retries=2, retry_delay_seconds=[5, 30], timeout_seconds=6 * 3600, task_run_name="{stage}")
+def _dvc_cache_key(context, parameters: dict) -> str | None:
+    """Prefect cache key = the stage's dvc.lock entry, only while DVC says the stage is up to date."""
+    if parameters.get("force"):
+        return None
+    return stage_cache_key(Path(parameters["repo"]), parameters["stage"])
+
+
+@task(retries=2, retry_delay_seconds=[5, 30], timeout_seconds=6 * 3600, task_run_name="{stage}",
+      cache_key_fn=_dvc_cache_key, persist_result=True)
 def run_stage(stage: str, repo: str, force: bool = False, experiment: str = "") -> str:
     """One DVC stage; retried with backoff (a killed `train` resumes from its checkpoint)."""
     logger = get_run_logger()
@@ -82,29 +96,136 @@ def record_experiment(repo: str, name: str) -> str:
     return name
 
 
+def default_remote(repo: Path) -> str:
+    """The DVC default remote's name (`dvc remote add -d`), '' when none is configured."""
+    from flows.dvc import dvc_executable
+
+    proc = subprocess.run([dvc_executable(), "remote", "default"], cwd=repo, capture_output=True, text=True,
+                          env={**os.environ, "DVC_NO_ANALYTICS": "1"})
+    return proc.stdout.strip() if proc.returncode == 0 else ""
+
+
+@task(task_run_name="push-outputs", retries=2, retry_delay_seconds=[10, 60])
+def push_outputs(repo: str) -> str:
+    """`dvc push` of every output to the default remote after a successful run, so a fresh clone's
+    `dvc pull` gets the champion's data and model; a no-op (logged) when no remote is configured."""
+    logger = get_run_logger()
+    remote = default_remote(Path(repo))
+    if not remote:
+        logger.info("no default DVC remote: outputs stay in the local cache (`dvc remote add -d NAME URL` to push)")
+        return ""
+    run_dvc(["push"], Path(repo), log=logger.info)
+    return remote
+
+
 def _read(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def mlflow_ui() -> str:
+    """Base URL of the MLflow UI that `make up` starts (override with VISTUNE_MLFLOW_UI)."""
+    return os.environ.get("VISTUNE_MLFLOW_UI", "http://127.0.0.1:5000").rstrip("/")
+
+
+def confusion_counts(predictions: Path) -> list[dict]:
+    """Rows of the test confusion matrix (actual x predicted counts) from data/eval/predictions.csv."""
+    if not predictions.is_file():
+        return []
+    import pandas as pd
+
+    df = pd.read_csv(predictions, dtype=str)
+    table = pd.crosstab(df["actual"], df["predicted"])
+    labels = sorted(set(table.index) | set(table.columns))
+    table = table.reindex(index=labels, columns=labels, fill_value=0)
+    return [{"actual": a, **{f"pred {p}": int(table.loc[a, p]) for p in labels}} for a in labels]
+
+
+VALIDATION_KEYS = ("n_files", "n_good", "n_quarantined", "n_train", "n_val", "n_test", "n_classes",
+                   "imbalance_ratio", "bad_fraction", "n_exact_duplicates", "n_near_duplicates", "n_leaked",
+                   "n_warnings", "expectations_passed")
+
+
+def validation_rows(quality: dict) -> list[dict]:
+    """The validation summary as rows: headline counts plus every quarantine reason that fired."""
+    rows = [{"check": k, "value": quality[k]} for k in VALIDATION_KEYS if k in quality]
+    rows += [{"check": k, "value": v} for k, v in sorted(quality.items())
+             if k.startswith("quarantined_") and v]
+    return rows
+
+
+def _md_table(rows: list[dict]) -> str:
+    if not rows:
+        return "_none_\n"
+    cols = list(rows[0])
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
 @task
 def publish_summary(repo: str, experiment: str) -> dict:
-    """A markdown artifact: test metrics, data quality, and the registry decision."""
+    """Artifacts on the run: metrics, validation summary, confusion matrix, MLflow links."""
     root = Path(repo)
     metrics = _read(root / "data/eval/metrics.json")
     quality = _read(root / "data/validated/summary.json")
     reg = _read(root / "data/registry/registration.json")
+    confusion = confusion_counts(root / "data/eval/predictions.csv")
+    validation = validation_rows(quality)
     rows = "\n".join(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |"
                      for k, v in sorted(metrics.items()) if not isinstance(v, (dict, list)))
+    links = {}
+    if reg.get("run_id"):
+        links["run"] = f"{mlflow_ui()}/#/experiments/{reg.get('experiment_id', '0')}/runs/{reg['run_id']}"
+    if reg.get("version"):
+        links["version"] = f"{mlflow_ui()}/#/models/{reg.get('model_name')}/versions/{reg['version']}"
     md = (
         f"## vistune run `{experiment}`\n\n| metric | value |\n|---|---|\n{rows}\n\n"
         f"**Data:** {quality.get('n_good', '?')} good images, {quality.get('n_quarantined', '?')} quarantined.\n\n"
         f"**Registry:** `{reg.get('model_name', '?')}` v{reg.get('version', '?')} — "
         f"{'promoted to champion' if reg.get('promoted') else 'kept as challenger'}: {reg.get('reason', '')}\n\n"
-        f"MLflow run `{reg.get('run_id', '?')}` in `{reg.get('tracking_uri', '?')}`; "
-        f"DVC experiment `{experiment}` (`dvc exp show`).\n"
+        f"**MLflow:** [run `{reg.get('run_id', '?')}`]({links.get('run', '')}) · "
+        f"[model version {reg.get('version', '?')}]({links.get('version', '')}) (MLflow UI from `make up`; "
+        f"store `{reg.get('tracking_uri', '?')}`)\n\n"
+        f"**DVC experiment:** `{experiment}` (`dvc exp show`)\n\n"
+        f"### Validation summary\n\n{_md_table(validation)}\n"
+        f"### Test confusion matrix (counts)\n\n{_md_table(confusion)}\n"
+        f"Plot: `{root / 'data/eval/confusion_matrix.png'}` (`dvc plots show`)\n"
     )
     create_markdown_artifact(markdown=md, key="vistune-run-summary", description="vistune pipeline summary")
-    return {"metrics": metrics, "registration": reg}
+    if validation:
+        create_table_artifact(table=validation, key="vistune-validation", description="data validation summary")
+    if confusion:
+        create_table_artifact(table=confusion, key="vistune-confusion-matrix",
+                              description="test confusion matrix: rows actual, columns predicted")
+    if "run" in links:
+        create_link_artifact(link=links["run"], link_text=f"MLflow run {reg['run_id']}", key="vistune-mlflow-run")
+    if "version" in links:
+        create_link_artifact(link=links["version"], link_text=f"{reg.get('model_name')} v{reg['version']}",
+                             key="vistune-model-version")
+    return {"metrics": metrics, "registration": reg, "links": links, "confusion": confusion}
+
+
+def _run_stages(stages: tuple[str, ...], params: PipelineParams, repo: str, force: bool, experiment: str,
+                logger) -> tuple[dict, dict]:
+    """Apply params and run the stages; on failure roll the workspace back and say where it broke."""
+    snapshot = Snapshot(Path(repo))
+    snapshot.take()
+    states: dict[str, str] = {}
+    stage = "apply-params"
+    try:
+        overrides = apply_params(params, repo)
+        for stage in stages:
+            states[stage] = run_stage(stage, repo, force, experiment)
+    except BaseException as exc:
+        logger.error("stage '%s' failed: rolling the workspace back; the MLflow registry is unchanged "
+                     "unless `register` ran", stage)
+        snapshot.restore(logger.info)
+        if isinstance(exc, Exception):
+            attempts = 1 + (run_stage.retries or 0) if stage in stages else 1
+            raise StageFailed(f"vistune run failed at stage '{stage}' after {attempts} attempt(s); the workspace "
+                              f"was rolled back to its last good state. Cause: {exc}") from exc
+        raise
+    return overrides, states
 
 
 @flow(name="train-pipeline", log_prints=True)
@@ -114,11 +235,11 @@ def train_pipeline(params: PipelineParams = PipelineParams(), repo: str = str(RE
     logger = get_run_logger()
     experiment = str(flow_run.name or "vistune-run")
     with workspace_lock(Path(repo), logger):
-        overrides = apply_params(params, repo)
-        states = {stage: run_stage(stage, repo, force, experiment) for stage in STAGES}
+        overrides, states = _run_stages(STAGES, params, repo, force, experiment, logger)
         saved = record_experiment(repo, experiment) if save_experiment else ""
+        pushed = push_outputs(repo)
         summary = publish_summary(repo, saved or experiment)
-    summary.update(stages=states, overrides=overrides, experiment=saved,
+    summary.update(stages=states, overrides=overrides, experiment=saved, pushed_to=pushed,
                    flow_run={"id": str(flow_run.id), "name": flow_run.name})
     return summary
 
@@ -126,9 +247,10 @@ def train_pipeline(params: PipelineParams = PipelineParams(), repo: str = str(RE
 @flow(name="validate-only", log_prints=True)
 def validate_only(data_source: str | None = None, repo: str = str(REPO)) -> dict:
     """Ingest and validate a data source without training: a cheap data-quality check."""
-    with workspace_lock(Path(repo), get_run_logger()):
-        apply_params(PipelineParams(data_source=data_source), repo)
-        states = {stage: run_stage(stage, repo) for stage in ("ingest", "validate")}
+    logger = get_run_logger()
+    with workspace_lock(Path(repo), logger):
+        _, states = _run_stages(("ingest", "validate"), PipelineParams(data_source=data_source), repo, False, "",
+                                logger)
     return {"stages": states, "summary": _read(Path(repo) / "data/validated/summary.json")}
 
 

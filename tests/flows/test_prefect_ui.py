@@ -1,0 +1,168 @@
+"""A user's path through the real Prefect UI, in headless Chromium driven by Playwright.
+
+A real `prefect server start` (temp PREFECT_HOME, free port) and `python -m flows.serve` in a
+temp copy of the repo with tiny params; the browser opens Deployments -> validate-only,
+presses Run -> Quick run, opens the new run from the list and waits until its page says Completed.
+The screenshot lands in the test's tmp dir (and in $VISTUNE_SCREENSHOT_DIR when set).
+Chromium comes from Debian (`make test` installs it when root); no browser is downloaded.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import copy_repo, tiny_params_dict, write_params
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")
+BIN = Path(sys.executable).parent
+DEPLOYMENT = "validate-only"
+
+
+def _skip_reason() -> str | None:
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} is absent: install Debian chromium (`apt-get install chromium`; `make test` does it as root)"
+    if importlib.util.find_spec("playwright") is None:
+        return "the playwright package is absent: pip install -e '.[test]'"
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(tmp_path: Path, url: str) -> dict:
+    env = dict(os.environ)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env | {"PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}", "PREFECT_HOME": str(tmp_path / "prefect"),
+                  "PREFECT_API_URL": f"{url}/api", "PREFECT_RUNNER_POLL_FREQUENCY": "2"}
+
+
+def _repo(dest: Path, env: dict) -> Path:
+    root = copy_repo(dest)
+    write_params(root / "params.yaml", tiny_params_dict())
+    (root / "dvc.lock").unlink(missing_ok=True)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    for cmd in (["git", "init", "-q"], git + ["add", "-A"], git + ["commit", "-qm", "init"]):
+        subprocess.run(cmd, cwd=root, env=env, check=True, capture_output=True)
+    return root
+
+
+def _stop(proc: subprocess.Popen | None) -> None:
+    if proc is not None and proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _wait_for_deployment(name: str, timeout: float = 120) -> None:
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            try:
+                client.read_deployment_by_name(name)
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"deployment {name} never appeared; see serve.log")
+                time.sleep(1)
+
+
+def _flow_run_state(flow_run_id: str) -> str:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(flow_run_id).state.name
+
+
+def _deployment_of(flow_run_id: str) -> str:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_deployment(client.read_flow_run(flow_run_id).deployment_id).name
+
+
+def _save(page, tmp_path: Path) -> Path:
+    shot = tmp_path / "prefect-ui-run-completed.png"
+    page.screenshot(path=str(shot), full_page=True)
+    if os.environ.get("VISTUNE_SCREENSHOT_DIR"):
+        out = Path(os.environ["VISTUNE_SCREENSHOT_DIR"])
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(shot, out / shot.name)
+    return shot
+
+
+def test_quick_run_from_the_prefect_ui_completes(tmp_path: Path):
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    from playwright.sync_api import expect, sync_playwright
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.wait import wait_http
+
+    url = f"http://127.0.0.1:{_free_port()}"
+    env = _env(tmp_path, url)
+    repo = _repo(tmp_path / "vistune", env)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", url.rsplit(":", 1)[1]],
+                              env=env, stdout=(logs / "server.log").open("w"), stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    served = None
+    try:
+        wait_http(f"{url}/api/health", 120)
+        served = subprocess.Popen([sys.executable, "-m", "flows.serve"], cwd=repo, env=env,
+                                  stdout=(logs / "serve.log").open("w"), stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+        with temporary_settings({PREFECT_API_URL: f"{url}/api"}), sync_playwright() as p:
+            _wait_for_deployment(f"{DEPLOYMENT}/{DEPLOYMENT}")
+            browser = p.chromium.launch(executable_path=str(CHROMIUM),
+                                        args=["--headless", "--no-sandbox", "--disable-background-networking"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(30_000)
+            try:
+                page.goto(f"{url}/deployments")
+                page.get_by_role("link", name=DEPLOYMENT, exact=True).first.click()
+                page.wait_for_url("**/deployments/deployment/**")
+                page.get_by_role("button", name="Run", exact=True).first.click()
+                page.get_by_text("Quick run", exact=True).first.click()
+                toast = page.get_by_text("scheduled to start now").first  # "<run name> scheduled to start now"
+                run_name = toast.inner_text().split(" scheduled to start now")[0].strip()
+                page.get_by_role("link", name=run_name, exact=True).first.click()  # the run in the deployment's list
+                page.wait_for_url("**/runs/flow-run/**")
+                flow_run_id = page.url.split("/runs/flow-run/", 1)[1].split("?")[0]
+                assert _deployment_of(flow_run_id) == DEPLOYMENT
+
+                deadline = time.monotonic() + 240
+                while (final := _flow_run_state(flow_run_id)) not in ("Completed", "Failed", "Crashed", "Cancelled"):
+                    assert time.monotonic() < deadline, f"flow run {flow_run_id} did not finish; see {logs}"
+                    time.sleep(2)
+                assert final == "Completed", f"flow run ended {final}; see {logs / 'serve.log'}"
+                page.reload()  # the flow-run page as the user sees it once the run is over
+                expect(page.get_by_text("Completed").first).to_be_visible(timeout=30_000)
+            finally:
+                shot = _save(page, tmp_path)
+                browser.close()
+        assert shot.stat().st_size > 10_000
+        assert (repo / "data/validated/summary.json").is_file()  # the DVC stages really ran in the served repo
+    finally:
+        _stop(served)
+        _stop(server)

@@ -1,0 +1,149 @@
+"""Stage tasks against real DVC in a temp repo under a real (test-harness) Prefect server.
+
+A stage that fails once is retried and completes; a stage that always fails ends the flow
+Failed with a clear message and leaves the previous outputs, dvc.lock and the MLflow champion
+as they were; an unchanged stage is served from Prefect's cache keyed on its dvc.lock entry.
+Retry delays are set to 0 on the task copy used here; production delays are untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import copy_repo, tiny_params_dict, tree_hash, write_params
+
+BIN = Path(sys.executable).parent
+
+FLAKY = '''"""Test-only stage: fails on its first attempt, succeeds on the second."""
+from pathlib import Path
+import sys
+
+attempts = Path("flaky.attempts")
+n = int(attempts.read_text()) + 1 if attempts.exists() else 1
+attempts.write_text(str(n))
+if n == 1:
+    sys.exit("flaky: transient failure on attempt 1")
+Path("data/flaky.txt").write_text(f"ok after {n} attempts\\n")
+'''
+
+FLAKY_STAGE = """
+  flaky:
+    cmd: python flaky.py
+    deps:
+      - flaky.py
+    outs:
+      - data/flaky.txt
+"""
+
+
+def _run(cmd: list[str], cwd: Path) -> str:
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{(proc.stdout + proc.stderr)[-3000:]}"
+    return proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory, harness) -> Path:
+    """A temp git repo with tiny params, an extra `flaky` stage, and ingest+validate built by `dvc repro`."""
+    root = copy_repo(tmp_path_factory.mktemp("retries") / "vistune")
+    write_params(root / "params.yaml", tiny_params_dict())
+    (root / "dvc.lock").unlink(missing_ok=True)
+    (root / "flaky.py").write_text(FLAKY)
+    dvc_yaml = (root / "dvc.yaml").read_text()
+    (root / "dvc.yaml").write_text(dvc_yaml.replace("\nplots:", FLAKY_STAGE + "\nplots:", 1))
+    _run(["git", "init", "-q"], root)
+    (root / ".gitignore").open("a").write("flaky.attempts\n")
+    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], root)
+    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], root)
+    _run(["dvc", "repro", "validate"], root)
+    return root
+
+
+def _task_runs(flow_run_id) -> dict:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+        return {r.name: (r, [s.name for s in client.read_task_run_states(r.id)]) for r in runs}
+
+
+def test_stage_that_fails_once_is_retried_and_completes(repo: Path):
+    from prefect import flow
+
+    from flows.pipeline import run_stage
+
+    @flow(name="one-stage")
+    def one_stage(stage: str, repo: str) -> str:
+        return run_stage.with_options(retry_delay_seconds=0)(stage, repo)
+
+    state = one_stage("flaky", str(repo), return_state=True)
+    assert state.is_completed(), state
+    assert state.result() == "ran"
+    (task_run, history), = _task_runs(state.state_details.flow_run_id).values()
+    assert task_run.run_count == 2
+    assert "Retrying" in history and history[-1] == "Completed"
+    assert (repo / "flaky.attempts").read_text() == "2"
+    assert (repo / "data/flaky.txt").read_text() == "ok after 2 attempts\n"
+
+
+def test_unchanged_stage_is_cached_on_its_dvc_lock_entry(repo: Path):
+    from flows.pipeline import validate_only
+
+    first = validate_only(repo=str(repo), return_state=True)
+    second = validate_only(repo=str(repo), return_state=True)
+    assert first.is_completed() and second.is_completed()
+    second_runs = _task_runs(second.state_details.flow_run_id)
+    assert {name: hist[-1] for name, (_, hist) in second_runs.items() if name in ("ingest", "validate")} == {
+        "ingest": "Cached", "validate": "Cached"}
+    assert second.result()["stages"] == {"ingest": "skipped (unchanged)", "validate": "skipped (unchanged)"}
+
+
+def _champion(root: Path, create: bool = False) -> str:
+    """The champion version in the repo's MLflow store; `create` registers one first (real MLflow)."""
+    import mlflow
+
+    uri = f"sqlite:///{root / 'mlflow' / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    name = "vistune-classifier"
+    if create:
+        exp = client.create_experiment("vistune", artifact_location=str(root / "mlflow" / "artifacts"))
+        run = client.create_run(exp)
+        client.log_metric(run.info.run_id, "test_macro_f1", 0.5)
+        client.set_terminated(run.info.run_id)
+        client.create_registered_model(name)
+        mv = client.create_model_version(name, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+        client.set_registered_model_alias(name, "champion", mv.version)
+    versions = client.search_model_versions(f"name='{name}'")
+    return f"{client.get_model_version_by_alias(name, 'champion').version}/{len(versions)}"
+
+
+def test_stage_that_always_fails_leaves_outputs_and_champion(repo: Path, tmp_path: Path, monkeypatch):
+    from flows import pipeline
+    from flows.dvc import StageFailed
+    from flows.params import PipelineParams
+
+    monkeypatch.setattr(pipeline, "run_stage", pipeline.run_stage.with_options(retry_delay_seconds=0))
+    champion = _champion(repo, create=True)
+    before = {p: (repo / p).read_bytes() for p in ("params.yaml", "dvc.lock", "data/ingest/report.json",
+                                                   "data/validated/summary.json")}
+    raw, validated = tree_hash(repo / "data/raw"), tree_hash(repo / "data/validated")
+
+    bad = tmp_path / "no-such-images"
+    with pytest.raises(StageFailed) as err:
+        pipeline.train_pipeline(params=PipelineParams(data_source=str(bad), epochs=2), repo=str(repo),
+                                save_experiment=False)
+    message = str(err.value)
+    assert "failed at stage 'ingest' after 3 attempt(s)" in message
+    assert "rolled back" in message and "data.source is not a directory" in message
+
+    assert {p: (repo / p).read_bytes() for p in before} == before
+    assert tree_hash(repo / "data/raw") == raw and tree_hash(repo / "data/validated") == validated
+    assert _champion(repo) == champion
+    assert "changed" not in _run(["dvc", "status", "ingest", "validate"], repo)
