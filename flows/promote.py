@@ -17,6 +17,13 @@ from vistune.config import load_params
 REPO = Path(__file__).resolve().parent.parent
 
 
+def _actor() -> str:
+    """`flow:<this flow run's name>` for the alias history."""
+    from prefect.runtime import flow_run
+
+    return f"flow:{flow_run.name or flow_run.id or 'unknown'}"
+
+
 def _open(repo: str):
     cfg = load_params(Path(repo) / "params.yaml").register
     client, lock = tracking.open_registry(cfg, Path(repo).resolve())
@@ -26,7 +33,7 @@ def _open(repo: str):
 @task(retries=2, retry_delay_seconds=5)
 def set_champion(version: str, reason: str, repo: str) -> str | None:
     name, client, lock = _open(repo)
-    return registry.promote(client, name, version, lock, reason=reason)
+    return registry.promote(client, name, version, lock, reason=reason, actor=_actor())
 
 
 @flow(name="promote")
@@ -38,10 +45,10 @@ def promote_flow(version: str, reason: str = "manual promotion from Prefect", re
 
 
 @flow(name="rollback")
-def rollback_flow(repo: str = str(REPO)) -> tuple[str, str]:
-    """Move `champion` back to the version it replaced."""
+def rollback_flow(repo: str = str(REPO), to_time: str | None = None) -> tuple[str, str]:
+    """Move `champion` back to the previous champion, or to the champion as of `to_time` (ISO, UTC)."""
     name, client, lock = _open(repo)
-    frm, to = registry.rollback(client, name, lock)
+    frm, to = registry.rollback(client, name, lock, to_time=to_time, actor=_actor())
     get_run_logger().info("champion rolled back v%s -> v%s", frm, to)
     return frm, to
 
@@ -49,7 +56,7 @@ def rollback_flow(repo: str = str(REPO)) -> tuple[str, str]:
 @flow(name="archive")
 def archive_flow(version: str, repo: str = str(REPO)) -> None:
     name, client, lock = _open(repo)
-    registry.archive(client, name, version, lock)
+    registry.archive(client, name, version, lock, actor=_actor())
 
 
 if __name__ == "__main__":

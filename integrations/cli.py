@@ -1,4 +1,4 @@
-"""`vistune` command: registry actions (promote, rollback, archive, status) and serving.
+"""`vistune` command: registry actions (promote, rollback, archive, status, history, lineage) and serving.
 
 Each action is also a Prefect flow in `flows/promote.py`; both call `integrations.registry`.
 """
@@ -30,6 +30,19 @@ def _status(client, name: str) -> None:
         print(f"{mv.version:>7}  {aliases:<22} {mv.tags.get(TAG_PREFIX + 'gate', '-'):<9} {mv.description or ''}")
 
 
+def _lineage(client, name: str, version: str, params_out: str | None) -> None:
+    from integrations import lineage
+
+    print(lineage.describe(client, name, version))
+    if params_out:
+        import yaml
+
+        from vistune.io import write_text
+
+        write_text(Path(params_out), yaml.safe_dump(lineage.version_params(client, name, version), sort_keys=False))
+        print(f"wrote v{version}'s params to {params_out}")
+
+
 def serve_command(model_uri: str, host: str, port: int) -> list[str]:
     mlflow_bin = Path(sys.executable).with_name("mlflow")
     return [str(mlflow_bin), "models", "serve", "-m", model_uri, "--env-manager", "local",
@@ -44,10 +57,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("promote", help="make VERSION the champion")
     p.add_argument("version")
     p.add_argument("--reason", default="manual promotion")
-    sub.add_parser("rollback", help="move champion back to the version it replaced")
+    r = sub.add_parser("rollback", help="move champion back to the previous champion (or the one as of --to-time)")
+    r.add_argument("--to-time", default=None, help="ISO time, UTC unless it has a zone: champion as of that time")
     a = sub.add_parser("archive", help="drop a version's aliases and tag it archived")
     a.add_argument("version")
     sub.add_parser("status", help="list versions, aliases and gate decisions")
+    sub.add_parser("history", help="every alias change: when, who, from which version to which, why")
+    lg = sub.add_parser("lineage", help="a version's lineage tags and the commands that rebuild it")
+    lg.add_argument("version")
+    lg.add_argument("--params-out", default=None, help="write the version's resolved params to this YAML file")
     s = sub.add_parser("serve", help="serve models:/<name>@champion over HTTP on 127.0.0.1")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=5001)
@@ -65,8 +83,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             prev = registry.promote(client, name, args.version, lock, reason=args.reason)
             print(f"{name}: champion v{prev or '-'} -> v{args.version}")
         elif args.cmd == "rollback":
-            frm, to = registry.rollback(client, name, lock)
+            frm, to = registry.rollback(client, name, lock, to_time=args.to_time)
             print(f"{name}: champion rolled back v{frm} -> v{to}")
+        elif args.cmd == "history":
+            from integrations import history
+
+            print(history.table(history.read(client, name)))
+        elif args.cmd == "lineage":
+            _lineage(client, name, args.version, args.params_out)
         elif args.cmd == "archive":
             registry.archive(client, name, args.version, lock)
             print(f"{name}: v{args.version} archived")

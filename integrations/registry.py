@@ -1,8 +1,9 @@
 """Registry aliases: the promotion gate, manual promote, rollback and archive.
 
 Production is the `champion` alias, the latest candidate is `challenger` (never the deprecated
-stages). Every alias change writes its reason onto the model version's tags and description,
-and the gate runs under a lock so two registrations racing end with one consistent champion.
+stages). Every alias change writes its reason onto the model version's tags and description and
+appends an entry to the registry's alias history (`integrations.history`), which rollback reads;
+the gate runs under a lock so two registrations racing end with one consistent champion.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Callable, Iterator, Mapping
 
 from filelock import FileLock
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
+
+from integrations import history
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -32,6 +35,7 @@ class Decision:
     champion_before: str | None
     champion_value: float | None
     failures: list[str] = field(default_factory=list)
+    significance: str | None = None  # the paired test's verdict against the champion, when one ran
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -62,6 +66,21 @@ def threshold_failures(metrics: Mapping[str, float], cfg) -> list[str]:
         elif kind == "max" and value > limit:
             failures.append(f"{key} {value:.4f} > register.{field_name} {limit}")
     return failures
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Challenger vs champion, both re-scored on this run's test split (see `integrations.gate_report`).
+
+    `significant` is None when no test is required (`register.gate_test: none`): the gate then keeps
+    the margin rule on the recorded metrics. `error` says why the champion could not be re-scored.
+    """
+
+    significant: bool | None
+    summary: str
+    champion_value: float | None = None  # gate metric, re-scored (None: metric not re-scorable)
+    challenger_value: float | None = None
+    error: str | None = None
 
 
 def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
@@ -98,64 +117,125 @@ def _record(client: MlflowClient, name: str, version: str, action: str, reason: 
     client.update_model_version(name, version, description=f"[{stamp}] {action}: {reason}")
 
 
+def _set_champion(client: MlflowClient, name: str, version: str, previous: str | None, action: str, reason: str,
+                  actor: str | None) -> None:
+    client.set_registered_model_alias(name, CHAMPION, version)
+    history.append(client, name, CHAMPION, previous, version, action, reason, actor)
+    tags = client.get_model_version(name, version).tags
+    if tags.get(f"{TAG_PREFIX}rolled_back"):  # deliberately brought back: eligible for rollback again
+        client.delete_model_version_tag(name, version, f"{TAG_PREFIX}rolled_back")
+
+
+def _decide(value: float, champ: str | None, champ_value: float | None, metric: str, min_improvement: float,
+            failures: list[str], comparison: Comparison | None) -> tuple[bool, str]:
+    if failures:
+        return False, "fails thresholds: " + "; ".join(failures) + (
+            f"; champion v{champ} unchanged" if champ else "; no champion set")
+    if champ is None:
+        return True, f"no champion yet; {metric}={value:.4f}"
+    testing = comparison is not None and comparison.significant is not None
+    if testing and comparison.error:
+        return False, (f"champion v{champ} could not be re-scored on this test split ({comparison.error}); "
+                       f"champion unchanged (promote by hand: `vistune promote <version>`)")
+    if champ_value is None:
+        return True, f"champion v{champ} has no {metric}; {metric}={value:.4f}"
+    scored = " (both re-scored on this test split)" if testing and comparison.champion_value is not None else ""
+    if testing and not comparison.significant and value >= champ_value:
+        return False, (f"not significant: {metric} {value:.4f} vs champion v{champ} {champ_value:.4f}{scored}; "
+                       f"{comparison.summary}; champion unchanged")
+    if value <= champ_value + min_improvement:
+        return False, (f"{metric} {value:.4f} does not beat champion v{champ} {champ_value:.4f} "
+                       f"by more than {min_improvement}{scored}; champion unchanged")
+    if testing and not comparison.significant:
+        return False, (f"not significant: {metric} {value:.4f} vs champion v{champ} {champ_value:.4f}{scored}; "
+                       f"{comparison.summary}; champion unchanged")
+    why = f"; {comparison.summary}" if testing else ""
+    return True, (f"{metric} {value:.4f} beats champion v{champ} {champ_value:.4f} "
+                  f"by more than {min_improvement}{scored}{why}")
+
+
 def gate(client: MlflowClient, name: str, version: str, metric: str, value: float, min_improvement: float,
-         lock_dir: Path, failures: list[str] | None = None) -> Decision:
+         lock_dir: Path, failures: list[str] | None = None,
+         compare: Callable[[str], Comparison] | None = None, actor: str | None = None) -> Decision:
     """Make `version` the challenger; promote it to champion if it passes every threshold
-    (`failures` empty, see `threshold_failures`) and beats the champion by the margin."""
+    (`failures` empty, see `threshold_failures`), beats the champion by the margin and, when
+    `compare(champion_version)` runs a significance test, the gain is significant. `compare`
+    is called under the lock, so it always judges against the champion actually replaced."""
     failures = list(failures or [])
     with registry_lock(lock_dir):
         client.set_model_version_tag(name, version, f"{TAG_PREFIX}{metric}", repr(float(value)))
+        old_challenger = alias_version(client, name, CHALLENGER)
         client.set_registered_model_alias(name, CHALLENGER, version)
+        history.append(client, name, CHALLENGER, old_challenger, version, "gate", f"registered v{version}", actor)
         champ = alias_version(client, name, CHAMPION)
         champ_value = version_metric(client, name, champ, metric) if champ else None
-        if failures:
-            promoted, reason = False, "fails thresholds: " + "; ".join(failures) + (
-                f"; champion v{champ} unchanged" if champ else "; no champion set")
-        elif champ is None:
-            promoted, reason = True, f"no champion yet; {metric}={value:.4f}"
-        elif champ_value is None:
-            promoted, reason = True, f"champion v{champ} has no {metric}; {metric}={value:.4f}"
-        elif value > champ_value + min_improvement:
-            promoted, reason = True, (f"{metric} {value:.4f} beats champion v{champ} {champ_value:.4f} "
-                                      f"by more than {min_improvement}")
-        else:
-            promoted, reason = False, (f"{metric} {value:.4f} does not beat champion v{champ} {champ_value:.4f} "
-                                       f"by more than {min_improvement}; champion unchanged")
+        comparison = compare(champ) if compare is not None and champ and champ != version else None
+        if comparison is not None and comparison.significant is not None and comparison.champion_value is not None:
+            champ_value, value = comparison.champion_value, float(comparison.challenger_value)  # fresh numbers
+        promoted, reason = _decide(float(value), champ, champ_value, metric, min_improvement, failures, comparison)
         if promoted:
-            client.set_registered_model_alias(name, CHAMPION, version)
+            _set_champion(client, name, version, champ, "gate", reason, actor)
         client.set_model_version_tag(name, version, f"{TAG_PREFIX}gate", "promoted" if promoted else "rejected")
         if failures:
             client.set_model_version_tag(name, version, f"{TAG_PREFIX}gate_failures", "; ".join(failures))
+        if comparison is not None:
+            client.set_model_version_tag(name, version, f"{TAG_PREFIX}gate_significance", comparison.summary[:4000])
         _record(client, name, version, "gate: promoted to champion" if promoted else "gate: rejected", reason, champ)
-        return Decision(version, promoted, reason, metric, float(value), champ, champ_value, failures)
+        return Decision(version, promoted, reason, metric, float(value), champ, champ_value, failures,
+                        comparison.summary if comparison is not None else None)
 
 
-def promote(client: MlflowClient, name: str, version: str, lock_dir: Path, reason: str = "manual promotion") -> str | None:
+def promote(client: MlflowClient, name: str, version: str, lock_dir: Path, reason: str = "manual promotion",
+            actor: str | None = None) -> str | None:
     """Point `champion` at `version`; returns the previous champion."""
     with registry_lock(lock_dir):
         client.get_model_version(name, version)  # raises a clear error for unknown versions
         previous = alias_version(client, name, CHAMPION)
-        client.set_registered_model_alias(name, CHAMPION, version)
+        _set_champion(client, name, version, previous, "promote", reason, actor)
         _record(client, name, version, "promoted to champion", reason, previous)
         return previous
 
 
-def rollback(client: MlflowClient, name: str, lock_dir: Path) -> tuple[str, str]:
-    """Move `champion` back to the version it replaced; returns (from, to)."""
+def _rollback_target(client: MlflowClient, name: str, current: str, to_time: str | None) -> str:
+    entries = history.read(client, name)
+    if to_time is not None:
+        when = history.parse_time(to_time)
+        target = history.holder_as_of(entries, when)
+        if target is None:
+            raise ValueError(f"model {name!r} had no champion at {when.isoformat()} (see `vistune history`)")
+        if target == current:
+            raise ValueError(f"v{current} was already champion at {when.isoformat()}; nothing to roll back")
+        if client.get_model_version(name, target).tags.get(f"{TAG_PREFIX}archived") == "true":
+            raise ValueError(f"v{target} (champion at {when.isoformat()}) is archived; `vistune promote {target}` "
+                             f"to bring it back deliberately")
+        return target
+    unusable = {v.version for v in client.search_model_versions(f"name='{name}'")
+                if v.tags.get(f"{TAG_PREFIX}archived") == "true" or v.tags.get(f"{TAG_PREFIX}rolled_back") == "true"}
+    target = history.previous_holder(entries, current, {str(v) for v in unusable})
+    if target is None:  # stores written before the history existed: the version's own tag
+        target = client.get_model_version(name, current).tags.get(f"{TAG_PREFIX}previous_champion")
+    if not target:
+        raise ValueError(f"champion v{current} of {name!r} records no previous champion to roll back to")
+    return target
+
+
+def rollback(client: MlflowClient, name: str, lock_dir: Path, to_time: str | None = None,
+             actor: str | None = None) -> tuple[str, str]:
+    """Move `champion` back to the previous champion (the latest earlier one not archived or
+    rolled back), or to the champion as of `to_time`; returns (from, to)."""
     with registry_lock(lock_dir):
         current = alias_version(client, name, CHAMPION)
         if current is None:
             raise ValueError(f"model {name!r} has no champion to roll back")
-        previous = client.get_model_version(name, current).tags.get(f"{TAG_PREFIX}previous_champion")
-        if not previous:
-            raise ValueError(f"champion v{current} of {name!r} records no previous champion to roll back to")
-        client.set_registered_model_alias(name, CHAMPION, previous)
-        _record(client, name, previous, "rolled back to champion", f"rollback from v{current}", None)
+        target = _rollback_target(client, name, current, to_time)
+        why = f"rollback from v{current}" + (f" to the champion as of {to_time}" if to_time else "")
+        _set_champion(client, name, target, current, "rollback", why, actor)
+        _record(client, name, target, "rolled back to champion", why, None)
         client.set_model_version_tag(name, current, f"{TAG_PREFIX}rolled_back", "true")
-        return current, previous
+        return current, target
 
 
-def archive(client: MlflowClient, name: str, version: str, lock_dir: Path) -> None:
+def archive(client: MlflowClient, name: str, version: str, lock_dir: Path, actor: str | None = None) -> None:
     """Take a version out of service: drop its aliases and tag it archived (never the champion)."""
     with registry_lock(lock_dir):
         mv = client.get_model_version(name, version)
@@ -163,5 +243,6 @@ def archive(client: MlflowClient, name: str, version: str, lock_dir: Path) -> No
             raise ValueError(f"v{version} is the champion; promote or roll back to another version first")
         for alias in mv.aliases or []:
             client.delete_registered_model_alias(name, alias)
+            history.append(client, name, alias, version, None, "archive", f"v{version} archived", actor)
         client.set_model_version_tag(name, version, f"{TAG_PREFIX}archived", "true")
         _record(client, name, version, "archived", "manual archive", None)

@@ -115,12 +115,19 @@ def setup(cfg: RegisterCfg, root: Path) -> str:
                             lambda: mlflow.get_experiment_by_name(cfg.experiment)).experiment_id
 
 
-def idempotency_tags(model_file: Path, params: dict[str, Any]) -> dict[str, str]:
-    """What makes two registrations "the same": the weights' sha256 and the params that shaped the model
-    and its evaluation (the `register` section only says where and how to register, so it is left out)."""
-    shaping = {k: v for k, v in params.items() if k != "register"}
+# register keys that only say where the store is or how hard to retry: they do not make a new registration
+_TRANSPORT_KEYS = {"tracking_uri", "artifact_root", "retries", "retry_backoff_s"}
+
+
+def idempotency_tags(model_file: Path, params: dict[str, Any], metrics: dict[str, Any]) -> dict[str, str]:
+    """What makes two registrations "the same": the weights, the params (gate settings included, so a
+    changed margin is gated anew) and the evaluation metrics. A re-run after the tracking server came
+    back matches on all three and reuses the version instead of registering a duplicate."""
+    shaping = {**params, "register": {k: v for k, v in params.get("register", {}).items() if k not in _TRANSPORT_KEYS}}
     digest = hashlib.sha256(json.dumps(flatten(shaping), sort_keys=True, default=str).encode()).hexdigest()
-    return {"vistune.model_sha256": sha256_file(model_file), "vistune.params_sha256": digest}
+    metrics_digest = hashlib.sha256(json.dumps(metrics, sort_keys=True, default=str).encode()).hexdigest()
+    return {"vistune.model_sha256": sha256_file(model_file), "vistune.params_sha256": digest,
+            "vistune.metrics_sha256": metrics_digest}
 
 
 def find_version(client: mlflow.MlflowClient, name: str, tags: dict[str, str]):

@@ -45,7 +45,7 @@ def run(params: Params, layout: Layout) -> dict:
     client = mlflow.MlflowClient()
     uri = tracking.resolve_tracking_uri(cfg, root)
     # idempotency: the same weights + params registered before (e.g. a re-run after the server came back)
-    key_tags = tracking.idempotency_tags(layout.model, to_dict(params))
+    key_tags = tracking.idempotency_tags(layout.model, to_dict(params), metrics)
     existing = tracking.with_retries(cfg, uri, "search model versions",
                                      lambda: tracking.find_version(client, cfg.model_name, key_tags))
     if existing is not None:

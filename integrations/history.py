@@ -1,0 +1,129 @@
+"""The alias audit log, kept in the registry itself: one registered-model tag per alias change.
+
+Each change (gate, promote, rollback, archive) is a tag `vistune.alias_history.<seq>` on the
+registered model holding a small JSON entry: when (UTC), who (`flow:<Prefect run>` or
+`cli:<user>`), which alias, from which version to which, and why. One tag per event keeps every
+value far below the store's tag-size limit and never rewrites old entries; the sequence number is
+allocated under the registry lock, so the log is totally ordered. Rollback reads it ("previous
+champion", "champion as of <time>") and `vistune history` prints it.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+
+PREFIX = "vistune.alias_history."
+MAX_REASON = 1500  # a tag value holds 5000 characters on sqlite; the rest of an entry is small
+
+
+@dataclass(frozen=True)
+class Entry:
+    seq: int
+    time: str  # UTC ISO-8601 with microseconds
+    actor: str
+    action: str  # gate | promote | rollback | archive
+    alias: str
+    from_version: str | None
+    to_version: str | None
+    reason: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def at(self) -> datetime:
+        return parse_time(self.time)
+
+
+def default_actor() -> str:
+    """`flow:<run name>` inside a Prefect flow run (flows/ export the name), else `cli:<user>`."""
+    run = os.environ.get("VISTUNE_PREFECT_FLOW_RUN_NAME")
+    if run:
+        return f"flow:{run}"
+    try:
+        user = getpass.getuser()
+    except Exception:  # no passwd entry (some containers)
+        user = "unknown"
+    return f"cli:{user}"
+
+
+def parse_time(text: str) -> datetime:
+    """ISO time -> aware UTC datetime; a time without zone is read as UTC."""
+    try:
+        t = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"time {text!r} is not ISO-8601; use e.g. 2026-11-23T12:00:00 (UTC)") from None
+    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+
+
+def read(client, name: str) -> list[Entry]:
+    """Every entry of `name`'s log, oldest first."""
+    tags = client.get_registered_model(name).tags or {}
+    entries = []
+    for key, value in tags.items():
+        if not key.startswith(PREFIX):
+            continue
+        try:
+            d = json.loads(value)
+            entries.append(Entry(int(key[len(PREFIX):]), d["time"], d["actor"], d["action"], d["alias"],
+                                 d.get("from"), d.get("to"), d.get("reason", "")))
+        except (ValueError, KeyError, TypeError):
+            continue  # a hand-edited tag is shown nowhere rather than breaking every rollback
+    return sorted(entries, key=lambda e: e.seq)
+
+
+def append(client, name: str, alias: str, from_version: str | None, to_version: str | None, action: str,
+           reason: str, actor: str | None = None) -> Entry:
+    """Add one entry; call under `registry.registry_lock` so sequence numbers never collide."""
+    existing = [int(k[len(PREFIX):]) for k in (client.get_registered_model(name).tags or {})
+                if k.startswith(PREFIX) and k[len(PREFIX):].isdigit()]
+    entry = Entry(max(existing, default=0) + 1, datetime.now(timezone.utc).isoformat(timespec="microseconds"),
+                  actor or default_actor(), action, alias,
+                  None if from_version is None else str(from_version), None if to_version is None else str(to_version),
+                  reason if len(reason) <= MAX_REASON else reason[:MAX_REASON - 3] + "...")
+    value = json.dumps({"time": entry.time, "actor": entry.actor, "action": entry.action, "alias": entry.alias,
+                        "from": entry.from_version, "to": entry.to_version, "reason": entry.reason})
+    client.set_registered_model_tag(name, f"{PREFIX}{entry.seq:06d}", value)
+    return entry
+
+
+def champion_states(entries: list[Entry], alias: str = "champion") -> list[Entry]:
+    """The entries that changed `alias`, oldest first (each `to_version` held it from `time`)."""
+    return [e for e in entries if e.alias == alias and e.from_version != e.to_version]
+
+
+def holder_as_of(entries: list[Entry], when: datetime, alias: str = "champion") -> str | None:
+    """Which version held `alias` at `when` (None: nobody did yet, or it had been removed)."""
+    holder = None
+    for e in champion_states(entries, alias):
+        if e.at > when:
+            break
+        holder = e.to_version
+    return holder
+
+
+def previous_holder(entries: list[Entry], current: str, unusable: set[str], alias: str = "champion") -> str | None:
+    """The latest earlier holder of `alias` that is not `current` and not in `unusable`
+    (archived or rolled-back versions): what "roll back to the previous champion" means."""
+    states = champion_states(entries, alias)
+    held = [states[0].from_version] if states else []
+    held += [e.to_version for e in states]
+    for version in reversed(held):
+        if version is not None and version != current and version not in unusable:
+            return version
+    return None
+
+
+def table(entries: list[Entry]) -> str:
+    """A fixed-width table for `vistune history`."""
+    if not entries:
+        return "no alias changes recorded yet"
+    rows = [("#", "time (UTC)", "actor", "action", "alias", "from", "to", "reason")]
+    rows += [(str(e.seq), e.time[:19].replace("T", " "), e.actor, e.action, e.alias, e.from_version or "-",
+              e.to_version or "-", e.reason) for e in entries]
+    widths = [max(len(r[i]) for r in rows) for i in range(7)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:7], widths)) + "  " + r[7] for r in rows)

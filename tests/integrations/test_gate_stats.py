@@ -1,0 +1,90 @@
+"""The statistical gate on real tiny models: champion and challenger re-scored on the same test split."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import pandas as pd
+import torch
+
+from integrations import gate_report, registry, tracking
+from stages import register as register_stage
+from vistune import significance as sig
+from vistune.layout import Layout
+
+from tests.integrations.registry_helpers import copy_layout, params_with, register
+
+NAME = "vistune-classifier"
+
+
+def _constant_model(src, dest, cls: int) -> None:
+    """A real vistune model file whose head always answers class `cls` (a clearly different model)."""
+    payload = torch.load(src, map_location="cpu", weights_only=True)
+    state = payload["state_dict"]
+    n = len(payload["classes"])
+    w, b = [k for k, v in state.items() if v.ndim == 2 and v.shape[0] == n][-1], [
+        k for k, v in state.items() if v.ndim == 1 and v.shape[0] == n][-1]
+    state[w] = torch.zeros_like(state[w])
+    state[b] = torch.full_like(state[b], -10.0)
+    state[b][cls] = 10.0
+    torch.save(payload, dest)
+
+
+def test_real_pair_rescored_report_and_verdicts(trained_tiny, mlflow_cfg, tmp_path):
+    cfg = {"gate_test": "mcnemar", "gate_n_boot": 200}
+    first = register(trained_tiny, tmp_path / "a", mlflow_cfg, cfg, macro_f1=0.5)
+    assert first["promoted"] and first["gate_report"] == "data/registry/gate_report.md"
+    assert "No champion comparison" in (tmp_path / "a" / first["gate_report"]).read_text()
+
+    # challenger: a constant model that claims a great macro-F1; the gate re-scores both instead
+    data = gate_report.load_eval_set(trained_tiny)
+    champ_pred = gate_report.predict(trained_tiny.model, data)
+    cls = (int(np.bincount(champ_pred).argmax()) + 1) % len(data.classes)
+    worse = copy_layout(trained_tiny, tmp_path / "b", macro_f1=0.99)
+    _constant_model(trained_tiny.model, worse.model, cls)
+    second = register_stage.run(params_with(mlflow_cfg, **cfg), worse)
+    chal_pred = gate_report.predict(worse.model, data)
+    assert set(chal_pred) == {cls}
+    y = data.labels
+    k = len(data.classes)
+    want_champ, want_chal = (float(sig.macro_f1_rows(y, p, k)[0]) for p in (champ_pred, chal_pred))
+    assert not second["promoted"] and "re-scored" in second["reason"]
+    assert second["value"] == want_chal and second["champion_value"] == want_champ  # fresh numbers, not 0.99
+    client, lock = tracking.open_registry(mlflow_cfg, tmp_path)
+    assert registry.alias_version(client, NAME, "champion") == first["version"]
+
+    report = (worse.root / second["gate_report"]).read_text()
+    mc = sig.mcnemar(champ_pred == y, chal_pred == y)
+    assert f"challenger v{second['version']} vs champion v{first['version']}" in report
+    assert f"p = {mc.p_value:.4g}" in report
+    lost = np.flatnonzero((champ_pred == y) & (chal_pred != y))
+    assert f"newly gets wrong ({len(lost)})" in report
+    arts = {a.path for a in client.list_artifacts(second["run_id"], "gate")}
+    assert {"gate/gate_report.md", "gate/gate_metrics.csv", "gate/gate_mcnemar.csv", "gate/gate_per_class.csv",
+            "gate/gate_newly_wrong.csv"} <= arts
+    newly = pd.read_csv(client.download_artifacts(second["run_id"], "gate/gate_newly_wrong.csv", str(tmp_path)))
+    assert list(newly["index"]) == list(lost) and set(newly["challenger_predicted"].astype(str)) <= {data.classes[cls]}
+    metrics = pd.read_csv(client.download_artifacts(second["run_id"], "gate/gate_metrics.csv", str(tmp_path)))
+    row = metrics.set_index("metric").loc["macro_f1"]
+    assert row["delta"] == pytest.approx(want_chal - want_champ) and row["ci_low"] <= row["delta"] <= row["ci_high"]
+    assert client.get_model_version(NAME, second["version"]).tags["vistune.gate_significance"].startswith("McNemar")
+
+    # an identical model (same weights, another version): "not significant" with p = 1
+    same = str(client.create_model_version(NAME, client.get_model_version(NAME, first["version"]).source,
+                                           run_id=first["run_id"]).version)
+    lay_a = tmp_path / "a"
+    rcfg = params_with(mlflow_cfg, **cfg).register
+    report_md = tmp_path / "same.md"
+    compare = gate_report.make_compare(client, rcfg, Layout(lay_a), same, first["run_id"], report_md)
+    d = registry.gate(client, NAME, same, "test_macro_f1", 0.5, 0.0, lock, compare=compare)
+    assert not d.promoted and d.reason.startswith("not significant") and "p=1 " in d.reason
+    assert "newly gets wrong (0)" in report_md.read_text()
+    # a negative margin says "accept a challenger that is not better": the test is waived
+    waived = dataclasses.replace(rcfg, min_improvement=-1.0)
+    compare = gate_report.make_compare(client, waived, Layout(lay_a), same, first["run_id"], report_md)
+    d = registry.gate(client, NAME, same, "test_macro_f1", 0.5, -1.0, lock, compare=compare)
+    assert d.promoted and "not required" in d.significance
+    assert json.loads((worse.registration).read_text())["gate_report"] == "data/registry/gate_report.md"

@@ -1,0 +1,105 @@
+"""Lineage tags on a real registered version, `vistune lineage`, and the dirty-tree refusal."""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from integrations import cli, lineage, tracking
+from stages import register as register_stage
+from vistune.config import to_dict
+from vistune.errors import VistuneError
+
+from tests.conftest import REPO
+from tests.integrations.registry_helpers import copy_layout, params_with, write_params_file
+
+NAME = "vistune-classifier"
+
+
+def _git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=root, check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def _repo(root: Path) -> str:
+    """A committed git tree: a source file, params.yaml, the real dvc.lock/dvc.yaml; data/ ignored."""
+    (root / "src.py").write_text("x = 1\n")
+    (root / "params.yaml").write_text("a: 1\n")
+    shutil.copy(REPO / "dvc.lock", root / "dvc.lock")
+    shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
+    (root / ".gitignore").write_text("data/\nmlflow.db\nartifacts/\n")
+    _git(root, "init", "-q")
+    _git(root, "add", "-A")
+    _git(root, "commit", "-qm", "init")
+    return _git(root, "rev-parse", "HEAD")
+
+
+def test_version_carries_lineage_and_lineage_reproduces_params(trained_tiny, mlflow_cfg, tmp_path, monkeypatch, capsys):
+    lay = copy_layout(trained_tiny, tmp_path / "repo", macro_f1=0.5)
+    sha = _repo(lay.root)
+    monkeypatch.setenv("VISTUNE_PREFECT_FLOW_RUN_ID", "0b5e-run-id")
+    monkeypatch.setenv("VISTUNE_PREFECT_FLOW_RUN_NAME", "brisk-heron")
+    monkeypatch.setenv("VISTUNE_DVC_EXPERIMENT", "brisk-heron")
+    monkeypatch.setenv("PREFECT_UI_URL", "http://127.0.0.1:4200")
+    params = params_with(mlflow_cfg, allow_dirty=False)
+    (lay.root / "params.yaml").write_text("a: 2\n")  # params.yaml edits alone are recorded, not "dirty"
+    receipt = register_stage.run(params, lay)
+    client, _ = tracking.open_registry(mlflow_cfg, tmp_path)
+    tags = client.get_model_version(NAME, receipt["version"]).tags
+    t = lineage.TAG
+    assert tags[f"{t}git_commit"] == sha == tags["vistune.git_commit"] and tags[f"{t}git_dirty"] == "false"
+    assert tags[f"{t}data_manifest_sha256"] == lineage.sha256(lay.manifest)
+    assert tags[f"{t}prefect_flow_run_id"] == "0b5e-run-id"
+    assert tags[f"{t}prefect_flow_run_url"] == "http://127.0.0.1:4200/runs/flow-run/0b5e-run-id"
+    assert tags[f"{t}python"] == platform.python_version() and tags[f"{t}torch"] == torch.__version__
+    lock = yaml.safe_load((REPO / "dvc.lock").read_text())["stages"]
+    for stage, body in lock.items():  # the dvc.lock hash of every stage output
+        for out in body.get("outs", []):
+            assert tags[f"vistune.dvc.{stage}:{out['path']}"] == out.get("md5", "")
+    assert len(tags[f"{t}params_md5"]) == 32
+
+    params_out = tmp_path / "reproduced.yaml"
+    args = ["--params", str(write_params_file(tmp_path / "p.yaml", mlflow_cfg)), "--root", str(tmp_path)]
+    capsys.readouterr()
+    assert cli.main([*args, "lineage", receipt["version"], "--params-out", str(params_out)]) == 0
+    out = capsys.readouterr().out
+    assert f"git checkout {sha}" in out and "dvc repro" in out and "dvc exp apply brisk-heron" in out
+    assert "prefect_flow_run_url: http://127.0.0.1:4200/runs/flow-run/0b5e-run-id" in out
+    assert yaml.safe_load(params_out.read_text()) == to_dict(params)
+    # the params artifact is the fallback when the inline tag is absent (large params)
+    client.delete_model_version_tag(NAME, receipt["version"], f"{t}params")
+    assert lineage.version_params(client, NAME, receipt["version"]) == to_dict(params)
+
+    # uncommitted source: refused before anything is logged, with the file named and the fix
+    (lay.root / "src.py").write_text("x = 2\n")
+    with pytest.raises(VistuneError, match=r"uncommitted changes \(src.py\).*register.allow_dirty: true"):
+        register_stage.run(params, lay)
+    assert len(client.search_model_versions(f"name='{NAME}'")) == 1
+    assert cli.main([*args, "lineage", "99"]) == 2
+
+
+def test_dirty_files_ignore_params_lock_and_dvc_outs(tmp_path):
+    root = tmp_path
+    (root / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"s": {"cmd": "true", "outs": [{"reports/out.json": {
+        "cache": False}}], "metrics": ["reports/m.json"]}}}))
+    (root / "reports").mkdir()
+    for f in ("reports/out.json", "reports/m.json", "params.yaml", "dvc.lock", "code.py"):
+        (root / f).write_text("1")
+    _git(root, "init", "-q")
+    _git(root, "add", "-A")
+    _git(root, "commit", "-qm", "init")
+    for f in ("reports/out.json", "reports/m.json", "params.yaml", "dvc.lock"):
+        (root / f).write_text("2")
+    assert lineage.dirty_files(root) == [] and lineage.check_clean(root, allow_dirty=False) == []
+    (root / "code.py").write_text("2")
+    assert lineage.dirty_files(root) == ["code.py"]
+    assert lineage.check_clean(root, allow_dirty=True) == ["code.py"]
+    with pytest.raises(VistuneError, match="code.py"):
+        lineage.check_clean(root, allow_dirty=False)
+    assert lineage.prefect_url("") == ""
