@@ -2,6 +2,8 @@
 
 Sources are read-only: files are copied byte for byte (never re-encoded, moved or deleted), so
 `validate` sees exactly what the user gave. Sources are registered by scheme (`sklearn:digits`);
+`torchvision:<Dataset>` writes a torchvision dataset (downloaded into `data.cache_dir` when
+missing) as PNGs; a `.csv` manifest lists `path,label[,split]` rows relative to its folder;
 anything else is a directory path or an archive (`.zip`, `.tar`, `.tar.gz`, `.tgz`). Archives are
 extracted member by member into a temp root: only regular files with relative, `..`-free, UTF-8
 names are written; links, devices and escaping names are refused and reported, never followed.
@@ -10,7 +12,9 @@ Files refused here are listed in the report (`skipped`, with a `code`) and end u
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import inspect
 import os
 import random
 import re
@@ -276,13 +280,167 @@ def _ingest_folder(cfg: DataCfg, out: Path, report: IngestReport) -> None:
     report.classes = sorted({lab for items in groups.values() for _, lab in items})
 
 
+TORCHVISION_PREFIX = "torchvision:"
+
+
+def torchvision_root(cfg: DataCfg) -> Path:
+    return Path(cfg.cache_dir).expanduser() if cfg.cache_dir else Path.home() / ".cache" / "vistune" / "torchvision"
+
+
+def _open_torchvision(cls: type, name: str, root: Path, train: bool, cfg: DataCfg):
+    """The dataset's train or test split: the local copy if present, else a real download (when allowed)."""
+    params = inspect.signature(cls.__init__).parameters
+    if "train" in params:
+        kw: dict = {"train": train}
+    elif "split" in params:
+        kw = {"split": "train" if train else "test"}
+    else:
+        raise DataError(f"data.source torchvision:{name}: the dataset has no train/test split argument; "
+                        "export it as an ImageFolder and point data.source at that folder")
+    try:
+        return cls(str(root), download=False, **kw)
+    except (RuntimeError, OSError) as exc:
+        missing = exc
+    if not cfg.download:
+        raise DataError(f"data.source torchvision:{name}: not found in {root} and data.download is false "
+                        f"({_one_line(missing)}); set data.download: true while online, or copy the "
+                        f"dataset's files into {root} (data.cache_dir)") from None
+    try:
+        return cls(str(root), download=True, **kw)
+    except Exception as exc:  # noqa: BLE001 - any network/integrity failure gets the same one-line fix
+        raise DataError(f"data.source torchvision:{name}: not in {root} and the download failed "
+                        f"({type(exc).__name__}: {_one_line(exc)}); run once online, or copy the dataset's "
+                        f"files into {root} (data.cache_dir)") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:200] + ("..." if len(text) > 200 else "")
+
+
+def _dataset_labels(ds) -> list[int]:
+    for attr in ("targets", "labels"):
+        labels = getattr(ds, attr, None)
+        if labels is not None:
+            return [int(v) for v in (labels.tolist() if hasattr(labels, "tolist") else labels)]
+    return [int(ds[i][1]) for i in range(len(ds))]
+
+
+def _class_folder(name: str) -> str:
+    clean = name.replace("/", "_").replace("\\", "_").strip()
+    return clean if clean and not clean.startswith(".") else f"_{clean}"
+
+
+def _ingest_torchvision(cfg: DataCfg, out: Path, report: IngestReport) -> None:
+    """torchvision's train split -> train/val (seeded, stratified), its test split -> test; PNGs."""
+    import torchvision.datasets as tvd
+
+    name = cfg.source[len(TORCHVISION_PREFIX):]
+    cls = getattr(tvd, name, None)
+    if not (isinstance(cls, type) and hasattr(cls, "__getitem__")):
+        raise DataError(f"data.source {cfg.source!r}: torchvision has no dataset {name!r}; "
+                        "use a class name from torchvision.datasets, e.g. torchvision:CIFAR10, torchvision:MNIST")
+    root = torchvision_root(cfg)
+    counts: dict[str, int] = {s: 0 for s in SPLITS}
+    names: list[str] = []
+    for train in (True, False):
+        ds = _open_torchvision(cls, name, root, train, cfg)
+        labels = _dataset_labels(ds)
+        names = list(getattr(ds, "classes", None) or names)
+        folder = {k: _class_folder(names[k]) if k < len(names) else str(k) for k in set(labels)}
+        order = [i for i, _ in _cap([(i, lab) for i, lab in enumerate(labels)], cfg)]  # type: ignore[misc]
+        if train:
+            sub = dataclasses.replace(cfg, test_fraction=0.0)
+            parts = _split_indices([str(labels[i]) for i in order], sub)
+            groups = {"train": [order[p] for p in parts["train"]], "val": [order[p] for p in parts["val"]]}
+        else:
+            groups = {"test": order}
+        tag = "train" if train else "test"
+        for split, idx in groups.items():
+            for i in idx:
+                image = ds[i][0]
+                dest = out / split / folder[labels[i]] / f"{tag}_{i:05d}.png"
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                image.save(dest, format="PNG")
+            counts[split] += len(idx)
+    report.counts = counts
+    report.classes = sorted({p.name for s in SPLITS if (out / s).is_dir() for p in (out / s).iterdir()})
+
+
+def is_csv_manifest(source: str) -> bool:
+    return source.lower().endswith(".csv") and Path(source).expanduser().is_file()
+
+
+def _manifest_problem(rel: str, base: Path) -> str | None:
+    """Why a manifest path may not be read (absolute, escaping, missing), or None."""
+    if problem := _member_problem(rel):
+        return problem.replace("archive member", "manifest path").replace("the archive root", "the CSV's folder")
+    target = base.joinpath(*PurePosixPath(rel.replace("\\", "/")).parts)
+    if not _is_inside(target, base):
+        return "manifest path resolves outside the CSV's folder (symlink); copy the file in instead"
+    if not target.is_file():
+        return "manifest path is not an existing regular file"
+    return None
+
+
+def _ingest_csv(cfg: DataCfg, out: Path, report: IngestReport) -> None:
+    """Rows `path,label[,split]`; paths relative to the CSV's folder and confined to it."""
+    manifest = Path(cfg.source).expanduser()
+    base = manifest.parent
+    with open(manifest, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        if "path" not in header or "label" not in header:
+            raise DataError(f"{manifest}: a CSV manifest needs a header row with columns path,label "
+                            f"(optional split); found {header}")
+        rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+    with_split = "split" in header
+    items: dict[str, list[tuple[Path, str]]] = {s: [] for s in SPLITS}
+    unsplit: list[tuple[Path, str]] = []
+    for n, row in enumerate(rows, start=2):
+        rel, label, split = row.get("path", ""), row.get("label", ""), row.get("split", "")
+        where = f"{manifest.name}:{_printable(rel)}"
+        if not rel or not label or label in (".", "..") or "/" in label or "\\" in label:
+            report.skipped.append({"path": where, "code": "refused",
+                                   "reason": f"manifest row {n} needs a path and a plain label (no '/', not '..')"})
+            continue
+        if problem := _manifest_problem(rel, base):
+            code = "missing" if "not an existing" in problem else (
+                "outside_root" if "outside" in problem or "escapes" in problem or "absolute" in problem else "unsafe_name")
+            report.skipped.append({"path": where, "code": code, "reason": problem})
+            continue
+        item = (base.joinpath(*PurePosixPath(rel.replace("\\", "/")).parts), label)
+        if with_split and split:
+            if split not in SPLITS:
+                raise DataError(f"{manifest}: row {n} has split {split!r}; use one of {list(SPLITS)} or leave it empty")
+            items[split].append(item)
+        else:
+            unsplit.append(item)
+    if unsplit:  # rows without a split are split by seed like a plain folder
+        unsplit = _cap(unsplit, cfg)
+        parts = _split_indices([lab for _, lab in unsplit], cfg)
+        for s in SPLITS:
+            items[s] += [unsplit[i] for i in parts[s]]
+    groups = {s: _cap(v, cfg) for s, v in items.items()}
+    if not groups["train"]:
+        raise DataError(f"{manifest}: no usable rows for the train split; list image files as path,label rows")
+    for split, group in groups.items():
+        for f, lab in group:
+            dest = out / split / lab / f.relative_to(base)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, dest)
+        report.counts[split] = len(group)
+    report.classes = sorted({lab for group in groups.values() for _, lab in group})
+
+
 SOURCES: dict[str, Callable[[DataCfg, Path, IngestReport], None]] = {
     "sklearn:digits": _ingest_digits,
 }
 
 
 def list_sources() -> list[str]:
-    return sorted(SOURCES) + ["<path to an ImageFolder directory>", "<path to a .zip/.tar/.tar.gz of one>"]
+    return sorted(SOURCES) + ["torchvision:<Dataset> (e.g. torchvision:CIFAR10)", "<path to an ImageFolder directory>",
+                              "<path to a .zip/.tar/.tar.gz of one>", "<path to a .csv manifest: path,label[,split]>"]
 
 
 def ingest(cfg: DataCfg, out: Path) -> IngestReport:
@@ -293,6 +451,10 @@ def ingest(cfg: DataCfg, out: Path) -> IngestReport:
     out.mkdir(parents=True)
     report = IngestReport(source=cfg.source)
     handler = SOURCES.get(cfg.source)
+    if handler is None and cfg.source.startswith(TORCHVISION_PREFIX):
+        handler = _ingest_torchvision
+    if handler is None and is_csv_manifest(cfg.source):
+        handler = _ingest_csv
     if handler is None and ":" in cfg.source and not Path(cfg.source).exists():
         raise DataError(
             f"data.source {cfg.source!r} is neither a known source nor an existing directory; "

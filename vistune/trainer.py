@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from vistune import adversarial as vadv
 from vistune import distributed as vdist
 from vistune.augment import BatchAugment
 from vistune.backbones import Backbone
@@ -92,6 +93,8 @@ def predict_logits(
 
 def _fingerprint(tcfg: TrainCfg, acfg: AugmentCfg, data: PreparedData, world_size: int) -> str:
     train = {k: v for k, v in to_dict(tcfg).items() if k not in ("device", "compile")}  # resume on any device
+    if tcfg.adversarial == "none":  # checkpoints from before the adversarial options still resume
+        train = {k: v for k, v in train.items() if k != "adversarial" and not k.startswith("adv_")}
     key = {"train": train, "augment": to_dict(acfg), "classes": data.classes,
            "n": {s: len(a) for s, a in data.splits.items()}, "world_size": world_size}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
@@ -163,6 +166,7 @@ def fit(
     """
     if tcfg.class_weighting not in CLASS_WEIGHTING:
         raise ConfigError(f"params.yaml: train.class_weighting {tcfg.class_weighting!r} is unknown; valid: {list(CLASS_WEIGHTING)}")
+    vadv.check_adversarial(tcfg.adversarial, tcfg.adv_epsilon, tcfg.adv_steps, tcfg.adv_step_size, tcfg.adv_fraction)
     dist = dist or vdist.DistInfo()
     device = resolve_device(tcfg.device)
     model = backbone.model.to(device)
@@ -185,6 +189,11 @@ def fit(
     loss_weight = weights.to(device) if tcfg.class_weighting == "loss" else None
     sample_weight = weights[train_y] if tcfg.class_weighting == "sampler" else None
     mixing = acfg.mixup > 0 or acfg.cutmix > 0
+    adversarial = tcfg.adversarial != "none"
+
+    def model_input(x01: torch.Tensor) -> torch.Tensor:
+        x = normalize(x01, backbone.mean, backbone.std)
+        return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
 
     history: list[dict[str, float]] = []
     best_acc, best_epoch, bad_epochs, start = -1.0, -1, 0, 0
@@ -238,9 +247,12 @@ def fit(
             x = augment(xb.float().div_(255), g)
             if mixing:
                 x, target = mix_batch(x, soft_targets(y, num_classes, tcfg.smoothing), acfg.mixup, acfg.cutmix, g)
-            x = normalize(x, backbone.mean, backbone.std)
-            if device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
+            if adversarial and vadv.is_adversarial_batch(i // tcfg.batch_size, tcfg.adv_fraction):
+                # attack the plain module (not the DDP/compiled wrapper): only pixels get gradients
+                with _autocast(device, tcfg.amp):
+                    x = vadv.perturb(tcfg.adversarial, model, x, target if mixing else y, tcfg.adv_epsilon,
+                                     model_input, tcfg.adv_steps, tcfg.adv_step_size)
+            x = model_input(x)
             with _autocast(device, tcfg.amp):
                 logits = train_model(x)
             if mixing:
