@@ -19,7 +19,10 @@ for key, value in {
 import dataclasses  # noqa: E402
 import hashlib  # noqa: E402
 import shutil  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Callable  # noqa: E402
 
 import pytest  # noqa: E402
 import yaml  # noqa: E402
@@ -116,3 +119,31 @@ def copy_repo(dest: Path) -> Path:
     shutil.copytree(REPO, dest, ignore=ignore, dirs_exist_ok=True)
     (dest / "mlflow").mkdir(exist_ok=True)
     return dest
+
+
+def tiny_git_repo(dest: Path, prepare: Callable[[Path], None] | None = None) -> Path:
+    """copy_repo + tiny params + no dvc.lock, committed in a fresh git repo (DVC experiments need a commit).
+
+    `prepare(root)` runs before the commit, for tests that add files of their own.
+    """
+    root = copy_repo(dest)
+    write_params(root / "params.yaml", tiny_params_dict())
+    (root / "dvc.lock").unlink(missing_ok=True)
+    if prepare is not None:
+        prepare(root)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    for cmd in (["git", "init", "-q"], git + ["add", "-A"], git + ["commit", "-qm", "init"]):
+        subprocess.run(cmd, cwd=root, check=True, capture_output=True)
+    return root
+
+
+def stop_process_group(proc: subprocess.Popen | None) -> None:
+    """SIGTERM a server started with start_new_session=True, SIGKILL if it lingers."""
+    if proc is None or proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)

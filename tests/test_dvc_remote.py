@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import copy_repo, tiny_params_dict, write_params
+from tests.conftest import tiny_git_repo
 
 pytestmark = pytest.mark.slow
 
@@ -63,12 +63,7 @@ def pushed(tmp_path_factory) -> tuple[Path, Path]:
     from flows.pipeline import default_remote, push_outputs
 
     base = tmp_path_factory.mktemp("dvcremote")
-    repo = copy_repo(base / "vistune")
-    write_params(repo / "params.yaml", tiny_params_dict())
-    (repo / "dvc.lock").unlink(missing_ok=True)
-    _run(["git", "init", "-q"], repo)
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-qm", "init")
+    repo = tiny_git_repo(base / "vistune")
     _run(["dvc", "repro", "train"], repo)
     with disable_run_logger():
         assert default_remote(repo) == "" and push_outputs.fn(str(repo)) == ""  # no remote: nothing to do

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import copy_repo, tiny_params_dict, write_params
+from tests.conftest import stop_process_group, tiny_git_repo, write_params
 
 pytestmark = pytest.mark.slow
 
@@ -37,13 +37,7 @@ def _run(cmd: list[str], cwd: Path) -> str:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    root = copy_repo(tmp_path_factory.mktemp("e2e") / "vistune")
-    write_params(root / "params.yaml", tiny_params_dict())
-    (root / "dvc.lock").unlink(missing_ok=True)
-    _run(["git", "init", "-q"], root)
-    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], root)
-    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], root)
-    return root
+    return tiny_git_repo(tmp_path_factory.mktemp("e2e") / "vistune")
 
 
 def _champion(root: Path):
@@ -121,8 +115,6 @@ def test_served_deployment_run_with_ui_parameters(repo: Path, tmp_path: Path):
     """A real Prefect server, the served deployments, a run triggered through the API with
     non-default parameters: it completes, is a DVC experiment with those params, and its MLflow
     run carries the experiment's name."""
-    import signal
-
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -170,10 +162,5 @@ def test_served_deployment_run_with_ui_parameters(repo: Path, tmp_path: Path):
         assert len(runs) == 1
         assert runs[0].data.params["train.epochs"] == "2"
     finally:
-        for proc in (served, server):
-            if proc is not None and proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
+        stop_process_group(served)
+        stop_process_group(server)

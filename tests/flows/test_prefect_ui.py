@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import copy_repo, tiny_params_dict, write_params
+from tests.conftest import stop_process_group, tiny_git_repo
 
 pytestmark = pytest.mark.slow
 
@@ -49,25 +48,6 @@ def _env(tmp_path: Path, url: str) -> dict:
     env.pop("MLFLOW_TRACKING_URI", None)
     return env | {"PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}", "PREFECT_HOME": str(tmp_path / "prefect"),
                   "PREFECT_API_URL": f"{url}/api", "PREFECT_RUNNER_POLL_FREQUENCY": "2"}
-
-
-def _repo(dest: Path, env: dict) -> Path:
-    root = copy_repo(dest)
-    write_params(root / "params.yaml", tiny_params_dict())
-    (root / "dvc.lock").unlink(missing_ok=True)
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    for cmd in (["git", "init", "-q"], git + ["add", "-A"], git + ["commit", "-qm", "init"]):
-        subprocess.run(cmd, cwd=root, env=env, check=True, capture_output=True)
-    return root
-
-
-def _stop(proc: subprocess.Popen | None) -> None:
-    if proc is not None and proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _wait_for_deployment(name: str, timeout: float = 120) -> None:
@@ -120,7 +100,7 @@ def test_quick_run_from_the_prefect_ui_completes(tmp_path: Path):
 
     url = f"http://127.0.0.1:{_free_port()}"
     env = _env(tmp_path, url)
-    repo = _repo(tmp_path / "vistune", env)
+    repo = tiny_git_repo(tmp_path / "vistune")
     logs = tmp_path / "logs"
     logs.mkdir()
     server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", url.rsplit(":", 1)[1]],
@@ -164,5 +144,5 @@ def test_quick_run_from_the_prefect_ui_completes(tmp_path: Path):
         assert shot.stat().st_size > 10_000
         assert (repo / "data/validated/summary.json").is_file()  # the DVC stages really ran in the served repo
     finally:
-        _stop(served)
-        _stop(server)
+        stop_process_group(served)
+        stop_process_group(server)

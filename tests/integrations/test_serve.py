@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import urllib.request
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, stop_process_group
 from tests.integrations.registry_helpers import register, write_params_file
 
 
@@ -79,12 +78,7 @@ def test_serve_answers_a_png_over_http(trained_tiny, mlflow_cfg, tmp_path):
             urllib.request.urlopen(req, timeout=60)
         assert err.value.code in (400, 500) and "not valid base64" in err.value.read().decode()
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        stop_process_group(proc)
 
 
 def _post(url: str, data: bytes, content_type: str = "application/json") -> tuple[int, str]:
@@ -134,9 +128,4 @@ def test_malformed_requests_get_4xx_and_the_server_keeps_answering(trained_tiny,
         code, text = _post(url, _split("image_b64", b64(png).decode()))  # still serving good requests
         assert code == 200 and json.loads(text)["predictions"][0]["label"]
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        stop_process_group(proc)

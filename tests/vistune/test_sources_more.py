@@ -52,7 +52,7 @@ def test_torchvision_local_copy_is_ingested_without_network(tmp_path: Path) -> N
     assert img.size == (28, 28) and img.mode == "L"
     assert tree_hash(root) == before  # the cache is only read
 
-    again = ingest(cfg, tmp_path / "raw2")
+    ingest(cfg, tmp_path / "raw2")
     assert sorted(p.relative_to(tmp_path / "raw2") for p in (tmp_path / "raw2").rglob("*.png")) == \
         sorted(p.relative_to(out) for p in out.rglob("*.png"))  # the split is seeded
 
