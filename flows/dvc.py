@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-STAGES = ("ingest", "validate", "augment", "train", "evaluate", "register")
+STAGES = ("ingest", "validate", "augment", "train", "evaluate", "compress", "register")
 
 
 class StageFailed(RuntimeError):

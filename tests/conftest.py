@@ -118,6 +118,8 @@ def copy_repo(dest: Path) -> Path:
                                     ".pytest_cache", "tests", "benchmarks")
     shutil.copytree(REPO, dest, ignore=ignore, dirs_exist_ok=True)
     (dest / "mlflow").mkdir(exist_ok=True)
+    # the store stays git-ignored, as in the real repo: `dvc exp save` must never sweep it into an experiment
+    shutil.copy2(REPO / "mlflow" / ".gitignore", dest / "mlflow" / ".gitignore")
     return dest
 
 

@@ -52,3 +52,10 @@ def test_core_does_not_import_orchestration_or_tracking():
         for banned in ("import mlflow", "import prefect", "import dvc", "from mlflow", "from prefect", "from dvc",
                        "great_expectations"):
             assert banned not in text, f"{f.name} imports {banned!r}: the core must stay torch/numpy/pandas only"
+
+
+def test_flow_runs_every_dvc_stage_in_order():
+    from flows.dvc import STAGES
+
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    assert list(STAGES) == list(dvc["stages"]), "flows.dvc.STAGES must list dvc.yaml's stages in order"
