@@ -44,6 +44,8 @@ def run(params: Params, layout: Layout) -> dict:
     experiment_id = tracking.setup(cfg, root)
     client = mlflow.MlflowClient()
     uri = tracking.resolve_tracking_uri(cfg, root)
+    lock = tracking.lock_dir(cfg, root)
+    commit, dvc_hashes = tracking.git_commit(root), tracking.dvc_stage_hashes(root)
     # idempotency: the same weights + params registered before (e.g. a re-run after the server came back)
     key_tags = tracking.idempotency_tags(layout.model, to_dict(params), metrics)
     existing = tracking.with_retries(cfg, uri, "search model versions",
@@ -55,10 +57,10 @@ def run(params: Params, layout: Layout) -> dict:
     classes = read_json(layout.prepared / "meta.json")["classes"]
     with mlflow.start_run(experiment_id=experiment_id) as active:
         mlflow.set_tags({
-            "vistune.git_commit": tracking.git_commit(root),
+            "vistune.git_commit": commit,
             "vistune.git_dirty": str(tracking.git_dirty(root)).lower(),
             "vistune.data_source": params.data.source,
-            **{f"vistune.dvc.{k}": v for k, v in tracking.dvc_stage_hashes(root).items()},
+            **{f"vistune.dvc.{k}": v for k, v in dvc_hashes.items()},
             **tracking.orchestration_tags(),
         })
         mlflow.log_params(tracking.flatten(to_dict(params)))
@@ -67,7 +69,7 @@ def run(params: Params, layout: Layout) -> dict:
             warnings.simplefilter("ignore", UserWarning)
             dataset = mlflow.data.from_pandas(manifest, source=layout.manifest.resolve().as_uri(), name="image_manifest")
             # two runs logging the same dataset at once hit a UNIQUE constraint in MLflow's sqlite store
-            with registry.registry_lock(tracking.lock_dir(cfg, root)):
+            with registry.registry_lock(lock):
                 mlflow.log_input(dataset, context="training")
         tracking.log_metrics_history(pd.read_csv(layout.train_history))
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
@@ -83,9 +85,9 @@ def run(params: Params, layout: Layout) -> dict:
                                   calibration=layout.calibration, version_tags=key_tags)
         run_id = active.info.run_id
     version = str(info.registered_model_version)
-    for key, value in {"run_id": run_id, "git_commit": tracking.git_commit(root)}.items():
+    for key, value in {"run_id": run_id, "git_commit": commit}.items():
         client.set_model_version_tag(cfg.model_name, version, f"vistune.{key}", value)
-    for k, v in tracking.dvc_stage_hashes(root).items():
+    for k, v in dvc_hashes.items():
         client.set_model_version_tag(cfg.model_name, version, f"vistune.dvc.{k}", v)
     for key, _, _ in registry.THRESHOLDS:  # the figures the gate judged, visible on the version
         if key in metrics:
@@ -95,11 +97,11 @@ def run(params: Params, layout: Layout) -> dict:
     report = layout.registration.parent / "gate_report.md"
     gate_report.write(report, gate_report.placeholder(version, "no champion to compare with"), {})
     decision = registry.gate(client, cfg.model_name, version, cfg.gate_metric, float(metrics[cfg.gate_metric]),
-                             cfg.min_improvement, lock_dir=tracking.lock_dir(cfg, root),
+                             cfg.min_improvement, lock_dir=lock,
                              failures=registry.threshold_failures(metrics, cfg),
                              compare=gate_report.make_compare(client, cfg, layout, version, run_id, report))
     receipt = {"model_name": cfg.model_name, "run_id": run_id, "experiment_id": experiment_id,
-               "tracking_uri": tracking.resolve_tracking_uri(cfg, root), "reused": False,
+               "tracking_uri": uri, "reused": False,
                "gate_report": str(report.relative_to(layout.root)), **decision.as_dict()}
     write_json(layout.registration, receipt)
     verdict = "PROMOTED to champion" if decision.promoted else "kept as challenger"
