@@ -17,7 +17,7 @@ export HF_HUB_OFFLINE := 1
 export GX_ANALYTICS_ENABLED := false
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test browser serve status up down
+.PHONY: setup demo test browser postgres serve status up down
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -39,13 +39,20 @@ demo: setup
 	@echo "  Prefect UI:  PREFECT_HOME=$(PREFECT_HOME) $(BIN)/prefect server start  -> http://127.0.0.1:4200 (flow runs)"
 	@echo "  DVC:         dvc metrics show | dvc plots show  (data/eval/confusion_matrix.png)"
 
-test: setup browser
-	$(PY) -m pytest
+test: setup browser postgres
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Debian chromium for the Prefect UI browser test (Playwright drives it; no browser download).
 browser:
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1; } \
 	  || echo "WARNING: chromium not installed (needs root + apt); tests/flows/test_prefect_ui.py will be skipped"
+
+# Debian's PostgreSQL server binaries for the shared-infrastructure tests (MLflow + Prefect on PostgreSQL);
+# the tests start their own throwaway cluster on 127.0.0.1.
+postgres:
+	@command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 \
+	  || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) >/dev/null 2>&1; } \
+	  || echo "WARNING: PostgreSQL not installed (needs root + apt); the PostgreSQL-backed tests will be skipped"
 
 serve: setup  # champion over HTTP on 127.0.0.1 (SERVE_PORT=5001); request format: docs/serving.md
 	vistune serve --port $(or $(SERVE_PORT),5001)

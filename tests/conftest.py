@@ -149,3 +149,19 @@ def stop_process_group(proc: subprocess.Popen | None) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL cluster on 127.0.0.1 for the session (Debian's server, installed by `make postgres`)."""
+    from tests.postgres import Postgres, server_bin_dir
+
+    bin_dir = server_bin_dir()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL server binaries not found: run `make postgres` (apt-get install postgresql)")
+    server = Postgres(bin_dir).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+

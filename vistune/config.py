@@ -152,10 +152,10 @@ class RegisterCfg:
     min_accuracy: float = 0.0  # floor on test_accuracy
     max_ece: float = 1.0  # ceiling on test_ece (checked when evaluate reports it)
     min_robust_accuracy: float = 0.0  # floor on test_robust_accuracy (checked when reported)
-    gate_test: str = "none"  # none | mcnemar | bootstrap: challenger vs champion re-scored on the same test split
+    gate_test: str = "mcnemar"  # none | mcnemar | bootstrap: challenger vs champion re-scored on the same test split
     gate_alpha: float = 0.05  # significance level of gate_test
     gate_n_boot: int = 1000  # paired bootstrap resamples for the gate report's confidence intervals
-    allow_dirty: bool = True  # false: refuse to register from a git tree with uncommitted source changes
+    allow_dirty: bool = False  # false: refuse to register from a git tree with uncommitted source changes
     retries: int = 3  # tracking-server calls: extra attempts after the first, exponential backoff
     retry_backoff_s: float = 2.0  # first wait; doubles each retry
 

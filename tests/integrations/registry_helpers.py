@@ -15,6 +15,12 @@ from vistune.layout import Layout
 from tests.conftest import tiny_params_dict
 
 
+# For tests of the metric margin, thresholds and aliases: they fake test metrics on copies of one
+# real model, which a significance test (it re-scores both) rightly finds identical. The default
+# McNemar gate is tested on real re-scored pairs in test_gate_stats.py.
+METRIC_GATE_ONLY = {"gate_test": "none"}
+
+
 def copy_layout(src: Layout, dest: Path, **metric_overrides: float) -> Layout:
     """A private copy of a trained layout whose metrics.json carries `metric_overrides`."""
     shutil.copytree(src.root, dest, ignore=shutil.ignore_patterns("checkpoints", "registry"), dirs_exist_ok=True)

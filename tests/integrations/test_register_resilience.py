@@ -16,7 +16,7 @@ import pytest
 
 from integrations import retry
 from tests.conftest import stop_process_group
-from tests.integrations.registry_helpers import copy_layout, params_with
+from tests.integrations.registry_helpers import METRIC_GATE_ONLY, copy_layout, params_with
 from vistune.errors import VistuneError
 
 pytestmark = pytest.mark.slow
@@ -103,7 +103,7 @@ def test_register_survives_server_outages_and_registers_exactly_once(trained_tin
     name = cfg.model_name
     lay_a = copy_layout(trained_tiny, tmp_path / "a")
     lay_b = copy_layout(trained_tiny, tmp_path / "b", macro_f1=0.99)
-    params_a = params_with(cfg)
+    params_a = params_with(cfg, **METRIC_GATE_ONLY)  # b's faked better score promotes it
     # another model: same weights, other evaluate params (what a re-evaluated run would register)
     params_b = dataclasses.replace(params_a, evaluate=dataclasses.replace(params_a.evaluate, batch_size=7))
 

@@ -11,7 +11,7 @@ from mlflow import MlflowClient
 from integrations import registry, tracking
 from vistune.config import RegisterCfg
 
-from tests.integrations.registry_helpers import copy_layout, register
+from tests.integrations.registry_helpers import METRIC_GATE_ONLY, copy_layout, register
 
 NAME = "vistune-classifier"
 
@@ -25,14 +25,14 @@ def _tags(client: MlflowClient, version: str) -> dict:
 
 
 def test_gate_accepts_better_and_rejects_worse(trained_tiny, mlflow_cfg, tmp_path):
-    r1 = register(trained_tiny, tmp_path / "a", mlflow_cfg, macro_f1=0.50)
-    r2 = register(trained_tiny, tmp_path / "b", mlflow_cfg, macro_f1=0.70)
+    r1 = register(trained_tiny, tmp_path / "a", mlflow_cfg, METRIC_GATE_ONLY, macro_f1=0.50)
+    r2 = register(trained_tiny, tmp_path / "b", mlflow_cfg, METRIC_GATE_ONLY, macro_f1=0.70)
     client, _ = _client(mlflow_cfg, tmp_path)
     assert r1["promoted"] and r2["promoted"]
     assert registry.alias_version(client, NAME, "champion") == r2["version"]
     assert _tags(client, r2["version"])["vistune.previous_champion"] == r1["version"]
 
-    r3 = register(trained_tiny, tmp_path / "c", mlflow_cfg, macro_f1=0.65)
+    r3 = register(trained_tiny, tmp_path / "c", mlflow_cfg, METRIC_GATE_ONLY, macro_f1=0.65)
     assert not r3["promoted"] and r3["champion_before"] == r2["version"]
     assert registry.alias_version(client, NAME, "champion") == r2["version"]  # untouched
     assert registry.alias_version(client, NAME, "challenger") == r3["version"]
