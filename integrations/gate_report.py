@@ -38,8 +38,11 @@ class EvalSet:
 
 
 def champion_weights(client, name: str, version: str, dest: Path) -> Path:
-    """Download only the `model` artifact (vistune-model/1 weights) of a registered pyfunc."""
+    """Download only the `model` artifact (vistune-model/1 weights) of a registered pyfunc, verified
+    against the version's `vistune.model_sha256` tag before anything unpickles it."""
     import mlflow
+
+    from vistune.trust import verify_sha256
 
     base = client.get_model_version_download_uri(name, version).rstrip("/")
     mlmodel = yaml.safe_load(Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{base}/MLmodel",
@@ -48,7 +51,11 @@ def champion_weights(client, name: str, version: str, dest: Path) -> Path:
         rel = mlmodel["flavors"]["python_function"]["artifacts"]["model"]["path"]
     except (KeyError, TypeError):
         raise ValueError(f"v{version} is not a vistune pyfunc (no `model` artifact in its MLmodel)") from None
-    return Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{base}/{rel}", dst_path=str(dest)))
+    weights = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{base}/{rel}", dst_path=str(dest)))
+    expected = client.get_model_version(name, version).tags.get("vistune.model_sha256")
+    if expected:
+        verify_sha256(weights, expected, f"the vistune.model_sha256 tag of v{version}")
+    return weights
 
 
 def predict(model_file: Path, data: EvalSet, batch_size: int = 256) -> np.ndarray:

@@ -47,7 +47,11 @@ def _blobs(model_input: pd.DataFrame) -> list[bytes]:
 class VistuneClassifierModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         from vistune.classifier import Classifier
+        from vistune.trust import verify_sha256
 
+        expected = (getattr(context, "model_config", None) or {}).get("model_sha256")
+        if expected:  # models logged before the digest was recorded load as they are
+            verify_sha256(Path(context.artifacts["model"]), expected, "the model's MLmodel model_config.model_sha256")
         temperature = 1.0
         calibration = context.artifacts.get("calibration")
         if calibration:

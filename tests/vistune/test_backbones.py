@@ -50,3 +50,38 @@ def test_map_state_dict_by_order_checks_shapes():
     assert set(mapped) == {"weight", "bias"}
     with pytest.raises(WeightsError):
         map_state_dict_by_order({"x": torch.zeros(5)}, b)
+
+
+def test_outside_weights_are_verified_by_sha256_before_loading(tmp_path):
+    from vistune.io import sha256_file
+
+    src = create_backbone("timm:resnet10t", 3, "none")
+    path = tmp_path / "outside.pt"
+    torch.save(src.model.state_dict(), path)
+    digest = sha256_file(path)
+    with pytest.raises(WeightsError, match=f"train.pretrained_sha256 is empty \\(set train.pretrained_sha256: {digest}"):
+        create_backbone("timm:resnet10t", 2, str(path))
+    with pytest.raises(WeightsError, match="does not match compress.student_pretrained_sha256"):
+        create_backbone("timm:resnet10t", 2, str(path), pretrained_sha256="0" * 64,
+                        sha256_setting="compress.student_pretrained_sha256")
+    loaded = create_backbone("timm:resnet10t", 2, str(path), pretrained_sha256=digest.upper())
+    assert torch.equal(loaded.model.conv1[0].weight, src.model.conv1[0].weight)  # body loaded, head fresh
+    assert loaded.model.fc.out_features == 2
+    blob = bytearray(path.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF  # changed after pinning: refused, never unpickled
+    path.write_bytes(bytes(blob))
+    with pytest.raises(WeightsError, match="does not match train.pretrained_sha256"):
+        create_backbone("timm:resnet10t", 2, str(path), pretrained_sha256=digest)
+
+
+def test_packaged_imagenet_weights_are_pinned(tmp_path, monkeypatch):
+    from vistune import backbones
+
+    real = backbones._lite_weights_file("tf_efficientnet_lite0")
+    tampered = tmp_path / real.name
+    blob = bytearray(real.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF  # one flipped byte inside a weight tensor
+    tampered.write_bytes(bytes(blob))
+    monkeypatch.setattr(backbones, "_lite_weights_file", lambda name: tampered)
+    with pytest.raises(WeightsError, match="does not match the pinned digest of package efficientnet_lite0"):
+        create_backbone("timm:tf_efficientnet_lite0", 2, "imagenet")
