@@ -10,6 +10,10 @@ cache and one dvc.lock with `dvc repro`. Parameters from the UI are written into
 A stage task is cached by Prefect only under its dvc.lock entry and only while
 `dvc status <stage>` is clean, so "Cached" in the UI means exactly "DVC would skip it". A run
 that fails rolls the workspace back (params.yaml, dvc.lock, outputs) to where it started.
+
+`workspace="shared"` (default) runs in the repository itself, one run at a time; `"isolated"`
+runs in a throwaway git worktree of HEAD on the same DVC cache and MLflow registry
+(flows/isolation.py), so runs picked up by several workers train in parallel.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Literal
 
 from filelock import FileLock, Timeout
 from prefect import flow, get_run_logger, task
@@ -28,10 +32,13 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 from prefect.runtime import flow_run
 
 from flows.dvc import STAGES, StageFailed, run_dvc
+from flows.isolation import isolated_workspace, repo_git_lock
 from flows.params import PipelineParams, apply_overrides
 from flows.workspace import Snapshot, stage_cache_key
 
 REPO = Path(__file__).resolve().parent.parent
+
+Workspace = Literal["shared", "isolated"]
 
 
 @contextmanager
@@ -51,9 +58,25 @@ def workspace_lock(repo: Path, logger) -> Iterator[None]:
         lock.release()
 
 
-def _stage_env(experiment: str) -> dict[str, str]:
-    return {"VISTUNE_DVC_EXPERIMENT": experiment, "VISTUNE_PREFECT_FLOW_RUN_ID": str(flow_run.id or ""),
-            "VISTUNE_PREFECT_FLOW_RUN_NAME": str(flow_run.name or "")}
+@contextmanager
+def run_workspace(repo: Path, workspace: Workspace, logger) -> Iterator[Path]:
+    """Where this run's stages run: the repository itself (locked) or its own worktree."""
+    if workspace == "isolated":
+        with isolated_workspace(repo, str(flow_run.id or "local"), log=logger.info) as path:
+            yield path
+    else:
+        with workspace_lock(repo, logger):
+            yield repo
+
+
+def _stage_env(experiment: str, store_root: str = "") -> dict[str, str]:
+    """Lineage for the MLflow run; `store_root` (isolated runs) = the repo whose MLflow store and
+    registry lock a relative `register.tracking_uri` means (integrations/tracking.py)."""
+    env = {"VISTUNE_DVC_EXPERIMENT": experiment, "VISTUNE_PREFECT_FLOW_RUN_ID": str(flow_run.id or ""),
+           "VISTUNE_PREFECT_FLOW_RUN_NAME": str(flow_run.name or "")}
+    if store_root:
+        env["VISTUNE_STORE_ROOT"] = store_root
+    return env
 
 
 def _dvc_cache_key(context, parameters: dict) -> str | None:
@@ -63,13 +86,13 @@ def _dvc_cache_key(context, parameters: dict) -> str | None:
     return stage_cache_key(Path(parameters["repo"]), parameters["stage"])
 
 
-@task(retries=2, retry_delay_seconds=[5, 30], timeout_seconds=6 * 3600, task_run_name="{stage}",
+@task(retries=3, retry_delay_seconds=[5, 30, 60], timeout_seconds=6 * 3600, task_run_name="{stage}",
       cache_key_fn=_dvc_cache_key, persist_result=True)
-def run_stage(stage: str, repo: str, force: bool = False, experiment: str = "") -> str:
+def run_stage(stage: str, repo: str, force: bool = False, experiment: str = "", store_root: str = "") -> str:
     """One DVC stage; retried with backoff (a killed `train` resumes from its checkpoint)."""
     logger = get_run_logger()
     args = ["repro", "--single-item", stage] + (["--force"] if force else [])
-    out = run_dvc(args, Path(repo), log=logger.info, env=_stage_env(experiment))
+    out = run_dvc(args, Path(repo), log=logger.info, env=_stage_env(experiment, store_root))
     return "skipped (unchanged)" if "didn't change, skipping" in out else "ran"
 
 
@@ -87,12 +110,15 @@ def _has_commit(repo: Path) -> bool:
 
 
 @task(task_run_name="record-experiment")
-def record_experiment(repo: str, name: str) -> str:
-    """`dvc exp save`: params, dvc.lock and metrics of this run become a named DVC experiment."""
+def record_experiment(repo: str, name: str, main_repo: str = "") -> str:
+    """`dvc exp save`: params, dvc.lock and metrics of this run become a named DVC experiment.
+
+    Saved under the git lock of `main_repo` (default: `repo`): worktrees share its refs and stash."""
     if not _has_commit(Path(repo)):
         get_run_logger().warning("no git commit in %s: DVC experiments need one; run not saved as an experiment", repo)
         return ""
-    run_dvc(["exp", "save", "--name", name, "--force"], Path(repo), log=get_run_logger().info)
+    with repo_git_lock(Path(main_repo or repo)):
+        run_dvc(["exp", "save", "--name", name, "--force"], Path(repo), log=get_run_logger().info)
     return name
 
 
@@ -163,7 +189,7 @@ def _md_table(rows: list[dict]) -> str:
 
 
 @task
-def publish_summary(repo: str, experiment: str) -> dict:
+def publish_summary(repo: str, experiment: str, isolated: bool = False) -> dict:
     """Artifacts on the run: metrics, validation summary, confusion matrix, MLflow links."""
     root = Path(repo)
     metrics = _read(root / "data/eval/metrics.json")
@@ -189,7 +215,9 @@ def publish_summary(repo: str, experiment: str) -> dict:
         f"**DVC experiment:** `{experiment}` (`dvc exp show`)\n\n"
         f"### Validation summary\n\n{_md_table(validation)}\n"
         f"### Test confusion matrix (counts)\n\n{_md_table(confusion)}\n"
-        f"Plot: `{root / 'data/eval/confusion_matrix.png'}` (`dvc plots show`)\n"
+        + (f"Plots: `dvc exp apply {experiment}` brings this isolated run's outputs into the workspace, "
+           f"then `dvc plots show`\n" if isolated else
+           f"Plot: `{root / 'data/eval/confusion_matrix.png'}` (`dvc plots show`)\n")
     )
     create_markdown_artifact(markdown=md, key="vistune-run-summary", description="vistune pipeline summary")
     if validation:
@@ -206,40 +234,50 @@ def publish_summary(repo: str, experiment: str) -> dict:
 
 
 def _run_stages(stages: tuple[str, ...], params: PipelineParams, repo: str, force: bool, experiment: str,
-                logger) -> tuple[dict, dict]:
-    """Apply params and run the stages; on failure roll the workspace back and say where it broke."""
-    snapshot = Snapshot(Path(repo))
-    snapshot.take()
+                logger, store_root: str = "") -> tuple[dict, dict]:
+    """Apply params and run the stages; on failure say where it broke and roll the workspace back
+    (an isolated run's worktree is simply thrown away: `store_root` set)."""
+    snapshot = None if store_root else Snapshot(Path(repo))
+    if snapshot:
+        snapshot.take()
     states: dict[str, str] = {}
     stage = "apply-params"
     try:
         overrides = apply_params(params, repo)
         for stage in stages:
-            states[stage] = run_stage(stage, repo, force, experiment)
+            states[stage] = run_stage(stage, repo, force, experiment, store_root)
     except BaseException as exc:
-        logger.error("stage '%s' failed: rolling the workspace back; the MLflow registry is unchanged "
-                     "unless `register` ran", stage)
-        snapshot.restore(logger.info)
+        logger.error("stage '%s' failed: %s; the MLflow registry is unchanged unless `register` ran", stage,
+                     "rolling the workspace back" if snapshot else "discarding the run's worktree")
+        if snapshot:
+            snapshot.restore(logger.info)
         if isinstance(exc, Exception):
             attempts = 1 + (run_stage.retries or 0) if stage in stages else 1
-            raise StageFailed(f"vistune run failed at stage '{stage}' after {attempts} attempt(s); the workspace "
-                              f"was rolled back to its last good state. Cause: {exc}") from exc
+            undone = ("the workspace was rolled back to its last good state" if snapshot else
+                      f"its worktree was discarded; the workspace of {store_root} was not touched")
+            raise StageFailed(f"vistune run failed at stage '{stage}' after {attempts} attempt(s); {undone}. "
+                              f"Cause: {exc}") from exc
         raise
     return overrides, states
 
 
 @flow(name="train-pipeline", log_prints=True)
 def train_pipeline(params: PipelineParams = PipelineParams(), repo: str = str(REPO), force: bool = False,
-                   save_experiment: bool = True) -> dict:
-    """Run every stage of dvc.yaml in order through DVC, record the DVC experiment, publish a summary."""
+                   save_experiment: bool = True, workspace: Workspace = "shared") -> dict:
+    """Run every stage of dvc.yaml in order through DVC, record the DVC experiment, publish a summary.
+
+    `workspace="isolated"`: in a worktree of the repo's HEAD, so parallel runs do not wait for each other."""
     logger = get_run_logger()
     experiment = str(flow_run.name or "vistune-run")
-    with workspace_lock(Path(repo), logger):
-        overrides, states = _run_stages(STAGES, params, repo, force, experiment, logger)
-        saved = record_experiment(repo, experiment) if save_experiment else ""
-        pushed = push_outputs(repo)
-        summary = publish_summary(repo, saved or experiment)
-    summary.update(stages=states, overrides=overrides, experiment=saved, pushed_to=pushed,
+    isolated = workspace == "isolated"
+    store_root = str(Path(repo).resolve()) if isolated else ""
+    with run_workspace(Path(repo), workspace, logger) as root:
+        work = str(root)
+        overrides, states = _run_stages(STAGES, params, work, force, experiment, logger, store_root)
+        saved = record_experiment(work, experiment, repo) if save_experiment else ""
+        pushed = push_outputs(work)
+        summary = publish_summary(work, saved or experiment, isolated)
+    summary.update(stages=states, overrides=overrides, experiment=saved, pushed_to=pushed, workspace=workspace,
                    flow_run={"id": str(flow_run.id), "name": flow_run.name})
     return summary
 

@@ -46,15 +46,19 @@ def dvc_outs(root: Path) -> list[str]:
 
 
 def dirty_files(root: Path) -> list[str]:
-    """Tracked files with uncommitted changes, minus params.yaml, dvc.lock and DVC stage outputs."""
+    """Tracked files with uncommitted changes, minus params.yaml, dvc.lock, DVC stage outputs and the
+    .gitignore files DVC itself edits beside those outputs (staged by `core.autostage`)."""
     out = _git(root, "status", "--porcelain", "--untracked-files=no")
     if out is None:
         return []  # not a git checkout: nothing to compare against
     outs = [o.rstrip("/") for o in dvc_outs(root)]
+    out_parents = {str(Path(o).parent) for o in outs}  # where DVC writes the .gitignore entries of its outs
     files = []
     for line in out.splitlines():
         path = line[3:].split(" -> ")[-1].strip().strip('"')
         if path in IGNORED_FOR_DIRTY or any(path == o or path.startswith(o + "/") for o in outs):
+            continue
+        if Path(path).name == ".gitignore" and str(Path(path).parent) in out_parents:
             continue
         files.append(path)
     return files

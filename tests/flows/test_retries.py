@@ -1,6 +1,7 @@
 """Stage tasks against real DVC in a temp repo under a real (test-harness) Prefect server.
 
-A stage that fails once is retried and completes; a stage that always fails ends the flow
+A stage that fails once is retried and completes; a training process killed (SIGKILL) three
+times is retried, resumes from its checkpoint and ends in one model version; a stage that always fails ends the flow
 Failed with a clear message and leaves the previous outputs, dvc.lock and the MLflow champion
 as they were; an unchanged stage is served from Prefect's cache keyed on its dvc.lock entry.
 Retry delays are set to 0 on the task copy used here; production delays are untouched.
@@ -15,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import copy_repo, tiny_params_dict, tree_hash, write_params
+from tests.conftest import tiny_git_repo, tree_hash, write_params
+from vistune.layout import Layout
 
 BIN = Path(sys.executable).parent
 
@@ -50,17 +52,16 @@ def _run(cmd: list[str], cwd: Path) -> str:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory, harness) -> Path:
-    """A temp git repo with tiny params, an extra `flaky` stage, and ingest+validate built by `dvc repro`."""
-    root = copy_repo(tmp_path_factory.mktemp("retries") / "vistune")
-    write_params(root / "params.yaml", tiny_params_dict())
-    (root / "dvc.lock").unlink(missing_ok=True)
-    (root / "flaky.py").write_text(FLAKY)
-    dvc_yaml = (root / "dvc.yaml").read_text()
-    (root / "dvc.yaml").write_text(dvc_yaml.replace("\nplots:", FLAKY_STAGE + "\nplots:", 1))
-    _run(["git", "init", "-q"], root)
-    (root / ".gitignore").open("a").write("flaky.attempts\n")
-    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], root)
-    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], root)
+    """A tiny git repo with an extra `flaky` stage, and ingest+validate built by `dvc repro`."""
+
+    def add_flaky(root: Path) -> None:
+        (root / "flaky.py").write_text(FLAKY)
+        dvc_yaml = (root / "dvc.yaml").read_text()
+        (root / "dvc.yaml").write_text(dvc_yaml.replace("\nplots:", FLAKY_STAGE + "\nplots:", 1))
+        with (root / ".gitignore").open("a") as f:
+            f.write("flaky.attempts\n")
+
+    root = tiny_git_repo(tmp_path_factory.mktemp("retries") / "vistune", prepare=add_flaky)
     _run(["dvc", "repro", "validate"], root)
     return root
 
@@ -91,6 +92,101 @@ def test_stage_that_fails_once_is_retried_and_completes(repo: Path):
     assert "Retrying" in history and history[-1] == "Completed"
     assert (repo / "flaky.attempts").read_text() == "2"
     assert (repo / "data/flaky.txt").read_text() == "ok after 2 attempts\n"
+
+
+def _training_pids(repo: Path) -> list[int]:
+    """PIDs of `python -m stages.train` processes working in `repo` (read from /proc)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            if b"stages.train" in cmdline and Path(os.readlink(proc / "cwd")) == repo:
+                pids.append(int(proc.name))
+        except (OSError, ValueError):
+            continue  # not a process, or it ended while we looked
+    return pids
+
+
+def _kill_training(repo: Path, checkpoint: Path, times: int, seed: int, killed: list) -> None:
+    """SIGKILL the training process `times` times, each at a random point after it checkpointed once."""
+    import random
+    import signal
+    import time
+
+    rng = random.Random(seed)
+    deadline = time.monotonic() + 600
+    while len(killed) < times and time.monotonic() < deadline:
+        pids = _training_pids(repo)
+        if not pids:
+            time.sleep(0.05)
+            continue
+        seen = checkpoint.stat().st_mtime_ns if checkpoint.exists() else 0
+        while _training_pids(repo) == pids and (checkpoint.stat().st_mtime_ns if checkpoint.exists() else 0) == seen:
+            time.sleep(0.02)  # this attempt has not finished an epoch yet
+        if _training_pids(repo) != pids:
+            continue  # it ended on its own
+        time.sleep(rng.uniform(0.0, 0.25))
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            except ProcessLookupError:
+                pass
+        while _training_pids(repo):
+            time.sleep(0.02)
+
+
+def test_training_killed_three_times_resumes_and_registers_once(repo: Path, tmp_path: Path):
+    """kill -9 of `python -m stages.train` at three random points: the task is retried, each retry
+    resumes from the last checkpoint, and the run ends with one model version, no temp files."""
+    import threading
+
+    import pandas as pd
+    import yaml
+    from prefect import flow
+
+    from flows.pipeline import run_stage
+
+    _run(["dvc", "repro", "augment"], repo)
+    original = (repo / "params.yaml").read_text()
+    params = yaml.safe_load(original)
+    params["train"].update(model="timm:resnet10t", pretrained="none", epochs=5, batch_size=8)
+    params["evaluate"].update(robustness=False, gradcam=False, latency=False)
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"  # its own registry: other tests here fake a champion
+    params["register"].update(tracking_uri=store, artifact_root=str(tmp_path / "artifacts"))
+    write_params(repo / "params.yaml", params)
+    lay = Layout(repo)
+    checkpoint = lay.checkpoint
+
+    @flow(name="train-killed")
+    def train_only(repo: str) -> str:
+        return run_stage.with_options(retries=3, retry_delay_seconds=0)("train", repo)
+
+    killed: list[int] = []
+    killer = threading.Thread(target=_kill_training, args=(repo, checkpoint, 3, 8, killed), daemon=True)
+    killer.start()
+    try:
+        state = train_only(str(repo), return_state=True)
+        killer.join(timeout=30)
+        assert len(killed) == 3, f"expected 3 kills, got {len(killed)} (training ended too soon?)"
+        assert state.is_completed(), state
+        (task_run, history), = _task_runs(state.state_details.flow_run_id).values()
+        assert task_run.run_count == 4 and history.count("Retrying") == 3 and history[-1] == "Completed"
+        assert list(pd.read_csv(lay.train_history).epoch) == list(range(1, 6))  # each epoch exactly once
+        assert [p.name for p in checkpoint.parent.iterdir()] == [checkpoint.name]
+        assert not [p for p in lay.data.rglob("*") if ".tmp" in p.name or p.name.startswith("tmp")]
+        _run(["dvc", "repro", "register"], repo)
+        assert _versions(store) == ["1"]  # one version, nothing half-registered
+        assert "changed" not in _run(["dvc", "status"], repo)
+    finally:
+        (repo / "params.yaml").write_text(original)
+
+
+def _versions(uri: str) -> list[str]:
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    return sorted(str(v.version) for v in client.search_model_versions("name='vistune-classifier'"))
 
 
 def test_unchanged_stage_is_cached_on_its_dvc_lock_entry(repo: Path):
@@ -140,7 +236,7 @@ def test_stage_that_always_fails_leaves_outputs_and_champion(repo: Path, tmp_pat
         pipeline.train_pipeline(params=PipelineParams(data_source=str(bad), epochs=2), repo=str(repo),
                                 save_experiment=False)
     message = str(err.value)
-    assert "failed at stage 'ingest' after 3 attempt(s)" in message
+    assert "failed at stage 'ingest' after 4 attempt(s)" in message
     assert "rolled back" in message and "data.source is not a directory" in message
 
     assert {p: (repo / p).read_bytes() for p in before} == before

@@ -96,6 +96,11 @@ def test_dirty_files_ignore_params_lock_and_dvc_outs(tmp_path):
     _git(root, "commit", "-qm", "init")
     for f in ("reports/out.json", "reports/m.json", "params.yaml", "dvc.lock"):
         (root / f).write_text("2")
+    (root / "reports" / ".gitignore").write_text("/out.json\n")  # what DVC writes and autostages
+    (root / ".gitignore").write_text("*.log\n")  # the user's own: not DVC's
+    _git(root, "add", "reports/.gitignore", ".gitignore")
+    assert lineage.dirty_files(root) == [".gitignore"]
+    _git(root, "reset", "-q", ".gitignore")
     assert lineage.dirty_files(root) == [] and lineage.check_clean(root, allow_dirty=False) == []
     (root / "code.py").write_text("2")
     assert lineage.dirty_files(root) == ["code.py"]
