@@ -1,7 +1,8 @@
 """The served model: an MLflow pyfunc that embeds preprocessing and labels.
 
 Input: a DataFrame with one of the columns `image_b64` (base64 text, what HTTP clients send),
-`image` (raw bytes) or `path` (a local file). Output: `label`, `confidence` and one `p_<class>`
+`image` (raw bytes) or `path` (a file under the image root: `VISTUNE_IMAGE_ROOT`, default the
+working directory, so a request to a served model cannot read files elsewhere on the host). Output: `label`, `confidence` and one `p_<class>`
 column per class. Decoding and resizing are `vistune.classifier.Classifier`'s, so serving sees
 exactly the pixels training saw; probabilities use the temperature evaluate fitted on val
 (artifact `calibration`, absent = 1.0).
@@ -12,12 +13,35 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 from pathlib import Path
 
 import mlflow.pyfunc
 import pandas as pd
 
 INPUT_COLUMNS = ("image_b64", "image", "path")
+IMAGE_ROOT_ENV = "VISTUNE_IMAGE_ROOT"
+
+
+def image_root() -> Path:
+    """Where `path` inputs may point: $VISTUNE_IMAGE_ROOT, else the current working directory."""
+    return Path(os.environ.get(IMAGE_ROOT_ENV) or os.getcwd()).resolve()
+
+
+def _read_confined(value: str, root: Path, row: int) -> bytes:
+    """Bytes of `value` (relative to `root` or absolute), refused when it resolves outside `root`
+    (`..`, absolute paths, symlinks): a served model must not become a file reader for the host."""
+    try:
+        path = (root / value).resolve()
+    except (OSError, ValueError, RuntimeError):
+        raise ValueError(f"row {row}: path {value!r} is not a usable file path") from None
+    if not path.is_relative_to(root):
+        raise ValueError(f"row {row}: path {value!r} is outside the image root {root}; send the image as "
+                         f"image_b64, or set {IMAGE_ROOT_ENV} to a folder that holds it")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"row {row}: cannot read path {value!r} ({exc.strerror or exc})") from None
 
 
 def _blobs(model_input: pd.DataFrame) -> list[bytes]:
@@ -25,6 +49,7 @@ def _blobs(model_input: pd.DataFrame) -> list[bytes]:
     if not cols:
         raise ValueError(f"input needs one of the columns {list(INPUT_COLUMNS)}; got {list(model_input.columns)}")
     blobs = []
+    root = image_root() if "path" in cols else Path("/")
     for i, row in enumerate(model_input[cols].itertuples(index=False)):
         values = dict(zip(cols, row))
         if values.get("image_b64") is not None and isinstance(values["image_b64"], str):
@@ -35,10 +60,7 @@ def _blobs(model_input: pd.DataFrame) -> list[bytes]:
         elif values.get("image") is not None and isinstance(values["image"], (bytes, bytearray)):
             blobs.append(bytes(values["image"]))
         elif values.get("path") is not None and isinstance(values["path"], str):
-            try:
-                blobs.append(Path(values["path"]).read_bytes())
-            except OSError as exc:
-                raise ValueError(f"row {i}: cannot read path {values['path']!r} ({exc.strerror or exc})") from None
+            blobs.append(_read_confined(values["path"], root, i))
         else:
             raise ValueError(f"row {i}: no image given (set one of {list(INPUT_COLUMNS)})")
     return blobs

@@ -37,8 +37,9 @@ def champion(trained_tiny: Layout, tmp_path_factory):
     return model, trained_tiny, paths
 
 
-def test_round_trip_raw_base64_and_path_agree_with_classifier(champion):
+def test_round_trip_raw_base64_and_path_agree_with_classifier(champion, monkeypatch):
     model, lay, paths = champion
+    monkeypatch.setenv("VISTUNE_IMAGE_ROOT", str(lay.raw))  # `path` inputs are confined to this folder
     blobs = [p.read_bytes() for p in paths]
     by_bytes = model.predict(pd.DataFrame({"image": blobs}))
     by_b64 = model.predict(pd.DataFrame({"image_b64": [base64.b64encode(b).decode() for b in blobs]}))
@@ -76,13 +77,28 @@ def test_signature_and_input_example(champion):
 @pytest.mark.parametrize("frame, message", [
     (pd.DataFrame({"image": [b"definitely not an image"]}), "bad image"),
     (pd.DataFrame({"image_b64": ["%%% not base64 %%%"]}), "not valid base64"),
-    (pd.DataFrame({"path": ["/no/such/file.png"]}), "cannot read path"),
+    (pd.DataFrame({"path": ["no/such/file.png"]}), "cannot read path"),
+    (pd.DataFrame({"path": ["/etc/passwd"]}), "outside the image root"),
+    (pd.DataFrame({"path": ["../../../../../../etc/passwd"]}), "outside the image root"),
     (pd.DataFrame({"picture": ["x"]}), "image_b64"),
 ])
-def test_malformed_input_gives_a_clear_error(champion, frame, message):
+def test_malformed_input_gives_a_clear_error(champion, frame, message, tmp_path, monkeypatch):
     model, _, _ = champion
+    monkeypatch.setenv("VISTUNE_IMAGE_ROOT", str(tmp_path))
     with pytest.raises(Exception, match=message):
         model.predict(frame)
+
+
+def test_symlink_out_of_the_image_root_is_refused(champion, tmp_path, monkeypatch):
+    model, _, paths = champion
+    root = tmp_path / "images"
+    root.mkdir()
+    (root / "inside.png").write_bytes(paths[0].read_bytes())
+    (root / "escape.png").symlink_to(paths[0])  # a real image, but outside the root
+    monkeypatch.setenv("VISTUNE_IMAGE_ROOT", str(root))
+    assert len(model.predict(pd.DataFrame({"path": ["inside.png"]}))) == 1  # relative to the root
+    with pytest.raises(Exception, match="outside the image root"):
+        model.predict(pd.DataFrame({"path": ["escape.png"]}))
 
 
 def test_downloaded_model_is_verified_before_loading(champion, tmp_path):
