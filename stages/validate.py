@@ -83,7 +83,8 @@ def run(cfg: ValidateCfg, layout: Layout, *, before_read: Callable[[Path], None]
     if cfg.on_duplicate not in ON_DUPLICATE:
         raise ConfigError(f"params.yaml: validate.on_duplicate={cfg.on_duplicate!r}; valid: {list(ON_DUPLICATE)}")
     manifest = build_manifest(layout.raw, max_pixels=cfg.max_pixels, workers=cfg.workers,
-                              cache_path=layout.decode_cache, before_read=before_read)
+                              cache_path=layout.decode_cache, before_read=before_read,
+                              timeout_s=cfg.decode_timeout_s or None)
     if manifest.empty:
         raise DataError(f"{layout.raw}: no files to validate; check data.source and run `dvc repro ingest`")
     manifest = mark_duplicates(manifest, cfg.near_duplicate_distance, cfg.near_duplicate_min_side)

@@ -1,6 +1,8 @@
 """End to end: a real `dvc repro` in a temp git repo, then the Prefect flow over the same repo.
 
 Tiny configuration (digits, 10 images per class, 16 px, one epoch) so it fits 2 CPU cores.
+A deployment run through a real Prefect server with UI parameters (-> DVC experiment with those
+params -> MLflow run tagged with it) is covered by tests/flows/test_work_pool.py.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import stop_process_group, tiny_git_repo, write_params
+from tests.conftest import tiny_git_repo, write_params
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +50,7 @@ def _champion(root: Path):
     return uri, client
 
 
-def test_dvc_repro_builds_and_registers_a_champion(repo: Path):
+def test_dvc_repro_builds_and_registers_a_champion(repo: Path, monkeypatch):
     out = _run(["dvc", "repro"], repo)
     stages = ("ingest", "validate", "augment", "train", "evaluate", "compress", "register")
     for stage in stages:
@@ -64,6 +66,7 @@ def test_dvc_repro_builds_and_registers_a_champion(repo: Path):
     mlflow.set_tracking_uri(uri)
     model = mlflow.pyfunc.load_model("models:/vistune-classifier@champion")
     files = sorted((repo / "data" / "raw" / "test").rglob("*.png"))[:4]
+    monkeypatch.setenv("VISTUNE_IMAGE_ROOT", str(repo))  # `path` inputs must lie under the image root
     pred = model.predict(pd.DataFrame({"path": [str(f) for f in files]}))
     assert len(pred) == 4
     assert set(pred["label"]) <= {str(d) for d in range(10)}
@@ -102,66 +105,3 @@ def test_prefect_flow_runs_the_same_dvc_stages(repo: Path):
     _, client = _champion(repo)
     assert str(client.get_model_version_by_alias("vistune-classifier", "champion").version) == result["registration"]["version"]
     assert int(result["registration"]["version"]) >= 2
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_served_deployment_run_with_ui_parameters(repo: Path, tmp_path: Path):
-    """A real Prefect server, the served deployments, a run triggered through the API with
-    non-default parameters: it completes, is a DVC experiment with those params, and its MLflow
-    run carries the experiment's name."""
-    from prefect.deployments import run_deployment
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    from flows.wait import wait_http
-
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = _env() | {"PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": f"{url}/api",
-                    "PREFECT_RUNNER_POLL_FREQUENCY": "2"}
-    server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
-    served = None
-    try:
-        wait_http(f"{url}/api/health", 120)
-        served = subprocess.Popen([sys.executable, "-m", "flows.serve"], cwd=repo, env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
-        with temporary_settings({PREFECT_API_URL: f"{url}/api"}):
-            import anyio
-
-            from prefect.client.orchestration import get_client
-
-            async def _wait_for_deployment():
-                async with get_client() as client:
-                    for _ in range(120):
-                        try:
-                            return await client.read_deployment_by_name("train-pipeline/train-pipeline")
-                        except Exception:
-                            await anyio.sleep(1)
-                raise AssertionError("deployment train-pipeline never appeared")
-
-            anyio.run(_wait_for_deployment)
-            run = run_deployment("train-pipeline/train-pipeline", parameters={"params": {"epochs": 2}}, timeout=900)
-        assert run.state.is_completed(), run.state
-        exps = _run(["dvc", "exp", "show", "--csv"], repo)
-        assert run.name in exps
-        import csv
-        import io
-
-        rows = [r for r in csv.DictReader(io.StringIO(exps)) if r.get("Experiment") == run.name]
-        assert len(rows) == 1, exps[:2000]
-        assert rows[0]["train.epochs"] == "2"
-        _, client = _champion(repo)
-        runs = client.search_runs([client.get_experiment_by_name("vistune").experiment_id],
-                                  filter_string=f"tags.`vistune.dvc_experiment` = '{run.name}'")
-        assert len(runs) == 1
-        assert runs[0].data.params["train.epochs"] == "2"
-    finally:
-        stop_process_group(served)
-        stop_process_group(server)

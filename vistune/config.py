@@ -41,6 +41,7 @@ class ValidateCfg:
     min_side: int = 8
     max_side: int = 10000
     max_pixels: int = 89_478_485  # PIL's own decompression-bomb limit; checked from the header
+    decode_timeout_s: float = 10.0  # wall-clock limit on decoding one image (0 = none)
     allowed_formats: tuple[str, ...] = ("PNG", "JPEG", "BMP", "WEBP", "TIFF")
     # PIL modes accepted (each is normalized to RGB by vistune.imageio.to_rgb); drop one to flag it
     allowed_modes: tuple[str, ...] = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr",

@@ -1,14 +1,15 @@
 """Decode images the same way at validate, train and serve time.
 
 One function turns bytes into an RGB uint8 array: EXIF orientation applied, palette/alpha/CMYK/
-grayscale/16-bit converted to RGB, and a pixel-count limit checked from the header before any
-pixel is decoded (decompression bombs).
+grayscale/16-bit converted to RGB, a pixel-count limit checked from the header before any
+pixel is decoded (decompression bombs), and a wall-clock limit on the decode itself.
 """
 
 from __future__ import annotations
 
 import io
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 DEFAULT_MAX_PIXELS = 89_478_485
+DEFAULT_DECODE_TIMEOUT_S = 10.0
 EXIF_ORIENTATION = 0x0112
 # modes `to_rgb` normalizes; anything else PIL may open is refused by the default mode policy
 RGB_CONVERTIBLE_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr",
@@ -25,7 +27,7 @@ RGB_CONVERTIBLE_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK
 class ImageDecodeError(ValueError):
     """The bytes are not a usable image; the message is the one-line reason.
 
-    `code` names the kind of failure (`empty`, `not_image`, `bomb`, `undecodable`) so callers can
+    `code` names the kind of failure (`empty`, `not_image`, `bomb`, `undecodable`, `timeout`) so callers can
     count and route failures without parsing the message; `pixels` is set for bombs.
     """
 
@@ -33,6 +35,37 @@ class ImageDecodeError(ValueError):
         super().__init__(message)
         self.code = code
         self.pixels = pixels
+
+
+class DecodeTimeout(OSError):
+    """Raised from inside PIL's read loop when a decode runs past its deadline."""
+
+
+class _DeadlineBytes(io.BytesIO):
+    """In-memory image bytes whose reads fail after a deadline.
+
+    PIL decodes by reading its file object block by block from Python, so checking the clock on
+    every read bounds the decode time in any thread, without signals or subprocesses.
+    """
+
+    def __init__(self, data: bytes, timeout_s: float | None):
+        super().__init__(data)
+        self.timeout_s = timeout_s
+        self.deadline = None if timeout_s is None else time.monotonic() + timeout_s
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise DecodeTimeout(f"decode timed out after {self.timeout_s:g} s")
+        return super().read(size)
+
+
+def _timed_out(exc: BaseException) -> DecodeTimeout | None:
+    """The DecodeTimeout behind `exc`, however PIL wrapped it."""
+    while exc is not None:
+        if isinstance(exc, DecodeTimeout):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 @dataclass(frozen=True)
@@ -43,12 +76,13 @@ class ImageInfo:
     mode: str
 
 
-def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
-    """Open the header only; refuse empty input, non-images and images over `max_pixels`."""
+def _open_checked(data: bytes, max_pixels: int, timeout_s: float | None = DEFAULT_DECODE_TIMEOUT_S) -> Image.Image:
+    """Open the header only; refuse empty input, non-images and images over `max_pixels`.
+    The image's reads (header now, pixels at `load_fully`) stop `timeout_s` seconds from now."""
     if not data:
         raise ImageDecodeError("empty file (0 bytes)", code="empty")
     try:
-        img = Image.open(io.BytesIO(data))
+        img = Image.open(_DeadlineBytes(data, timeout_s))
     except Image.DecompressionBombError as exc:
         # PIL's own hard limit (2x MAX_IMAGE_PIXELS) fires before we see the size; its message has it
         found = re.search(r"\((\d+) pixels\)", str(exc))
@@ -56,6 +90,8 @@ def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
         raise ImageDecodeError(f"decompression bomb: {pixels} pixels > limit {max_pixels}",
                                code="bomb", pixels=pixels) from None
     except Exception as exc:  # PIL raises many types for garbage input
+        if _timed_out(exc):
+            raise ImageDecodeError(str(_timed_out(exc)), code="timeout") from None
         raise ImageDecodeError(f"not an image PIL can identify ({exc.__class__.__name__})", code="not_image") from None
     w, h = img.size
     if w * h > max_pixels:
@@ -64,9 +100,10 @@ def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
     return img
 
 
-def open_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def open_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
+                timeout_s: float | None = DEFAULT_DECODE_TIMEOUT_S) -> Image.Image:
     """A lazily-decoded PIL image whose header passed the empty / identify / pixel-limit checks."""
-    return _open_checked(data, max_pixels)
+    return _open_checked(data, max_pixels, timeout_s)
 
 
 def load_fully(img: Image.Image) -> None:
@@ -74,6 +111,8 @@ def load_fully(img: Image.Image) -> None:
     try:
         img.load()
     except Exception as exc:
+        if _timed_out(exc):
+            raise ImageDecodeError(str(_timed_out(exc)), code="timeout") from None
         raise ImageDecodeError(f"{img.format or 'image'} does not decode fully ({exc})", code="undecodable") from None
 
 
@@ -107,9 +146,10 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def decode_rgb(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def decode_rgb(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
+               timeout_s: float | None = DEFAULT_DECODE_TIMEOUT_S) -> np.ndarray:
     """Bytes -> HxWx3 uint8 RGB array, or ImageDecodeError with a one-line reason."""
-    img = _open_checked(data, max_pixels)
+    img = _open_checked(data, max_pixels, timeout_s)
     load_fully(img)
     try:
         return np.asarray(to_rgb(img), dtype=np.uint8)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from vistune.imageio import ImageDecodeError, exif_rotated, load_fully, open_header, to_rgb
+from vistune.imageio import DEFAULT_DECODE_TIMEOUT_S, ImageDecodeError, exif_rotated, load_fully, open_header, to_rgb
 from vistune.io import sha256_bytes, write_text
 from vistune.phash import phash
 from vistune.sources import SPLITS
@@ -73,11 +73,11 @@ def _is_within(path: Path, root_real: str) -> bool:
     return real == root_real or real.startswith(root_real + os.sep)
 
 
-def decode_facts(data: bytes, max_pixels: int) -> dict:
+def decode_facts(data: bytes, max_pixels: int, timeout_s: float | None = DEFAULT_DECODE_TIMEOUT_S) -> dict:
     """Header facts, then (only under the pixel limit) a full decode, pHash and mean brightness."""
     facts = dict(_NO_FACTS)
     try:
-        img = open_header(data, max_pixels=max_pixels)
+        img = open_header(data, max_pixels=max_pixels, timeout_s=timeout_s)
     except ImageDecodeError as exc:
         facts["error"] = str(exc)
         facts["identified"] = exc.code == "bomb"
@@ -105,21 +105,24 @@ def decode_facts(data: bytes, max_pixels: int) -> dict:
     return facts
 
 
-def _facts_for(data: bytes, digest: str, max_pixels: int, cache: tuple[dict, dict] | None) -> dict:
-    """Decode facts for these bytes, from (old, live) cache when possible; `live` collects this run's."""
+def _facts_for(data: bytes, digest: str, max_pixels: int, timeout_s: float | None,
+               cache: tuple[dict, dict] | None) -> dict:
+    """Decode facts for these bytes, from (old, live) cache when possible; `live` collects this run's.
+    A timed-out decode is not cached: the next run tries again (the machine may just have been busy)."""
     if cache is None:
-        return decode_facts(data, max_pixels)
+        return decode_facts(data, max_pixels, timeout_s)
     old, live = cache
     hit = live.get(digest) or old.get(digest)
     # a cached bomb (never decoded) must be decoded if the limit was raised since
     if hit is None or not (hit["decoded"] or hit["pixels"] > max_pixels or not hit["identified"]):
-        hit = decode_facts(data, max_pixels)
-    live[digest] = hit  # single dict assignment: atomic under the GIL
+        hit = decode_facts(data, max_pixels, timeout_s)
+    if not str(hit.get("error") or "").startswith("decode timed out"):
+        live[digest] = hit  # single dict assignment: atomic under the GIL
     return hit
 
 
-def _row(root: Path, root_real: str, path: Path, split: str, label: str, max_pixels: int, cache: tuple[dict, dict] | None,
-         before_read: Callable[[Path], None] | None) -> dict:
+def _row(root: Path, root_real: str, path: Path, split: str, label: str, max_pixels: int, timeout_s: float | None,
+         cache: tuple[dict, dict] | None, before_read: Callable[[Path], None] | None) -> dict:
     rel = os.path.relpath(path, root).replace(os.sep, "/")
     row = {c: None for c in COLUMNS}
     row.update(path=printable_name(rel), split=split, label=label, exists=True, readable=True, name_ok=name_is_safe(rel),
@@ -139,7 +142,7 @@ def _row(root: Path, root_real: str, path: Path, split: str, label: str, max_pix
         return row
     row["bytes"] = len(data)
     row["sha256"] = sha256_bytes(data)
-    facts = _facts_for(data, row["sha256"], max_pixels, cache)
+    facts = _facts_for(data, row["sha256"], max_pixels, timeout_s, cache)
     row.update({k: v for k, v in facts.items() if k in COLUMNS})
     if facts["width"] and facts["height"]:
         row["aspect"] = round(facts["width"] / facts["height"], 4)
@@ -182,7 +185,8 @@ def save_cache(path: Path, cache: dict) -> None:
 
 
 def build_manifest(root: str | Path, max_pixels: int, workers: int = 8, cache_path: str | Path | None = None,
-                   before_read: Callable[[Path], None] | None = None) -> pd.DataFrame:
+                   before_read: Callable[[Path], None] | None = None,
+                   timeout_s: float | None = DEFAULT_DECODE_TIMEOUT_S) -> pd.DataFrame:
     """One row per file under root; with `cache_path` (JSON) files seen before are not decoded again.
 
     Only facts for files present in this run are written back, so the cache never grows stale.
@@ -194,7 +198,8 @@ def build_manifest(root: str | Path, max_pixels: int, workers: int = 8, cache_pa
     cache = (load_cache(Path(cache_path)), {}) if cache_path is not None else None
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         root_real = os.path.realpath(root)
-        rows = list(pool.map(lambda t: _row(root, root_real, t[0], t[1], t[2], max_pixels, cache, before_read), files))
+        rows = list(pool.map(lambda t: _row(root, root_real, t[0], t[1], t[2], max_pixels, timeout_s, cache,
+                                            before_read), files))
     if cache is not None:
         save_cache(Path(cache_path), cache[1])
     return pd.DataFrame(rows, columns=COLUMNS)

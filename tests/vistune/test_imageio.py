@@ -103,3 +103,28 @@ def test_bomb_is_refused_from_the_header() -> None:
     with pytest.raises(ImageDecodeError) as err:
         open_header(png_header_only(100_000, 100_000))
     assert err.value.code == "bomb" and err.value.pixels == 10**10
+
+
+def test_decode_past_its_deadline_is_refused_with_code_timeout() -> None:
+    rng = np.random.default_rng(0)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (1500, 1500, 3), dtype=np.uint8)).save(buf, "PNG")  # ~7 MB, many reads
+    data = buf.getvalue()
+    assert decode_rgb(data, timeout_s=None).shape == (1500, 1500, 3)
+    with pytest.raises(ImageDecodeError, match=r"decode timed out after 0 s") as err:
+        decode_rgb(data, timeout_s=0.0)
+    assert err.value.code == "timeout"
+
+
+def test_timed_out_decode_is_quarantined_and_not_cached(tmp_path) -> None:
+    from vistune.manifest import build_manifest, load_cache
+
+    root = tmp_path / "raw" / "train" / "a"
+    root.mkdir(parents=True)
+    Image.new("RGB", (64, 64), "red").save(root / "x.png")
+    cache = tmp_path / "cache.json"
+    slow = build_manifest(tmp_path / "raw", max_pixels=10**8, cache_path=cache, timeout_s=0.0)
+    assert not slow.decodable.iloc[0] and slow.error.iloc[0].startswith("decode timed out")
+    assert load_cache(cache) == {}  # tried again next run
+    ok = build_manifest(tmp_path / "raw", max_pixels=10**8, cache_path=cache)
+    assert ok.decodable.iloc[0] and len(load_cache(cache)) == 1
