@@ -67,10 +67,15 @@ def write_params(path: Path, params: dict) -> Path:
     return path
 
 
-def tree_hash(root: Path) -> str:
-    """Hash of every path, mode and byte under root: proves a folder was left untouched."""
+def tree_hash(root: Path, ignore: tuple[str, ...] = ()) -> str:
+    """Hash of every path, mode and byte under root: proves a folder was left untouched.
+
+    `ignore`: relative paths (files or folders) left out, e.g. (".git", ".dvc/tmp")."""
     h = hashlib.sha256()
     for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root).as_posix()
+        if any(rel == i or rel.startswith(i + "/") for i in ignore):
+            continue
         st = p.lstat()
         h.update(str(p.relative_to(root)).encode("utf-8", "surrogateescape"))
         h.update(oct(st.st_mode).encode())

@@ -77,7 +77,8 @@ class Postgres:
         return name
 
     def url(self, database: str, driver: str = "") -> str:
-        """SQLAlchemy URL: driver '' (psycopg2, MLflow) or 'asyncpg' (Prefect)."""
+        """SQLAlchemy URL: driver 'psycopg2' (MLflow), 'asyncpg' (Prefect) or '' (libpq form, e.g. for
+        psycopg2.connect; SQLAlchemy 2.1 maps a bare `postgresql://` to psycopg 3, not psycopg2)."""
         scheme = f"postgresql+{driver}" if driver else "postgresql"
         return f"{scheme}://vistune:{PASSWORD}@127.0.0.1:{self.port}/{database}"
 

@@ -7,6 +7,8 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
+import torch
 import yaml
 
 from vistune.config import Params, RegisterCfg, parse_params, to_dict
@@ -50,3 +52,28 @@ def write_params_file(path: Path, cfg: RegisterCfg) -> Path:
     raw["register"] = to_dict(cfg)
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
+
+
+def constant_model(src: Path, dest: Path, cls: int) -> None:
+    """A real vistune model file whose head always answers class `cls` (a clearly different model)."""
+    payload = torch.load(src, map_location="cpu", weights_only=True)
+    state = payload["state_dict"]
+    n = len(payload["classes"])
+    w, b = [k for k, v in state.items() if v.ndim == 2 and v.shape[0] == n][-1], [
+        k for k, v in state.items() if v.ndim == 1 and v.shape[0] == n][-1]
+    state[w] = torch.zeros_like(state[w])
+    state[b] = torch.full_like(state[b], -10.0)
+    state[b][cls] = 10.0
+    torch.save(payload, dest)
+
+
+def worse_challenger(trained: Layout, dest: Path, **metric_overrides: float) -> tuple[Layout, int]:
+    """A copy of `trained` whose model always answers one class (not the real model's most frequent
+    answer): the gate's re-scoring must find it worse whatever metrics.json claims. Returns (layout, class)."""
+    from integrations import gate_report
+
+    data = gate_report.load_eval_set(trained)
+    cls = (int(np.bincount(gate_report.predict(trained.model, data)).argmax()) + 1) % len(data.classes)
+    lay = copy_layout(trained, dest, **metric_overrides)
+    constant_model(trained.model, lay.model, cls)
+    return lay, cls

@@ -8,29 +8,15 @@ import json
 import numpy as np
 import pytest
 import pandas as pd
-import torch
 
 from integrations import gate_report, registry, tracking
 from stages import register as register_stage
 from vistune import significance as sig
 from vistune.layout import Layout
 
-from tests.integrations.registry_helpers import copy_layout, params_with, register
+from tests.integrations.registry_helpers import constant_model, copy_layout, params_with, register
 
 NAME = "vistune-classifier"
-
-
-def _constant_model(src, dest, cls: int) -> None:
-    """A real vistune model file whose head always answers class `cls` (a clearly different model)."""
-    payload = torch.load(src, map_location="cpu", weights_only=True)
-    state = payload["state_dict"]
-    n = len(payload["classes"])
-    w, b = [k for k, v in state.items() if v.ndim == 2 and v.shape[0] == n][-1], [
-        k for k, v in state.items() if v.ndim == 1 and v.shape[0] == n][-1]
-    state[w] = torch.zeros_like(state[w])
-    state[b] = torch.full_like(state[b], -10.0)
-    state[b][cls] = 10.0
-    torch.save(payload, dest)
 
 
 def test_real_pair_rescored_report_and_verdicts(trained_tiny, mlflow_cfg, tmp_path):
@@ -44,7 +30,7 @@ def test_real_pair_rescored_report_and_verdicts(trained_tiny, mlflow_cfg, tmp_pa
     champ_pred = gate_report.predict(trained_tiny.model, data)
     cls = (int(np.bincount(champ_pred).argmax()) + 1) % len(data.classes)
     worse = copy_layout(trained_tiny, tmp_path / "b", macro_f1=0.99)
-    _constant_model(trained_tiny.model, worse.model, cls)
+    constant_model(trained_tiny.model, worse.model, cls)
     second = register_stage.run(params_with(mlflow_cfg, **cfg), worse)
     chal_pred = gate_report.predict(worse.model, data)
     assert set(chal_pred) == {cls}

@@ -1,63 +1,21 @@
-"""`register` against a real `mlflow server` that is down, comes back, goes away and returns:
-retries then one clear line, champion unchanged, and exactly one version per model (idempotent)."""
+"""`register` against a real `mlflow server` (PostgreSQL backend store, served artifacts) that is down,
+comes back, goes away and returns: retries then one clear line, champion unchanged, and exactly one
+version per model (idempotent)."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from integrations import retry
-from tests.conftest import stop_process_group
+from tests.integrations.mlflow_server import PostgresMlflowServer
 from tests.integrations.registry_helpers import METRIC_GATE_ONLY, copy_layout, params_with
 from vistune.errors import VistuneError
 
 pytestmark = pytest.mark.slow
-
-MLFLOW = Path(sys.executable).with_name("mlflow")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """`mlflow server` on 127.0.0.1 with a sqlite backend and a served artifact store."""
-
-    def __init__(self, tmp: Path, port: int):
-        self.tmp, self.port, self.proc = tmp, port, None
-        self.url = f"http://127.0.0.1:{port}"
-
-    def start(self) -> None:
-        cmd = [str(MLFLOW), "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
-               "--backend-store-uri", f"sqlite:///{self.tmp / 'server.db'}",
-               "--artifacts-destination", str(self.tmp / "served-artifacts")]
-        self.log = open(self.tmp / "server.log", "a")
-        self.proc = subprocess.Popen(cmd, cwd=self.tmp, stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, (self.tmp / "server.log").read_text()[-3000:]
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=2):
-                    return
-            except OSError:
-                time.sleep(0.5)
-        raise AssertionError("mlflow server did not come up")
-
-    def stop(self) -> None:
-        stop_process_group(self.proc)
-        self.proc = None
-
 
 def _client(url: str):
     import mlflow
@@ -95,10 +53,11 @@ def test_retry_waits_double_and_stop_at_the_limit():
     assert retry.delays(8, 1.0)[-1] == retry.MAX_DELAY_S
 
 
-def test_register_survives_server_outages_and_registers_exactly_once(trained_tiny, mlflow_cfg, tmp_path, capsys):
+def test_register_survives_server_outages_and_registers_exactly_once(trained_tiny, mlflow_cfg, postgres, tmp_path,
+                                                                     capsys):
     from stages import register as register_stage
 
-    server = Server(tmp_path, _free_port())
+    server = PostgresMlflowServer(postgres, tmp_path / "server")
     cfg = dataclasses.replace(mlflow_cfg, tracking_uri=server.url, retries=2, retry_backoff_s=0.2)
     name = cfg.model_name
     lay_a = copy_layout(trained_tiny, tmp_path / "a")
@@ -128,7 +87,7 @@ def test_register_survives_server_outages_and_registers_exactly_once(trained_tin
         assert again["reused"] is True and again["version"] == "1" and again["run_id"] == first["run_id"]
         assert _versions(server.url, name) == ["1"] and _champion(server.url, name) == "1"
         # the server's artifact destination holds the model, not the client's local artifact_root
-        assert any((tmp_path / "served-artifacts").rglob("MLmodel"))
+        assert any(server.artifacts.rglob("MLmodel"))
         assert not Path(cfg.artifact_root).exists()
 
         server.stop()
@@ -141,5 +100,7 @@ def test_register_survives_server_outages_and_registers_exactly_once(trained_tin
         third = register_stage.run(params_b, lay_b)
         assert third["reused"] is True and third["version"] == "2"
         assert _versions(server.url, name) == ["1", "2"] and _champion(server.url, name) == "2"
+        # ...and those are PostgreSQL rows, not a store the client opened itself
+        assert server.query("SELECT version FROM model_versions WHERE name = %s ORDER BY version", name) == [(1,), (2,)]
     finally:
         server.stop()
