@@ -17,7 +17,7 @@ export HF_HUB_OFFLINE := 1
 export GX_ANALYTICS_ENABLED := false
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test browser postgres serve status up down
+.PHONY: setup demo test browser postgres serve status up pool workers down
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -64,15 +64,25 @@ status: setup
 RUN := .run
 PREFECT_PORT ?= 4200
 MLFLOW_PORT ?= 5000
+# MLflow backend store (runs + registry): sqlite by default; or postgresql+psycopg2://USER:PW@HOST:5432/mlflow
+# (driver: pip install -e '.[postgres]'). The server serves the artifacts (mlflow-artifacts:/) from
+# MLFLOW_ARTIFACTS_DESTINATION: a directory, or s3://bucket/prefix. See docs/deploy.md.
+MLFLOW_BACKEND_STORE_URI ?= sqlite:///$(abspath mlflow/mlflow.db)
+MLFLOW_ARTIFACTS_DESTINATION ?= $(abspath mlflow/artifacts)
 PREFECT_URL := http://127.0.0.1:$(PREFECT_PORT)
+# Prefect server database: empty = sqlite in $(PREFECT_HOME); or postgresql+asyncpg://USER:PW@HOST:5432/prefect
+PREFECT_DB_URL ?=
+POOL ?= vistune-process
+WORKERS ?= 2
 WAIT = $(PY) -m flows.wait
 
 up: setup
 	mkdir -p $(RUN) mlflow/artifacts
-	prefect server start --host 127.0.0.1 --port $(PREFECT_PORT) --background
+	$(if $(PREFECT_DB_URL),PREFECT_API_DATABASE_CONNECTION_URL='$(PREFECT_DB_URL)') \
+	  prefect server start --host 127.0.0.1 --port $(PREFECT_PORT) --background
 	$(WAIT) $(PREFECT_URL)/api/health 120
-	nohup mlflow server --host 127.0.0.1 --port $(MLFLOW_PORT) \
-	  --backend-store-uri sqlite:///$(abspath mlflow/mlflow.db) --default-artifact-root $(abspath mlflow/artifacts) \
+	nohup mlflow server --host 127.0.0.1 --port $(MLFLOW_PORT) --backend-store-uri '$(MLFLOW_BACKEND_STORE_URI)' \
+	  --serve-artifacts --artifacts-destination '$(MLFLOW_ARTIFACTS_DESTINATION)' \
 	  > $(RUN)/mlflow.log 2>&1 & echo $$! > $(RUN)/mlflow.pid
 	PREFECT_API_URL=$(PREFECT_URL)/api PREFECT_RUNNER_POLL_FREQUENCY=2 nohup $(PY) -m flows.serve \
 	  > $(RUN)/serve.log 2>&1 & echo $$! > $(RUN)/serve.pid
@@ -81,7 +91,24 @@ up: setup
 	@echo "MLflow UI:   http://127.0.0.1:$(MLFLOW_PORT)  (Models -> vistune-classifier)"
 	@echo "logs in $(RUN)/; stop everything with: make down"
 
+# Work pool: train-pipeline-pool runs each flow run in its own git worktree (workspace=isolated),
+# so `make workers` (WORKERS=2, one run each at a time) train two runs at once. Needs `make up`.
+pool: setup
+	PREFECT_API_URL=$(PREFECT_URL)/api prefect work-pool create $(POOL) --type process --overwrite
+	PREFECT_API_URL=$(PREFECT_URL)/api $(PY) -m flows.deploy --pool $(POOL)
+
+# `set -m`: a background job of a non-interactive shell ignores SIGINT, which the worker's SIGTERM
+# handler relies on to stop; with job control each worker keeps SIGINT and gets its own process group
+workers: setup
+	mkdir -p $(RUN)
+	set -m; for i in $$(seq 1 $(WORKERS)); do \
+	  PREFECT_API_URL=$(PREFECT_URL)/api nohup prefect worker start --pool $(POOL) --type process \
+	    --name vistune-worker-$$i --limit 1 > $(RUN)/worker-$$i.log 2>&1 & echo $$! > $(RUN)/worker-$$i.pid; \
+	done
+	@echo "$(WORKERS) workers on pool $(POOL) (logs $(RUN)/worker-*.log): prefect deployment run train-pipeline/train-pipeline-pool"
+
 down:
+	-for f in $(RUN)/worker-*.pid; do test -f $$f && kill -TERM $$(cat $$f); rm -f $$f; done; sleep 2
 	-test -f $(RUN)/serve.pid && kill -TERM $$(cat $(RUN)/serve.pid) && sleep 2; rm -f $(RUN)/serve.pid
 	-test -f $(RUN)/mlflow.pid && kill -TERM $$(cat $(RUN)/mlflow.pid); rm -f $(RUN)/mlflow.pid
 	-prefect server stop

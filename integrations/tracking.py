@@ -22,6 +22,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 import mlflow  # noqa: E402
+from filelock import FileLock  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 from mlflow.models import ModelSignature  # noqa: E402
@@ -104,11 +105,24 @@ def setup(cfg: RegisterCfg, root: Path) -> str:
 
     A tracking server is pinged first (with retries) so a server that is down fails in seconds with
     one line instead of MLflow's long per-request retries; the server's own artifact destination
-    decides where artifacts go (no local file location is forced on it)."""
+    decides where artifacts go (no local file location is forced on it).
+
+    A store opened directly (sqlite) is created, schema migrations included, by the first process
+    that opens it; two parallel registrations doing that at once break MLflow's migration
+    ("Online migration expected to match one row"), so opening it is done one at a time."""
     uri = resolve_tracking_uri(cfg, root)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    with_retries(cfg, uri, "ping", lambda: _ping(uri) if is_server(uri) else None)
+    if is_server(uri):
+        with_retries(cfg, uri, "ping", lambda: _ping(uri))
+        return _ensure_experiment(cfg, root, uri)
+    lock = lock_dir(cfg, root)
+    lock.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(lock / ".store-open.lock"), timeout=300):
+        return _ensure_experiment(cfg, root, uri)
+
+
+def _ensure_experiment(cfg: RegisterCfg, root: Path, uri: str) -> str:
     exp = with_retries(cfg, uri, "get experiment", lambda: mlflow.get_experiment_by_name(cfg.experiment))
     if exp is not None:
         return exp.experiment_id

@@ -1,0 +1,111 @@
+"""The isolated workspace of a flow run: a real git worktree on a real DVC repo (no Prefect server).
+
+A one-stage DVC repo is enough: the worktree is created at HEAD with its outputs checked out
+from the main cache, uses the main repo's cache and remotes, saves experiments the main repo
+lists, is removed afterwards (also when the run fails), and never changes the main workspace.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flows.isolation import RUNS_DIR, isolated_workspace
+from tests.conftest import tree_hash
+
+BIN = Path(sys.executable).parent
+
+DVC_YAML = """stages:
+  echo:
+    cmd: python -c "import yaml; print(yaml.safe_load(open('params.yaml'))['a'])" > out.txt
+    params: [a]
+    outs: [out.txt]
+"""
+
+
+def _run(cmd: list[str], cwd: Path) -> str:
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", DVC_NO_ANALYTICS="1")
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{(proc.stdout + proc.stderr)[-3000:]}"
+    return proc.stdout
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """git + DVC repo, one stage built and committed, a local remote given by a relative path."""
+    root = tmp_path / "main"
+    root.mkdir()
+    (root / "params.yaml").write_text("a: 1\n")
+    (root / "dvc.yaml").write_text(DVC_YAML)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    _run(["git", "init", "-q"], root)
+    _run(["dvc", "init", "-q"], root)
+    _run(["dvc", "remote", "add", "-d", "store", "../remote"], root)
+    _run(["dvc", "repro", "-q"], root)
+    _run(git + ["add", "-A"], root)
+    _run(git + ["commit", "-qm", "init"], root)
+    return root
+
+
+def _worktrees(repo: Path) -> list[str]:
+    return [line.split(" ", 1)[1] for line in _run(["git", "worktree", "list", "--porcelain"], repo).splitlines()
+            if line.startswith("worktree ")]
+
+
+def _workspace_hash(repo: Path) -> str:
+    return tree_hash(repo, ignore=(".git", ".dvc/tmp", ".dvc/cache"))
+
+
+def test_worktree_at_head_on_the_main_cache_and_removed_after(repo: Path):
+    before = _workspace_hash(repo)
+    with isolated_workspace(repo, "run-1", log=lambda _: None) as path:
+        assert path == repo.resolve() / RUNS_DIR / "run-1"
+        assert str(path) in _worktrees(repo)
+        assert (path / "out.txt").read_text() == "1\n"  # checked out from the main cache, not re-run
+        assert _run(["dvc", "cache", "dir"], path).strip() == str(repo / ".dvc" / "cache")
+        assert _run(["dvc", "remote", "list"], path).split() == ["store", str(repo.parent / "remote"), "(default)"]
+        (path / "params.yaml").write_text("a: 2\n")
+        _run(["dvc", "repro", "-q"], path)
+        _run(["dvc", "exp", "save", "--name", "exp-run-1"], path)
+        _run(["dvc", "push", "-q"], path)
+    assert not path.exists()
+    assert _worktrees(repo) == [str(repo)]
+    assert _workspace_hash(repo) == before  # params.yaml, dvc.lock, out.txt of the main workspace
+    assert "exp-run-1" in _run(["dvc", "exp", "list", "--name-only"], repo).split()
+    assert len(list((repo.parent / "remote").rglob("*"))) > 0  # pushed to the main repo's remote
+
+
+def test_failed_run_removes_its_worktree_and_only_its_own(repo: Path):
+    before = _workspace_hash(repo)
+    with isolated_workspace(repo, "a", log=lambda _: None) as a:
+        with pytest.raises(RuntimeError, match="stage broke"):
+            with isolated_workspace(repo, "b", log=lambda _: None) as b:
+                assert set(_worktrees(repo)) == {str(repo), str(a), str(b)}  # two runs at once
+                (b / "params.yaml").write_text("a: 3\n")
+                (b / "stray.txt").write_text("untracked")
+                raise RuntimeError("stage broke")
+        assert not b.exists() and set(_worktrees(repo)) == {str(repo), str(a)}
+        assert (a / "out.txt").read_text() == "1\n"
+    assert _worktrees(repo) == [str(repo)]
+    assert _workspace_hash(repo) == before
+
+
+def test_isolated_stage_registers_in_the_main_store(tmp_path: Path, monkeypatch, mlflow_cfg):
+    import dataclasses
+
+    from integrations import tracking
+
+    cfg = dataclasses.replace(mlflow_cfg, tracking_uri="sqlite:///mlflow/mlflow.db", artifact_root="mlflow/artifacts")
+    main, worktree = tmp_path / "main", tmp_path / "main" / RUNS_DIR / "r"
+    monkeypatch.setattr(tracking, "_USER_TRACKING_URI", None)  # a user's MLFLOW_TRACKING_URI would win
+    monkeypatch.delenv("VISTUNE_STORE_ROOT", raising=False)
+    assert tracking.resolve_tracking_uri(cfg, worktree) == f"sqlite:///{worktree / 'mlflow' / 'mlflow.db'}"
+    monkeypatch.setenv("VISTUNE_STORE_ROOT", str(main))
+    assert tracking.resolve_tracking_uri(cfg, worktree) == f"sqlite:///{main / 'mlflow' / 'mlflow.db'}"
+    assert tracking.lock_dir(cfg, worktree) == main / "mlflow"
+    http = dataclasses.replace(cfg, tracking_uri="http://127.0.0.1:5000")
+    assert tracking.lock_dir(http, worktree) == main / "mlflow"
