@@ -28,7 +28,7 @@ from typing import Callable, Iterator
 
 from filelock import FileLock
 
-from flows.dvc import dvc_executable, run_dvc
+from flows.dvc_cli import dvc_executable, run_dvc
 
 RUNS_DIR = Path(".dvc") / "tmp" / "runs"
 
@@ -62,9 +62,8 @@ def share_dvc_config(repo: Path, worktree: Path) -> None:
 
     Read with `dvc config --list` in the main repo, which resolves a relative `cache.dir` or remote
     URL against it (relative to the worktree they would point elsewhere). Remote credentials are
-    not copied: workers get them from the environment or the global DVC config. (The CLI, not
-    `dvc.config`: a flow loaded from flows/pipeline.py has flows/ on sys.path, where flows/dvc.py
-    shadows the dvc package.)
+    not copied: workers get them from the environment or the global DVC config. The CLI keeps
+    the flow process free of DVC's Python API, as every other DVC call here.
     """
     conf = dict(line.split("=", 1) for line in _dvc(["config", "--list"], repo).splitlines() if "=" in line)
     shared = {"cache.dir": conf.get("cache.dir") or str(repo / ".dvc" / "cache")}

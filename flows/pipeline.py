@@ -31,7 +31,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
-from flows.dvc import STAGES, StageFailed, run_dvc
+from flows.dvc_cli import STAGES, StageFailed, run_dvc
 from flows.isolation import isolated_workspace, repo_git_lock
 from flows.params import PipelineParams, apply_overrides
 from flows.workspace import Snapshot, stage_cache_key
@@ -86,8 +86,20 @@ def _dvc_cache_key(context, parameters: dict) -> str | None:
     return stage_cache_key(Path(parameters["repo"]), parameters["stage"])
 
 
-@task(retries=3, retry_delay_seconds=[5, 30, 60], timeout_seconds=6 * 3600, task_run_name="{stage}",
-      cache_key_fn=_dvc_cache_key, persist_result=True)
+def _retry_unless_user_error(task, task_run, state) -> bool:
+    """Retry crashes, kills and timeouts (a killed `train` resumes from its checkpoint); a stage that
+    refused its config or data, or could not write its outputs, fails at once: a rerun changes nothing."""
+    try:
+        state.result()
+    except StageFailed as exc:
+        return exc.retryable
+    except BaseException:
+        return True
+    return True
+
+
+@task(retries=3, retry_delay_seconds=[5, 30, 60], retry_condition_fn=_retry_unless_user_error,
+      timeout_seconds=6 * 3600, task_run_name="{stage}", cache_key_fn=_dvc_cache_key, persist_result=True)
 def run_stage(stage: str, repo: str, force: bool = False, experiment: str = "", store_root: str = "") -> str:
     """One DVC stage; retried with backoff (a killed `train` resumes from its checkpoint)."""
     logger = get_run_logger()
@@ -124,7 +136,7 @@ def record_experiment(repo: str, name: str, main_repo: str = "") -> str:
 
 def default_remote(repo: Path) -> str:
     """The DVC default remote's name (`dvc remote add -d`), '' when none is configured."""
-    from flows.dvc import dvc_executable
+    from flows.dvc_cli import dvc_executable
 
     proc = subprocess.run([dvc_executable(), "remote", "default"], cwd=repo, capture_output=True, text=True,
                           env={**os.environ, "DVC_NO_ANALYTICS": "1"})
@@ -252,11 +264,13 @@ def _run_stages(stages: tuple[str, ...], params: PipelineParams, repo: str, forc
         if snapshot:
             snapshot.restore(logger.info)
         if isinstance(exc, Exception):
-            attempts = 1 + (run_stage.retries or 0) if stage in stages else 1
+            retryable = getattr(exc, "retryable", True) and stage in stages
+            tries = (f"after {1 + (run_stage.retries or 0)} attempts" if retryable else
+                     "on its first attempt (a configuration or data error is not retried)")
             undone = ("the workspace was rolled back to its last good state" if snapshot else
                       f"its worktree was discarded; the workspace of {store_root} was not touched")
-            raise StageFailed(f"vistune run failed at stage '{stage}' after {attempts} attempt(s); {undone}. "
-                              f"Cause: {exc}") from exc
+            raise StageFailed(f"vistune run failed at stage '{stage}' {tries}; {undone}. Cause: {exc}",
+                              retryable=retryable) from exc
         raise
     return overrides, states
 

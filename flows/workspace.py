@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 import yaml
 
-from flows.dvc import dvc_executable, run_dvc
+from flows.dvc_cli import dvc_executable, run_dvc
 
 SNAPSHOT_DIR = Path(".dvc") / "tmp" / "vistune-snapshot"
 

@@ -119,8 +119,15 @@ def mlflow_cfg(tmp_path: Path):
 
 def copy_repo(dest: Path) -> Path:
     """The project's tracked source (no data, no venv) copied into `dest`."""
-    ignore = shutil.ignore_patterns(".venv", ".git", "data", "mlflow", ".prefect", "__pycache__", "*.egg-info",
-                                    ".pytest_cache", "tests", "benchmarks")
+    by_name = shutil.ignore_patterns(".venv", ".git", "data", "mlflow", ".prefect", "__pycache__", "*.egg-info",
+                                     ".pytest_cache", "tests", "benchmarks", ".run")
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        skip = set(by_name(folder, names))
+        if Path(folder) == REPO / ".dvc":  # the dev checkout's DVC cache and temp state stay behind
+            skip |= {"cache", "tmp", "config.local"} & set(names)
+        return skip
+
     shutil.copytree(REPO, dest, ignore=ignore, dirs_exist_ok=True)
     (dest / "mlflow").mkdir(exist_ok=True)
     # the store stays git-ignored, as in the real repo: `dvc exp save` must never sweep it into an experiment

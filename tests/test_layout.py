@@ -55,7 +55,7 @@ def test_core_does_not_import_orchestration_or_tracking():
 
 
 def test_flow_runs_every_dvc_stage_in_order():
-    from flows.dvc import STAGES
+    from flows.dvc_cli import STAGES
 
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
-    assert list(STAGES) == list(dvc["stages"]), "flows.dvc.STAGES must list dvc.yaml's stages in order"
+    assert list(STAGES) == list(dvc["stages"]), "flows.dvc_cli.STAGES must list dvc.yaml's stages in order"

@@ -222,7 +222,7 @@ def _champion(root: Path, create: bool = False) -> str:
 
 def test_stage_that_always_fails_leaves_outputs_and_champion(repo: Path, tmp_path: Path, monkeypatch):
     from flows import pipeline
-    from flows.dvc import StageFailed
+    from flows.dvc_cli import StageFailed
     from flows.params import PipelineParams
 
     monkeypatch.setattr(pipeline, "run_stage", pipeline.run_stage.with_options(retry_delay_seconds=0))
@@ -236,7 +236,7 @@ def test_stage_that_always_fails_leaves_outputs_and_champion(repo: Path, tmp_pat
         pipeline.train_pipeline(params=PipelineParams(data_source=str(bad), epochs=2), repo=str(repo),
                                 save_experiment=False)
     message = str(err.value)
-    assert "failed at stage 'ingest' after 4 attempt(s)" in message
+    assert "failed at stage 'ingest' on its first attempt (a configuration or data error is not retried)" in message
     assert "rolled back" in message and "data.source is not a directory" in message
 
     assert {p: (repo / p).read_bytes() for p in before} == before

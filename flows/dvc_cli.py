@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -11,8 +12,20 @@ from pathlib import Path
 STAGES = ("ingest", "validate", "augment", "train", "evaluate", "compress", "register")
 
 
+# stages/cli.py exits 2 on a configuration or data error and on an output it cannot write:
+# running it again changes nothing, unlike a crash or a kill
+USER_ERROR_EXIT = 2
+
+
 class StageFailed(RuntimeError):
-    """A DVC stage exited non-zero; the message carries the stage's last lines of output."""
+    """A DVC stage exited non-zero; the message carries the stage's last lines of output.
+
+    `retryable` is False when the stage's own command exited with USER_ERROR_EXIT.
+    """
+
+    def __init__(self, message: str, retryable: bool = True):
+        super().__init__(message)
+        self.retryable = retryable
 
 
 def dvc_executable() -> str:
@@ -39,5 +52,7 @@ def run_dvc(args: list[str], repo: Path, log=print, env: dict[str, str] | None =
     code = proc.wait()
     if code != 0:
         tail = "\n".join(lines[-15:])
-        raise StageFailed(f"`dvc {' '.join(args)}` failed with exit code {code}:\n{tail}")
+        stage_exit = re.findall(r"exited with (-?\d+)", tail)
+        retryable = not (stage_exit and int(stage_exit[-1]) == USER_ERROR_EXIT)
+        raise StageFailed(f"`dvc {' '.join(args)}` failed with exit code {code}:\n{tail}", retryable=retryable)
     return "\n".join(lines)
