@@ -9,6 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+# `mlflow.set_tracking_uri()` writes MLFLOW_TRACKING_URI into os.environ; a stage must see the user's
+# value (or none), not whatever URI an earlier flow in this process opened
+_USER_MLFLOW_URI = os.environ.get("MLFLOW_TRACKING_URI")
+
 STAGES = ("ingest", "validate", "augment", "train", "evaluate", "compress", "register")
 
 
@@ -35,7 +39,11 @@ def dvc_executable() -> str:
 
 
 def run_dvc(args: list[str], repo: Path, log=print, env: dict[str, str] | None = None) -> str:
-    env = {**os.environ, **(env or {})}
+    base = dict(os.environ)
+    base.pop("MLFLOW_TRACKING_URI", None)
+    if _USER_MLFLOW_URI is not None:
+        base["MLFLOW_TRACKING_URI"] = _USER_MLFLOW_URI
+    env = {**base, **(env or {})}
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     env.setdefault("DVC_NO_ANALYTICS", "1")
     proc = subprocess.Popen([dvc_executable(), *args], cwd=repo, env=env, stdout=subprocess.PIPE,

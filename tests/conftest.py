@@ -52,6 +52,22 @@ def tiny_params_dict(**overrides: dict) -> dict:
     return base
 
 
+_USER_MLFLOW_URI = os.environ.get("MLFLOW_TRACKING_URI")
+
+
+@pytest.fixture(autouse=True)
+def _keep_mlflow_uri_env():
+    """`mlflow.set_tracking_uri` (called by `tracking.setup`, also in module fixtures) writes
+    MLFLOW_TRACKING_URI into os.environ; a later test's subprocesses (dvc repro -> register) would
+    inherit another test's store. In-process MLflow keeps its own global, so dropping the variable
+    before each test changes nothing else."""
+    if _USER_MLFLOW_URI is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = _USER_MLFLOW_URI
+    yield
+
+
 @pytest.fixture
 def tiny_params() -> Params:
     return parse_params(tiny_params_dict())
@@ -151,13 +167,13 @@ def tiny_git_repo(dest: Path, prepare: Callable[[Path], None] | None = None) -> 
     return root
 
 
-def stop_process_group(proc: subprocess.Popen | None) -> None:
-    """SIGTERM a server started with start_new_session=True, SIGKILL if it lingers."""
+def stop_process_group(proc: subprocess.Popen | None, grace_s: float = 30) -> None:
+    """SIGTERM a server started with start_new_session=True, SIGKILL if it lingers past `grace_s`."""
     if proc is None or proc.poll() is not None:
         return
     os.killpg(proc.pid, signal.SIGTERM)
     try:
-        proc.wait(timeout=30)
+        proc.wait(timeout=grace_s)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
