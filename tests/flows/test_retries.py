@@ -136,6 +136,7 @@ def _kill_training(repo: Path, checkpoint: Path, times: int, seed: int, killed: 
             time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_training_killed_three_times_resumes_and_registers_once(repo: Path, tmp_path: Path):
     """kill -9 of `python -m stages.train` at three random points: the task is retried, each retry
     resumes from the last checkpoint, and the run ends with one model version, no temp files."""
