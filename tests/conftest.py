@@ -167,6 +167,15 @@ def tiny_git_repo(dest: Path, prepare: Callable[[Path], None] | None = None) -> 
     return root
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for servers the tests start)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def stop_process_group(proc: subprocess.Popen | None, grace_s: float = 30) -> None:
     """SIGTERM a server started with start_new_session=True, SIGKILL if it lingers past `grace_s`."""
     if proc is None or proc.poll() is not None:

@@ -12,10 +12,11 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
+
+from tests.conftest import free_port
 
 PASSWORD = "vistune-test"
 
@@ -29,10 +30,6 @@ def server_bin_dir() -> Path | None:
     return Path(versions[-1]).parent if versions else None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Postgres:
@@ -40,7 +37,7 @@ class Postgres:
 
     def __init__(self, bin_dir: Path):
         self.bin = bin_dir
-        self.port = _free_port()
+        self.port = free_port()
         self.base = Path(tempfile.mkdtemp(prefix="vistune-pg-"))
         self.data = self.base / "data"
         self.owner = "postgres" if os.geteuid() == 0 else None

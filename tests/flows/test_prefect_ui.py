@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import stop_process_group, tiny_git_repo
+from tests.conftest import free_port, stop_process_group, tiny_git_repo
 
 pytestmark = pytest.mark.slow
 
@@ -37,10 +36,6 @@ def _skip_reason() -> str | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _env(tmp_path: Path, url: str) -> dict:
@@ -98,7 +93,7 @@ def test_quick_run_from_the_prefect_ui_completes(tmp_path: Path):
 
     from flows.wait import wait_http
 
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     env = _env(tmp_path, url)
     repo = tiny_git_repo(tmp_path / "vistune")
     logs = tmp_path / "logs"

@@ -14,7 +14,6 @@ import asyncio
 import csv
 import io
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import stop_process_group, tiny_git_repo, tiny_params_dict, tree_hash, write_params
+from tests.conftest import free_port, stop_process_group, tiny_git_repo, tiny_params_dict, tree_hash, write_params
 
 pytestmark = pytest.mark.slow
 
@@ -35,10 +34,6 @@ RUNS = {"a": {"lr": 0.01, "min_improvement": -1.0}, "b": {"lr": 0.002, "min_impr
 SHARED_STATE = (".git", ".dvc/tmp", ".dvc/cache", "mlflow")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _gate_without_significance_test(root: Path) -> None:
@@ -93,7 +88,7 @@ def test_two_workers_run_isolated_pipelines_in_parallel(postgres, tmp_path: Path
 
     repo = tiny_git_repo(tmp_path / "vistune", prepare=_gate_without_significance_test)
     postgres.create_database("prefect")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = dict(os.environ) | {
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "PREFECT_HOME": str(tmp_path / "prefect"),

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from tests.conftest import stop_process_group
-from tests.postgres import Postgres, _free_port
+from tests.conftest import free_port
+from tests.postgres import Postgres
 
 MLFLOW = Path(sys.executable).with_name("mlflow")
 
@@ -35,7 +36,7 @@ class MlflowServer:
 
     def __init__(self, workdir: Path, backend_store_uri: str, port: int | None = None):
         self.workdir, self.backend_store_uri = workdir, backend_store_uri
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.artifacts = workdir / "served-artifacts"
         self.log_path = workdir / "server.log"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,14 +14,10 @@ import urllib.request
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO, stop_process_group
+from tests.conftest import REPO, free_port, stop_process_group
 from tests.integrations.registry_helpers import register, write_params_file
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_ping(url: str, proc: subprocess.Popen, limit_s: float = 180) -> None:
@@ -48,7 +43,7 @@ def test_serve_answers_a_png_over_http(trained_tiny, mlflow_cfg, tmp_path):
     png = (trained_tiny.raw / row.path).read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, PYTHONPATH=str(REPO))
     env.pop("MLFLOW_TRACKING_URI", None)  # the store comes from the params file
     proc = subprocess.Popen(
@@ -100,7 +95,7 @@ def test_malformed_requests_get_4xx_and_the_server_keeps_answering(trained_tiny,
     params = write_params_file(tmp_path / "params.yaml", mlflow_cfg)
     manifest = pd.read_csv(trained_tiny.manifest, dtype={"label": str})
     png = (trained_tiny.raw / manifest[manifest.split == "test"].iloc[0].path).read_bytes()
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, PYTHONPATH=str(REPO))
     env.pop("MLFLOW_TRACKING_URI", None)
     proc = subprocess.Popen(
