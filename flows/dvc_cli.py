@@ -38,6 +38,12 @@ def dvc_executable() -> str:
     return str(local) if local.exists() else (shutil.which("dvc") or "dvc")
 
 
+def dvc_output(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """A quiet `dvc` command whose output the caller reads (status, config, remote): nothing logged."""
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    return subprocess.run([dvc_executable(), *args], cwd=cwd, capture_output=True, text=True, env=env)
+
+
 def run_dvc(args: list[str], repo: Path, log=print, env: dict[str, str] | None = None) -> str:
     base = dict(os.environ)
     base.pop("MLFLOW_TRACKING_URI", None)

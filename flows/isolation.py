@@ -19,7 +19,6 @@ state shared by all worktrees (the worktree list, the stash `dvc exp save` goes 
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from contextlib import contextmanager
@@ -28,7 +27,7 @@ from typing import Callable, Iterator
 
 from filelock import FileLock
 
-from flows.dvc_cli import dvc_executable, run_dvc
+from flows.dvc_cli import dvc_output, run_dvc
 
 RUNS_DIR = Path(".dvc") / "tmp" / "runs"
 
@@ -50,8 +49,7 @@ def repo_git_lock(repo: Path) -> Iterator[None]:
 
 
 def _dvc(args: list[str], cwd: Path) -> str:
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
-    proc = subprocess.run([dvc_executable(), *args], cwd=cwd, capture_output=True, text=True, env=env)
+    proc = dvc_output(args, cwd)
     if proc.returncode != 0:
         raise RuntimeError(f"`dvc {' '.join(args)}` failed in {cwd}: {(proc.stderr or proc.stdout).strip()}")
     return proc.stdout

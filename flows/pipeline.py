@@ -31,7 +31,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
-from flows.dvc_cli import STAGES, StageFailed, run_dvc
+from flows.dvc_cli import STAGES, StageFailed, dvc_output, run_dvc
 from flows.isolation import isolated_workspace, repo_git_lock
 from flows.params import PipelineParams, apply_overrides
 from flows.workspace import Snapshot, stage_cache_key
@@ -136,10 +136,7 @@ def record_experiment(repo: str, name: str, main_repo: str = "") -> str:
 
 def default_remote(repo: Path) -> str:
     """The DVC default remote's name (`dvc remote add -d`), '' when none is configured."""
-    from flows.dvc_cli import dvc_executable
-
-    proc = subprocess.run([dvc_executable(), "remote", "default"], cwd=repo, capture_output=True, text=True,
-                          env={**os.environ, "DVC_NO_ANALYTICS": "1"})
+    proc = dvc_output(["remote", "default"], repo)
     return proc.stdout.strip() if proc.returncode == 0 else ""
 
 

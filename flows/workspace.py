@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any, Iterator
 
 import yaml
 
-from flows.dvc_cli import dvc_executable, run_dvc
+from flows.dvc_cli import dvc_output, run_dvc
 
 SNAPSHOT_DIR = Path(".dvc") / "tmp" / "vistune-snapshot"
 
@@ -92,8 +90,7 @@ def stage_cache_key(repo: Path, stage: str) -> str | None:
     entry = _lock_entry(repo, stage)
     if entry is None:
         return None
-    proc = subprocess.run([dvc_executable(), "status", stage, "--json"], cwd=repo, capture_output=True, text=True,
-                          env={**os.environ, "DVC_NO_ANALYTICS": "1"})
+    proc = dvc_output(["status", stage, "--json"], repo)
     if proc.returncode != 0 or json.loads(proc.stdout or "{}"):
         return None
     blob = json.dumps({"repo": str(repo.resolve()), "stage": stage, "lock": entry}, sort_keys=True, default=str)

@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from vistune.errors import VistuneError
+from vistune.io import sha256_file
 
 TAG = "vistune.lineage."
 INLINE_PARAMS_MAX = 4500  # tag values hold 5000 characters on sqlite
@@ -78,14 +79,6 @@ def params_json(params: dict) -> str:
     return json.dumps(params, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def prefect_url(run_id: str) -> str:
     """The flow run's page: PREFECT_UI_URL, else the API URL minus its `/api` suffix."""
     ui = os.environ.get("PREFECT_UI_URL") or os.environ.get("PREFECT_API_URL", "").removesuffix("/").removesuffix("/api")
@@ -105,7 +98,7 @@ def version_tags(params: dict, manifest: Path, root: Path, dirty: list[str]) -> 
         "git_dirty_files": ", ".join(dirty)[:1000],
         "params_md5": hashlib.md5(text.encode()).hexdigest(),
         "params": text if len(text) <= INLINE_PARAMS_MAX else "",
-        "data_manifest_sha256": sha256(manifest) if manifest.is_file() else "",
+        "data_manifest_sha256": sha256_file(manifest) if manifest.is_file() else "",
         "prefect_flow_run_id": run_id,
         "prefect_flow_run_name": os.environ.get("VISTUNE_PREFECT_FLOW_RUN_NAME", ""),
         "prefect_flow_run_url": prefect_url(run_id),

@@ -15,6 +15,7 @@ from integrations import cli, lineage, tracking
 from stages import register as register_stage
 from vistune.config import to_dict
 from vistune.errors import VistuneError
+from vistune.io import sha256_file
 
 from tests.conftest import REPO
 from tests.integrations.registry_helpers import copy_layout, params_with, write_params_file
@@ -54,7 +55,7 @@ def test_version_carries_lineage_and_lineage_reproduces_params(trained_tiny, mlf
     tags = client.get_model_version(NAME, receipt["version"]).tags
     t = lineage.TAG
     assert tags[f"{t}git_commit"] == sha == tags["vistune.git_commit"] and tags[f"{t}git_dirty"] == "false"
-    assert tags[f"{t}data_manifest_sha256"] == lineage.sha256(lay.manifest)
+    assert tags[f"{t}data_manifest_sha256"] == sha256_file(lay.manifest)
     assert tags[f"{t}prefect_flow_run_id"] == "0b5e-run-id"
     assert tags[f"{t}prefect_flow_run_url"] == "http://127.0.0.1:4200/runs/flow-run/0b5e-run-id"
     assert tags[f"{t}python"] == platform.python_version() and tags[f"{t}torch"] == torch.__version__
