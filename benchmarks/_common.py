@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vistune.data import PreparedData, SplitArrays
-from vistune.imageio import decode_file
-from vistune.preprocess import resize_rgb
+from vistune.data.prepared import PreparedData, SplitArrays
+from vistune.data.imageio import decode_file
+from vistune.data.preprocess import resize_rgb
 
 EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 

@@ -21,10 +21,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import decode_items, device_name, folder_items, prepared, write_result  # noqa: E402
-from vistune.backbones import create_backbone  # noqa: E402
+from vistune.models.backbones import create_backbone  # noqa: E402
 from vistune.config import AugmentCfg, TrainCfg  # noqa: E402
-from vistune.finetune import create_strategy  # noqa: E402
-from vistune.trainer import fit, predict_logits, resolve_device, set_seed  # noqa: E402
+from vistune.train.finetune import create_strategy  # noqa: E402
+from vistune.train.loop import fit, set_seed
+from vistune.models.inference import predict_logits, resolve_device  # noqa: E402
 
 HYMENOPTERA = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "hymenoptera"
 

@@ -2,7 +2,7 @@
 
 Both models start from the same weights and seed and see the same data; only `train.adversarial`
 differs. Each is scored on the held-out test split clean and under FGSM / PGD (L-inf, pixel units)
-at a few epsilons, with the same attacks the evaluate stage uses (`vistune.robustness.attack`).
+at a few epsilons, with the same attacks the evaluate stage uses (`vistune.evaluate.robustness.attack`).
 
     .venv/bin/python benchmarks/adversarial.py --device cpu --out benchmarks/results/adversarial_cpu.json
 """
@@ -23,13 +23,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import device_name, prepared  # noqa: E402
-from vistune.backbones import create_backbone  # noqa: E402
+from vistune.models.backbones import create_backbone  # noqa: E402
 from vistune.config import AugmentCfg, TrainCfg  # noqa: E402
-from vistune.data import SplitArrays  # noqa: E402
-from vistune.finetune import create_strategy  # noqa: E402
-from vistune.preprocess import resize_rgb  # noqa: E402
-from vistune.robustness import _accuracy, attack  # noqa: E402
-from vistune.trainer import fit, resolve_device, set_seed  # noqa: E402
+from vistune.data.prepared import SplitArrays  # noqa: E402
+from vistune.train.finetune import create_strategy  # noqa: E402
+from vistune.data.preprocess import resize_rgb  # noqa: E402
+from vistune.evaluate.robustness import _accuracy, attack  # noqa: E402
+from vistune.train.loop import fit, set_seed
+from vistune.models.inference import resolve_device  # noqa: E402
 
 
 def digits(size: int, seed: int = 0) -> tuple[list[str], dict[str, SplitArrays]]:

@@ -21,11 +21,11 @@ import torch
 
 from benchmarks._common import device_name
 from stages import augment, evaluate, ingest, validate
-from vistune.backbones import create_backbone
-from vistune.classifier import save_model
+from vistune.models.backbones import create_backbone
+from vistune.models.classifier import save_model
 from vistune.config import load_params
 from vistune.layout import Layout
-from vistune.trainer import resolve_device
+from vistune.models.inference import resolve_device
 
 REPO = Path(__file__).resolve().parent.parent
 

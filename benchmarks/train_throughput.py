@@ -2,7 +2,7 @@
 
 1. ceiling  - forward + backward + AdamW step on synthetic tensors already on the device
               (bf16 autocast, channels_last, fused AdamW on CUDA): no data path at all;
-2. vistune  - `vistune.trainer.fit` on prepared uint8 arrays with GPU-side augmentation
+2. vistune  - `vistune.train.loop.fit` on prepared uint8 arrays with GPU-side augmentation
               (warm epoch's images/s from the history);
 3. baseline - written like the PyTorch transfer-learning tutorial: ImageFolder + PIL transforms
               + DataLoader, fp32, SGD.
@@ -31,10 +31,11 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import decode_items, device_name, folder_items, prepared, write_result  # noqa: E402
-from vistune.backbones import create_backbone  # noqa: E402
+from vistune.models.backbones import create_backbone  # noqa: E402
 from vistune.config import AugmentCfg, TrainCfg  # noqa: E402
-from vistune.finetune import create_strategy  # noqa: E402
-from vistune.trainer import fit, resolve_device  # noqa: E402
+from vistune.train.finetune import create_strategy  # noqa: E402
+from vistune.train.loop import fit
+from vistune.models.inference import resolve_device  # noqa: E402
 
 
 def make_folder(root: Path, n: int, size: int, classes: int = 4) -> Path:

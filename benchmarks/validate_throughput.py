@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from vistune.config import ValidateCfg  # noqa: E402
 from vistune.layout import Layout  # noqa: E402
-from vistune.manifest import build_manifest  # noqa: E402
+from vistune.data.manifest import build_manifest  # noqa: E402
 
 
 def make_images(raw: Path, n: int, size: int, seed: int = 0) -> None:

@@ -2,7 +2,7 @@
 
 The champion's weights come from the registry (the `model` artifact of its pyfunc, read without
 importing the logged code), the challenger's from `data/model/model.pt`; both predict the DVC-pinned
-`data/prepared/test_*.npy` of this run. The paired tests of `vistune.significance` then decide, and
+`data/prepared/test_*.npy` of this run. The paired tests of `vistune.evaluate.significance` then decide, and
 the report (markdown + CSV tables: metric deltas with CIs, McNemar, per-class F1 deltas, the images
 the challenger newly gets wrong) is written to `data/registry/gate_report.md` and logged to MLflow
 under `gate/`.
@@ -20,8 +20,8 @@ import torch
 import yaml
 
 from integrations.registry import Comparison
-from vistune import significance as sig
-from vistune.classifier import Classifier
+from vistune.evaluate import significance as sig
+from vistune.models.classifier import Classifier
 from vistune.config import RegisterCfg
 from vistune.io import write_text
 
@@ -42,7 +42,7 @@ def champion_weights(client, name: str, version: str, dest: Path) -> Path:
     against the version's `vistune.model_sha256` tag before anything unpickles it."""
     import mlflow
 
-    from vistune.trust import verify_sha256
+    from vistune.models.trust import verify_sha256
 
     base = client.get_model_version_download_uri(name, version).rstrip("/")
     mlmodel = yaml.safe_load(Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{base}/MLmodel",
@@ -146,7 +146,7 @@ def write(report_md: Path, markdown: str, tables: dict[str, pd.DataFrame], clien
 
 def load_eval_set(layout) -> EvalSet:
     """This run's prepared test split, with each image's manifest path as its name."""
-    from vistune.data import load_prepared
+    from vistune.data.prepared import load_prepared
 
     data = load_prepared(layout.prepared, splits=("test",))
     images, labels = data.tensors("test")

@@ -3,7 +3,7 @@
 Input: a DataFrame with one of the columns `image_b64` (base64 text, what HTTP clients send),
 `image` (raw bytes) or `path` (a file under the image root: `VISTUNE_IMAGE_ROOT`, default the
 working directory, so a request to a served model cannot read files elsewhere on the host). Output: `label`, `confidence` and one `p_<class>`
-column per class. Decoding and resizing are `vistune.classifier.Classifier`'s, so serving sees
+column per class. Decoding and resizing are `vistune.models.classifier.Classifier`'s, so serving sees
 exactly the pixels training saw; probabilities use the temperature evaluate fitted on val
 (artifact `calibration`, absent = 1.0).
 """
@@ -68,8 +68,8 @@ def _blobs(model_input: pd.DataFrame) -> list[bytes]:
 
 class VistuneClassifierModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
-        from vistune.classifier import Classifier
-        from vistune.trust import verify_sha256
+        from vistune.models.classifier import Classifier
+        from vistune.models.trust import verify_sha256
 
         expected = (getattr(context, "model_config", None) or {}).get("model_sha256")
         if expected:  # models logged before the digest was recorded load as they are
@@ -81,7 +81,7 @@ class VistuneClassifierModel(mlflow.pyfunc.PythonModel):
         self.clf = Classifier.load(context.artifacts["model"], device="cpu", temperature=temperature)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        from vistune.imageio import ImageDecodeError
+        from vistune.data.imageio import ImageDecodeError
 
         try:
             labels, probs = self.clf.predict_bytes(_blobs(model_input))

@@ -17,15 +17,15 @@ from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
 from stages.cli import stage_main
-from vistune.augment import BatchAugment
+from vistune.train.augment import BatchAugment
 from vistune.config import AugmentCfg
-from vistune.data import save_meta, save_split
+from vistune.data.prepared import save_meta, save_split
 from vistune.errors import DataError
-from vistune.imageio import decode_file
+from vistune.data.imageio import decode_file
 from vistune.io import atomic_path
 from vistune.layout import Layout
-from vistune.preprocess import resize_rgb
-from vistune.sources import SPLITS
+from vistune.data.preprocess import resize_rgb
+from vistune.data.sources import SPLITS
 
 
 def _decode_split(layout: Layout, paths: list[str], size: int, split: str) -> np.ndarray:

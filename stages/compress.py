@@ -17,16 +17,17 @@ import pandas as pd
 import torch
 
 from stages.cli import stage_main
-from vistune import compress as vc
-from vistune.backbones import create_backbone
-from vistune.classifier import Classifier, save_model
+from vistune.models import compress as vc
+from vistune.models.backbones import create_backbone
+from vistune.models.classifier import Classifier, save_model
 from vistune.config import CompressCfg, Params
-from vistune.data import load_prepared
+from vistune.data.prepared import load_prepared
 from vistune.errors import ConfigError
-from vistune.finetune import create_strategy
+from vistune.train.finetune import create_strategy
 from vistune.io import write_json, write_text
 from vistune.layout import Layout
-from vistune.trainer import fit, predict_logits
+from vistune.train.loop import fit
+from vistune.models.inference import predict_logits
 
 VARIANTS = ("onnx", "onnx_int8", "pruned", "distilled")
 

@@ -17,14 +17,17 @@ import pandas as pd
 import torch
 
 from stages.cli import stage_main
-from vistune import calibration, gradcam, latency, robustness
-from vistune.classifier import Classifier
+from vistune.evaluate import calibration
+from vistune.evaluate import gradcam
+from vistune.evaluate import latency
+from vistune.evaluate import robustness
+from vistune.models.classifier import Classifier
 from vistune.config import EvaluateCfg
-from vistune.data import load_prepared
+from vistune.data.prepared import load_prepared
 from vistune.io import write_json, write_text
 from vistune.layout import Layout
-from vistune.metrics import curve_summary, one_vs_rest_curves, summarize
-from vistune.plots import (confusion_matrix_png, gradcam_grid_png, placeholder_png, reliability_png, robustness_png,
+from vistune.evaluate.metrics import curve_summary, one_vs_rest_curves, summarize
+from vistune.evaluate.plots import (confusion_matrix_png, gradcam_grid_png, placeholder_png, reliability_png, robustness_png,
                            roc_pr_png)
 
 

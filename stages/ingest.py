@@ -9,7 +9,7 @@ from stages.cli import stage_main
 from vistune.config import DataCfg
 from vistune.io import write_json
 from vistune.layout import Layout
-from vistune.sources import IngestReport, ingest
+from vistune.data.sources import IngestReport, ingest
 
 
 def run(cfg: DataCfg, layout: Layout) -> IngestReport:

@@ -19,7 +19,7 @@ from vistune.config import Params, to_dict
 from vistune.errors import VistuneError
 from vistune.io import read_json, write_json
 from vistune.layout import Layout
-from vistune.significance import GATE_TESTS
+from vistune.evaluate.significance import GATE_TESTS
 
 
 def _example_image(layout: Layout) -> bytes:

@@ -15,15 +15,16 @@ from typing import Sequence
 import pandas as pd
 
 from stages.cli import stage_main
-from vistune import distributed as vdist
-from vistune.backbones import create_backbone
-from vistune.classifier import save_model
+from vistune.train import distributed as vdist
+from vistune.models.backbones import create_backbone
+from vistune.models.classifier import save_model
 from vistune.config import AugmentCfg, TrainCfg, to_dict
-from vistune.data import load_prepared
-from vistune.finetune import create_strategy
+from vistune.data.prepared import load_prepared
+from vistune.train.finetune import create_strategy
 from vistune.io import write_json, write_text
 from vistune.layout import Layout
-from vistune.trainer import FitResult, fit, resolve_device, set_seed
+from vistune.train.loop import FitResult, fit, set_seed
+from vistune.models.inference import resolve_device
 
 
 def run(cfg: TrainCfg, augment: AugmentCfg, layout: Layout, progress: bool = True) -> FitResult:

@@ -22,12 +22,12 @@ import pandas as pd
 from integrations.expectations import QUARANTINE_CODES, run_suite
 from stages.cli import stage_main
 from vistune.config import ValidateCfg
-from vistune.dataquality import dataset_findings, mark_duplicates
+from vistune.data.dataquality import dataset_findings, mark_duplicates
 from vistune.errors import ConfigError, DataError
 from vistune.io import read_json, write_json, write_text
 from vistune.layout import Layout
-from vistune.manifest import build_manifest
-from vistune.sources import SPLITS
+from vistune.data.manifest import build_manifest
+from vistune.data.sources import SPLITS
 
 ON_DUPLICATE = ("quarantine", "warn", "fail")
 DUPLICATE_CODES = ("duplicate", "near_duplicate")

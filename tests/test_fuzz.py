@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from integrations.pyfunc_model import _blobs
-from vistune.imageio import ImageDecodeError, decode_rgb
+from vistune.data.imageio import ImageDecodeError, decode_rgb
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -43,7 +43,7 @@ class ValidateCfg:
     max_pixels: int = 89_478_485  # PIL's own decompression-bomb limit; checked from the header
     decode_timeout_s: float = 10.0  # wall-clock limit on decoding one image (0 = none)
     allowed_formats: tuple[str, ...] = ("PNG", "JPEG", "BMP", "WEBP", "TIFF")
-    # PIL modes accepted (each is normalized to RGB by vistune.imageio.to_rgb); drop one to flag it
+    # PIL modes accepted (each is normalized to RGB by vistune.data.imageio.to_rgb); drop one to flag it
     allowed_modes: tuple[str, ...] = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr",
                                       "I", "I;16", "I;16B", "I;16L")
     min_aspect: float = 0.1  # width / height
@@ -60,7 +60,7 @@ class ValidateCfg:
 class AugmentCfg:
     """Decode-once size and the per-batch training augmentation policy (timm option names).
 
-    Every op is off at 0; see vistune.augment.list_augments() for the op names.
+    Every op is off at 0; see vistune.train.augment.list_augments() for the op names.
     """
 
     image_size: int = 64
@@ -90,7 +90,7 @@ class TrainCfg:
     model: str = "timm:tf_efficientnet_lite0"
     pretrained: str = "imagenet"  # "imagenet", "none", or a path to a state-dict file
     pretrained_sha256: str = ""  # pretrained a file: its sha256, checked before loading (required)
-    strategy: str = "full"  # see vistune.finetune.list_strategies()
+    strategy: str = "full"  # see vistune.train.finetune.list_strategies()
     unfreeze_blocks: int = 2  # strategy partial: how many of the last blocks train
     layer_decay: float = 0.0  # strategy full: timm layer-wise LR decay (e.g. 0.75); 0 = off
     lora_rank: int = 8  # strategy lora
@@ -108,7 +108,7 @@ class TrainCfg:
     model_ema: bool = False  # keep an EMA of the weights; validate and keep the EMA model
     model_ema_decay: float = 0.998
     class_weighting: str = "none"  # "none", "loss" (weighted cross-entropy) or "sampler" (balanced)
-    adversarial: str = "none"  # "none", "fgsm" or "pgd": adversarial fine-tuning (vistune.adversarial)
+    adversarial: str = "none"  # "none", "fgsm" or "pgd": adversarial fine-tuning (vistune.train.adversarial)
     adv_epsilon: float = 0.016  # L-inf radius on [0, 1] pixels, before normalization (4/255)
     adv_steps: int = 3  # pgd iterations
     adv_step_size: float = 0.0  # pgd step; 0 = 2.5 * adv_epsilon / adv_steps
@@ -130,7 +130,7 @@ class EvaluateCfg:
     tta_flip: bool = False  # also report accuracy with horizontal-flip test-time augmentation
     roc_max_classes: int = 10  # ROC/PR curves only for this many classes or fewer
     robustness: bool = True
-    robust_severities: tuple[int, ...] = (1, 3, 5)  # 1..5, see vistune.robustness
+    robust_severities: tuple[int, ...] = (1, 3, 5)  # 1..5, see vistune.evaluate.robustness
     attack_eps: tuple[float, ...] = (0.004, 0.016)  # L-inf in [0, 1] pixel units; () skips attacks
     pgd_steps: int = 5  # 0 skips PGD (FGSM still runs)
     robust_max_images: int = 256  # robustness and attacks on the first N test images

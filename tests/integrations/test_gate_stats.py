@@ -11,7 +11,7 @@ import pandas as pd
 
 from integrations import gate_report, registry, tracking
 from stages import register as register_stage
-from vistune import significance as sig
+from vistune.evaluate import significance as sig
 from vistune.layout import Layout
 
 from tests.integrations.registry_helpers import constant_model, copy_layout, params_with, register

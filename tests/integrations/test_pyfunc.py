@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from integrations import tracking
-from vistune.classifier import Classifier
+from vistune.models.classifier import Classifier
 from vistune.layout import Layout
 
 from tests.integrations.registry_helpers import register

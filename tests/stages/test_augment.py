@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from vistune.data import load_prepared
+from vistune.data.prepared import load_prepared
 from vistune.io import read_json
 
 

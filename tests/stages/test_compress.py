@@ -10,11 +10,11 @@ import torch
 
 from stages import compress
 from tests.conftest import tiny_params_dict
-from vistune.classifier import Classifier
+from vistune.models.classifier import Classifier
 from vistune.config import parse_params
-from vistune.data import load_prepared
+from vistune.data.prepared import load_prepared
 from vistune.io import read_json
-from vistune.trainer import predict_logits
+from vistune.models.inference import predict_logits
 
 
 def _params(**compress_cfg):

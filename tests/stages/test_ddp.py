@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from tests.conftest import REPO, tiny_params_dict, write_params
-from vistune.classifier import Classifier
+from vistune.models.classifier import Classifier
 from vistune.io import read_json
 from vistune.layout import Layout
 

@@ -12,9 +12,9 @@ import torch
 import yaml
 
 from stages import evaluate
-from vistune.classifier import Classifier
+from vistune.models.classifier import Classifier
 from vistune.config import EvaluateCfg
-from vistune.gradcam import gradcam, pick_samples
+from vistune.evaluate.gradcam import gradcam, pick_samples
 from vistune.layout import Layout
 
 from tests.conftest import REPO
@@ -83,7 +83,7 @@ def test_switches_off_still_write_declared_files_and_flip_tta(trained_tiny: Layo
 
 
 def test_gradcam_maps_are_normalized_and_samples_fixed(trained_tiny: Layout):
-    from vistune.data import load_prepared
+    from vistune.data.prepared import load_prepared
 
     clf = Classifier.load(trained_tiny.model)
     x, _ = load_prepared(trained_tiny.prepared, splits=("test",)).tensors("test")

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from tests.conftest import REPO, tiny_params_dict, write_params
-from vistune.classifier import Classifier
+from vistune.models.classifier import Classifier
 from vistune.config import parse_params
 from vistune.io import read_json
 from vistune.layout import Layout

@@ -8,14 +8,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vistune.adversarial import check_adversarial, eval_mode, fgsm, is_adversarial_batch, pgd
-from vistune.backbones import create_backbone
+from vistune.train.adversarial import check_adversarial, eval_mode, fgsm, is_adversarial_batch, pgd
+from vistune.models.backbones import create_backbone
 from vistune.config import AugmentCfg, TrainCfg
-from vistune.data import PreparedData, SplitArrays
+from vistune.data.prepared import PreparedData, SplitArrays
 from vistune.errors import ConfigError
-from vistune.finetune import create_strategy
-from vistune.preprocess import normalize
-from vistune.trainer import fit
+from vistune.train.finetune import create_strategy
+from vistune.data.preprocess import normalize
+from vistune.train.loop import fit
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 

@@ -7,10 +7,10 @@ import dataclasses
 import pytest
 import torch
 
-from vistune.augment import BatchAugment, list_augments
+from vistune.train.augment import BatchAugment, list_augments
 from vistune.config import AugmentCfg
 from vistune.errors import ConfigError
-from vistune.mix import mix_batch, soft_targets
+from vistune.train.mix import mix_batch, soft_targets
 
 OFF = AugmentCfg(image_size=16, scale=(1.0, 1.0), ratio=(1.0, 1.0), hflip=0.0, rotation=0.0, salt_pepper=0.0)
 STRONG = {

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vistune.backbones import create_backbone, find_blocks, list_backbones, map_state_dict_by_order
+from vistune.models.backbones import create_backbone, find_blocks, list_backbones, map_state_dict_by_order
 from vistune.errors import WeightsError
 
 
@@ -75,7 +75,7 @@ def test_outside_weights_are_verified_by_sha256_before_loading(tmp_path):
 
 
 def test_packaged_imagenet_weights_are_pinned(tmp_path, monkeypatch):
-    from vistune import backbones
+    from vistune.models import backbones
 
     real = backbones._lite_weights_file("tf_efficientnet_lite0")
     tampered = tmp_path / real.name

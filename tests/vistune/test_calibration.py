@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from vistune.calibration import expected_calibration_error, fit_temperature, reliability_table
+from vistune.evaluate.calibration import expected_calibration_error, fit_temperature, reliability_table
 
 
 def test_ece_by_hand():

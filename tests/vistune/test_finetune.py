@@ -6,11 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from vistune.backbones import create_backbone
+from vistune.models.backbones import create_backbone
 from vistune.config import TrainCfg
 from vistune.errors import ConfigError
-from vistune.finetune import create_strategy, layer_ids, list_strategies
-from vistune.lora import LORA_TYPES
+from vistune.train.finetune import create_strategy, layer_ids, list_strategies
+from vistune.models.lora import LORA_TYPES
 
 SPECS = ["timm:resnet10t", "timm:test_vit", "timm:tf_efficientnet_lite0", "torchvision:mobilenet_v3_small"]
 

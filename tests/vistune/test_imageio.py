@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vistune.imageio import (
+from vistune.data.imageio import (
     RGB_CONVERTIBLE_MODES, ImageDecodeError, decode_rgb, exif_rotated, inspect_bytes, open_header, to_rgb,
 )
 
@@ -117,7 +117,7 @@ def test_decode_past_its_deadline_is_refused_with_code_timeout() -> None:
 
 
 def test_timed_out_decode_is_quarantined_and_not_cached(tmp_path) -> None:
-    from vistune.manifest import build_manifest, load_cache
+    from vistune.data.manifest import build_manifest, load_cache
 
     root = tmp_path / "raw" / "train" / "a"
     root.mkdir(parents=True)

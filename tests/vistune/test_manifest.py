@@ -14,9 +14,9 @@ import pytest
 from PIL import Image
 
 from tests.conftest import HYMENOPTERA
-from vistune.dataquality import dataset_findings, mark_duplicates
-from vistune.manifest import COLUMNS, build_manifest, name_is_safe
-from vistune.phash import dhash, hamming, pairs_within, phash
+from vistune.data.dataquality import dataset_findings, mark_duplicates
+from vistune.data.manifest import COLUMNS, build_manifest, name_is_safe
+from vistune.data.phash import dhash, hamming, pairs_within, phash
 
 ANT = HYMENOPTERA / "train" / "ants" / "0013035.jpg"
 BEE = HYMENOPTERA / "train" / "bees" / "1092977343_cb42b38d62.jpg"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vistune.metrics import binary_curves, confusion_matrix, curve_summary, one_vs_rest_curves, summarize, top_k_accuracy
+from vistune.evaluate.metrics import binary_curves, confusion_matrix, curve_summary, one_vs_rest_curves, summarize, top_k_accuracy
 
 
 def test_three_class_case_by_hand():

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from vistune.backbones import Backbone
-from vistune.robustness import CORRUPTIONS, attack, robustness_summary, robustness_table
+from vistune.models.backbones import Backbone
+from vistune.evaluate.robustness import CORRUPTIONS, attack, robustness_summary, robustness_table
 
 
 def _net() -> Backbone:

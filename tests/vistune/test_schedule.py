@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vistune.schedule import WarmupCosine
+from vistune.train.schedule import WarmupCosine
 
 
 def test_warmup_then_cosine_to_min():

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from vistune import significance as sig
-from vistune.metrics import summarize
+from vistune.evaluate import significance as sig
+from vistune.evaluate.metrics import summarize
 
 
 def _pair(n: int, champion_wrong: int, challenger_wrong: int, overlap: int = 0, n_classes: int = 4):

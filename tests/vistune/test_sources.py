@@ -15,7 +15,7 @@ from PIL import Image
 from tests.conftest import tree_hash
 from vistune.config import DataCfg
 from vistune.errors import DataError
-from vistune.sources import ingest
+from vistune.data.sources import ingest
 
 
 def png(seed: int) -> bytes:

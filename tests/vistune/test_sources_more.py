@@ -12,7 +12,7 @@ from PIL import Image
 from tests.conftest import tree_hash
 from vistune.config import DataCfg
 from vistune.errors import DataError
-from vistune.sources import ingest, list_sources
+from vistune.data.sources import ingest, list_sources
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from vistune.backbones import create_backbone
+from vistune.models.backbones import create_backbone
 from vistune.config import AugmentCfg, TrainCfg
-from vistune.data import PreparedData, SplitArrays
+from vistune.data.prepared import PreparedData, SplitArrays
 from vistune.errors import ConfigError
-from vistune.finetune import create_strategy
-from vistune.trainer import class_weights, fit, predict_logits, resolve_device
+from vistune.train.finetune import create_strategy
+from vistune.train.loop import class_weights, fit
+from vistune.models.inference import predict_logits, resolve_device
 
 HISTORY_KEYS = {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "images_per_s"}
 

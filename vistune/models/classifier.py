@@ -14,12 +14,12 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from vistune.backbones import Backbone, create_backbone
+from vistune.models.backbones import Backbone, create_backbone
 from vistune.errors import WeightsError
-from vistune.imageio import decode_rgb
+from vistune.data.imageio import decode_rgb
 from vistune.io import atomic_path
-from vistune.preprocess import resize_rgb
-from vistune.trainer import predict_logits, resolve_device
+from vistune.data.preprocess import resize_rgb
+from vistune.models.inference import predict_logits, resolve_device
 
 
 def save_model(path: Path, backbone: Backbone, state_dict: dict, classes: list[str], image_size: int, extra: dict) -> None:

@@ -15,9 +15,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from vistune.adversarial import fgsm, pgd
-from vistune.backbones import Backbone
-from vistune.preprocess import normalize
+from vistune.train.adversarial import fgsm, pgd
+from vistune.models.backbones import Backbone
+from vistune.data.preprocess import normalize
 
 # severity 1..5 -> strength; index 0 unused
 _NOISE_STD = (0, 0.04, 0.08, 0.12, 0.18, 0.26)  # fraction of the pixel range
@@ -79,7 +79,7 @@ def attack(backbone: Backbone, images: torch.Tensor, labels: torch.Tensor, eps: 
     """FGSM when steps == 1, else PGD with step 2.5 * eps / steps (Madry et al.'s rule of thumb).
 
     Returns adversarial pixels in [0, 1] (float, on `device`) that maximize cross-entropy
-    within `eps` of the originals. The attack itself is `vistune.adversarial` (shared with training).
+    within `eps` of the originals. The attack itself is `vistune.train.adversarial` (shared with training).
     """
     backbone.model.eval()
     x0 = images.to(device).float() / 255

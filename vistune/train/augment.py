@@ -8,7 +8,7 @@ over images and nothing syncs with the host. Randomness comes from an explicit C
 noise), so a seed reproduces a batch exactly on a given device.
 
 Op order: geometry -> color jitter -> auto-augment pixel ops -> noise -> random erasing.
-Mixup / cutmix need the labels and live in `vistune.mix`.
+Mixup / cutmix need the labels and live in `vistune.train.mix`.
 """
 
 from __future__ import annotations

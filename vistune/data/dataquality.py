@@ -1,6 +1,6 @@
 """Checks that look across rows: duplicates, split leakage, class balance, drift.
 
-Row facts come from `vistune.manifest`; this module adds the cross-row columns (`leak_of`,
+Row facts come from `vistune.data.manifest`; this module adds the cross-row columns (`leak_of`,
 `exact_dup_of`, `near_dup_of`) that `validate` then checks as expectations, and the dataset-level
 findings (class sets per split, small classes, imbalance, drift) as plain lists of messages.
 
@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from vistune.phash import pairs_within
-from vistune.sources import SPLITS
+from vistune.data.phash import pairs_within
+from vistune.data.sources import SPLITS
 
 
 def _ranked(manifest: pd.DataFrame, mask: pd.Series) -> pd.DataFrame:

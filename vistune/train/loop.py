@@ -25,28 +25,23 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from vistune import adversarial as vadv
-from vistune import distributed as vdist
-from vistune.augment import BatchAugment
-from vistune.backbones import Backbone
+from vistune.train import adversarial as vadv
+from vistune.train import distributed as vdist
+from vistune.train.augment import BatchAugment
+from vistune.models.backbones import Backbone
 from vistune.config import AugmentCfg, TrainCfg, to_dict
-from vistune.data import PreparedData
-from vistune.ema import ModelEma
+from vistune.data.prepared import PreparedData
+from vistune.train.ema import ModelEma
 from vistune.errors import ConfigError
-from vistune.finetune import Strategy
+from vistune.train.finetune import Strategy
 from vistune.io import atomic_path
-from vistune.mix import mix_batch, soft_targets
-from vistune.preprocess import normalize
-from vistune.schedule import WarmupCosine
+from vistune.train.mix import mix_batch, soft_targets
+from vistune.data.preprocess import normalize
+from vistune.models.inference import autocast, batches, predict_logits, resolve_device, to_device
+from vistune.train.schedule import WarmupCosine
 
 CLASS_WEIGHTING = ("none", "loss", "sampler")
 _DEVICE_DATA_FRACTION = 0.25  # copy the train set to the GPU when it takes under this share of free memory
-
-
-def resolve_device(spec: str) -> torch.device:
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(spec)
 
 
 @dataclass
@@ -57,38 +52,6 @@ class FitResult:
     stopped_early: bool
     resumed_from_epoch: int
     state_dict: dict[str, torch.Tensor] = field(repr=False)
-
-
-def _batches(n: int, batch_size: int, g: torch.Generator | None) -> Iterator[torch.Tensor]:
-    order = torch.randperm(n, generator=g) if g is not None else torch.arange(n)
-    for i in range(0, n, batch_size):
-        yield order[i : i + batch_size]
-
-
-def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    if device.type == "cuda" and x.device.type == "cpu":
-        return x.pin_memory().to(device, non_blocking=True)
-    return x.to(device)
-
-
-def _autocast(device: torch.device, amp: bool):
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
-
-
-@torch.no_grad()
-def predict_logits(
-    backbone: Backbone, images: torch.Tensor, device: torch.device, batch_size: int = 256, amp: bool = True
-) -> torch.Tensor:
-    """uint8 NCHW (CPU) -> float32 logits (CPU), model in eval mode."""
-    backbone.model.eval()
-    out = []
-    for idx in _batches(images.shape[0], batch_size, None):
-        x = normalize(_to_device(images[idx], device), backbone.mean, backbone.std)
-        if device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
-        with _autocast(device, amp):
-            out.append(backbone.model(x).float().cpu())
-    return torch.cat(out) if out else torch.empty(0)
 
 
 def _fingerprint(tcfg: TrainCfg, acfg: AugmentCfg, data: PreparedData, world_size: int) -> str:
@@ -146,7 +109,7 @@ class _TrainSet:
         if self.on_device:
             idx = idx.to(self.device, non_blocking=True)
             return self.x[idx], self.y[idx]
-        return _to_device(self.x[idx], self.device), _to_device(self.y[idx], self.device)
+        return to_device(self.x[idx], self.device), to_device(self.y[idx], self.device)
 
 
 def fit(
@@ -249,11 +212,11 @@ def fit(
                 x, target = mix_batch(x, soft_targets(y, num_classes, tcfg.smoothing), acfg.mixup, acfg.cutmix, g)
             if adversarial and vadv.is_adversarial_batch(i // tcfg.batch_size, tcfg.adv_fraction):
                 # attack the plain module (not the DDP/compiled wrapper): only pixels get gradients
-                with _autocast(device, tcfg.amp):
+                with autocast(device, tcfg.amp):
                     x = vadv.perturb(tcfg.adversarial, model, x, target if mixing else y, tcfg.adv_epsilon,
                                      model_input, tcfg.adv_steps, tcfg.adv_step_size)
             x = model_input(x)
-            with _autocast(device, tcfg.amp):
+            with autocast(device, tcfg.amp):
                 logits = train_model(x)
             if mixing:
                 loss = F.cross_entropy(logits.float(), target, weight=loss_weight)

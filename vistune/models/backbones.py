@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from vistune.errors import WeightsError
-from vistune.trust import verify_sha256
+from vistune.models.trust import verify_sha256
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

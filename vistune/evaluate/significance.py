@@ -68,7 +68,7 @@ def mcnemar(champion_correct: np.ndarray, challenger_correct: np.ndarray, exact_
 
 def macro_f1_rows(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
     """Macro-F1 of every row of (B, N) label/prediction matrices, over classes present in that row's
-    labels (the definition `vistune.metrics.summarize` uses)."""
+    labels (the definition `vistune.evaluate.metrics.summarize` uses)."""
     y, pred = np.atleast_2d(y), np.atleast_2d(pred)
     f1_sum = np.zeros(y.shape[0])
     present = np.zeros(y.shape[0])

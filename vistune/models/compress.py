@@ -23,13 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vistune.augment import BatchAugment
-from vistune.backbones import Backbone
+from vistune.train.augment import BatchAugment
+from vistune.models.backbones import Backbone
 from vistune.config import AugmentCfg
-from vistune.data import PreparedData
-from vistune.preprocess import normalize
-from vistune.schedule import WarmupCosine
-from vistune.trainer import _batches, predict_logits
+from vistune.data.prepared import PreparedData
+from vistune.data.preprocess import normalize
+from vistune.train.schedule import WarmupCosine
+from vistune.models.inference import batches, predict_logits
 
 
 @dataclass
@@ -175,7 +175,7 @@ def distill(teacher: Backbone, student: Backbone, data: PreparedData, acfg: Augm
         g = torch.Generator().manual_seed(seed * 1000 + epoch)
         model.train()
         total, seen = 0.0, 0
-        for i, idx in enumerate(_batches(len(y_all), batch_size, g)):
+        for i, idx in enumerate(batches(len(y_all), batch_size, g)):
             sched.apply(opt, epoch * steps + i)
             x01 = augment(x_all[idx].float().div_(255), g)
             with torch.no_grad():

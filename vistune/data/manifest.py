@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from vistune.imageio import DEFAULT_DECODE_TIMEOUT_S, ImageDecodeError, exif_rotated, load_fully, open_header, to_rgb
+from vistune.data.imageio import DEFAULT_DECODE_TIMEOUT_S, ImageDecodeError, exif_rotated, load_fully, open_header, to_rgb
 from vistune.io import sha256_bytes, write_text
-from vistune.phash import phash
-from vistune.sources import SPLITS
+from vistune.data.phash import phash
+from vistune.data.sources import SPLITS
 
 COLUMNS = [
     "path", "split", "label", "exists", "readable", "name_ok", "within_root", "bytes", "sha256",

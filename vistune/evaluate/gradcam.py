@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vistune.backbones import Backbone
-from vistune.preprocess import normalize
+from vistune.models.backbones import Backbone
+from vistune.data.preprocess import normalize
 
 
 def target_layer(model: nn.Module, sample: torch.Tensor, min_side: int = 4) -> nn.Module:

@@ -22,10 +22,10 @@ from typing import Callable
 import torch
 from torch import nn
 
-from vistune.backbones import Backbone
+from vistune.models.backbones import Backbone
 from vistune.config import TrainCfg
 from vistune.errors import ConfigError
-from vistune.lora import apply_lora, merged_state_dict
+from vistune.models.lora import apply_lora, merged_state_dict
 
 
 def split_decay(named: list[tuple[str, nn.Parameter]], weight_decay: float, lr_scale: float = 1.0) -> list[dict]:
@@ -156,7 +156,7 @@ class Full(Strategy):
 
 @dataclass
 class LoRA(Strategy):
-    """Frozen backbone plus trainable low-rank adapters (vistune.lora) and the head."""
+    """Frozen backbone plus trainable low-rank adapters (vistune.models.lora) and the head."""
 
     name: str = "lora"
     rank: int = 8

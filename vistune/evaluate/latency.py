@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vistune.backbones import Backbone
-from vistune.trainer import predict_logits
+from vistune.models.backbones import Backbone
+from vistune.models.inference import predict_logits
 
 
 def _sync(device: torch.device) -> None:

@@ -1,0 +1,1 @@
+"""Images in: sources, the manifest, decoding, duplicates, prepared arrays, preprocessing."""

@@ -1,0 +1,1 @@
+"""Measuring a model: metrics, calibration, robustness, Grad-CAM, latency, significance, plots."""

@@ -1,0 +1,1 @@
+"""Networks: backbones, the saved classifier, inference, LoRA, weight trust, compression."""

@@ -1,0 +1,1 @@
+"""Fine-tuning: the loop, batch augmentation, strategies, mixing, schedule, DDP, EMA, attacks."""
