@@ -135,11 +135,13 @@ def mlflow_cfg(tmp_path: Path):
 
 def copy_repo(dest: Path) -> Path:
     """The project's tracked source (no data, no venv) copied into `dest`."""
-    by_name = shutil.ignore_patterns(".venv", ".git", "data", "mlflow", ".prefect", "__pycache__", "*.egg-info",
-                                     ".pytest_cache", "tests", "benchmarks", ".run")
+    by_name = shutil.ignore_patterns(".venv", ".git", ".prefect", "__pycache__", "*.egg-info", ".pytest_cache", ".run")
+    top_level = {"data", "mlflow", "tests", "benchmarks"}  # vistune/data/ is code and is copied
 
     def ignore(folder: str, names: list[str]) -> set[str]:
         skip = set(by_name(folder, names))
+        if Path(folder) == REPO:
+            skip |= top_level & set(names)
         if Path(folder) == REPO / ".dvc":  # the dev checkout's DVC cache and temp state stay behind
             skip |= {"cache", "tmp", "config.local"} & set(names)
         return skip
