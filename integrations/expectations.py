@@ -49,7 +49,11 @@ class Rule:
 
 
 def row_rules(cfg: ValidateCfg) -> list[Rule]:
-    """The row-level suite, most fundamental first: a row is quarantined for its first failure."""
+    """The row-level suite, most fundamental first: a row is quarantined for its first failure.
+
+    Every rule runs whatever the policy: `validate` decides which codes only warn (an extension
+    mismatch under `on_extension_mismatch: warn`, duplicates under `on_duplicate: warn`), so Data
+    Docs always show them."""
     import great_expectations.expectations as gxe
 
     in_set = gxe.ExpectColumnValuesToBeInSet
@@ -68,11 +72,13 @@ def row_rules(cfg: ValidateCfg) -> list[Rule]:
         Rule("not_image", in_set(column="identified", value_set=[True]), "{error}; remove or replace the file"),
         Rule("bomb", between(column="pixels", max_value=cfg.max_pixels),
              f"decompression bomb: {{pixels}} pixels > validate.max_pixels={cfg.max_pixels} (not decoded)"),
+        Rule("corrupt", in_set(column="corrupt", value_set=[False]), "{error}; re-export or re-download the file"),
         Rule("undecodable", in_set(column="decodable", value_set=[True]),
              "{error}; the file is truncated or corrupt, re-export it"),
-        Rule("format", in_set(column="format", value_set=list(cfg.allowed_formats)),
-             "format {format} not allowed (validate.allowed_formats: " + ", ".join(cfg.allowed_formats) + ")"),
-        Rule("extension", in_set(column="ext_ok", value_set=[True]),
+        *([Rule("format", in_set(column="format", value_set=list(cfg.allowed_formats)),
+                "format {format} not allowed (validate.allowed_formats: " + ", ".join(cfg.allowed_formats) + ")")]
+          if cfg.allowed_formats else []),  # () = every format Pillow decodes
+        Rule("extension", in_set(column="extension_mismatch", value_set=[False]),
              "file extension does not match its content ({format}); rename the file"),
         Rule("mode", in_set(column="mode", value_set=list(cfg.allowed_modes)),
              "mode {mode} not allowed (validate.allowed_modes)"),
@@ -91,7 +97,7 @@ def row_rules(cfg: ValidateCfg) -> list[Rule]:
 
 # every code validate may report, including refusals made at ingest; summary keys are built from it
 QUARANTINE_CODES = ("missing", "unreadable", "unsafe_name", "outside_root", "empty", "not_image", "bomb",
-                    "undecodable", "format", "extension", "mode", "size", "aspect", "no_label", "leakage",
+                    "corrupt", "undecodable", "format", "extension", "mode", "size", "aspect", "no_label", "leakage",
                     "duplicate", "near_duplicate", "refused")
 
 

@@ -2,10 +2,13 @@
 
 Nothing under data/raw is touched. Each file failing a row-level expectation is listed once in
 quarantine.csv (its first failure: code + one-line reason) and left out of manifest.csv, which
-feeds `augment`. Duplicates within a split follow `validate.on_duplicate`; an image found in two
-splits is always quarantined from the later split (val/test) and fails the stage above
-`validate.max_leaked`. The stage also fails when more than `validate.max_bad_fraction` of files
-are bad, a split is empty, splits disagree on classes, or a train class is too small.
+feeds `augment`. Some codes only warn, by policy: duplicates within a split (`on_duplicate: warn`)
+and an extension that disagrees with the content (`on_extension_mismatch: warn`, the default; the
+file stays in manifest.csv with `extension_mismatch` true). An image found in two splits is always
+quarantined from the later split (val/test) with a warning naming the pairs; the stage fails only
+when more than `validate.max_leaked_fraction` of val+test leaked (a broken split). It also fails
+when more than `validate.max_bad_fraction` of files are bad (leaked copies are not bad files), a
+split is empty, splits disagree on classes, or a train class is too small.
 summary.json is a flat DVC metric (counts per failure code, imbalance, split sizes).
 """
 
@@ -22,14 +25,14 @@ import pandas as pd
 from integrations.expectations import QUARANTINE_CODES, run_suite
 from stages.cli import stage_main
 from vistune.config import ValidateCfg
-from vistune.data.dataquality import dataset_findings, mark_duplicates
+from vistune.data.dataquality import dataset_findings, leak_messages, mark_duplicates
+from vistune.data.imageio import format_names
 from vistune.errors import ConfigError, DataError
 from vistune.io import read_json, write_json, write_text
 from vistune.layout import Layout
-from vistune.data.manifest import build_manifest
+from vistune.data.manifest import build_manifest, preferred_extension
 from vistune.data.sources import SPLITS
 
-ON_DUPLICATE = ("quarantine", "warn", "fail")
 DUPLICATE_CODES = ("duplicate", "near_duplicate")
 QUARANTINE_COLUMNS = ["path", "split", "label", "code", "reason"]
 
@@ -42,15 +45,38 @@ class ValidateResult:
     warnings: list[str]
 
 
-def _first_failures(manifest: pd.DataFrame, outcomes) -> dict[int, tuple[str, str]]:
-    """Row index -> (code, reason) of the first expectation it fails, in suite order."""
+def _warn_codes(cfg: ValidateCfg) -> set[str]:
+    """Failure codes that keep the file, with a warning, under this policy."""
+    return ({*DUPLICATE_CODES} if cfg.on_duplicate == "warn" else set()) | (
+        {"extension"} if cfg.on_extension_mismatch == "warn" else set())
+
+
+def _first_failures(manifest: pd.DataFrame, outcomes, warn_codes: set[str]) -> tuple[dict, dict]:
+    """Row index -> (code, reason) of the first expectation it fails, in suite order: (quarantined,
+    warned). A warned row stays only if no quarantining rule fails too; a warning never hides one."""
     found: dict[int, tuple[str, str]] = {}
+    warned: dict[int, tuple[str, str]] = {}
     for oc in outcomes:
+        into = warned if oc.code in warn_codes else found
         for i in oc.unexpected_index:
-            if i not in found:
+            if i not in into:
                 row = manifest.iloc[i].to_dict()
-                found[i] = (oc.code, oc.reason.format(**row) or "failed " + oc.expectation)
-    return found
+                into[i] = (oc.code, oc.reason.format(**row) or "failed " + oc.expectation)
+    return found, {i: f for i, f in warned.items() if i not in found}
+
+
+def _warning(row: pd.Series, code: str, reason: str) -> str:
+    if code == "extension":
+        return (f"{row['path']}: content is {row['format']} but the name ends {Path(row['path']).suffix or '(none)'}; "
+                f"rename it to {preferred_extension(row['format'])} (kept: validate.on_extension_mismatch=warn)")
+    return f"{row['path']}: {reason} (kept: validate.on_duplicate=warn)"
+
+
+def _check_formats(cfg: ValidateCfg) -> None:
+    unknown = sorted(set(cfg.allowed_formats) - set(format_names()))
+    if unknown:
+        raise ConfigError(f"params.yaml: validate.allowed_formats lists {unknown}, not formats this Pillow decodes; "
+                          f"valid: [] (any) or names from {list(format_names())}")
 
 
 def _refused_at_ingest(layout: Layout) -> pd.DataFrame:
@@ -60,15 +86,16 @@ def _refused_at_ingest(layout: Layout) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=QUARANTINE_COLUMNS)
 
 
-def _summary(manifest, good, quarantine, findings, n_total, suite_ok, n_warnings) -> dict:
+def _summary(manifest, good, quarantine, findings, n_total, suite_ok, n_warnings, leaked_fraction) -> dict:
     codes = Counter(c if c in QUARANTINE_CODES else "refused" for c in quarantine.code)
     return {
         "n_files": n_total, "n_good": len(good), "n_quarantined": len(quarantine),
-        "bad_fraction": round(len(quarantine) / max(n_total, 1), 6),
+        "bad_fraction": round(int((quarantine.code != "leakage").sum()) / max(n_total, 1), 6),
         **{f"n_{s}": int((good.split == s).sum()) for s in SPLITS},
         "n_classes": int(good.label.nunique()),
         **{f"quarantined_{c}": int(codes.get(c, 0)) for c in QUARANTINE_CODES},
-        "n_leaked": int(manifest.leak_of.notna().sum()),
+        "n_leaked": int(manifest.leak_of.notna().sum()), "leaked_fraction": leaked_fraction,
+        "n_extension_mismatch": int(good.extension_mismatch.fillna(False).astype(bool).sum()),
         "n_exact_duplicates": int(manifest.exact_dup_of.notna().sum()),
         "n_near_duplicates": int(manifest.near_dup_of.notna().sum()),
         "n_exif_rotated": int(good.exif_rotated.fillna(False).astype(bool).sum()),
@@ -80,8 +107,7 @@ def _summary(manifest, good, quarantine, findings, n_total, suite_ok, n_warnings
 
 
 def run(cfg: ValidateCfg, layout: Layout, *, before_read: Callable[[Path], None] | None = None) -> ValidateResult:
-    if cfg.on_duplicate not in ON_DUPLICATE:
-        raise ConfigError(f"params.yaml: validate.on_duplicate={cfg.on_duplicate!r}; valid: {list(ON_DUPLICATE)}")
+    _check_formats(cfg)
     manifest = build_manifest(layout.raw, max_pixels=cfg.max_pixels, workers=cfg.workers,
                               cache_path=layout.decode_cache, before_read=before_read,
                               timeout_s=cfg.decode_timeout_s or None)
@@ -89,12 +115,10 @@ def run(cfg: ValidateCfg, layout: Layout, *, before_read: Callable[[Path], None]
         raise DataError(f"{layout.raw}: no files to validate; check data.source and run `dvc repro ingest`")
     manifest = mark_duplicates(manifest, cfg.near_duplicate_distance, cfg.near_duplicate_min_side)
     suite = run_suite(manifest, cfg, docs_dir=layout.validation_docs)
-    failures = _first_failures(manifest, suite.outcomes)
-    warnings = []
-    if cfg.on_duplicate == "warn":
-        dup = {i: f for i, f in failures.items() if f[0] in DUPLICATE_CODES}
-        warnings += [f"{manifest.at[i, 'path']}: {reason} (kept: validate.on_duplicate=warn)" for i, (_, reason) in dup.items()]
-        failures = {i: f for i, f in failures.items() if i not in dup}
+    failures, warned = _first_failures(manifest, suite.outcomes, _warn_codes(cfg))
+    warnings = [_warning(manifest.loc[i], code, reason) for i, (code, reason) in sorted(warned.items())]
+    leaked_fraction, leak_errors, leak_warnings = leak_messages(manifest, cfg.max_leaked_fraction, cfg.max_leaked)
+    warnings = leak_warnings + warnings
     order = sorted(failures)
     bad = manifest.loc[order, ["path", "split", "label"]].assign(
         code=[failures[i][0] for i in order], reason=[failures[i][1] for i in order])
@@ -103,7 +127,7 @@ def run(cfg: ValidateCfg, layout: Layout, *, before_read: Callable[[Path], None]
     findings = dataset_findings(good, cfg.min_images_per_class, cfg.max_imbalance_ratio)
     warnings += findings.warnings
     n_total = len(manifest) + len(quarantine) - len(bad)
-    summary = _summary(manifest, good, quarantine, findings, n_total, suite.success, len(warnings))
+    summary = _summary(manifest, good, quarantine, findings, n_total, suite.success, len(warnings), leaked_fraction)
 
     layout.validated.mkdir(parents=True, exist_ok=True)
     write_text(layout.manifest, good.to_csv(index=False))
@@ -115,14 +139,13 @@ def run(cfg: ValidateCfg, layout: Layout, *, before_read: Callable[[Path], None]
     for w in warnings[:10]:
         print(f"  warning: {w}")
 
-    errors = list(findings.errors)
-    by_code = {c[len("quarantined_"):]: n for c, n in summary.items() if c.startswith("quarantined_") and n}
+    errors = list(findings.errors) + leak_errors
+    by_code = {c[len("quarantined_"):]: n for c, n in summary.items()
+               if c.startswith("quarantined_") and n and c != "quarantined_leakage"}
     if summary["bad_fraction"] > cfg.max_bad_fraction:
+        bad_files = quarantine[quarantine.code != "leakage"]
         errors.insert(0, f"{summary['bad_fraction']:.1%} of files are bad (> validate.max_bad_fraction="
-                         f"{cfg.max_bad_fraction}): {by_code}, e.g. {list(quarantine.path.head(3))}")
-    if summary["n_leaked"] > cfg.max_leaked:
-        errors.append(f"{summary['n_leaked']} image(s) appear in two splits (> validate.max_leaked={cfg.max_leaked}), "
-                      f"e.g. {list(bad[bad.code == 'leakage'].path.head(3))}")
+                         f"{cfg.max_bad_fraction}): {by_code}, e.g. {list(bad_files.path.head(3))}")
     n_dup = int(bad.code.isin(DUPLICATE_CODES).sum())
     if cfg.on_duplicate == "fail" and n_dup:
         errors.append(f"{n_dup} duplicate image(s) within a split (validate.on_duplicate=fail)")

@@ -1,4 +1,5 @@
-"""Stage `validate` on a corpus of every kind of bad file mixed into good digits and photos."""
+"""Stage `validate` on a corpus of every kind of bad file mixed into good digits and photos, and on the real
+odd files of tests/data/odd_images under each policy (formats, extension mismatch, checksums, leakage)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,10 @@ import pytest
 from PIL import Image
 
 from tests.conftest import HYMENOPTERA, tree_hash
-from tests.vistune.test_imageio import png_header_only
+from tests.vistune.test_imageio import HAS_AVIF, ODD, ODD_DIR, png_header_only
 from stages import validate
-from vistune.config import ValidateCfg
-from vistune.errors import DataError
+from vistune.config import ValidateCfg, parse_params
+from vistune.errors import ConfigError, DataError
 from vistune.layout import Layout
 
 PHOTOS = sorted((HYMENOPTERA / "train" / "ants").glob("*.jpg"))[:4]
@@ -106,8 +107,9 @@ def build_corpus(raw: Path, outside: Path) -> dict[str, str]:
 
 
 def corpus_cfg(**kw) -> ValidateCfg:
-    base = dict(min_images_per_class=2, max_bad_fraction=0.9, max_pixels=2_000_000, max_leaked=5,
-                allowed_modes=tuple(m for m in ALL_MODES if m != "LA"), workers=2)
+    base = dict(min_images_per_class=2, max_bad_fraction=0.9, max_pixels=2_000_000, max_leaked_fraction=0.5,
+                allowed_modes=tuple(m for m in ALL_MODES if m != "LA"), workers=2,
+                allowed_formats=("PNG", "JPEG"), on_extension_mismatch="quarantine")
     return ValidateCfg(**{**base, **kw})
 
 
@@ -167,8 +169,9 @@ def test_policies_fail_with_one_clear_line(tmp_path: Path) -> None:
     assert warned.quarantine.empty and "photo_copy.jpg" in warned.warnings[0]
     with pytest.raises(DataError, match="on_duplicate=fail"):
         validate.run(dataclasses.replace(cfg, on_duplicate="fail"), lay)
-    shutil.copyfile(PHOTOS[0], lay.raw / "test" / "b" / "leaked.jpg")
-    with pytest.raises(DataError, match=r"appear in two splits \(> validate.max_leaked=0\)") as err:
+    shutil.copyfile(PHOTOS[0], lay.raw / "test" / "b" / "leaked.jpg")  # 1 of 13 val/test images
+    with pytest.raises(DataError, match=r"copies of images in an earlier split \(> validate.max_leaked_fraction=0.05\)"
+                                        r".*test/b/leaked.jpg -> train/a/photo.jpg") as err:
         validate.run(cfg, lay)
     assert "\n" not in str(err.value) and str(lay.quarantine) in str(err.value)
     assert pd.read_csv(lay.quarantine).set_index("path").loc["test/b/leaked.jpg", "code"] == "leakage"
@@ -179,3 +182,99 @@ def test_policies_fail_with_one_clear_line(tmp_path: Path) -> None:
         f.unlink()
     with pytest.raises(DataError, match="'val' lacks classes \\['b'\\]"):
         validate.run(cfg, lay)
+
+
+def digits_tree(raw: Path, per_class: int) -> None:
+    for split in ("train", "val", "test"):
+        for label in ("a", "b"):
+            for k in range(per_class):
+                save(digit(hash((split, label, k)) % 100_000), raw / split / label / f"{k}.png")
+
+
+# near duplicates off: several corpus files show the same portrait (hopper), which is not what these tests are about;
+# max_aspect 30: png_padded_idat.png is 256x10
+ODD_CFG = dict(min_images_per_class=2, max_bad_fraction=0.9, near_duplicate_distance=-1, max_aspect=30.0, workers=2)
+
+
+def odd_layout(tmp_path: Path) -> Layout:
+    """Good digits in every split plus every corpus file in train/a."""
+    lay = Layout(tmp_path / "repo")
+    digits_tree(lay.raw, 3)
+    for name in ODD:
+        shutil.copyfile(ODD_DIR / name, lay.raw / "train" / "a" / name)
+    return lay
+
+
+def expected(*, quarantine_mismatch: bool = False, formats: tuple[str, ...] = ()) -> dict[str, str]:
+    """path -> code the policy must quarantine, from the corpus table (independent of the stage's rules)."""
+    out = {}
+    for name, want in ODD.items():
+        if name.endswith(".avif") and not HAS_AVIF:
+            out[f"train/a/{name}"] = "not_image"
+        elif isinstance(want, str):
+            out[f"train/a/{name}"] = want
+        elif formats and want[0] not in formats:
+            out[f"train/a/{name}"] = "format"
+        elif quarantine_mismatch and name in ("png_named.jpg", "jpeg_named.png"):
+            out[f"train/a/{name}"] = "extension"
+    return out
+
+
+def test_odd_real_files_default_policy_accepts_what_pillow_decodes(tmp_path: Path) -> None:
+    lay = odd_layout(tmp_path)
+    result = validate.run(ValidateCfg(**ODD_CFG), lay)
+    q = pd.read_csv(lay.quarantine).set_index("path")
+    assert q.code.to_dict() == expected()
+    assert "corrupt although its pixels load" in q.loc["train/a/png_idat_crc.png", "reason"]
+    good = pd.read_csv(lay.manifest, dtype={"label": str}).set_index("path")
+    kept = {f"train/a/{n}" for n, want in ODD.items() if not isinstance(want, str) and (HAS_AVIF or "avif" not in n)}
+    assert kept <= set(good.index)
+    assert set(good.index[good.extension_mismatch]) == {"train/a/png_named.jpg", "train/a/jpeg_named.png"}
+    assert any("png_named.jpg: content is PNG but the name ends .jpg; rename it to .png" in w for w in result.warnings)
+    assert any("jpeg_named.png: content is JPEG but the name ends .png; rename it to .jpg" in w for w in result.warnings)
+    s = result.summary
+    assert s["quarantined_corrupt"] == 3 and s["quarantined_undecodable"] == 3 and s["n_extension_mismatch"] == 2
+
+
+def test_odd_real_files_under_narrowing_policies(tmp_path: Path) -> None:
+    lay = odd_layout(tmp_path)
+    strict = ValidateCfg(**ODD_CFG, on_extension_mismatch="quarantine")
+    assert validate.run(strict, lay).quarantine.set_index("path").code.to_dict() == expected(quarantine_mismatch=True)
+    narrow = ValidateCfg(**ODD_CFG, allowed_formats=("PNG", "JPEG"))
+    q = validate.run(narrow, lay).quarantine.set_index("path")
+    assert q.code.to_dict() == expected(formats=("PNG", "JPEG"))
+    assert "format MPO not allowed (validate.allowed_formats: PNG, JPEG)" in q.loc["train/a/mpo_frame_size.mpo", "reason"]
+
+
+def test_validate_policy_values_are_checked_with_the_valid_list(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"validate.on_extension_mismatch='rename'.*valid: \['warn', 'quarantine'\]"):
+        parse_params({"validate": {"on_extension_mismatch": "rename"}})
+    with pytest.raises(ConfigError, match=r"validate.max_leaked_fraction=1.5"):
+        parse_params({"validate": {"max_leaked_fraction": 1.5}})
+    with pytest.raises(ConfigError, match=r"validate.allowed_formats"):
+        parse_params({"validate": {"allowed_formats": ["jpeg"]}})
+    assert parse_params({"validate": {"max_leaked": 0}}).validate.max_leaked == 0  # older params files still load
+    lay = odd_layout(tmp_path)
+    with pytest.raises(ConfigError, match=r"validate.allowed_formats lists \['JPG'\].*'JPEG'"):
+        validate.run(ValidateCfg(**ODD_CFG, allowed_formats=("JPG",)), lay)
+
+
+def test_a_few_leaked_copies_are_quarantined_and_the_stage_passes(tmp_path: Path) -> None:
+    lay = Layout(tmp_path / "repo")
+    digits_tree(lay.raw, 6)  # 24 val/test images
+    shutil.copyfile(PHOTOS[0], lay.raw / "train" / "a" / "photo.jpg")
+    shutil.copyfile(PHOTOS[0], lay.raw / "val" / "a" / "leaked.jpg")  # 1 of 25 val/test = 4% <= 5%
+    cfg = ValidateCfg(min_images_per_class=2, workers=2)
+    result = validate.run(cfg, lay)
+    assert result.quarantine.set_index("path").code.to_dict() == {"val/a/leaked.jpg": "leakage"}
+    assert "val/a/leaked.jpg -> train/a/photo.jpg" in result.warnings[0]
+    assert result.summary["leaked_fraction"] == 0.04 and result.summary["bad_fraction"] == 0.0
+    near = Image.open(PHOTOS[0])
+    (lay.raw / "test" / "b" / "resaved.jpg").write_bytes(
+        jpeg_bytes(near.resize((near.width // 2, near.height // 2)), quality=70))  # a near copy: 2 of 26 = 7.7%
+    with pytest.raises(DataError, match=r"2 val/test image\(s\) \(7.7% of 26\).*so the split looks broken") as err:
+        validate.run(cfg, lay)
+    assert "test/b/resaved.jpg -> train/a/photo.jpg" in str(err.value)
+    assert "val/a/leaked.jpg -> train/a/photo.jpg" in str(err.value)
+    assert pd.read_csv(lay.quarantine).code.tolist() == ["leakage", "leakage"]
+    assert validate.run(dataclasses.replace(cfg, max_leaked_fraction=0.1), lay).summary["n_leaked"] == 2

@@ -1,18 +1,61 @@
-"""Decoding: every accepted mode normalizes to RGB, bad bytes fail with the right code."""
+"""Decoding: every accepted mode normalizes to RGB, bad bytes fail with the right code, and the real odd
+files of tests/data/odd_images (animations, MPO, AVIF, icons, broken checksums) decode or fail as documented."""
 
 from __future__ import annotations
 
 import io
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, features
 
 from vistune.data.imageio import (
-    RGB_CONVERTIBLE_MODES, ImageDecodeError, decode_rgb, exif_rotated, inspect_bytes, open_header, to_rgb,
+    RGB_CONVERTIBLE_MODES, ImageDecodeError, decode_rgb, exif_rotated, format_names, inspect_bytes, open_header,
+    to_rgb, verify_stream,
 )
+
+ODD_DIR = Path(__file__).resolve().parents[1] / "data" / "odd_images"
+# every file of the corpus -> (format Pillow reports, decoded (height, width)) or the ImageDecodeError code;
+# provenance and why in tests/data/odd_images/README.md
+ODD = {
+    "mpo_frame_size.mpo": ("MPO", (70, 56)),  # Pillow's own test: first frame 56x70, second 349x434
+    "avif_hopper.avif": ("AVIF", (128, 128)),
+    "apng_delay.png": ("PNG", (64, 128)),
+    "gif_animated_dispose_bgnd.gif": ("GIF", (100, 100)),
+    "webp_animated.webp": ("WEBP", (48, 48)),
+    "ico_hopper.ico": ("ICO", (16, 16)),
+    "cur_deerstalker.cur": ("CUR", (32, 32)),
+    "tga_la.tga": ("TGA", (64, 64)),
+    "psd_rgba.psd": ("PSD", (100, 100)),
+    "jpeg_exif_orientation_6.jpg": ("JPEG", (128, 128)),
+    "png_padded_idat.png": ("PNG", (10, 256)),
+    "png_named.jpg": ("PNG", (64, 64)),
+    "jpeg_named.png": ("JPEG", (64, 64)),
+    "wmf_drawing.wmf": "undecodable",
+    "png_broken_data_stream.png": "undecodable",
+    "png_truncated_end_chunk.png": "undecodable",
+    "png_idat_crc.png": "corrupt",
+    "png_adler_split.png": "corrupt",
+    "apng_fdat_crc.png": "corrupt",
+}
+CORRUPT = sorted(name for name, want in ODD.items() if want == "corrupt")
+HAS_AVIF = features.check("avif")
+
+
+def odd(name: str) -> bytes:
+    if name.endswith(".avif") and not HAS_AVIF:
+        pytest.skip("this Pillow has no AVIF plugin")
+    return (ODD_DIR / name).read_bytes()
+
+
+def on_white(img: Image.Image) -> np.ndarray:
+    """Reference RGB of one frame: alpha composited on white, computed in numpy (not by to_rgb)."""
+    rgba = np.asarray(img.convert("RGBA"), dtype=np.float64)
+    alpha = rgba[..., 3:] / 255.0
+    return np.round(rgba[..., :3] * alpha + 255.0 * (1 - alpha)).astype(np.uint8)
 
 
 def encode(img: Image.Image, fmt: str, **kw) -> bytes:
@@ -128,3 +171,67 @@ def test_timed_out_decode_is_quarantined_and_not_cached(tmp_path) -> None:
     assert load_cache(cache) == {}  # tried again next run
     ok = build_manifest(tmp_path / "raw", max_pixels=10**8, cache_path=cache)
     assert ok.decodable.iloc[0] and len(load_cache(cache)) == 1
+
+
+def test_the_corpus_is_every_file_there_and_small() -> None:
+    files = {p.name for p in ODD_DIR.iterdir()} - {"README.md"}
+    assert files == set(ODD)
+    assert sum(p.stat().st_size for p in ODD_DIR.iterdir()) < 300_000
+
+
+@pytest.mark.parametrize("name", sorted(ODD))
+def test_odd_real_files_decode_or_fail_with_their_code(name: str) -> None:
+    data, want = odd(name), ODD[name]
+    if isinstance(want, str):
+        with pytest.raises(ImageDecodeError) as err:
+            decode_rgb(data)
+        assert err.value.code == want and "\n" not in str(err.value)
+        return
+    fmt, shape = want
+    assert inspect_bytes(data).format == fmt and fmt in format_names()
+    rgb = decode_rgb(data)
+    assert rgb.shape == (*shape, 3) and rgb.dtype == np.uint8
+
+
+@pytest.mark.parametrize("name", ["gif_animated_dispose_bgnd.gif", "apng_delay.png"])
+def test_animations_decode_to_their_first_frame(name: str) -> None:
+    img = Image.open(ODD_DIR / name)
+    first = on_white(img)
+    img.seek(img.n_frames - 1)
+    last = on_white(img)
+    rgb = decode_rgb(odd(name))
+    assert np.array_equal(rgb, first) and not np.array_equal(rgb, last)
+
+
+def test_animated_webp_first_frame_is_the_crop_it_was_made_from() -> None:
+    # make_odd_images.py: lossless frames cropped at (0,0), (24,24), (48,48) from this photo's stored pixels
+    photo = Image.open(ODD_DIR / "jpeg_exif_orientation_6.jpg").convert("RGB")
+    rgb = decode_rgb(odd("webp_animated.webp"))
+    assert np.array_equal(rgb, np.asarray(photo.crop((0, 0, 48, 48))))
+    assert not np.array_equal(rgb, np.asarray(photo.crop((24, 24, 72, 72))))
+
+
+@pytest.mark.parametrize("name", CORRUPT)
+def test_a_failed_checksum_is_corrupt_although_pillow_loads_the_pixels(name: str) -> None:
+    data = odd(name)
+    Image.open(io.BytesIO(data)).load()  # what a plain Pillow load would have accepted
+    with pytest.raises(ImageDecodeError, match="corrupt although its pixels load") as err:
+        decode_rgb(data)
+    assert err.value.code == "corrupt"
+    with pytest.raises(ImageDecodeError):
+        inspect_bytes(data)
+
+
+def test_a_bad_adler32_passes_pillow_verify_and_is_still_caught() -> None:
+    data = odd("png_adler_split.png")
+    Image.open(io.BytesIO(data)).verify()  # every chunk CRC is valid
+    with pytest.raises(ImageDecodeError, match="incorrect data check"):
+        verify_stream(data, "PNG")
+    verify_stream(odd("png_padded_idat.png"), "PNG")  # bytes after the zlib stream are not a failure
+
+
+def test_eps_is_refused_without_running_ghostscript() -> None:
+    data = encode(Image.new("RGB", (8, 8), "red"), "EPS")
+    with pytest.raises(ImageDecodeError, match="Ghostscript") as err:
+        decode_rgb(data)
+    assert err.value.code == "not_image" and "EPS" not in format_names()

@@ -1,4 +1,5 @@
-"""The manifest's per-file facts, the decode cache, perceptual hashes and duplicate marking."""
+"""The manifest's per-file facts (on real odd files too), the decode cache, perceptual hashes, duplicate
+marking and the leakage messages."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ import pytest
 from PIL import Image
 
 from tests.conftest import HYMENOPTERA
-from vistune.data.dataquality import dataset_findings, mark_duplicates
-from vistune.data.manifest import COLUMNS, build_manifest, name_is_safe
+from tests.vistune.test_imageio import HAS_AVIF, ODD, ODD_DIR
+from vistune.data.dataquality import dataset_findings, leak_messages, mark_duplicates
+from vistune.data.manifest import COLUMNS, build_manifest, extension_mismatch, name_is_safe, preferred_extension
 from vistune.data.phash import dhash, hamming, pairs_within, phash
 
 ANT = HYMENOPTERA / "train" / "ants" / "0013035.jpg"
@@ -76,7 +78,7 @@ def test_manifest_columns_and_a_file_vanishing_mid_run(tmp_path: Path) -> None:
     row = m.set_index("path").loc["val/b/1.png"]
     assert not row.exists and "disappeared" in row.error
     good = m[m.path != "val/b/1.png"]
-    assert good.decodable.all() and good.ext_ok.all() and (good.pixels == 64).all() and (good.aspect == 1.0).all()
+    assert good.decodable.all() and not good.extension_mismatch.any() and (good.pixels == 64).all() and (good.aspect == 1.0).all()
     assert good.phash.str.len().eq(16).all() and good.brightness.between(0, 1).all()
 
 
@@ -166,3 +168,51 @@ def test_dataset_findings() -> None:
     assert any("'test' lacks classes ['b', 'c']" in e for e in f.errors)
     assert any("fewer than 2 images" in e and "['c']" in e for e in f.errors)
     assert len(f.warnings) == 1 and "imbalance 20.0x" in f.warnings[0]
+
+
+def test_odd_real_files_facts(tmp_path: Path) -> None:
+    """Each corpus file's row: format, decodable/corrupt as in test_imageio's table, extension checked by name."""
+    a = tmp_path / "raw" / "train" / "a"
+    a.mkdir(parents=True)
+    for name in ODD:
+        shutil.copyfile(ODD_DIR / name, a / name)
+    shutil.copyfile(ODD_DIR / "mpo_frame_size.mpo", a / "mpo_as_jpeg.jpg")  # what cameras name their MPOs
+    shutil.copyfile(ODD_DIR / "jpeg_exif_orientation_6.jpg", a / "no_extension")
+    m = build_manifest(tmp_path / "raw", max_pixels=10**7, workers=2).set_index("path")
+    for name, want in ODD.items():
+        row = m.loc[f"train/a/{name}"]
+        if name.endswith(".avif") and not HAS_AVIF:
+            continue
+        assert bool(row.corrupt) == (want == "corrupt"), name
+        assert bool(row.decodable) == (not isinstance(want, str)), name
+        if not isinstance(want, str):
+            assert row.format == want[0] and (row.height, row.width) == want[1], name
+    mismatched = set(m.index[m.extension_mismatch.astype(bool)])
+    assert mismatched == {"train/a/png_named.jpg", "train/a/jpeg_named.png", "train/a/no_extension"}
+    assert m.loc["train/a/mpo_as_jpeg.jpg", "format"] == "MPO"
+    assert m.loc["train/a/jpeg_exif_orientation_6.jpg", "exif_rotated"]
+    assert "corrupt although its pixels load" in m.loc["train/a/png_idat_crc.png", "error"]
+
+
+def test_extension_names_come_from_pillow() -> None:
+    assert not extension_mismatch("JPEG", ".JPG") and not extension_mismatch("PNG", ".apng")
+    assert not extension_mismatch("MPO", ".jpg") and not extension_mismatch("MPO", ".mpo")
+    assert extension_mismatch("PNG", ".jpg") and extension_mismatch("JPEG", "")
+    assert not extension_mismatch("IMT", ".anything")  # Pillow registers no name for it: nothing to disagree with
+    assert (preferred_extension("JPEG"), preferred_extension("PNG"), preferred_extension("MPO")) == (".jpg", ".png", ".jpg")
+
+
+def test_leak_messages_warn_below_the_share_and_name_pairs_above() -> None:
+    rows = [("train/a/keep.png", "train", "h1", 1)] + [(f"val/a/{k}.png", "val", f"v{k}", 1 << 40 | k) for k in range(19)]
+    m = mark_duplicates(frame(rows + [("test/a/copy.png", "test", "h1", 1)]), near_distance=-1, near_min_side=32)
+    fraction, errors, warnings = leak_messages(m, max_fraction=0.05)
+    assert fraction == 0.05 and not errors  # 1 of 20 val/test images: at the limit, not above
+    assert len(warnings) == 1 and "test/a/copy.png -> train/a/keep.png" in warnings[0]
+    fraction, errors, warnings = leak_messages(m, max_fraction=0.04)
+    assert not warnings and "max_leaked_fraction=0.04" in errors[0] and "test/a/copy.png -> train/a/keep.png" in errors[0]
+    _, errors, _ = leak_messages(m, max_fraction=0.5, max_count=0)  # the absolute cap of older params files
+    assert "validate.max_leaked=0" in errors[0]
+    many = mark_duplicates(frame(rows + [(f"test/a/c{k}.png", "test", "h1", 1) for k in range(7)]), -1, 32)
+    _, errors, _ = leak_messages(many, max_fraction=0.05)
+    assert errors[0].count(" -> ") == 5 and "(first 5 of 7)" in errors[0]
+    assert leak_messages(frame(rows).assign(leak_of=None), 0.05) == (0.0, [], [])

@@ -2,7 +2,8 @@
 
 Row facts come from `vistune.data.manifest`; this module adds the cross-row columns (`leak_of`,
 `exact_dup_of`, `near_dup_of`) that `validate` then checks as expectations, and the dataset-level
-findings (class sets per split, small classes, imbalance, drift) as plain lists of messages.
+findings (class sets per split, small classes, imbalance, how much of val/test leaked) as plain
+lists of messages.
 
 Which copy is kept: rows are ranked train < val < test, then by path. The first of a group is
 kept; a later copy in the same split is a duplicate, a copy in another split is leakage (so the
@@ -60,6 +61,33 @@ def mark_duplicates(manifest: pd.DataFrame, near_distance: int, near_min_side: i
             mark(ranked.iloc[i], ranked.index[j], "near_dup_of")
             marked.add(j)
     return out
+
+
+LEAK_EXAMPLES = 5  # pairs named in a leakage message
+
+
+def leak_messages(manifest: pd.DataFrame, max_fraction: float, max_count: int = -1) -> tuple[float, list[str], list[str]]:
+    """(leaked share of val+test, errors, warnings) for rows marked `leak_of` by `mark_duplicates`.
+
+    The copies are quarantined from val/test either way, so a few leaks only warn; a share above
+    `max_fraction` (or a count above `max_count`, when >= 0) means the split itself is broken.
+    Each message names the first pairs as `leaked path -> kept path`.
+    """
+    leaked = manifest[manifest.leak_of.notna()]
+    n_held_out = int(manifest.split.isin(SPLITS[1:]).sum())
+    fraction = round(len(leaked) / n_held_out, 6) if n_held_out else 0.0
+    if leaked.empty:
+        return fraction, [], []
+    pairs = ", ".join(f"{r.path} -> {r.leak_of}" for r in leaked.head(LEAK_EXAMPLES).itertuples())
+    more = f" (first {LEAK_EXAMPLES} of {len(leaked)})" if len(leaked) > LEAK_EXAMPLES else ""
+    what = (f"{len(leaked)} val/test image(s) ({fraction:.1%} of {n_held_out}) are copies of images in an "
+            f"earlier split")
+    over = [f"validate.max_leaked_fraction={max_fraction}"] if fraction > max_fraction else []
+    over += [f"validate.max_leaked={max_count}"] if 0 <= max_count < len(leaked) else []
+    if over:
+        return fraction, [f"{what} (> {' and '.join(over)}), so the split looks broken: {pairs}{more}; "
+                          f"re-split the source so each image is in one split"], []
+    return fraction, [], [f"{what}, quarantined from val/test (leakage): {pairs}{more}"]
 
 
 @dataclass

@@ -3,6 +3,12 @@
 One function turns bytes into an RGB uint8 array: EXIF orientation applied, palette/alpha/CMYK/
 grayscale/16-bit converted to RGB, a pixel-count limit checked from the header before any
 pixel is decoded (decompression bombs), and a wall-clock limit on the decode itself.
+
+Every format Pillow decodes is read (animations, multi-picture MPO and multi-page files give
+their first frame) except EPS, whose loader runs Ghostscript, an outside interpreter, on the
+file. Pillow skips some checksums while loading pixels (PNG skips each IDAT chunk's CRC and may
+stop before the zlib stream's adler32), so `verify_stream` checks them and a file that fails is
+refused as `corrupt` even though its pixels loaded.
 """
 
 from __future__ import annotations
@@ -10,11 +16,13 @@ from __future__ import annotations
 import io
 import re
 import time
+import zlib
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, PngImagePlugin
 
 DEFAULT_MAX_PIXELS = 89_478_485
 DEFAULT_DECODE_TIMEOUT_S = 10.0
@@ -22,13 +30,17 @@ EXIF_ORIENTATION = 0x0112
 # modes `to_rgb` normalizes; anything else PIL may open is refused by the default mode policy
 RGB_CONVERTIBLE_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr",
                          "I", "I;16", "I;16B", "I;16L")
+# formats never opened: EPS pixels come from running Ghostscript on the (untrusted) file
+REFUSED_FORMATS = ("EPS",)
+_INFLATE_PIECE = 1 << 20  # bytes of inflated PNG data held at once while checking the adler32
+_EPS_MAGIC = (b"%!PS", b"\xc5\xd0\xd3\xc6")  # plain and DOS-binary EPS
 
 
 class ImageDecodeError(ValueError):
     """The bytes are not a usable image; the message is the one-line reason.
 
-    `code` names the kind of failure (`empty`, `not_image`, `bomb`, `undecodable`, `timeout`) so callers can
-    count and route failures without parsing the message; `pixels` is set for bombs.
+    `code` names the kind of failure (`empty`, `not_image`, `bomb`, `undecodable`, `corrupt`, `timeout`) so
+    callers can count and route failures without parsing the message; `pixels` is set for bombs.
     """
 
     def __init__(self, message: str, code: str = "undecodable", pixels: int = 0):
@@ -53,9 +65,12 @@ class _DeadlineBytes(io.BytesIO):
         self.timeout_s = timeout_s
         self.deadline = None if timeout_s is None else time.monotonic() + timeout_s
 
-    def read(self, size: int | None = -1) -> bytes:
+    def check_deadline(self) -> None:
         if self.deadline is not None and time.monotonic() > self.deadline:
             raise DecodeTimeout(f"decode timed out after {self.timeout_s:g} s")
+
+    def read(self, size: int | None = -1) -> bytes:
+        self.check_deadline()
         return super().read(size)
 
 
@@ -66,6 +81,18 @@ def _timed_out(exc: BaseException) -> DecodeTimeout | None:
             return exc
         exc = exc.__cause__ or exc.__context__
     return None
+
+
+@lru_cache(maxsize=1)
+def decodable_formats() -> tuple[str, ...]:
+    """Pillow's format IDs `open_header` tries, in Pillow's order (an MPO is opened by the JPEG plugin)."""
+    Image.init()
+    return tuple(f for f in Image.ID if f not in REFUSED_FORMATS)
+
+
+def format_names() -> tuple[str, ...]:
+    """Every `img.format` a decoded image may report: what `validate.allowed_formats` may list."""
+    return tuple(sorted({*decodable_formats(), "MPO"}))
 
 
 @dataclass(frozen=True)
@@ -81,8 +108,11 @@ def _open_checked(data: bytes, max_pixels: int, timeout_s: float | None = DEFAUL
     The image's reads (header now, pixels at `load_fully`) stop `timeout_s` seconds from now."""
     if not data:
         raise ImageDecodeError("empty file (0 bytes)", code="empty")
+    if data.startswith(_EPS_MAGIC):
+        raise ImageDecodeError("EPS is not decoded (its loader runs Ghostscript on the file); export it as PNG",
+                               code="not_image")
     try:
-        img = Image.open(_DeadlineBytes(data, timeout_s))
+        img = Image.open(_DeadlineBytes(data, timeout_s), formats=decodable_formats())
     except Image.DecompressionBombError as exc:
         # PIL's own hard limit (2x MAX_IMAGE_PIXELS) fires before we see the size; its message has it
         found = re.search(r"\((\d+) pixels\)", str(exc))
@@ -116,6 +146,45 @@ def load_fully(img: Image.Image) -> None:
         raise ImageDecodeError(f"{img.format or 'image'} does not decode fully ({exc})", code="undecodable") from None
 
 
+def _inflate_png(fp: _DeadlineBytes) -> None:
+    """Walk the chunks to IEND checking each CRC, and inflate the image's zlib stream to its end
+    (output dropped, memory bounded) so its adler32 is checked; raise on the first failure."""
+    fp.seek(8)
+    chunks = PngImagePlugin.ChunkStream(fp)
+    inflate = zlib.decompressobj()
+    while True:
+        cid, _, length = chunks.read()
+        body = fp.read(length)
+        if len(body) < length:
+            raise EOFError(f"file ends inside chunk {cid.decode('latin-1')}")
+        chunks.crc(cid, body)  # SyntaxError on a bad CRC
+        while cid == b"IDAT" and body and not inflate.eof:
+            inflate.decompress(body, _INFLATE_PIECE)
+            body = inflate.unconsumed_tail
+            fp.check_deadline()
+        if cid == b"IEND":
+            break
+    if not inflate.eof:
+        raise EOFError("image data ends before its zlib stream does")
+
+
+def verify_stream(data: bytes, fmt: str, timeout_s: float | None = DEFAULT_DECODE_TIMEOUT_S) -> None:
+    """Check what the pixel load skipped; ImageDecodeError code `corrupt` when a checksum fails.
+
+    Only PNG (APNG too) has such checks: Pillow loads pixels without each IDAT chunk's CRC and can
+    stop before the zlib adler32. The other formats Pillow reads carry no checksum it skips.
+    """
+    if fmt != "PNG":
+        return
+    try:
+        _inflate_png(_DeadlineBytes(data, timeout_s))
+    except Exception as exc:
+        if _timed_out(exc):
+            raise ImageDecodeError(str(_timed_out(exc)), code="timeout") from None
+        why = f"zlib: {exc}" if isinstance(exc, zlib.error) else str(exc) or exc.__class__.__name__
+        raise ImageDecodeError(f"PNG stream is corrupt although its pixels load ({why})", code="corrupt") from None
+
+
 def exif_rotated(img: Image.Image) -> bool:
     """True when the EXIF orientation tag asks for a rotation or flip (to_rgb applies it)."""
     try:
@@ -129,6 +198,7 @@ def inspect_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInf
     img = _open_checked(data, max_pixels)
     info = ImageInfo(format=img.format or "", width=img.size[0], height=img.size[1], mode=img.mode)
     load_fully(img)
+    verify_stream(data, info.format)
     return info
 
 
@@ -148,9 +218,11 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 def decode_rgb(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
                timeout_s: float | None = DEFAULT_DECODE_TIMEOUT_S) -> np.ndarray:
-    """Bytes -> HxWx3 uint8 RGB array, or ImageDecodeError with a one-line reason."""
+    """Bytes -> HxWx3 uint8 RGB array (first frame of an animation), or ImageDecodeError with a one-line
+    reason: the same checks `validate` applies, so serving refuses what training never saw."""
     img = _open_checked(data, max_pixels, timeout_s)
     load_fully(img)
+    verify_stream(data, img.format or "", timeout_s)
     try:
         return np.asarray(to_rgb(img), dtype=np.uint8)
     except Exception as exc:

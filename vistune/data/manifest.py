@@ -2,9 +2,10 @@
 
 Every check `validate` makes is a column here, so each rule is a plain expectation over a table:
 `exists` (not deleted mid-run), `readable`, `name_ok` (UTF-8, no `..`), `within_root` (symlinks),
-`bytes`, `identified`, `pixels` (from the header; bombs are never decoded), `decodable` (full
-decode), `ext_ok`, `mode`, `width`/`height`/`aspect`, plus `phash`/`brightness` for duplicate and
-drift checks. Files are only read, in parallel threads (PIL and hashlib release the GIL), and the
+`bytes`, `identified`, `pixels` (from the header; bombs are never decoded), `corrupt` (pixels load
+but a checksum fails), `decodable` (full decode, the same as `imageio.decode_rgb`),
+`extension_mismatch` (the name's extension is not one Pillow registers for the content's format),
+`mode`, `width`/`height`/`aspect`, plus `phash`/`brightness` for duplicate and drift checks. Files are only read, in parallel threads (PIL and hashlib release the GIL), and the
 decode result is cached by sha256 so an unchanged file is not decoded again on the next run.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -20,37 +22,51 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from vistune.data.imageio import DEFAULT_DECODE_TIMEOUT_S, ImageDecodeError, exif_rotated, load_fully, open_header, to_rgb
+from vistune.data.imageio import (
+    DEFAULT_DECODE_TIMEOUT_S, ImageDecodeError, exif_rotated, load_fully, open_header, to_rgb, verify_stream,
+)
 from vistune.io import sha256_bytes, write_text
 from vistune.data.phash import phash
 from vistune.data.sources import SPLITS
 
 COLUMNS = [
     "path", "split", "label", "exists", "readable", "name_ok", "within_root", "bytes", "sha256",
-    "identified", "format", "ext_ok", "width", "height", "pixels", "aspect", "mode", "exif_rotated",
-    "decodable", "error", "phash", "brightness",
+    "identified", "format", "extension_mismatch", "width", "height", "pixels", "aspect", "mode", "exif_rotated",
+    "corrupt", "decodable", "error", "phash", "brightness",
 ]
 
-# extensions each PIL format may legitimately carry
-FORMAT_EXTENSIONS = {
-    "PNG": {".png"},
-    "JPEG": {".jpg", ".jpeg", ".jpe", ".jfif"},
-    "BMP": {".bmp"},
-    "GIF": {".gif"},
-    "WEBP": {".webp"},
-    "TIFF": {".tif", ".tiff"},
-    "MPO": {".jpg", ".jpeg", ".mpo"},
-}
+# names a format's files also carry besides the ones Pillow registers (an MPO is a JPEG to every viewer)
+_EXTRA_EXTENSIONS = {"MPO": (".jpg", ".jpeg", ".jpe", ".jfif"), "BMP": (".dib",), "DIB": (".bmp",)}
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: `corrupt` (checksums Pillow skips) joined the facts
 # facts that depend only on the bytes: what the cache stores per sha256
 _DECODE_FACTS = ("identified", "format", "width", "height", "pixels", "mode", "exif_rotated",
-                 "decodable", "error", "phash", "brightness", "decoded")
+                 "corrupt", "decodable", "error", "phash", "brightness", "decoded")
 
 
 _NO_FACTS = {"identified": False, "format": "", "width": 0, "height": 0, "pixels": 0, "mode": "",
-             "exif_rotated": False, "decodable": False, "error": "", "phash": "", "brightness": float("nan"),
-             "decoded": False}
+             "exif_rotated": False, "corrupt": False, "decodable": False, "error": "", "phash": "",
+             "brightness": float("nan"), "decoded": False}
+
+
+@lru_cache(maxsize=None)
+def format_extensions(fmt: str) -> tuple[str, ...]:
+    """File extensions (".jpg") a `fmt` image may carry: Pillow's registered ones plus common aliases."""
+    Image.init()
+    return tuple(e for e, f in Image.registered_extensions().items() if f == fmt) + _EXTRA_EXTENSIONS.get(fmt, ())
+
+
+def preferred_extension(fmt: str) -> str:
+    """The extension to suggest when renaming a `fmt` file ("" when Pillow registers none)."""
+    names = format_extensions(fmt)
+    return next((e for e in (".jpg", f".{fmt.lower()}") if e in names), names[0] if names else "")
+
+
+def extension_mismatch(fmt: str, suffix: str) -> bool:
+    """True when the content's format is known and the name's extension is not one of its names.
+    A format Pillow registers no extension for matches any name."""
+    names = format_extensions(fmt) if fmt else ()
+    return bool(names) and suffix.lower() not in names
 
 
 def name_is_safe(rel: str) -> bool:
@@ -85,16 +101,18 @@ def decode_facts(data: bytes, max_pixels: int, timeout_s: float | None = DEFAULT
         return facts
     w, h = img.size
     facts.update(identified=True, format=img.format or "", width=w, height=h, pixels=w * h, mode=img.mode,
-                 exif_rotated=exif_rotated(img), decoded=True)
-    if img.format == "JPEG":
+                 decoded=True)
+    if img.format in ("JPEG", "MPO"):
         # DCT-domain downscale: every entropy-coded byte is still decoded (truncation is caught)
         # but the IDCT and colour conversion run at 1/8 size, ~2x faster on photos
         img.draft(img.mode, (max(1, w // 8), max(1, h // 8)))
     try:
-        load_fully(img)
+        load_fully(img)  # before anything that may load as a side effect (PNG getexif) and swallow the error
+        verify_stream(data, img.format or "", timeout_s)
+        facts["exif_rotated"] = exif_rotated(img)
         rgb = to_rgb(img)
     except ImageDecodeError as exc:
-        facts["error"] = str(exc)
+        facts.update(error=str(exc), corrupt=exc.code == "corrupt")
         return facts
     except Exception as exc:  # a mode to_rgb cannot convert
         facts["error"] = f"{img.mode} image does not convert to RGB ({exc.__class__.__name__})"
@@ -126,7 +144,8 @@ def _row(root: Path, root_real: str, path: Path, split: str, label: str, max_pix
     rel = os.path.relpath(path, root).replace(os.sep, "/")
     row = {c: None for c in COLUMNS}
     row.update(path=printable_name(rel), split=split, label=label, exists=True, readable=True, name_ok=name_is_safe(rel),
-               within_root=_is_within(path, root_real), bytes=0, sha256="", ext_ok=False, aspect=float("nan"))
+               within_root=_is_within(path, root_real), bytes=0, sha256="", extension_mismatch=False,
+               aspect=float("nan"))
     row.update({k: v for k, v in _NO_FACTS.items() if k in COLUMNS})
     if not row["within_root"]:
         return row  # never follow a link out of the data root
@@ -146,8 +165,7 @@ def _row(root: Path, root_real: str, path: Path, split: str, label: str, max_pix
     row.update({k: v for k, v in facts.items() if k in COLUMNS})
     if facts["width"] and facts["height"]:
         row["aspect"] = round(facts["width"] / facts["height"], 4)
-    ext = path.suffix.lower()
-    row["ext_ok"] = bool(facts["format"]) and ext in FORMAT_EXTENSIONS.get(facts["format"], {ext})
+    row["extension_mismatch"] = extension_mismatch(facts["format"], path.suffix)
     return row
 
 
