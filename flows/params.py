@@ -13,6 +13,8 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, Field
 
+from vistune.config import StrategyName, limits
+
 # UI field -> params.yaml key
 PARAM_KEYS = {
     "data_source": "data.source",
@@ -29,20 +31,28 @@ PARAM_KEYS = {
 }
 
 
-class PipelineParams(BaseModel):
-    """What a user may change for one run; empty fields keep the value in params.yaml."""
+def _field(ui_name: str, description: str) -> Any:
+    """An optional form field with the bounds `vistune.config` checks for its params.yaml key."""
+    return Field(None, description=description, **limits(PARAM_KEYS[ui_name]))
 
-    data_source: Optional[str] = Field(None, description="sklearn:digits or a path to an ImageFolder directory")
-    model: Optional[str] = Field(None, description="backbone, e.g. timm:tf_efficientnet_lite0 or torchvision:resnet18")
-    strategy: Optional[str] = Field(None, description="fine-tuning strategy: linear_probe, partial, full, ...")
-    epochs: Optional[int] = Field(None, ge=1, le=1000, description="training epochs")
-    lr: Optional[float] = Field(None, gt=0, lt=10, description="peak learning rate (after warmup)")
-    batch_size: Optional[int] = Field(None, ge=1, le=4096, description="training batch size")
-    image_size: Optional[int] = Field(None, ge=8, le=1024, description="decode-once image size in pixels")
-    hflip: Optional[float] = Field(None, ge=0, le=1, description="horizontal flip probability")
-    rotation: Optional[float] = Field(None, ge=0, le=180, description="max rotation in degrees")
-    salt_pepper: Optional[float] = Field(None, ge=0, le=0.5, description="salt-and-pepper noise fraction")
-    min_improvement: Optional[float] = Field(None, ge=-1, le=1, description="gate margin over the champion")
+
+class PipelineParams(BaseModel):
+    """What a user may change for one run; empty fields keep the value in params.yaml.
+
+    Limits and allowed values come from `vistune.config`, so the form accepts what params.yaml does.
+    """
+
+    data_source: Optional[str] = _field("data_source", "sklearn:digits or a path to an ImageFolder directory")
+    model: Optional[str] = _field("model", "backbone, e.g. timm:tf_efficientnet_lite0 or torchvision:resnet18")
+    strategy: Optional[StrategyName] = _field("strategy", "fine-tuning strategy (vistune.train.finetune)")
+    epochs: Optional[int] = _field("epochs", "training epochs")
+    lr: Optional[float] = _field("lr", "peak learning rate (after warmup)")
+    batch_size: Optional[int] = _field("batch_size", "training batch size")
+    image_size: Optional[int] = _field("image_size", "decode-once image size in pixels")
+    hflip: Optional[float] = _field("hflip", "horizontal flip probability")
+    rotation: Optional[float] = _field("rotation", "max rotation in degrees")
+    salt_pepper: Optional[float] = _field("salt_pepper", "salt-and-pepper noise fraction")
+    min_improvement: Optional[float] = _field("min_improvement", "gate margin over the champion")
 
     def overrides(self) -> dict[str, Any]:
         """params.yaml key -> value for every field the user set."""

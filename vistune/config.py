@@ -3,146 +3,205 @@
 DVC tracks the same file (each stage lists its own section under `params:`), so a stage
 depends exactly on the keys its dataclass declares. Unknown keys are an error: a typo in
 `params.yaml` must not silently fall back to a default.
+
+Every allowed value is checked here too, when a section is built (parsed, `dataclasses.replace`d
+or constructed in a test): enumerated keys are typed `Literal[...]`, ranges are `bounded(...)`
+field metadata (pydantic's names, so the Prefect form in `flows/params.py` reuses them). The
+defaults equal the committed `params.yaml` (tests/vistune/test_config.py compares them).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Mapping
 
 import yaml
 
 from vistune.errors import ConfigError
 
+# The allowed values of each enumerated key, listed once; the core dispatches on these names
+# (tests/vistune/test_config.py checks that its registries name the same ones).
+StrategyName = Literal["linear_probe", "partial", "full", "lora", "bitfit"]  # vistune.train.finetune
+ClassWeighting = Literal["none", "loss", "sampler"]
+AdversarialKind = Literal["none", "fgsm", "pgd"]  # vistune.train.adversarial.ATTACKS
+LrScaling = Literal["none", "linear", "sqrt"]  # vistune.train.steps.LR_SCALING
+AmpDtype = Literal["auto", "bfloat16", "float16"]  # vistune.models.inference.amp_dtype
+AutoAugment = Literal["none", "trivial", "rand"]
+OnDuplicate = Literal["quarantine", "warn", "fail"]
+OnExtensionMismatch = Literal["warn", "quarantine"]
+GateTest = Literal["none", "mcnemar", "bootstrap"]  # vistune.evaluate.significance.GATE_TESTS
+CompressVariant = Literal["onnx", "onnx_int8", "pruned", "distilled"]
+
+_PYDANTIC_KEYS = ("ge", "gt", "le", "lt", "pattern")
+
+
+def bounded(default: Any, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
+            lt: float | None = None, pattern: str | None = None, increasing: bool = False) -> Any:
+    """A field with a range (each item's, for a tuple), a regex (strings) or an order (pairs).
+
+    The names are pydantic's `Field` keywords, so `limits("train.lr")` feeds the Prefect form;
+    a field declared without `bounded` has no bound.
+    """
+    meta: dict[str, Any] = {k: v for k, v in zip(_PYDANTIC_KEYS, (ge, gt, le, lt, pattern)) if v is not None}
+    if increasing:
+        meta["increasing"] = True
+    return field(default=default, metadata=meta)
+
+
+class _Checked:
+    """Base of every section: each construction checks the values (`check_values`)."""
+
+    def __post_init__(self) -> None:
+        check_values(self)
+
 
 @dataclass(frozen=True)
-class DataCfg:
+class DataCfg(_Checked):
     """Where images come from and how they are split when the source has no split folders."""
 
     source: str = "sklearn:digits"  # sklearn:digits, torchvision:<Dataset>, ImageFolder dir, archive or .csv
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    max_per_class: int = 0  # 0 keeps every image; >0 caps each class (fast demos, tests)
+    val_fraction: float = bounded(0.15, ge=0, le=1)
+    test_fraction: float = bounded(0.15, ge=0, le=1)
+    max_per_class: int = bounded(0, ge=0)  # 0 keeps every image; >0 caps each class (fast demos, tests)
     cache_dir: str = ""  # torchvision:<Dataset> root; "" = ~/.cache/vistune/torchvision
     download: bool = True  # torchvision:<Dataset>: download when not already in cache_dir
-    seed: int = 42
+    seed: int = bounded(42, ge=0)
 
 
 @dataclass(frozen=True)
-class ValidateCfg:
-    """Policy for what counts as bad data and how much of it is tolerated."""
+class ValidateCfg(_Checked):
+    """Policy for what counts as bad data and how much of it is tolerated.
 
-    max_bad_fraction: float = 0.05
-    min_images_per_class: int = 5
-    min_side: int = 8
-    max_side: int = 10000
-    max_pixels: int = 89_478_485  # PIL's own decompression-bomb limit; checked from the header
-    decode_timeout_s: float = 10.0  # wall-clock limit on decoding one image (0 = none)
-    allowed_formats: tuple[str, ...] = ("PNG", "JPEG", "BMP", "WEBP", "TIFF")
+    `allowed_formats: []` accepts every format Pillow decodes fully (an animation's first frame,
+    converted to RGB); list formats (`[PNG, JPEG]`) to narrow it. A file whose extension disagrees
+    with its content is kept with a warning (`on_extension_mismatch: warn`) or quarantined. An image
+    in two splits is always quarantined from val/test; the stage fails only when more than
+    `max_leaked_fraction` of val+test leaked. `max_leaked` (older params files) stays an optional
+    absolute cap on that count: -1 (default) = none; 0 fails on any leak, as before.
+    """
+
+    max_bad_fraction: float = bounded(0.05, ge=0, le=1)
+    min_images_per_class: int = bounded(5, ge=0)
+    min_side: int = bounded(8, ge=1)
+    max_side: int = bounded(10000, ge=1)
+    max_pixels: int = bounded(89_478_485, ge=1)  # PIL's own decompression-bomb limit; checked from the header
+    decode_timeout_s: float = bounded(10.0, ge=0)  # wall-clock limit on decoding one image (0 = none)
+    # () = any format Pillow decodes fully; names as PIL reports them (vistune.data.imageio.format_names())
+    allowed_formats: tuple[str, ...] = bounded((), pattern=r"[A-Z0-9]+")
     # PIL modes accepted (each is normalized to RGB by vistune.data.imageio.to_rgb); drop one to flag it
     allowed_modes: tuple[str, ...] = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr",
                                       "I", "I;16", "I;16B", "I;16L")
-    min_aspect: float = 0.1  # width / height
-    max_aspect: float = 10.0
-    on_duplicate: str = "quarantine"  # within a split: "quarantine" extra copies, "warn", or "fail"
-    near_duplicate_distance: int = 4  # pHash Hamming distance (of 64 bits); -1 disables
-    near_duplicate_min_side: int = 32  # smaller images are too small for a perceptual hash
-    max_leaked: int = 0  # images in two splits (always quarantined from val/test); fail above this
-    max_imbalance_ratio: float = 10.0  # warn when largest/smallest train class exceeds it
-    workers: int = 8  # decode threads
+    min_aspect: float = bounded(0.1, gt=0)  # width / height
+    max_aspect: float = bounded(10.0, gt=0)
+    on_duplicate: OnDuplicate = "quarantine"  # within a split: "quarantine" extra copies, "warn", or "fail"
+    near_duplicate_distance: int = bounded(4, ge=-1, le=64)  # pHash Hamming distance (of 64 bits); -1 disables
+    near_duplicate_min_side: int = bounded(32, ge=1)  # smaller images are too small for a perceptual hash
+    on_extension_mismatch: OnExtensionMismatch = "warn"  # PNG named .jpg: "warn" (kept, flagged) or "quarantine"
+    # images in two splits are always quarantined from val/test; fail when more than this share of val+test leaked
+    max_leaked_fraction: float = bounded(0.05, ge=0, le=1)
+    max_leaked: int = bounded(-1, ge=-1)  # optional absolute cap on that count; -1 = none
+    max_imbalance_ratio: float = bounded(10.0, ge=1)  # warn when largest/smallest train class exceeds it
+    workers: int = bounded(8, ge=1)  # decode threads
 
 
 @dataclass(frozen=True)
-class AugmentCfg:
+class AugmentCfg(_Checked):
     """Decode-once size and the per-batch training augmentation policy (timm option names).
 
     Every op is off at 0; see vistune.train.augment.list_augments() for the op names.
     """
 
-    image_size: int = 64
-    scale: tuple[float, float] = (0.7, 1.0)  # random resized crop area range ((1, 1) = off)
-    ratio: tuple[float, float] = (0.75, 1.3333)
-    hflip: float = 0.5
-    rotation: float = 10.0  # degrees, uniform in [-rotation, rotation]
-    shear: float = 0.0  # degrees, x and y shear uniform in [-shear, shear]
-    brightness: float = 0.0  # color jitter: factor uniform in [1 - b, 1 + b]
-    contrast: float = 0.0
-    saturation: float = 0.0
-    hue: float = 0.0  # fraction of a full turn, uniform in [-hue, hue] (<= 0.5)
-    gaussian_noise: float = 0.0  # std of additive noise on [0, 1] pixels
-    salt_pepper: float = 0.02  # fraction of pixels set to black or white
-    auto_augment: str = "none"  # "none", "trivial" (TrivialAugment) or "rand" (RandAugment)
-    aa_num_ops: int = 2  # RandAugment ops per image
-    aa_magnitude: float = 0.5  # RandAugment magnitude as a fraction of each op's maximum
-    reprob: float = 0.0  # random erasing probability per image
-    mixup: float = 0.0  # mixup alpha (0 = off)
-    cutmix: float = 0.0  # cutmix alpha (0 = off); with both on, each batch picks one at random
+    image_size: int = bounded(32, ge=8, le=1024)
+    scale: tuple[float, float] = bounded((0.7, 1.0), gt=0, le=1, increasing=True)  # crop area range ((1, 1) = off)
+    ratio: tuple[float, float] = bounded((0.75, 1.3333), gt=0, increasing=True)
+    hflip: float = bounded(0.0, ge=0, le=1)
+    rotation: float = bounded(10.0, ge=0, le=180)  # degrees, uniform in [-rotation, rotation]
+    shear: float = bounded(0.0, ge=0, lt=90)  # degrees, x and y shear uniform in [-shear, shear]
+    brightness: float = bounded(0.0, ge=0, le=1)  # color jitter: factor uniform in [1 - b, 1 + b]
+    contrast: float = bounded(0.0, ge=0)
+    saturation: float = bounded(0.0, ge=0)
+    hue: float = bounded(0.0, ge=0, le=0.5)  # fraction of a full turn, uniform in [-hue, hue]
+    gaussian_noise: float = bounded(0.0, ge=0)  # std of additive noise on [0, 1] pixels
+    salt_pepper: float = bounded(0.02, ge=0, le=0.5)  # fraction of pixels set to black or white
+    auto_augment: AutoAugment = "none"  # "none", "trivial" (TrivialAugment) or "rand" (RandAugment)
+    aa_num_ops: int = bounded(2, ge=1)  # RandAugment ops per image
+    aa_magnitude: float = bounded(0.5, ge=0, le=1)  # RandAugment magnitude as a fraction of each op's maximum
+    reprob: float = bounded(0.0, ge=0, le=1)  # random erasing probability per image
+    mixup: float = bounded(0.0, ge=0)  # mixup alpha (0 = off)
+    cutmix: float = bounded(0.0, ge=0)  # cutmix alpha (0 = off); with both on, each batch picks one at random
 
 
 @dataclass(frozen=True)
-class TrainCfg:
+class TrainCfg(_Checked):
     """Fine-tuning recipe; names follow timm's train.py where one exists."""
 
     model: str = "timm:tf_efficientnet_lite0"
     pretrained: str = "imagenet"  # "imagenet", "none", or a path to a state-dict file
     pretrained_sha256: str = ""  # pretrained a file: its sha256, checked before loading (required)
-    strategy: str = "full"  # see vistune.train.finetune.list_strategies()
-    unfreeze_blocks: int = 2  # strategy partial: how many of the last blocks train
-    layer_decay: float = 0.0  # strategy full: timm layer-wise LR decay (e.g. 0.75); 0 = off
-    lora_rank: int = 8  # strategy lora
-    lora_alpha: float = 16.0
-    epochs: int = 5
-    batch_size: int = 64
-    lr: float = 2e-3
-    min_lr: float = 1e-5
-    weight_decay: float = 0.05
-    warmup_epochs: float = 1.0
-    smoothing: float = 0.1
-    clip_grad: float = 0.0  # max global grad norm; 0 = off
-    drop_rate: float = 0.0  # dropout before the classifier (timm models)
-    drop_path_rate: float = 0.0  # stochastic depth (timm models)
+    strategy: StrategyName = "full"  # see vistune.train.finetune.list_strategies()
+    unfreeze_blocks: int = bounded(2, ge=1)  # strategy partial: how many of the last blocks train
+    layer_decay: float = bounded(0.0, ge=0, le=1)  # strategy full: timm layer-wise LR decay (e.g. 0.75); 0 = off
+    lora_rank: int = bounded(8, ge=1)  # strategy lora
+    lora_alpha: float = bounded(16.0, gt=0)
+    epochs: int = bounded(4, ge=1, le=1000)
+    batch_size: int = bounded(64, ge=1, le=4096)
+    lr: float = bounded(3e-3, gt=0, lt=10)
+    min_lr: float = bounded(1e-5, ge=0)
+    weight_decay: float = bounded(0.05, ge=0)
+    warmup_epochs: float = bounded(1.0, ge=0)
+    smoothing: float = bounded(0.1, ge=0, lt=1)
+    clip_grad: float = bounded(0.0, ge=0)  # max global grad norm; 0 = off
+    drop_rate: float = bounded(0.0, ge=0, lt=1)  # dropout before the classifier (timm models)
+    drop_path_rate: float = bounded(0.0, ge=0, lt=1)  # stochastic depth (timm models)
     model_ema: bool = False  # keep an EMA of the weights; validate and keep the EMA model
-    model_ema_decay: float = 0.998
-    class_weighting: str = "none"  # "none", "loss" (weighted cross-entropy) or "sampler" (balanced)
-    adversarial: str = "none"  # "none", "fgsm" or "pgd": adversarial fine-tuning (vistune.train.adversarial)
-    adv_epsilon: float = 0.016  # L-inf radius on [0, 1] pixels, before normalization (4/255)
-    adv_steps: int = 3  # pgd iterations
-    adv_step_size: float = 0.0  # pgd step; 0 = 2.5 * adv_epsilon / adv_steps
-    adv_fraction: float = 0.5  # share of batches trained on adversarial images (the rest clean)
-    patience: int = 3  # epochs without val improvement before stopping; 0 disables
-    amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
+    model_ema_decay: float = bounded(0.998, gt=0, lt=1)
+    class_weighting: ClassWeighting = "none"  # "none", "loss" (weighted cross-entropy) or "sampler" (balanced)
+    adversarial: AdversarialKind = "none"  # adversarial fine-tuning (vistune.train.adversarial)
+    adv_epsilon: float = bounded(0.016, ge=0, le=1)  # L-inf radius on [0, 1] pixels, before normalization (4/255)
+    adv_steps: int = bounded(3, ge=0)  # pgd iterations (>= 1 for pgd: vistune.train.adversarial)
+    adv_step_size: float = bounded(0.0, ge=0)  # pgd step; 0 = 2.5 * adv_epsilon / adv_steps
+    adv_fraction: float = bounded(0.5, ge=0, le=1)  # share of batches trained on adversarial images (the rest clean)
+    patience: int = bounded(3, ge=0)  # epochs without val improvement before stopping; 0 disables
+    amp: bool = True  # CUDA autocast: bf16 where supported, else fp16 + GradScaler; ignored on CPU (fp32)
+    amp_dtype: AmpDtype = "auto"  # CUDA autocast dtype: auto (bf16 if supported) | bfloat16 | float16
     compile: bool = False  # torch.compile the model (CUDA; slow first epoch)
-    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1"
-    seed: int = 42
+    channels_last: bool = True  # NHWC weights and inputs on every device (train, evaluate, serve)
+    threads: int = bounded(0, ge=0)  # CPU intra-op threads; 0 = torch's default (all cores)
+    sync_bn: bool = False  # DDP on CUDA: BatchNorm statistics over the global batch (SyncBatchNorm)
+    lr_scaling: LrScaling = "linear"  # DDP: lr x world_size ("linear"), x sqrt(world_size) ("sqrt") or "none"
+    device: str = bounded("auto", pattern=r"auto|cpu|mps|cuda(:\d+)?")  # "auto", "cpu", "cuda", "cuda:1"
+    seed: int = bounded(42, ge=0)
 
 
 @dataclass(frozen=True)
-class EvaluateCfg:
+class EvaluateCfg(_Checked):
     """What the evaluate stage measures beyond accuracy; each extra is a switch (all cheap by default)."""
 
-    batch_size: int = 256
-    ece_bins: int = 15
+    batch_size: int = bounded(256, ge=1)
+    ece_bins: int = bounded(15, ge=1)
     temperature_scaling: bool = True  # fit T on val; stored in calibration.json and applied when serving
     tta_flip: bool = False  # also report accuracy with horizontal-flip test-time augmentation
-    roc_max_classes: int = 10  # ROC/PR curves only for this many classes or fewer
+    roc_max_classes: int = bounded(10, ge=0)  # ROC/PR curves only for this many classes or fewer
     robustness: bool = True
-    robust_severities: tuple[int, ...] = (1, 3, 5)  # 1..5, see vistune.evaluate.robustness
-    attack_eps: tuple[float, ...] = (0.004, 0.016)  # L-inf in [0, 1] pixel units; () skips attacks
-    pgd_steps: int = 5  # 0 skips PGD (FGSM still runs)
-    robust_max_images: int = 256  # robustness and attacks on the first N test images
+    robust_severities: tuple[int, ...] = bounded((1, 3, 5), ge=1, le=5)  # see vistune.evaluate.robustness
+    attack_eps: tuple[float, ...] = bounded((0.004, 0.016), gt=0, le=1)  # L-inf in [0, 1] pixel units; () skips attacks
+    pgd_steps: int = bounded(3, ge=0)  # 0 skips PGD (FGSM still runs)
+    robust_max_images: int = bounded(128, ge=1)  # robustness and attacks on the first N test images
     gradcam: bool = True
-    gradcam_samples: int = 8  # per row: correct and wrong predictions
+    gradcam_samples: int = bounded(8, ge=1)  # per row: correct and wrong predictions
     latency: bool = True
-    latency_runs: int = 20
-    seed: int = 0
+    latency_runs: int = bounded(20, ge=1)
+    seed: int = bounded(0, ge=0)
 
 
 @dataclass(frozen=True)
-class RegisterCfg:
+class RegisterCfg(_Checked):
     """Where the MLflow store lives and the promotion rule for the `champion` alias."""
 
     model_name: str = "vistune-classifier"
@@ -150,35 +209,35 @@ class RegisterCfg:
     tracking_uri: str = "sqlite:///mlflow/mlflow.db"
     artifact_root: str = "mlflow/artifacts"
     gate_metric: str = "test_macro_f1"
-    min_improvement: float = 0.0
-    min_accuracy: float = 0.0  # floor on test_accuracy
-    max_ece: float = 1.0  # ceiling on test_ece (checked when evaluate reports it)
-    min_robust_accuracy: float = 0.0  # floor on test_robust_accuracy (checked when reported)
-    gate_test: str = "mcnemar"  # none | mcnemar | bootstrap: challenger vs champion re-scored on the same test split
-    gate_alpha: float = 0.05  # significance level of gate_test
-    gate_n_boot: int = 1000  # paired bootstrap resamples for the gate report's confidence intervals
+    min_improvement: float = bounded(0.0, ge=-1, le=1)
+    min_accuracy: float = bounded(0.0, ge=0, le=1)  # floor on test_accuracy
+    max_ece: float = bounded(1.0, ge=0, le=1)  # ceiling on test_ece (checked when evaluate reports it)
+    min_robust_accuracy: float = bounded(0.0, ge=0, le=1)  # floor on test_robust_accuracy (checked when reported)
+    gate_test: GateTest = "mcnemar"  # challenger vs champion re-scored on the same test split
+    gate_alpha: float = bounded(0.05, gt=0, lt=1)  # significance level of gate_test
+    gate_n_boot: int = bounded(1000, ge=1)  # paired bootstrap resamples for the gate report's confidence intervals
     allow_dirty: bool = False  # false: refuse to register from a git tree with uncommitted source changes
-    retries: int = 3  # tracking-server calls: extra attempts after the first, exponential backoff
-    retry_backoff_s: float = 2.0  # first wait; doubles each retry
+    retries: int = bounded(3, ge=0)  # tracking-server calls: extra attempts after the first, exponential backoff
+    retry_backoff_s: float = bounded(2.0, ge=0)  # first wait; doubles each retry
 
 
 @dataclass(frozen=True)
-class CompressCfg:
+class CompressCfg(_Checked):
     """Optional smaller variants of the trained model (stage `compress`); off by default."""
 
     enabled: bool = False
-    variants: tuple[str, ...] = ("onnx", "onnx_int8", "pruned", "distilled")
-    prune_amount: float = 0.5  # fraction of conv/linear weights zeroed (global magnitude)
-    finetune_epochs: int = 1  # fine-tune after pruning, masks held
+    variants: tuple[CompressVariant, ...] = ("onnx", "onnx_int8", "pruned", "distilled")
+    prune_amount: float = bounded(0.5, ge=0, lt=1)  # fraction of conv/linear weights zeroed (global magnitude)
+    finetune_epochs: int = bounded(1, ge=0)  # fine-tune after pruning, masks held (0 = none)
     student: str = "timm:mobilenetv3_small_050"
     student_pretrained: str = "none"
     student_pretrained_sha256: str = ""  # student_pretrained a file: its sha256 (required)
-    distill_epochs: int = 3
-    distill_lr: float = 0.003
-    distill_temperature: float = 4.0
-    distill_alpha: float = 0.7
-    latency_runs: int = 20
-    seed: int = 0
+    distill_epochs: int = bounded(3, ge=1)
+    distill_lr: float = bounded(0.003, gt=0, lt=10)
+    distill_temperature: float = bounded(4.0, gt=0)
+    distill_alpha: float = bounded(0.7, ge=0, le=1)
+    latency_runs: int = bounded(20, ge=1)
+    seed: int = bounded(0, ge=0)
 
 
 @dataclass(frozen=True)
@@ -190,6 +249,67 @@ class Params:
     evaluate: EvaluateCfg = field(default_factory=EvaluateCfg)
     register: RegisterCfg = field(default_factory=RegisterCfg)
     compress: CompressCfg = field(default_factory=CompressCfg)
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _section(cls: type) -> str:
+    return {h: name for name, h in _hints(Params).items()}.get(cls, cls.__name__)
+
+
+def _show(value: Any) -> str:
+    return repr(list(value)) if isinstance(value, tuple) else repr(value)
+
+
+def _interval(meta: Mapping[str, Any], name: str) -> str:
+    """The range as `0 < lr < 10`."""
+    lo = f"{meta['ge']} <= " if "ge" in meta else f"{meta['gt']} < " if "gt" in meta else ""
+    hi = f" <= {meta['le']}" if "le" in meta else f" < {meta['lt']}" if "lt" in meta else ""
+    return f"{lo}{name}{hi}"
+
+
+def _in_range(x: float, meta: Mapping[str, Any]) -> bool:
+    return (("ge" not in meta or x >= meta["ge"]) and ("gt" not in meta or x > meta["gt"])
+            and ("le" not in meta or x <= meta["le"]) and ("lt" not in meta or x < meta["lt"]))
+
+
+def _why_not(value: Any, hint: Any, meta: Mapping[str, Any], name: str) -> str | None:
+    """Why `value` is not allowed for the field, ending with the valid values; None when it is."""
+    is_tuple = typing.get_origin(hint) is tuple
+    items, item_hint = (value, typing.get_args(hint)[0]) if is_tuple else ((value,), hint)
+    choices = typing.get_args(item_hint) if typing.get_origin(item_hint) is Literal else ()
+    label = "each item" if is_tuple else name
+    for x in items:
+        what = f"item {x!r}" if is_tuple else "value"
+        if choices and x not in choices:
+            return f"{what} is not allowed; valid: {list(choices)}"
+        if "pattern" in meta and not (isinstance(x, str) and re.fullmatch(meta["pattern"], x)):
+            return f"{what} has the wrong form; valid: {meta['pattern']} (regular expression)"
+        if isinstance(x, (int, float)) and not isinstance(x, bool) and not _in_range(x, meta):
+            return f"{what} out of range; valid: {_interval(meta, label)}"
+    if meta.get("increasing") and list(items) != sorted(items):
+        return f"must be in increasing order; valid: [low, high] with low <= high, {_interval(meta, label)}"
+    return None
+
+
+def check_values(cfg: Any) -> None:
+    """Raise one ConfigError line naming the first key of section `cfg` whose value is not allowed."""
+    hints = _hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        why = _why_not(value, hints[f.name], f.metadata, f.name)
+        if why:
+            raise ConfigError(f"params.yaml: {_section(type(cfg))}.{f.name}={_show(value)}: {why}")
+
+
+def limits(key: str) -> dict[str, Any]:
+    """The bounds of one dotted key (`train.lr`) as pydantic `Field` keywords; {} when unbounded."""
+    section, name = key.split(".", 1)
+    meta = {f.name: f.metadata for f in dataclasses.fields(_hints(Params)[section])}[name]
+    return {k: v for k, v in meta.items() if k in _PYDANTIC_KEYS}
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:

@@ -1,0 +1,96 @@
+"""The Prefect form (PipelineParams) accepts exactly what params.yaml accepts, for every key it offers."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import typing
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from flows.params import PARAM_KEYS, PipelineParams, apply_overrides
+from vistune.config import Params, TrainCfg, load_params, parse_params
+from vistune.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _metadata(dotted: str) -> dict:
+    section, key = dotted.split(".")
+    cls = typing.get_type_hints(Params)[section]
+    return {f.name: f.metadata for f in dataclasses.fields(cls)}[key]
+
+
+def _is_int(ui_name: str) -> bool:
+    return int in typing.get_args(PipelineParams.model_fields[ui_name].annotation)
+
+
+# (UI field, bound, limit) for every bound of every params key the form offers
+BOUNDS = [(ui, b, v) for ui, key in PARAM_KEYS.items()
+          for b, v in _metadata(key).items() if b in ("ge", "gt", "le", "lt")]
+
+
+def _outside(bound: str, limit, is_int: bool):
+    step = 1 if is_int else 0.5
+    return {"ge": limit - step, "gt": limit, "le": limit + step, "lt": limit}[bound]
+
+
+def _in_params(ui_name: str, value) -> Params:
+    section, key = PARAM_KEYS[ui_name].split(".")
+    return parse_params({section: {key: value}})
+
+
+def test_every_bounded_config_key_the_form_offers_is_covered():
+    offered = {ui for ui, _, _ in BOUNDS}
+    expected = {"epochs", "lr", "batch_size", "image_size", "hflip", "rotation", "salt_pepper", "min_improvement"}
+    assert expected <= offered
+
+
+@pytest.mark.parametrize("ui_name, bound, limit", BOUNDS, ids=[f"{u}-{b}{v}" for u, b, v in BOUNDS])
+def test_form_and_params_yaml_reject_and_accept_the_same_values(ui_name, bound, limit):
+    bad = _outside(bound, limit, _is_int(ui_name))
+    with pytest.raises(ValidationError):
+        PipelineParams(**{ui_name: bad})
+    with pytest.raises(ConfigError, match=rf"{PARAM_KEYS[ui_name]}="):
+        _in_params(ui_name, bad)
+    if bound in ("ge", "le"):  # the edge is allowed by both
+        assert PipelineParams(**{ui_name: limit}).overrides() == {PARAM_KEYS[ui_name]: limit}
+        _in_params(ui_name, limit)
+
+
+def test_strategy_choices_are_the_configs():
+    choices = typing.get_args(typing.get_type_hints(TrainCfg)["strategy"])
+    assert len(choices) >= 5
+    for name in choices:
+        assert PipelineParams(strategy=name).overrides() == {"train.strategy": name}
+        _in_params("strategy", name)
+    with pytest.raises(ValidationError):
+        PipelineParams(strategy="fulll")
+    with pytest.raises(ConfigError, match=r"train.strategy='fulll'"):
+        _in_params("strategy", "fulll")
+    schema = PipelineParams.model_json_schema()["properties"]["strategy"]
+    assert {"enum": list(choices), "type": "string"} in schema["anyOf"]  # a dropdown in the Prefect UI
+
+
+def test_form_schema_carries_the_config_bounds():
+    lr = PipelineParams.model_json_schema()["properties"]["lr"]["anyOf"][0]
+    meta = _metadata("train.lr")
+    assert (lr["exclusiveMinimum"], lr["exclusiveMaximum"]) == (meta["gt"], meta["lt"])
+    assert PipelineParams().overrides() == {}  # empty form keeps params.yaml
+
+
+def test_apply_overrides_writes_good_values_and_refuses_bad_ones(tmp_path):
+    params_file = tmp_path / "params.yaml"
+    shutil.copy(REPO / "params.yaml", params_file)
+    apply_overrides(params_file, PipelineParams(lr=0.01, strategy="lora").overrides())
+    got = load_params(params_file)
+    assert (got.train.lr, got.train.strategy) == (0.01, "lora")
+    assert "# digits are not mirror-symmetric" in params_file.read_text()  # comments kept
+    before = params_file.read_bytes()
+    with pytest.raises(ConfigError, match=r"^params.yaml: train.lr=0.0: value out of range"):
+        apply_overrides(params_file, {"train.lr": 0})
+    assert params_file.read_bytes() == before
+    assert yaml.safe_load(before)["train"]["lr"] == 0.01
