@@ -77,9 +77,9 @@ def main(argv: list[str] | None = None) -> int:
             "manifest_1_thread_no_cache_images_per_s": round(args.n / t_serial, 1),
         }
         if not args.skip_stage:
-            cfg = ValidateCfg(workers=args.workers, min_images_per_class=1, max_leaked=args.n, max_bad_fraction=1.0)
+            cfg = ValidateCfg(workers=args.workers, min_images_per_class=1, max_leaked_fraction=1.0, max_bad_fraction=1.0)
             validate.run(cfg, lay)  # first run pays GX import and decodes (cold cache)
-            validate.decode_cache_path(lay).unlink()
+            lay.decode_cache.unlink()
             t_stage_cold, _ = timed(lambda: validate.run(cfg, lay))
             t_stage_warm, _ = timed(lambda: validate.run(cfg, lay))
             result.update(stage_cold_s=round(t_stage_cold, 3), stage_cold_images_per_s=round(args.n / t_stage_cold, 1),
