@@ -18,9 +18,20 @@ from pathlib import Path
 
 import mlflow.pyfunc
 import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 INPUT_COLUMNS = ("image_b64", "image", "path")
 IMAGE_ROOT_ENV = "VISTUNE_IMAGE_ROOT"
+
+
+class InputError(MlflowException, ValueError):
+    """A request's own mistake, in one line. A ValueError to in-process callers; to `mlflow models
+    serve` an INVALID_PARAMETER_VALUE MlflowException, answered with HTTP 400 and this message (a
+    plain ValueError becomes a generic 400 whose only detail is the server's Python traceback)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
 
 
 def image_root() -> Path:
@@ -34,20 +45,22 @@ def _read_confined(value: str, root: Path, row: int) -> bytes:
     try:
         path = (root / value).resolve()
     except (OSError, ValueError, RuntimeError):
-        raise ValueError(f"row {row}: path {value!r} is not a usable file path") from None
+        raise InputError(f"row {row}: path {value!r} is not a usable file path") from None
     if not path.is_relative_to(root):
-        raise ValueError(f"row {row}: path {value!r} is outside the image root {root}; send the image as "
+        raise InputError(f"row {row}: path {value!r} is outside the image root {root}; send the image as "
                          f"image_b64, or set {IMAGE_ROOT_ENV} to a folder that holds it")
     try:
         return path.read_bytes()
     except OSError as exc:
-        raise ValueError(f"row {row}: cannot read path {value!r} ({exc.strerror or exc})") from None
+        raise InputError(f"row {row}: cannot read path {value!r} ({exc.strerror or exc})") from None
 
 
 def _blobs(model_input: pd.DataFrame) -> list[bytes]:
     cols = [c for c in INPUT_COLUMNS if c in model_input.columns]
     if not cols:
-        raise ValueError(f"input needs one of the columns {list(INPUT_COLUMNS)}; got {list(model_input.columns)}")
+        # a served or loaded pyfunc never sees other columns: MLflow's schema check drops them first
+        got = f"got {list(model_input.columns)}" if len(model_input.columns) else "the request had none of them"
+        raise InputError(f"input needs one of the columns {list(INPUT_COLUMNS)}; {got}")
     blobs = []
     root = image_root() if "path" in cols else Path("/")
     for i, row in enumerate(model_input[cols].itertuples(index=False)):
@@ -56,13 +69,13 @@ def _blobs(model_input: pd.DataFrame) -> list[bytes]:
             try:
                 blobs.append(base64.b64decode(values["image_b64"], validate=True))
             except (binascii.Error, ValueError):
-                raise ValueError(f"row {i}: image_b64 is not valid base64") from None
+                raise InputError(f"row {i}: image_b64 is not valid base64") from None
         elif values.get("image") is not None and isinstance(values["image"], (bytes, bytearray)):
             blobs.append(bytes(values["image"]))
         elif values.get("path") is not None and isinstance(values["path"], str):
             blobs.append(_read_confined(values["path"], root, i))
         else:
-            raise ValueError(f"row {i}: no image given (set one of {list(INPUT_COLUMNS)})")
+            raise InputError(f"row {i}: no image given (set one of {list(INPUT_COLUMNS)})")
     return blobs
 
 
@@ -86,7 +99,7 @@ class VistuneClassifierModel(mlflow.pyfunc.PythonModel):
         try:
             labels, probs = self.clf.predict_bytes(_blobs(model_input))
         except ImageDecodeError as exc:
-            raise ValueError(f"bad image: {exc}") from None
+            raise InputError(f"bad image: {exc}") from None
         out = pd.DataFrame({"label": labels, "confidence": probs.max(axis=1) if len(labels) else []})
         for j, c in enumerate(self.clf.classes):
             out[f"p_{c}"] = probs[:, j] if len(labels) else []

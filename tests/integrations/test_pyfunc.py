@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from integrations import tracking
+from integrations.pyfunc_model import InputError
 from vistune.models.classifier import Classifier
 from vistune.layout import Layout
 
@@ -75,18 +76,24 @@ def test_signature_and_input_example(champion):
 
 
 @pytest.mark.parametrize("frame, message", [
-    (pd.DataFrame({"image": [b"definitely not an image"]}), "bad image"),
-    (pd.DataFrame({"image_b64": ["%%% not base64 %%%"]}), "not valid base64"),
-    (pd.DataFrame({"path": ["no/such/file.png"]}), "cannot read path"),
-    (pd.DataFrame({"path": ["/etc/passwd"]}), "outside the image root"),
-    (pd.DataFrame({"path": ["../../../../../../etc/passwd"]}), "outside the image root"),
-    (pd.DataFrame({"picture": ["x"]}), "image_b64"),
+    (pd.DataFrame({"image": [b"definitely not an image"]}), r"^bad image: "),
+    (pd.DataFrame({"image_b64": ["%%% not base64 %%%"]}), r"^row 0: image_b64 is not valid base64$"),
+    (pd.DataFrame({"image_b64": [base64.b64encode(b"x" * 9).decode(), "%%"]}),
+     r"^row 1: image_b64 is not valid base64$"),
+    (pd.DataFrame({"path": ["no/such/file.png"]}), r"^row 0: cannot read path 'no/such/file.png' \(No such file"),
+    (pd.DataFrame({"path": ["/etc/passwd"]}),
+     r"^row 0: path '/etc/passwd' is outside the image root .*VISTUNE_IMAGE_ROOT"),
+    (pd.DataFrame({"path": ["../../../../../../etc/passwd"]}), r"^row 0: path '\.\./.*' is outside the image root"),
+    (pd.DataFrame({"picture": ["x"]}),  # MLflow's schema check drops columns outside the signature
+     r"^input needs one of the columns \['image_b64', 'image', 'path'\]; the request had none of them$"),
+    (pd.DataFrame({"image_b64": [None]}), r"^row 0: no image given"),
 ])
 def test_malformed_input_gives_a_clear_error(champion, frame, message, tmp_path, monkeypatch):
     model, _, _ = champion
     monkeypatch.setenv("VISTUNE_IMAGE_ROOT", str(tmp_path))
-    with pytest.raises(Exception, match=message):
+    with pytest.raises(InputError, match=message) as err:
         model.predict(frame)
+    assert isinstance(err.value, ValueError) and err.value.get_http_status_code() == 400  # what `serve` answers
 
 
 def test_symlink_out_of_the_image_root_is_refused(champion, tmp_path, monkeypatch):
@@ -97,7 +104,7 @@ def test_symlink_out_of_the_image_root_is_refused(champion, tmp_path, monkeypatc
     (root / "escape.png").symlink_to(paths[0])  # a real image, but outside the root
     monkeypatch.setenv("VISTUNE_IMAGE_ROOT", str(root))
     assert len(model.predict(pd.DataFrame({"path": ["inside.png"]}))) == 1  # relative to the root
-    with pytest.raises(Exception, match="outside the image root"):
+    with pytest.raises(InputError, match=r"^row 0: path 'escape.png' is outside the image root"):
         model.predict(pd.DataFrame({"path": ["escape.png"]}))
 
 

@@ -17,6 +17,7 @@ import pytest
 from tests.conftest import REPO, free_port, stop_process_group
 from tests.integrations.registry_helpers import register, write_params_file
 
+BAD_REQUEST = 400  # one status for every malformed request: MLflow's BAD_REQUEST / INVALID_PARAMETER_VALUE
 
 
 
@@ -71,7 +72,10 @@ def test_serve_answers_a_png_over_http(trained_tiny, mlflow_cfg, tmp_path):
                                      headers={"Content-Type": "application/json"})
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(req, timeout=60)
-        assert err.value.code in (400, 500) and "not valid base64" in err.value.read().decode()
+        code, answer = err.value.code, json.loads(err.value.read().decode())
+        assert (code, answer["error_code"]) == (BAD_REQUEST, "INVALID_PARAMETER_VALUE")
+        assert answer["message"].endswith("Error: row 0: image_b64 is not valid base64")
+        assert "stack_trace" not in answer  # the client gets the reason, not the server's traceback
     finally:
         stop_process_group(proc)
 
@@ -104,21 +108,29 @@ def test_malformed_requests_get_4xx_and_the_server_keeps_answering(trained_tiny,
         start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     b64 = base64.b64encode
-    bad = {
-        "non-image bytes": _split("image_b64", b64(b"GIF89a but not really an image" * 10).decode()),
-        "bad base64": _split("image_b64", "%% not base64 %%"),
-        "wrong column": _split("pixels", "abc"),
-        "wrong JSON shape": json.dumps({"predict": [1, 2, 3]}).encode(),
-        "not JSON": b"{this is not json",
-        "huge non-image payload (8 MiB)": _split("image_b64", b64(os.urandom(8 << 20)).decode()),
-        "truncated PNG": _split("image_b64", b64(png[: len(png) // 2]).decode()),
+    bad = {  # what -> (body, error_code, the message's own words)
+        "non-image bytes": (_split("image_b64", b64(b"GIF89a but not really an image" * 10).decode()),
+                            "INVALID_PARAMETER_VALUE", "Error: bad image: "),
+        "bad base64": (_split("image_b64", "%% not base64 %%"), "INVALID_PARAMETER_VALUE",
+                       "Error: row 0: image_b64 is not valid base64"),
+        "wrong column": (_split("pixels", "abc"), "INVALID_PARAMETER_VALUE",  # the signature drops unknown columns
+                         "Error: input needs one of the columns ['image_b64', 'image', 'path']; the request had none"),
+        "wrong JSON shape": (json.dumps({"predict": [1, 2, 3]}).encode(), "BAD_REQUEST",
+                             "The input must be a JSON dictionary with exactly one of the input fields"),
+        "not JSON": (b"{this is not json", "BAD_REQUEST", "Ensure that input is a valid JSON formatted string"),
+        "huge non-image payload (8 MiB)": (_split("image_b64", b64(os.urandom(8 << 20)).decode()),
+                                           "INVALID_PARAMETER_VALUE", "Error: bad image: "),
+        "truncated PNG": (_split("image_b64", b64(png[: len(png) // 2]).decode()), "INVALID_PARAMETER_VALUE",
+                          "Error: bad image: "),
     }
     try:
         _wait_ping(url, proc)
-        answers = {what: _post(url, body) for what, body in bad.items()}
-        for what, (code, text) in answers.items():
-            assert 400 <= code < 500, f"{what}: HTTP {code} {text[:300]}"
-            assert "message" in json.loads(text), f"{what}: {text[:300]}"
+        for what, (body, error_code, words) in bad.items():
+            code, text = _post(url, body)
+            answer = json.loads(text)
+            assert (code, answer["error_code"]) == (BAD_REQUEST, error_code), f"{what}: HTTP {code} {text[:300]}"
+            assert words in answer["message"] and "stack_trace" not in answer, f"{what}: {text[:300]}"
+            assert len(text) < 20_000, f"{what}: the answer echoes the payload ({len(text)} chars)"
         assert proc.poll() is None
         code, text = _post(url, _split("image_b64", b64(png).decode()))  # still serving good requests
         assert code == 200 and json.loads(text)["predictions"][0]["label"]

@@ -43,3 +43,21 @@ def test_temperature_recovers_known_overconfidence():
 
 def test_empty_validation_keeps_t_one():
     assert fit_temperature(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long)) == 1.0
+
+
+def test_reliability_table_matches_scikit_learn_calibration_curve():
+    """Per-bin accuracy and confidence equal sklearn's calibration_curve on (correct, confidence)."""
+    from sklearn.calibration import calibration_curve
+
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(4) * 0.7, size=2000)
+    y = np.array([rng.choice(4, p=row ** 1.5 / (row ** 1.5).sum()) for row in probs])  # miscalibrated on purpose
+    conf, correct = probs.max(1), probs.argmax(1) == y
+    table = reliability_table(probs, y, n_bins=10)
+    used = table[table["count"] > 0]
+    acc, mean_conf = calibration_curve(correct, conf, n_bins=10, strategy="uniform")
+    np.testing.assert_allclose(used.accuracy, acc)
+    np.testing.assert_allclose(used.confidence, mean_conf)
+    counts = np.histogram(conf, bins=np.linspace(0, 1, 11))[0]
+    ece = float(np.sum(counts[counts > 0] / len(y) * np.abs(acc - mean_conf)))
+    assert expected_calibration_error(probs, y, n_bins=10) == pytest.approx(ece)

@@ -91,3 +91,20 @@ def test_class_without_positives_has_no_auc_and_is_skipped():
 
 def test_confusion_matrix_counts():
     assert confusion_matrix(np.array([1, 1, 0]), np.array([1, 0, 0]), 2).tolist() == [[1, 0], [1, 1]]
+
+
+def test_summary_matches_scikit_learn_on_a_random_case_with_an_absent_class():
+    from sklearn.metrics import accuracy_score, confusion_matrix as sk_confusion, precision_recall_fscore_support
+
+    rng = np.random.default_rng(1)
+    y = rng.choice([0, 1, 2, 4], size=400, p=[0.5, 0.3, 0.15, 0.05])  # class 3 never occurs
+    p = np.where(rng.random(400) < 0.6, y, rng.integers(0, 5, 400))
+    m, report, cm = summarize(y, p, list("abcde"))
+    assert cm.tolist() == sk_confusion(y, p, labels=range(5)).tolist()
+    assert m["accuracy"] == pytest.approx(accuracy_score(y, p))
+    prec, rec, f1, support = precision_recall_fscore_support(y, p, labels=range(5), average=None, zero_division=0)
+    np.testing.assert_allclose(report[["precision", "recall", "f1"]].to_numpy(), np.c_[prec, rec, f1])
+    assert report.support.tolist() == support.tolist()
+    for avg, labels in (("macro", [0, 1, 2, 4]), ("weighted", range(5))):
+        expected = precision_recall_fscore_support(y, p, labels=labels, average=avg, zero_division=0)[:3]
+        assert (m[f"{avg}_precision"], m[f"{avg}_recall"], m[f"{avg}_f1"]) == pytest.approx(expected)
