@@ -5,7 +5,10 @@ configured) or trigger the served deployment from the Prefect UI. Every stage is
 `dvc repro --single-item <stage>`, so DVC skips unchanged stages and a flow run shares one
 cache and one dvc.lock with `dvc repro`. Parameters from the UI are written into params.yaml
 (as `dvc exp run --set-param` does) and the finished run is saved with `dvc exp save`, so
-`dvc exp show` and the MLflow run (tag `vistune.dvc_experiment`) name the same experiment.
+`dvc exp show`, the Prefect flow run and the MLflow run carry one name. A run given form values
+then puts params.yaml, dvc.lock and the outputs back as it found them: the experiment keeps its
+own, and a later run with empty fields means the workspace's params.yaml again. The report
+artifacts are built in flows/summary.py.
 
 A stage task is cached by Prefect only under its dvc.lock entry and only while
 `dvc status <stage>` is clean, so "Cached" in the UI means exactly "DVC would skip it". A run
@@ -19,7 +22,6 @@ runs in a throwaway git worktree of HEAD on the same DVC cache and MLflow regist
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -28,13 +30,14 @@ from typing import Iterator, Literal
 
 from filelock import FileLock, Timeout
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
 from flows.dvc_cli import STAGES, StageFailed, dvc_output, run_dvc
 from flows.isolation import isolated_workspace, repo_git_lock
 from flows.params import PipelineParams, apply_overrides
+from flows.summary import publish_summary, read_json
 from flows.workspace import Snapshot, stage_cache_key
+from vistune.layout import Layout
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -153,102 +156,10 @@ def push_outputs(repo: str) -> str:
     return remote
 
 
-def _read(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def mlflow_ui() -> str:
-    """Base URL of the MLflow UI that `make up` starts (override with VISTUNE_MLFLOW_UI)."""
-    return os.environ.get("VISTUNE_MLFLOW_UI", "http://127.0.0.1:5000").rstrip("/")
-
-
-def confusion_counts(predictions: Path) -> list[dict]:
-    """Rows of the test confusion matrix (actual x predicted counts) from data/eval/predictions.csv."""
-    if not predictions.is_file():
-        return []
-    import pandas as pd
-
-    df = pd.read_csv(predictions, dtype=str)
-    table = pd.crosstab(df["actual"], df["predicted"])
-    labels = sorted(set(table.index) | set(table.columns))
-    table = table.reindex(index=labels, columns=labels, fill_value=0)
-    return [{"actual": a, **{f"pred {p}": int(table.loc[a, p]) for p in labels}} for a in labels]
-
-
-VALIDATION_KEYS = ("n_files", "n_good", "n_quarantined", "n_train", "n_val", "n_test", "n_classes",
-                   "imbalance_ratio", "bad_fraction", "n_exact_duplicates", "n_near_duplicates", "n_leaked",
-                   "n_warnings", "expectations_passed")
-
-
-def validation_rows(quality: dict) -> list[dict]:
-    """The validation summary as rows: headline counts plus every quarantine reason that fired."""
-    rows = [{"check": k, "value": quality[k]} for k in VALIDATION_KEYS if k in quality]
-    rows += [{"check": k, "value": v} for k, v in sorted(quality.items())
-             if k.startswith("quarantined_") and v]
-    return rows
-
-
-def _md_table(rows: list[dict]) -> str:
-    if not rows:
-        return "_none_\n"
-    cols = list(rows[0])
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
-
-
-@task
-def publish_summary(repo: str, experiment: str, isolated: bool = False) -> dict:
-    """Artifacts on the run: metrics, validation summary, confusion matrix, MLflow links."""
-    root = Path(repo)
-    metrics = _read(root / "data/eval/metrics.json")
-    quality = _read(root / "data/validated/summary.json")
-    reg = _read(root / "data/registry/registration.json")
-    confusion = confusion_counts(root / "data/eval/predictions.csv")
-    validation = validation_rows(quality)
-    rows = "\n".join(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |"
-                     for k, v in sorted(metrics.items()) if not isinstance(v, (dict, list)))
-    links = {}
-    if reg.get("run_id"):
-        links["run"] = f"{mlflow_ui()}/#/experiments/{reg.get('experiment_id', '0')}/runs/{reg['run_id']}"
-    if reg.get("version"):
-        links["version"] = f"{mlflow_ui()}/#/models/{reg.get('model_name')}/versions/{reg['version']}"
-    md = (
-        f"## vistune run `{experiment}`\n\n| metric | value |\n|---|---|\n{rows}\n\n"
-        f"**Data:** {quality.get('n_good', '?')} good images, {quality.get('n_quarantined', '?')} quarantined.\n\n"
-        f"**Registry:** `{reg.get('model_name', '?')}` v{reg.get('version', '?')} — "
-        f"{'promoted to champion' if reg.get('promoted') else 'kept as challenger'}: {reg.get('reason', '')}\n\n"
-        f"**MLflow:** [run `{reg.get('run_id', '?')}`]({links.get('run', '')}) · "
-        f"[model version {reg.get('version', '?')}]({links.get('version', '')}) (MLflow UI from `make up`; "
-        f"store `{reg.get('tracking_uri', '?')}`)\n\n"
-        f"**DVC experiment:** `{experiment}` (`dvc exp show`)\n\n"
-        f"### Validation summary\n\n{_md_table(validation)}\n"
-        f"### Test confusion matrix (counts)\n\n{_md_table(confusion)}\n"
-        + (f"Plots: `dvc exp apply {experiment}` brings this isolated run's outputs into the workspace, "
-           f"then `dvc plots show`\n" if isolated else
-           f"Plot: `{root / 'data/eval/confusion_matrix.png'}` (`dvc plots show`)\n")
-    )
-    create_markdown_artifact(markdown=md, key="vistune-run-summary", description="vistune pipeline summary")
-    if validation:
-        create_table_artifact(table=validation, key="vistune-validation", description="data validation summary")
-    if confusion:
-        create_table_artifact(table=confusion, key="vistune-confusion-matrix",
-                              description="test confusion matrix: rows actual, columns predicted")
-    if "run" in links:
-        create_link_artifact(link=links["run"], link_text=f"MLflow run {reg['run_id']}", key="vistune-mlflow-run")
-    if "version" in links:
-        create_link_artifact(link=links["version"], link_text=f"{reg.get('model_name')} v{reg['version']}",
-                             key="vistune-model-version")
-    return {"metrics": metrics, "registration": reg, "links": links, "confusion": confusion}
-
-
 def _run_stages(stages: tuple[str, ...], params: PipelineParams, repo: str, force: bool, experiment: str,
-                logger, store_root: str = "") -> tuple[dict, dict]:
-    """Apply params and run the stages; on failure say where it broke and roll the workspace back
-    (an isolated run's worktree is simply thrown away: `store_root` set)."""
-    snapshot = None if store_root else Snapshot(Path(repo))
-    if snapshot:
-        snapshot.take()
+                logger, snapshot: Snapshot | None, store_root: str = "") -> tuple[dict, dict]:
+    """Apply params and run the stages; on failure say where it broke and roll the workspace back to
+    `snapshot` (None for an isolated run: its worktree is simply thrown away, `store_root` set)."""
     states: dict[str, str] = {}
     stage = "apply-params"
     try:
@@ -272,6 +183,25 @@ def _run_stages(stages: tuple[str, ...], params: PipelineParams, repo: str, forc
     return overrides, states
 
 
+def _snapshot(root: Path, isolated: bool) -> Snapshot | None:
+    """The shared workspace as the run found it (rollback point); None in a throwaway worktree."""
+    if isolated:
+        return None
+    snapshot = Snapshot(root)
+    snapshot.take()
+    return snapshot
+
+
+def _give_workspace_back(snapshot: Snapshot, experiment: str, logger) -> None:
+    """After a run with form values: params.yaml, dvc.lock and outputs back as the run found them, so
+    the next run with empty fields uses those params. The run's own results stay in its DVC
+    experiment (`dvc exp apply <name>`), the DVC cache and the MLflow registry."""
+    snapshot.restore(logger.info, persistent=True)
+    where = f"DVC experiment `{experiment}` (`dvc exp apply {experiment}` brings them in)" if experiment else \
+        "the DVC cache and MLflow only (no experiment was saved)"
+    logger.info("this run's params and outputs are kept in %s; the workspace is as before the run", where)
+
+
 @flow(name="train-pipeline", log_prints=True)
 def train_pipeline(params: PipelineParams = PipelineParams(), repo: str = str(REPO), force: bool = False,
                    save_experiment: bool = True, workspace: Workspace = "shared") -> dict:
@@ -284,10 +214,13 @@ def train_pipeline(params: PipelineParams = PipelineParams(), repo: str = str(RE
     store_root = str(Path(repo).resolve()) if isolated else ""
     with run_workspace(Path(repo), workspace, logger) as root:
         work = str(root)
-        overrides, states = _run_stages(STAGES, params, work, force, experiment, logger, store_root)
+        snapshot = _snapshot(root, isolated)
+        overrides, states = _run_stages(STAGES, params, work, force, experiment, logger, snapshot, store_root)
         saved = record_experiment(work, experiment, repo) if save_experiment else ""
         pushed = push_outputs(work)
-        summary = publish_summary(work, saved or experiment, isolated)
+        summary = publish_summary(work, saved or experiment, isolated or bool(overrides))
+        if overrides and snapshot:
+            _give_workspace_back(snapshot, saved, logger)
     summary.update(stages=states, overrides=overrides, experiment=saved, pushed_to=pushed, workspace=workspace,
                    flow_run={"id": str(flow_run.id), "name": flow_run.name})
     return summary
@@ -298,9 +231,13 @@ def validate_only(data_source: str | None = None, repo: str = str(REPO)) -> dict
     """Ingest and validate a data source without training: a cheap data-quality check."""
     logger = get_run_logger()
     with workspace_lock(Path(repo), logger):
-        _, states = _run_stages(("ingest", "validate"), PipelineParams(data_source=data_source), repo, False, "",
-                                logger)
-    return {"stages": states, "summary": _read(Path(repo) / "data/validated/summary.json")}
+        snapshot = _snapshot(Path(repo), False)
+        overrides, states = _run_stages(("ingest", "validate"), PipelineParams(data_source=data_source), repo, False,
+                                        "", logger, snapshot)
+        summary = read_json(Layout(Path(repo)).validation_summary)
+        if overrides:
+            _give_workspace_back(snapshot, "", logger)
+    return {"stages": states, "summary": summary}
 
 
 if __name__ == "__main__":

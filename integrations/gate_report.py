@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 import yaml
 
+from integrations import tags as T
 from integrations.registry import Comparison
 from vistune.evaluate import significance as sig
 from vistune.models.classifier import Classifier
@@ -52,7 +53,7 @@ def champion_weights(client, name: str, version: str, dest: Path) -> Path:
     except (KeyError, TypeError):
         raise ValueError(f"v{version} is not a vistune pyfunc (no `model` artifact in its MLmodel)") from None
     weights = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{base}/{rel}", dst_path=str(dest)))
-    expected = client.get_model_version(name, version).tags.get("vistune.model_sha256")
+    expected = client.get_model_version(name, version).tags.get(T.MODEL_SHA256)
     if expected:
         verify_sha256(weights, expected, f"the vistune.model_sha256 tag of v{version}")
     return weights

@@ -16,7 +16,9 @@ import os
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
-PREFIX = "vistune.alias_history."
+from integrations import tags as T
+
+PREFIX = T.ALIAS_HISTORY
 MAX_REASON = 1500  # a tag value holds 5000 characters on sqlite; the rest of an entry is small
 
 

@@ -1,10 +1,13 @@
-"""Lineage stamped on every model version, and the way back from a version to its inputs.
+"""Lineage stamped on every run and model version, and the way back from a version to its inputs.
 
-Tags (`vistune.lineage.*` plus the existing `vistune.git_commit` / `vistune.dvc.<stage>:<out>`):
-git SHA and dirtiness, `dvc.lock` hash of every stage, the resolved params (md5 of their JSON;
-the full params are the run artifact `lineage/params.yaml`, and inline when short), the data
-manifest's sha256, the Prefect flow run (id, name, URL) and the Python/torch versions.
+Facts (keys in `integrations.tags`, each tagged once): `vistune.lineage.*` — git SHA and dirty
+files, the resolved params (md5 of their JSON; the full params are the run artifact
+`lineage/params.yaml`, and inline when short), the data manifest's sha256, the DVC experiment and
+Prefect flow run (id, name, URL), the Python/torch versions — plus `vistune.dvc.<stage>:<out>`,
+the md5 of every stage output (the registering stage's own outputs hashed as written).
 `vistune lineage <version>` prints them with the commands that rebuild that exact model.
+
+"Dirty" has one definition here (`dirty_files`), used by `register` and by every lineage tag.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ from pathlib import Path
 
 import yaml
 
+from integrations import dvcfiles, tags as T
 from vistune.errors import VistuneError
 from vistune.io import sha256_file
 
-TAG = "vistune.lineage."
+TAG = T.LINEAGE
 INLINE_PARAMS_MAX = 4500  # tag values hold 5000 characters on sqlite
 # Files a pipeline run itself rewrites: their content is recorded (params, dvc.lock hashes), so
 # a change to them alone does not make the source "dirty".
@@ -36,14 +40,8 @@ def _git(root: Path, *args: str) -> str | None:
         return None
 
 
-def dvc_outs(root: Path) -> list[str]:
-    """Every path dvc.yaml declares as a stage output (outs, metrics, plots)."""
-    f = root / "dvc.yaml"
-    if not f.is_file():
-        return []
-    stages = (yaml.safe_load(f.read_text()) or {}).get("stages", {})
-    return [next(iter(item)) if isinstance(item, dict) else str(item)
-            for body in stages.values() for section in ("outs", "metrics", "plots") for item in body.get(section, [])]
+def git_commit(root: Path) -> str:
+    return (_git(root, "rev-parse", "HEAD") or "").strip() or "unknown"
 
 
 def dirty_files(root: Path) -> list[str]:
@@ -52,7 +50,7 @@ def dirty_files(root: Path) -> list[str]:
     out = _git(root, "status", "--porcelain", "--untracked-files=no")
     if out is None:
         return []  # not a git checkout: nothing to compare against
-    outs = [o.rstrip("/") for o in dvc_outs(root)]
+    outs = [o.rstrip("/") for o in dvcfiles.declared_outs(root)]
     out_parents = {str(Path(o).parent) for o in outs}  # where DVC writes the .gitignore entries of its outs
     files = []
     for line in out.splitlines():
@@ -75,6 +73,23 @@ def check_clean(root: Path, allow_dirty: bool) -> list[str]:
     return dirty
 
 
+def run_context() -> dict[str, str]:
+    """The DVC experiment and Prefect flow run this process runs for (exported by flows/; DVC's own
+    `dvc exp run` exports DVC_EXP_NAME), '' when run by hand."""
+    return {
+        "dvc_experiment": os.environ.get("VISTUNE_DVC_EXPERIMENT") or os.environ.get("DVC_EXP_NAME", ""),
+        "prefect_flow_run_id": os.environ.get("VISTUNE_PREFECT_FLOW_RUN_ID", ""),
+        "prefect_flow_run_name": os.environ.get("VISTUNE_PREFECT_FLOW_RUN_NAME", ""),
+    }
+
+
+def run_name() -> str | None:
+    """The MLflow run's name: the DVC experiment's (= the Prefect flow run's), so one name finds the
+    run in all three tools; None (MLflow picks one) for a run outside any experiment or flow."""
+    ctx = run_context()
+    return ctx["dvc_experiment"] or ctx["prefect_flow_run_name"] or None
+
+
 def params_json(params: dict) -> str:
     return json.dumps(params, sort_keys=True, separators=(",", ":"), default=str)
 
@@ -85,34 +100,35 @@ def prefect_url(run_id: str) -> str:
     return f"{ui.rstrip('/')}/runs/flow-run/{run_id}" if ui and run_id else ""
 
 
-def version_tags(params: dict, manifest: Path, root: Path, dirty: list[str]) -> dict[str, str]:
-    """The lineage tags of one model version (strings, each under the tag-size limit)."""
+def facts(params: dict, manifest: Path, root: Path, dirty: list[str], stage: str = "register") -> dict[str, str]:
+    """Every lineage tag of one registration (strings under the tag-size limit, empty facts left out).
+
+    Call it after `stage` wrote its outputs: their hashes are those of the files it wrote."""
     import torch
 
-    commit = (_git(root, "rev-parse", "HEAD") or "unknown").strip() or "unknown"
     text = params_json(params)
-    run_id = os.environ.get("VISTUNE_PREFECT_FLOW_RUN_ID", "")
-    tags = {
-        "git_commit": commit,
+    ctx = run_context()
+    values = {
+        "git_commit": git_commit(root),
         "git_dirty": "true" if dirty else "false",
         "git_dirty_files": ", ".join(dirty)[:1000],
         "params_md5": hashlib.md5(text.encode()).hexdigest(),
         "params": text if len(text) <= INLINE_PARAMS_MAX else "",
         "data_manifest_sha256": sha256_file(manifest) if manifest.is_file() else "",
-        "prefect_flow_run_id": run_id,
-        "prefect_flow_run_name": os.environ.get("VISTUNE_PREFECT_FLOW_RUN_NAME", ""),
-        "prefect_flow_run_url": prefect_url(run_id),
-        "dvc_experiment": os.environ.get("VISTUNE_DVC_EXPERIMENT", ""),
+        **ctx,
+        "prefect_flow_run_url": prefect_url(ctx["prefect_flow_run_id"]),
         "python": platform.python_version(),
         "torch": torch.__version__,
     }
-    return {f"{TAG}{k}": v for k, v in tags.items() if v}
+    out = {T.lineage(k): v for k, v in values.items() if v}
+    out |= {T.dvc_out(st, path): md5 for (st, path), md5 in dvcfiles.out_hashes(root, written_by=stage).items()}
+    return out
 
 
 def version_params(client, name: str, version: str) -> dict:
     """The resolved params a version was trained with: inline tag, else the run's params artifact."""
     mv = client.get_model_version(name, version)
-    inline = mv.tags.get(f"{TAG}params")
+    inline = mv.tags.get(T.lineage("params"))
     if inline:
         return json.loads(inline)
     if not mv.run_id:
@@ -122,24 +138,24 @@ def version_params(client, name: str, version: str) -> dict:
 
 
 def describe(client, name: str, version: str) -> str:
-    """Text for `vistune lineage`: every lineage tag and the commands that rebuild the model."""
+    """Text for `vistune lineage`: each lineage fact once, then the commands that rebuild the model
+    (the git commit appears only there, in `git checkout`)."""
     mv = client.get_model_version(name, version)
-    tags = {k: v for k, v in sorted(mv.tags.items())
-            if k.startswith(TAG) or k.startswith("vistune.dvc.") or k in ("vistune.git_commit", "vistune.run_id")}
+    tags = {k: v for k, v in sorted(mv.tags.items()) if k.startswith(TAG) or k.startswith(T.DVC)}
     if not any(k.startswith(TAG) for k in tags):
         raise ValueError(f"v{version} of {name!r} carries no lineage tags (registered before lineage was recorded)")
+    shown = {T.lineage("params"), T.lineage("git_commit")}
     lines = [f"{name} v{version} (run {mv.run_id})"]
-    lines += [f"  {k.removeprefix(TAG) if k.startswith(TAG) else k.removeprefix('vistune.')}: {v}"
-              for k, v in tags.items() if k != f"{TAG}params"]
-    sha = tags.get(f"{TAG}git_commit", "unknown")
-    experiment = mv.tags.get(f"{TAG}dvc_experiment") or mv.tags.get("vistune.dvc_experiment")
+    lines += [f"  {k.removeprefix(TAG) if k.startswith(TAG) else k.removeprefix(T.PREFIX)}: {v}"
+              for k, v in tags.items() if k not in shown]
+    experiment = tags.get(T.lineage("dvc_experiment"))
     lines += ["", "reproduce:"]
     if experiment:
         lines.append(f"  dvc exp apply {experiment} && dvc repro")
-    lines += [f"  git checkout {sha}",
+    lines += [f"  git checkout {tags.get(T.lineage('git_commit'), 'unknown')}   # the commit it was trained from",
               f"  vistune lineage {version} --params-out params.yaml   # the exact params it was trained with",
               "  dvc repro"]
-    if tags.get(f"{TAG}git_dirty") == "true":
-        lines.append(f"  note: registered from a dirty tree ({tags.get(f'{TAG}git_dirty_files', '')}); "
-                     f"those edits are not in {sha[:12]}")
+    if tags.get(T.lineage("git_dirty")) == "true":
+        lines.append(f"  note: registered from a dirty tree ({tags.get(T.lineage('git_dirty_files'), '')}); "
+                     f"those edits are not in that commit")
     return "\n".join(lines)

@@ -18,11 +18,11 @@ from filelock import FileLock
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from integrations import history
+from integrations import history, tags as T
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
-TAG_PREFIX = "vistune."
+TAG_PREFIX = T.PREFIX  # kept for callers that spell keys from it; new code uses integrations.tags
 
 
 @dataclass
@@ -92,7 +92,7 @@ def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
 
 def version_metric(client: MlflowClient, name: str, version: str, metric: str) -> float | None:
     mv = client.get_model_version(name, version)
-    tagged = mv.tags.get(f"{TAG_PREFIX}{metric}")
+    tagged = mv.tags.get(T.metric(metric))
     if tagged is not None:
         return float(tagged)
     run_metrics = client.get_run(mv.run_id).data.metrics if mv.run_id else {}
@@ -109,11 +109,11 @@ def registry_lock(lock_dir: Path) -> Iterator[None]:
 
 def _record(client: MlflowClient, name: str, version: str, action: str, reason: str, previous: str | None) -> None:
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    client.set_model_version_tag(name, version, f"{TAG_PREFIX}last_action", action)
-    client.set_model_version_tag(name, version, f"{TAG_PREFIX}last_action_at", stamp)
-    client.set_model_version_tag(name, version, f"{TAG_PREFIX}decision_reason", reason)
+    client.set_model_version_tag(name, version, T.LAST_ACTION, action)
+    client.set_model_version_tag(name, version, T.LAST_ACTION_AT, stamp)
+    client.set_model_version_tag(name, version, T.DECISION_REASON, reason)
     if previous is not None and previous != version:
-        client.set_model_version_tag(name, version, f"{TAG_PREFIX}previous_champion", previous)
+        client.set_model_version_tag(name, version, T.PREVIOUS_CHAMPION, previous)
     client.update_model_version(name, version, description=f"[{stamp}] {action}: {reason}")
 
 
@@ -122,8 +122,8 @@ def _set_champion(client: MlflowClient, name: str, version: str, previous: str |
     client.set_registered_model_alias(name, CHAMPION, version)
     history.append(client, name, CHAMPION, previous, version, action, reason, actor)
     tags = client.get_model_version(name, version).tags
-    if tags.get(f"{TAG_PREFIX}rolled_back"):  # deliberately brought back: eligible for rollback again
-        client.delete_model_version_tag(name, version, f"{TAG_PREFIX}rolled_back")
+    if tags.get(T.ROLLED_BACK):  # deliberately brought back: eligible for rollback again
+        client.delete_model_version_tag(name, version, T.ROLLED_BACK)
 
 
 def _decide(value: float, champ: str | None, champ_value: float | None, metric: str, min_improvement: float,
@@ -163,7 +163,7 @@ def gate(client: MlflowClient, name: str, version: str, metric: str, value: floa
     is called under the lock, so it always judges against the champion actually replaced."""
     failures = list(failures or [])
     with registry_lock(lock_dir):
-        client.set_model_version_tag(name, version, f"{TAG_PREFIX}{metric}", repr(float(value)))
+        client.set_model_version_tag(name, version, T.metric(metric), repr(float(value)))
         old_challenger = alias_version(client, name, CHALLENGER)
         client.set_registered_model_alias(name, CHALLENGER, version)
         history.append(client, name, CHALLENGER, old_challenger, version, "gate", f"registered v{version}", actor)
@@ -175,11 +175,11 @@ def gate(client: MlflowClient, name: str, version: str, metric: str, value: floa
         promoted, reason = _decide(float(value), champ, champ_value, metric, min_improvement, failures, comparison)
         if promoted:
             _set_champion(client, name, version, champ, "gate", reason, actor)
-        client.set_model_version_tag(name, version, f"{TAG_PREFIX}gate", "promoted" if promoted else "rejected")
+        client.set_model_version_tag(name, version, T.GATE, "promoted" if promoted else "rejected")
         if failures:
-            client.set_model_version_tag(name, version, f"{TAG_PREFIX}gate_failures", "; ".join(failures))
+            client.set_model_version_tag(name, version, T.GATE_FAILURES, "; ".join(failures))
         if comparison is not None:
-            client.set_model_version_tag(name, version, f"{TAG_PREFIX}gate_significance", comparison.summary[:4000])
+            client.set_model_version_tag(name, version, T.GATE_SIGNIFICANCE, comparison.summary[:4000])
         _record(client, name, version, "gate: promoted to champion" if promoted else "gate: rejected", reason, champ)
         return Decision(version, promoted, reason, metric, float(value), champ, champ_value, failures,
                         comparison.summary if comparison is not None else None)
@@ -205,15 +205,15 @@ def _rollback_target(client: MlflowClient, name: str, current: str, to_time: str
             raise ValueError(f"model {name!r} had no champion at {when.isoformat()} (see `vistune history`)")
         if target == current:
             raise ValueError(f"v{current} was already champion at {when.isoformat()}; nothing to roll back")
-        if client.get_model_version(name, target).tags.get(f"{TAG_PREFIX}archived") == "true":
+        if client.get_model_version(name, target).tags.get(T.ARCHIVED) == "true":
             raise ValueError(f"v{target} (champion at {when.isoformat()}) is archived; `vistune promote {target}` "
                              f"to bring it back deliberately")
         return target
     unusable = {v.version for v in client.search_model_versions(f"name='{name}'")
-                if v.tags.get(f"{TAG_PREFIX}archived") == "true" or v.tags.get(f"{TAG_PREFIX}rolled_back") == "true"}
+                if v.tags.get(T.ARCHIVED) == "true" or v.tags.get(T.ROLLED_BACK) == "true"}
     target = history.previous_holder(entries, current, {str(v) for v in unusable})
     if target is None:  # stores written before the history existed: the version's own tag
-        target = client.get_model_version(name, current).tags.get(f"{TAG_PREFIX}previous_champion")
+        target = client.get_model_version(name, current).tags.get(T.PREVIOUS_CHAMPION)
     if not target:
         raise ValueError(f"champion v{current} of {name!r} records no previous champion to roll back to")
     return target
@@ -231,7 +231,7 @@ def rollback(client: MlflowClient, name: str, lock_dir: Path, to_time: str | Non
         why = f"rollback from v{current}" + (f" to the champion as of {to_time}" if to_time else "")
         _set_champion(client, name, target, current, "rollback", why, actor)
         _record(client, name, target, "rolled back to champion", why, None)
-        client.set_model_version_tag(name, current, f"{TAG_PREFIX}rolled_back", "true")
+        client.set_model_version_tag(name, current, T.ROLLED_BACK, "true")
         return current, target
 
 
@@ -244,5 +244,5 @@ def archive(client: MlflowClient, name: str, version: str, lock_dir: Path, actor
         for alias in mv.aliases or []:
             client.delete_registered_model_alias(name, alias)
             history.append(client, name, alias, version, None, "archive", f"v{version} archived", actor)
-        client.set_model_version_tag(name, version, f"{TAG_PREFIX}archived", "true")
+        client.set_model_version_tag(name, version, T.ARCHIVED, "true")
         _record(client, name, version, "archived", "manual archive", None)

@@ -1,5 +1,8 @@
 """The one MLflow adapter stages use: store location, run logging and model logging.
 
+`Tracker.open(cfg, root)` resolves the store once per run and holds the client, the experiment and
+the registry lock; `stages/register.py` goes through it and never imports mlflow itself.
+
 Paths in `register.tracking_uri` / `register.artifact_root` are relative to the repository
 root; they are made absolute here so a stage run from DVC, Prefect or a test agrees on the store.
 A flow run in an isolated worktree (flows/isolation.py) sets VISTUNE_STORE_ROOT to the main
@@ -12,11 +15,11 @@ import base64
 import hashlib
 import json
 import os
-import subprocess
 import urllib.error
 import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, TypeVar
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -24,11 +27,10 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 import mlflow  # noqa: E402
 from filelock import FileLock  # noqa: E402
 import pandas as pd  # noqa: E402
-import yaml  # noqa: E402
 from mlflow.models import ModelSignature  # noqa: E402
 from mlflow.types import ColSpec, Schema  # noqa: E402
 
-from integrations import retry  # noqa: E402
+from integrations import registry, retry, tags as T  # noqa: E402
 from vistune.config import RegisterCfg  # noqa: E402
 from vistune.errors import VistuneError  # noqa: E402
 from vistune.io import sha256_file  # noqa: E402
@@ -100,7 +102,7 @@ def with_retries(cfg: RegisterCfg, uri: str, what: str, fn):
         raise
 
 
-def setup(cfg: RegisterCfg, root: Path) -> str:
+def setup(cfg: RegisterCfg, root: Path, uri: str | None = None) -> str:
     """Point MLflow at the store and make sure the experiment exists; returns its id.
 
     A tracking server is pinged first (with retries) so a server that is down fails in seconds with
@@ -110,7 +112,7 @@ def setup(cfg: RegisterCfg, root: Path) -> str:
     A store opened directly (sqlite) is created, schema migrations included, by the first process
     that opens it; two parallel registrations doing that at once break MLflow's migration
     ("Online migration expected to match one row"), so opening it is done one at a time."""
-    uri = resolve_tracking_uri(cfg, root)
+    uri = uri or resolve_tracking_uri(cfg, root)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     if is_server(uri):
@@ -148,8 +150,7 @@ def idempotency_tags(model_file: Path, params: dict[str, Any], metrics: dict[str
     shaping = {**params, "register": {k: v for k, v in params.get("register", {}).items() if k not in _TRANSPORT_KEYS}}
     digest = hashlib.sha256(json.dumps(flatten(shaping), sort_keys=True, default=str).encode()).hexdigest()
     metrics_digest = hashlib.sha256(json.dumps(metrics, sort_keys=True, default=str).encode()).hexdigest()
-    return {"vistune.model_sha256": sha256_file(model_file), "vistune.params_sha256": digest,
-            "vistune.metrics_sha256": metrics_digest}
+    return {T.MODEL_SHA256: sha256_file(model_file), T.PARAMS_SHA256: digest, T.METRICS_SHA256: metrics_digest}
 
 
 def find_version(client: mlflow.MlflowClient, name: str, tags: dict[str, str]):
@@ -164,9 +165,9 @@ def find_version(client: mlflow.MlflowClient, name: str, tags: dict[str, str]):
     return min(hits, key=lambda mv: int(mv.version)) if hits else None
 
 
-def lock_dir(cfg: RegisterCfg, root: Path) -> Path:
+def lock_dir(cfg: RegisterCfg, root: Path, uri: str | None = None) -> Path:
     """Where the registry lock file lives: beside a sqlite store, else under mlflow/."""
-    uri = resolve_tracking_uri(cfg, root)
+    uri = uri or resolve_tracking_uri(cfg, root)
     return Path(uri.removeprefix("sqlite:///")).parent if uri.startswith("sqlite:///") else store_root(root) / "mlflow"
 
 
@@ -185,42 +186,6 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[key] = v
     return out
-
-
-def git_commit(root: Path) -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (subprocess.CalledProcessError, FileNotFoundError):
-        return "unknown"
-
-
-def git_dirty(root: Path) -> bool:
-    try:
-        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                             capture_output=True, text=True, check=True).stdout
-        return bool(out.strip())
-    except (subprocess.CalledProcessError, FileNotFoundError):
-        return False
-
-
-def dvc_stage_hashes(root: Path) -> dict[str, str]:
-    """md5 of every stage output recorded in dvc.lock: the data version a model came from."""
-    lock = root / "dvc.lock"
-    if not lock.is_file():
-        return {}
-    stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
-    return {
-        f"{stage}:{out['path']}": out.get("md5", "")
-        for stage, body in stages.items() for out in body.get("outs", [])
-    }
-
-
-def orchestration_tags() -> dict[str, str]:
-    """Tags naming the DVC experiment and Prefect flow run that produced this run (set by flows/)."""
-    keys = {"VISTUNE_DVC_EXPERIMENT": "vistune.dvc_experiment", "VISTUNE_PREFECT_FLOW_RUN_ID": "vistune.prefect_flow_run_id",
-            "VISTUNE_PREFECT_FLOW_RUN_NAME": "vistune.prefect_flow_run_name"}
-    return {tag: os.environ[env] for env, tag in keys.items() if os.environ.get(env)}
 
 
 def log_metrics_history(history: pd.DataFrame) -> None:
@@ -290,3 +255,85 @@ def log_model(model_file: Path, classes: list[str], example_image: bytes, regist
         info.registered_model_version = mlflow.register_model(info.model_uri, registered_name,
                                                               tags=version_tags).version
     return info
+
+
+_R = TypeVar("_R")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """Everything one pipeline run logs to MLflow, as typed values (the stage reads the files)."""
+
+    name: str | None  # the run's name: the DVC experiment / Prefect flow run (lineage.run_name)
+    params: dict[str, Any]  # resolved params.yaml, nested
+    metrics: dict[str, float]
+    history: pd.DataFrame  # per-epoch rows with an `epoch` column
+    manifest: pd.DataFrame  # the training data, logged as an MLflow dataset input
+    manifest_uri: str
+    artifacts: list[tuple[Path, str]]  # (file or folder, artifact path); missing ones are skipped
+    model_file: Path
+    classes: list[str]
+    example_image: bytes
+    calibration: Path | None = None
+    version_tags: dict[str, str] = field(default_factory=dict)  # set as the version is created
+
+
+@dataclass
+class Tracker:
+    """The MLflow side of one registration, opened once per run: store, experiment, client, lock."""
+
+    cfg: RegisterCfg
+    uri: str
+    experiment_id: str
+    lock: Path
+    client: mlflow.MlflowClient
+
+    @classmethod
+    def open(cls, cfg: RegisterCfg, root: Path) -> "Tracker":
+        uri = resolve_tracking_uri(cfg, root)
+        experiment_id = setup(cfg, root, uri)
+        return cls(cfg, uri, experiment_id, lock_dir(cfg, root, uri),
+                   mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri))
+
+    @property
+    def model_name(self) -> str:
+        return self.cfg.model_name
+
+    def retrying(self, what: str, fn: Callable[[], _R]) -> _R:
+        return with_retries(self.cfg, self.uri, what, fn)
+
+    def find_version(self, tags: dict[str, str]):
+        """The version registered earlier with all of `tags`, else None."""
+        return self.retrying("search model versions", lambda: find_version(self.client, self.model_name, tags))
+
+    def log_run(self, rec: RunRecord) -> tuple[str, str]:
+        """One MLflow run (params, metrics, dataset, artifacts, the pyfunc model) and the registered
+        version created from it; returns (run_id, version)."""
+        import warnings
+
+        with mlflow.start_run(experiment_id=self.experiment_id, run_name=rec.name) as active:
+            mlflow.log_params(flatten(rec.params))
+            mlflow.log_dict(rec.params, "lineage/params.yaml")  # the resolved params, for `vistune lineage`
+            with warnings.catch_warnings():  # schema-inference hints about integer columns are noise here
+                warnings.simplefilter("ignore", UserWarning)
+                dataset = mlflow.data.from_pandas(rec.manifest, source=rec.manifest_uri, name="image_manifest")
+                # two runs logging the same dataset at once hit a UNIQUE constraint in MLflow's sqlite store
+                with registry.registry_lock(self.lock):
+                    mlflow.log_input(dataset, context="training")
+            log_metrics_history(rec.history)
+            mlflow.log_metrics(rec.metrics)
+            log_artifacts(rec.artifacts)
+            info = log_model(rec.model_file, rec.classes, rec.example_image, registered_name=self.model_name,
+                             calibration=rec.calibration, version_tags=rec.version_tags)
+            return active.info.run_id, str(info.registered_model_version)
+
+    def tag(self, run_id: str | None, version: str, tags: dict[str, str]) -> None:
+        """The same tags on the run (one batch) and on its model version."""
+        from mlflow.entities import RunTag
+
+        if run_id:
+            items = [RunTag(k, v) for k, v in tags.items()]
+            for i in range(0, len(items), 100):  # MLflow's batch limit for tags
+                self.client.log_batch(run_id, tags=items[i:i + 100])
+        for k, v in tags.items():
+            self.client.set_model_version_tag(self.model_name, version, k, v)

@@ -2,136 +2,130 @@
 
 Logs flattened params, per-epoch metrics, test metrics, the validation report and evaluation
 plots; logs the pyfunc model, registers a version of `register.model_name`, makes it the
-`challenger` and promotes it to `champion` only if it beats the current champion.
+`challenger` and promotes it to `champion` only if it beats the current champion. Every MLflow
+call goes through `integrations.tracking.Tracker` (opened once here); the run is named after the
+DVC experiment / Prefect flow run, and its lineage tags are set last, once this stage's own
+outputs are written, so they carry those files' hashes.
 """
 
 from __future__ import annotations
 
 import sys
-import warnings
 from typing import Sequence
 
 import pandas as pd
 
-from integrations import gate_report, lineage, registry, tracking
+from integrations import gate_report, lineage, registry, tags as T, tracking
 from stages.cli import stage_main
 from vistune.config import Params, to_dict
 from vistune.errors import VistuneError
 from vistune.io import read_json, write_json
 from vistune.layout import Layout
-from vistune.evaluate.significance import GATE_TESTS
 
 
-def _example_image(layout: Layout) -> bytes:
-    manifest = pd.read_csv(layout.manifest, dtype={"label": str})
+def _example_image(manifest: pd.DataFrame, layout: Layout) -> bytes:
     return (layout.raw / manifest[manifest.split == "test"].path.iloc[0]).read_bytes()
 
 
-def run(params: Params, layout: Layout) -> dict:
-    import mlflow
+def _gate_report(layout: Layout):
+    return layout.registration.parent / "gate_report.md"
 
-    cfg = params.register
-    root = layout.root.resolve()
-    for needed in (layout.model, layout.eval_metrics, layout.validation_summary):
-        if not needed.is_file():
-            raise VistuneError(f"{needed}: missing; run `dvc repro` so the earlier stages produce it")
-    metrics = read_json(layout.eval_metrics)
-    if cfg.gate_metric not in metrics:
-        raise VistuneError(f"register.gate_metric {cfg.gate_metric!r} is not an evaluate metric; valid: {sorted(metrics)}")
-    if cfg.gate_test not in GATE_TESTS:
-        raise VistuneError(f"params.yaml: register.gate_test {cfg.gate_test!r} is unknown; valid: {list(GATE_TESTS)}")
-    dirty = lineage.check_clean(root, cfg.allow_dirty)  # refuses uncommitted source unless allowed
-    experiment_id = tracking.setup(cfg, root)
-    client = mlflow.MlflowClient()
-    uri = tracking.resolve_tracking_uri(cfg, root)
-    lock = tracking.lock_dir(cfg, root)
-    commit, dvc_hashes = tracking.git_commit(root), tracking.dvc_stage_hashes(root)
-    # idempotency: the same weights + params registered before (e.g. a re-run after the server came back)
-    key_tags = tracking.idempotency_tags(layout.model, to_dict(params), metrics)
-    existing = tracking.with_retries(cfg, uri, "search model versions",
-                                     lambda: tracking.find_version(client, cfg.model_name, key_tags))
-    if existing is not None:
-        return _reuse(client, existing, params, layout, metrics, experiment_id, uri)
+
+def _record(params: Params, layout: Layout, metrics: dict, key_tags: dict[str, str]) -> tracking.RunRecord:
+    """What this run logs: the files of the earlier stages, read once."""
     summary = read_json(layout.validation_summary)
     manifest = pd.read_csv(layout.manifest, dtype={"label": str})
-    classes = read_json(layout.prepared / "meta.json")["classes"]
-    with mlflow.start_run(experiment_id=experiment_id) as active:
-        mlflow.set_tags({
-            "vistune.git_commit": commit,
-            "vistune.git_dirty": str(tracking.git_dirty(root)).lower(),
-            "vistune.data_source": params.data.source,
-            **{f"vistune.dvc.{k}": v for k, v in dvc_hashes.items()},
-            **tracking.orchestration_tags(),
-        })
-        mlflow.log_params(tracking.flatten(to_dict(params)))
-        mlflow.log_dict(to_dict(params), "lineage/params.yaml")  # the resolved params, for `vistune lineage`
-        with warnings.catch_warnings():  # schema-inference hints about integer columns are noise here
-            warnings.simplefilter("ignore", UserWarning)
-            dataset = mlflow.data.from_pandas(manifest, source=layout.manifest.resolve().as_uri(), name="image_manifest")
-            # two runs logging the same dataset at once hit a UNIQUE constraint in MLflow's sqlite store
-            with registry.registry_lock(lock):
-                mlflow.log_input(dataset, context="training")
-        tracking.log_metrics_history(pd.read_csv(layout.train_history))
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
-        mlflow.log_metrics({f"validate_{k}": float(v) for k, v in summary.items() if isinstance(v, (int, float))})
-        tracking.log_artifacts([
+    logged = {k: float(v) for k, v in metrics.items()}
+    logged |= {f"validate_{k}": float(v) for k, v in summary.items() if isinstance(v, (int, float))}
+    return tracking.RunRecord(
+        name=lineage.run_name(), params=to_dict(params), metrics=logged,
+        history=pd.read_csv(layout.train_history), manifest=manifest, manifest_uri=layout.manifest.resolve().as_uri(),
+        artifacts=[
             (layout.eval_dir, "evaluate"),  # metrics, report, calibration, robustness, every plot
             (layout.validated, "validate"),
             (layout.validation_docs, "validate/data_docs"), (layout.augment_preview, "augment"),
             (layout.train_history, "train"), (layout.train_metrics, "train"),
             (layout.compress_dir, "compress"),  # variant table + files, when compress.enabled
-        ])
-        info = tracking.log_model(layout.model, classes, _example_image(layout), registered_name=cfg.model_name,
-                                  calibration=layout.calibration, version_tags=key_tags)
-        run_id = active.info.run_id
-    version = str(info.registered_model_version)
-    for key, value in {"run_id": run_id, "git_commit": commit}.items():
-        client.set_model_version_tag(cfg.model_name, version, f"vistune.{key}", value)
-    for k, v in dvc_hashes.items():
-        client.set_model_version_tag(cfg.model_name, version, f"vistune.dvc.{k}", v)
-    for key, _, _ in registry.THRESHOLDS:  # the figures the gate judged, visible on the version
-        if key in metrics:
-            client.set_model_version_tag(cfg.model_name, version, f"vistune.{key}", repr(float(metrics[key])))
-    for k, v in lineage.version_tags(to_dict(params), layout.manifest, root, dirty).items():
-        client.set_model_version_tag(cfg.model_name, version, k, v)
-    report = layout.registration.parent / "gate_report.md"
+        ],
+        model_file=layout.model, classes=read_json(layout.prepared / "meta.json")["classes"],
+        example_image=_example_image(manifest, layout), calibration=layout.calibration, version_tags=key_tags)
+
+
+def _check_inputs(params: Params, layout: Layout) -> dict:
+    for needed in (layout.model, layout.eval_metrics, layout.validation_summary):
+        if not needed.is_file():
+            raise VistuneError(f"{needed}: missing; run `dvc repro` so the earlier stages produce it")
+    metrics = read_json(layout.eval_metrics)
+    gate_metric = params.register.gate_metric
+    if gate_metric not in metrics:
+        raise VistuneError(f"register.gate_metric {gate_metric!r} is not an evaluate metric; valid: {sorted(metrics)}")
+    return metrics
+
+
+def run(params: Params, layout: Layout) -> dict:
+    cfg = params.register
+    root = layout.root.resolve()
+    metrics = _check_inputs(params, layout)
+    dirty = lineage.check_clean(root, cfg.allow_dirty)  # refuses uncommitted source unless allowed
+    tracker = tracking.Tracker.open(cfg, root)
+    # idempotency: the same weights + params registered before (e.g. a re-run after the server came back)
+    key_tags = tracking.idempotency_tags(layout.model, to_dict(params), metrics)
+    existing = tracker.find_version(key_tags)
+    if existing is not None:
+        return _reuse(tracker, existing, params, layout, metrics, dirty)
+    run_id, version = tracker.log_run(_record(params, layout, metrics, key_tags))
+    # the figures the gate judged, visible on the version
+    tracker.tag(None, version, {T.metric(key): repr(float(metrics[key])) for key, _, _ in registry.THRESHOLDS
+                                if key in metrics})
+    report = _gate_report(layout)
     gate_report.write(report, gate_report.placeholder(version, "no champion to compare with"), {})
-    decision = registry.gate(client, cfg.model_name, version, cfg.gate_metric, float(metrics[cfg.gate_metric]),
-                             cfg.min_improvement, lock_dir=lock,
+    decision = registry.gate(tracker.client, cfg.model_name, version, cfg.gate_metric, float(metrics[cfg.gate_metric]),
+                             cfg.min_improvement, lock_dir=tracker.lock,
                              failures=registry.threshold_failures(metrics, cfg),
-                             compare=gate_report.make_compare(client, cfg, layout, version, run_id, report))
-    receipt = {"model_name": cfg.model_name, "run_id": run_id, "experiment_id": experiment_id,
-               "tracking_uri": uri, "reused": False,
-               "gate_report": str(report.relative_to(layout.root)), **decision.as_dict()}
-    write_json(layout.registration, receipt)
+                             compare=gate_report.make_compare(tracker.client, cfg, layout, version, run_id, report))
+    receipt = _write_receipt(tracker, layout, run_id, False, decision)
+    tracker.tag(run_id, version, lineage.facts(to_dict(params), layout.manifest, root, dirty))
     verdict = "PROMOTED to champion" if decision.promoted else "kept as challenger"
     print(f"registered {cfg.model_name} v{version} (run {run_id}): {verdict}. {decision.reason}")
     return receipt
 
 
-def _reuse(client, mv, params: Params, layout: Layout, metrics: dict, experiment_id: str, uri: str) -> dict:
+def _write_receipt(tracker: tracking.Tracker, layout: Layout, run_id: str, reused: bool,
+                   decision: registry.Decision) -> dict:
+    receipt = {"model_name": tracker.model_name, "run_id": run_id, "experiment_id": tracker.experiment_id,
+               "tracking_uri": tracker.uri, "reused": reused,
+               "gate_report": str(_gate_report(layout).relative_to(layout.root)), **decision.as_dict()}
+    write_json(layout.registration, receipt)
+    return receipt
+
+
+def _earlier_decision(tracker: tracking.Tracker, version: str, metrics: dict) -> registry.Decision:
+    cfg = tracker.cfg
+    tags = tracker.client.get_model_version(cfg.model_name, version).tags
+    return registry.Decision(
+        version, tags.get(T.GATE) == "promoted", tags.get(T.DECISION_REASON, ""), cfg.gate_metric,
+        float(metrics[cfg.gate_metric]), tags.get(T.PREVIOUS_CHAMPION), None,
+        [f for f in tags.get(T.GATE_FAILURES, "").split("; ") if f])
+
+
+def _reuse(tracker: tracking.Tracker, mv, params: Params, layout: Layout, metrics: dict, dirty: list[str]) -> dict:
     """Receipt for a version registered earlier from the same weights and params: no new run or
-    version; the gate runs only if the earlier attempt died before it."""
+    version; the gate, and the lineage tags, run only if the earlier attempt died before them."""
     cfg = params.register
     version = str(mv.version)
-    if mv.tags.get(f"{registry.TAG_PREFIX}gate"):
-        tags = client.get_model_version(cfg.model_name, version).tags
-        decision = registry.Decision(
-            version, tags.get(f"{registry.TAG_PREFIX}gate") == "promoted", tags.get(f"{registry.TAG_PREFIX}decision_reason", ""),
-            cfg.gate_metric, float(metrics[cfg.gate_metric]), tags.get(f"{registry.TAG_PREFIX}previous_champion"), None,
-            [f for f in tags.get(f"{registry.TAG_PREFIX}gate_failures", "").split("; ") if f])
+    if mv.tags.get(T.GATE):
+        decision = _earlier_decision(tracker, version, metrics)
     else:
-        decision = registry.gate(client, cfg.model_name, version, cfg.gate_metric, float(metrics[cfg.gate_metric]),
-                                 cfg.min_improvement, lock_dir=tracking.lock_dir(cfg, layout.root.resolve()),
+        decision = registry.gate(tracker.client, cfg.model_name, version, cfg.gate_metric,
+                                 float(metrics[cfg.gate_metric]), cfg.min_improvement, lock_dir=tracker.lock,
                                  failures=registry.threshold_failures(metrics, cfg))
-    report = layout.registration.parent / "gate_report.md"
+    report = _gate_report(layout)
     if not report.is_file():  # a DVC out: must exist even when nothing new was gated here
         gate_report.write(report, gate_report.placeholder(version, "version reused; its run's gate/ artifacts hold "
                                                                    "the report of its first gate"), {})
-    receipt = {"model_name": cfg.model_name, "run_id": mv.run_id, "experiment_id": experiment_id,
-               "tracking_uri": uri, "reused": True, "gate_report": str(report.relative_to(layout.root)),
-               **decision.as_dict()}
-    write_json(layout.registration, receipt)
+    receipt = _write_receipt(tracker, layout, mv.run_id, True, decision)
+    if T.lineage("git_commit") not in mv.tags:
+        tracker.tag(mv.run_id, version, lineage.facts(to_dict(params), layout.manifest, layout.root.resolve(), dirty))
     print(f"{cfg.model_name} v{version} already holds these weights and params (run {mv.run_id}): "
           f"not registered again. {decision.reason}")
     return receipt

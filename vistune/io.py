@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -45,6 +46,19 @@ def write_text(path: str | Path, text: str) -> None:
 
 def write_json(path: str | Path, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def save_torch(obj: Any, path: str | Path) -> None:
+    """`torch.save` with the same bytes for the same content, written atomically.
+
+    torch names the archive's inner folder after the file it writes to, so saving straight to
+    atomic_path's random temp name gave identical weights a new md5 each run (and DVC reran
+    everything downstream). A buffer is always named `archive`."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    write_bytes(path, buf.getvalue())
 
 
 def read_json(path: str | Path) -> Any:

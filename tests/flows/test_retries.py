@@ -244,3 +244,27 @@ def test_stage_that_always_fails_leaves_outputs_and_champion(repo: Path, tmp_pat
     assert tree_hash(repo / "data/raw") == raw and tree_hash(repo / "data/validated") == validated
     assert _champion(repo) == champion
     assert "changed" not in _run(["dvc", "status", "ingest", "validate"], repo)
+
+
+def test_run_with_form_values_gives_the_workspace_back(repo: Path, tmp_path: Path):
+    """A run given a form value uses it, then leaves params.yaml, dvc.lock and the outputs as it found
+    them: the next run with empty fields means the workspace's params.yaml again."""
+    import shutil
+
+    from flows.pipeline import validate_only
+
+    source = tmp_path / "source"  # 3 classes x 6 of the repo's own digits, as one folder of class folders
+    for label in ("0", "1", "2"):
+        (source / label).mkdir(parents=True)
+        for i, png in enumerate(sorted((repo / "data/raw/train" / label).glob("*.png"))[:6]):
+            shutil.copy2(png, source / label / f"{i}.png")
+    kept = ("params.yaml", "dvc.lock", "data/ingest/report.json", "data/validated/summary.json")
+    before = {p: (repo / p).read_bytes() for p in kept}
+    raw = tree_hash(repo / "data/raw")
+
+    state = validate_only(data_source=str(source), repo=str(repo), return_state=True)
+    assert state.is_completed(), state
+    assert state.result()["summary"]["n_good"] == 18  # the form value was used ...
+    assert {p: (repo / p).read_bytes() for p in kept} == before  # ... and the workspace is as it was
+    assert tree_hash(repo / "data/raw") == raw
+    assert "changed" not in _run(["dvc", "status", "ingest", "validate"], repo)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from flows.pipeline import confusion_counts, validation_rows
+from flows.summary import confusion_counts, validation_rows
 
 
 def _outputs(root: Path) -> Path:
@@ -41,7 +41,7 @@ def test_publish_summary_creates_artifacts_with_mlflow_links(tmp_path: Path, har
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-    from flows.pipeline import publish_summary
+    from flows.summary import publish_summary
 
     monkeypatch.setenv("VISTUNE_MLFLOW_UI", "http://mlflow.test:5000/")
     root = _outputs(tmp_path)

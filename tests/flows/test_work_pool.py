@@ -158,8 +158,9 @@ def test_two_workers_run_isolated_pipelines_in_parallel(postgres, tmp_path: Path
     experiment_id = client.get_experiment_by_name("vistune").experiment_id
     mlflow_runs = {}
     for key, run in runs.items():
-        tagged = client.search_runs([experiment_id], filter_string=f"tags.`vistune.dvc_experiment` = '{run.name}'")
+        tagged = client.search_runs([experiment_id], filter_string=f"tags.`vistune.lineage.dvc_experiment` = '{run.name}'")
         assert len(tagged) == 1, f"{run.name}: {len(tagged)} MLflow runs"
+        assert tagged[0].info.run_name == run.name  # one name in Prefect, DVC and MLflow
         assert float(tagged[0].data.params["train.lr"]) == RUNS[key]["lr"]
         mlflow_runs[key] = tagged[0].info.run_id
     versions = client.search_model_versions("name='vistune-classifier'")

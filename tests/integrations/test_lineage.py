@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import platform
 import shutil
 import subprocess
@@ -54,16 +55,27 @@ def test_version_carries_lineage_and_lineage_reproduces_params(trained_tiny, mlf
     client, _ = tracking.open_registry(mlflow_cfg, tmp_path)
     tags = client.get_model_version(NAME, receipt["version"]).tags
     t = lineage.TAG
-    assert tags[f"{t}git_commit"] == sha == tags["vistune.git_commit"] and tags[f"{t}git_dirty"] == "false"
+    assert tags[f"{t}git_commit"] == sha and tags[f"{t}git_dirty"] == "false"
+    assert not {"vistune.git_commit", "vistune.run_id", "vistune.dvc_experiment"} & set(tags)  # each fact once
     assert tags[f"{t}data_manifest_sha256"] == sha256_file(lay.manifest)
     assert tags[f"{t}prefect_flow_run_id"] == "0b5e-run-id"
     assert tags[f"{t}prefect_flow_run_url"] == "http://127.0.0.1:4200/runs/flow-run/0b5e-run-id"
     assert tags[f"{t}python"] == platform.python_version() and tags[f"{t}torch"] == torch.__version__
     lock = yaml.safe_load((REPO / "dvc.lock").read_text())["stages"]
-    for stage, body in lock.items():  # the dvc.lock hash of every stage output
+    for stage, body in lock.items():  # the dvc.lock hash of every earlier stage's output ...
         for out in body.get("outs", []):
-            assert tags[f"vistune.dvc.{stage}:{out['path']}"] == out.get("md5", "")
+            if stage != "register":
+                assert tags[f"vistune.dvc.{stage}:{out['path']}"] == out.get("md5", "")
+    for out in ("data/registry/registration.json", "data/registry/gate_report.md"):  # ... and of the files it wrote
+        written = hashlib.md5((lay.root / out).read_bytes()).hexdigest()
+        assert tags[f"vistune.dvc.register:{out}"] == written
+    committed = {o["path"]: o["md5"] for o in lock["register"]["outs"]}  # the placeholder dvc.lock still names
+    assert tags["vistune.dvc.register:data/registry/registration.json"] != committed["data/registry/registration.json"]
     assert len(tags[f"{t}params_md5"]) == 32
+    run = client.get_run(receipt["run_id"])
+    assert run.info.run_name == "brisk-heron"  # named like the DVC experiment / Prefect flow run
+    assert {k: v for k, v in run.data.tags.items() if k.startswith("vistune.")} == {
+        k: v for k, v in tags.items() if k.startswith(("vistune.lineage.", "vistune.dvc."))}
 
     params_out = tmp_path / "reproduced.yaml"
     args = ["--params", str(write_params_file(tmp_path / "p.yaml", mlflow_cfg)), "--root", str(tmp_path)]
@@ -71,6 +83,7 @@ def test_version_carries_lineage_and_lineage_reproduces_params(trained_tiny, mlf
     assert cli.main([*args, "lineage", receipt["version"], "--params-out", str(params_out)]) == 0
     out = capsys.readouterr().out
     assert f"git checkout {sha}" in out and "dvc repro" in out and "dvc exp apply brisk-heron" in out
+    assert out.count(sha) == 1  # the commit is printed once
     assert "prefect_flow_run_url: http://127.0.0.1:4200/runs/flow-run/0b5e-run-id" in out
     assert yaml.safe_load(params_out.read_text()) == to_dict(params)
     # the params artifact is the fallback when the inline tag is absent (large params)

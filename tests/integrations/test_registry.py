@@ -47,7 +47,9 @@ def test_gate_accepts_better_and_rejects_worse(trained_tiny, mlflow_cfg, tmp_pat
     arts = {a.path for a in client.list_artifacts(mv.run_id, "evaluate")}
     assert {"evaluate/metrics.json", "evaluate/robustness.png", "evaluate/gradcam.png", "evaluate/calibration.json"} <= arts
     assert "validate/summary.json" in {a.path for a in client.list_artifacts(mv.run_id, "validate")}
-    assert run.data.tags["vistune.git_commit"]
+    assert run.data.tags["vistune.lineage.git_commit"] and "vistune.git_commit" not in run.data.tags  # one key per fact
+    assert {k: v for k, v in run.data.tags.items() if k.startswith("vistune.")} == {
+        k: v for k, v in mv.tags.items() if k.startswith(("vistune.lineage.", "vistune.dvc."))}  # same facts on both
     assert run.inputs.dataset_inputs and run.inputs.dataset_inputs[0].dataset.name == "image_manifest"
 
 

@@ -8,6 +8,9 @@ import numpy as np
 
 from vistune.io import atomic_path
 
+# no "Software: Matplotlib version ..." chunk: the pixels alone decide a plot file's bytes (and DVC md5)
+PNG_METADATA = {"Software": None}
+
 
 def confusion_matrix_png(cm: np.ndarray, classes: list[str], path: Path, title: str = "Confusion matrix") -> None:
     """Counts on the left, row-normalized (recall) on the right."""
@@ -36,7 +39,7 @@ def confusion_matrix_png(cm: np.ndarray, classes: list[str], path: Path, title: 
         fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
+        fig.savefig(tmp, format="png", dpi=100, metadata=PNG_METADATA)
     plt.close(fig)
 
 
@@ -53,7 +56,7 @@ def _save(fig, path: Path) -> None:
     plt = _plt()
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
+        fig.savefig(tmp, format="png", dpi=100, metadata=PNG_METADATA)
     plt.close(fig)
 
 

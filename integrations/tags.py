@@ -1,0 +1,54 @@
+"""Every MLflow tag key vistune writes, spelled once (runs, model versions, the registered model).
+
+- Lineage (`vistune.lineage.<fact>`): where a model came from. The same facts, under the same keys,
+  go on the MLflow run and on its model version; `vistune lineage` prints them.
+- DVC hashes (`vistune.dvc.<stage>:<out>`): the md5 DVC records for each stage output.
+- Identity (`vistune.model_sha256`, ...): what makes two registrations the same (idempotency).
+- Gate and alias actions (`vistune.gate`, ...): set by `integrations.registry`; the gate's figures are
+  `vistune.<metric>` (e.g. `vistune.test_macro_f1`).
+- Alias history (`vistune.alias_history.<seq>`, on the registered model): `integrations.history`.
+"""
+
+from __future__ import annotations
+
+PREFIX = "vistune."
+
+LINEAGE = f"{PREFIX}lineage."
+# the facts under LINEAGE (see integrations.lineage.facts)
+LINEAGE_FACTS = ("git_commit", "git_dirty", "git_dirty_files", "params_md5", "params", "data_manifest_sha256",
+                 "dvc_experiment", "prefect_flow_run_id", "prefect_flow_run_name", "prefect_flow_run_url",
+                 "python", "torch")
+DVC = f"{PREFIX}dvc."
+
+MODEL_SHA256 = f"{PREFIX}model_sha256"
+PARAMS_SHA256 = f"{PREFIX}params_sha256"
+METRICS_SHA256 = f"{PREFIX}metrics_sha256"
+
+GATE = f"{PREFIX}gate"  # promoted | rejected
+GATE_FAILURES = f"{PREFIX}gate_failures"
+GATE_SIGNIFICANCE = f"{PREFIX}gate_significance"
+DECISION_REASON = f"{PREFIX}decision_reason"
+PREVIOUS_CHAMPION = f"{PREFIX}previous_champion"
+LAST_ACTION = f"{PREFIX}last_action"
+LAST_ACTION_AT = f"{PREFIX}last_action_at"
+ROLLED_BACK = f"{PREFIX}rolled_back"
+ARCHIVED = f"{PREFIX}archived"
+
+ALIAS_HISTORY = f"{PREFIX}alias_history."
+
+
+def lineage(fact: str) -> str:
+    """`vistune.lineage.<fact>`; an unknown fact is a programming error, caught here."""
+    if fact not in LINEAGE_FACTS:
+        raise KeyError(f"unknown lineage fact {fact!r}; valid: {list(LINEAGE_FACTS)}")
+    return f"{LINEAGE}{fact}"
+
+
+def dvc_out(stage: str, path: str) -> str:
+    """`vistune.dvc.<stage>:<out path>`: the md5 of that stage output."""
+    return f"{DVC}{stage}:{path}"
+
+
+def metric(key: str) -> str:
+    """`vistune.<metric>`: a figure the gate judged, kept on the version."""
+    return f"{PREFIX}{key}"
