@@ -24,7 +24,7 @@ from vistune.train.finetune import create_strategy
 from vistune.io import write_json, write_text
 from vistune.layout import Layout
 from vistune.train.loop import FitResult, fit, set_seed
-from vistune.models.inference import resolve_device
+from vistune.models.inference import amp_dtype, resolve_device
 
 
 def run(cfg: TrainCfg, augment: AugmentCfg, layout: Layout, progress: bool = True) -> FitResult:
@@ -44,8 +44,11 @@ def _run(cfg: TrainCfg, augment: AugmentCfg, layout: Layout, progress: bool, dis
     trainable = sum(p.numel() for g in strategy.param_groups(backbone, cfg.weight_decay) for p in g["params"])
     total = sum(p.numel() for p in backbone.model.parameters())
     say = print if dist.is_main else (lambda *a, **k: None)
+    device = resolve_device(cfg.device)
+    precision = str(amp_dtype(device, cfg.amp, cfg.amp_dtype) or "float32").replace("torch.", "")
     say(f"{cfg.model} ({cfg.pretrained}) strategy={cfg.strategy}: {trainable:,}/{total:,} trainable params "
-        f"on {resolve_device(cfg.device)}{f' x{dist.world_size} (DDP)' if dist.enabled else ''}, "
+        f"on {device}{f' x{dist.world_size} (DDP)' if dist.enabled else ''} ({precision}"
+        f"{', channels_last' if cfg.channels_last else ''}), "
         f"{len(data.splits['train'])} train images at {data.image_size}px", flush=True)
     result = fit(backbone, strategy, data, cfg, augment, checkpoint=layout.checkpoint, progress=progress, dist=dist)
     if result.resumed_from_epoch:

@@ -114,3 +114,57 @@ def test_resume_equals_uninterrupted(tmp_path):
     last_b = torch.load(tmp_path / "b.pt", weights_only=True)
     for k, v in last_a["model"].items():
         assert torch.equal(v, last_b["model"][k]), k
+
+
+def test_prepared_split_is_read_in_place(tmp_path):
+    """`tensors()` shares the memory map: a split is never copied whole into RAM."""
+    from vistune.data.prepared import load_prepared, save_meta, save_split
+
+    data = tiny_data()
+    for name, s in data.splits.items():
+        save_split(tmp_path, name, s.images, s.labels)
+    save_meta(tmp_path, data.classes, 16, {k: len(v) for k, v in data.splits.items()})
+    loaded = load_prepared(tmp_path)
+    x, y = loaded.tensors("train")
+    arr = loaded.splits["train"].images
+    assert isinstance(arr, np.memmap) and x.data_ptr() == arr.ctypes.data
+    assert torch.equal(x, torch.from_numpy(data.splits["train"].images)) and y.dtype == torch.int64
+
+
+def test_split_writer_streams_into_a_loadable_npy(tmp_path):
+    from vistune.data.prepared import split_writer
+
+    src = tiny_data().splits["train"].images
+    with split_writer(tmp_path, "train", len(src), 16) as out:
+        assert not (tmp_path / "train_images.npy").exists()  # lands only when complete
+        for i in range(len(src)):
+            out[i] = src[i]
+    assert np.array_equal(np.load(tmp_path / "train_images.npy"), src)
+    with pytest.raises(RuntimeError):
+        with split_writer(tmp_path, "val", 3, 16):
+            raise RuntimeError("decode failed half-way")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train_images.npy"]  # no partial file left
+
+
+def test_fit_runs_channels_last_and_exports_plain_layout():
+    before = torch.get_num_threads()
+    try:
+        b, res = _fit(dataclasses.replace(TCFG, epochs=1, threads=1))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert b.model.conv1[0].weight.is_contiguous(memory_format=torch.channels_last)  # trained NHWC
+    assert all(v.is_contiguous() for v in res.state_dict.values())  # saved NCHW, as before
+
+
+def test_fit_takes_its_own_loss():
+    """`loss_fn` replaces cross-entropy for every step (what distillation plugs in)."""
+    calls = []
+
+    def loss_fn(logits, batch):
+        calls.append(len(batch.y))
+        return torch.nn.functional.cross_entropy(logits.float(), batch.y)
+
+    _, res = _fit(dataclasses.replace(TCFG, epochs=2), loss_fn=loss_fn)
+    assert calls == [16, 16, 8] * 2  # 40 images, batch 16, two epochs
+    assert all(np.isfinite(r["train_loss"]) for r in res.history)

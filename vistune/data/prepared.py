@@ -5,8 +5,10 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -31,8 +33,21 @@ class PreparedData:
     splits: dict[str, SplitArrays]
 
     def tensors(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tensors that share memory with the arrays: a memory-mapped split is not read into RAM
+        (pages load as batches touch them); treat the images as read-only."""
         s = self.splits[split]
-        return torch.from_numpy(np.array(s.images)), torch.from_numpy(s.labels.astype(np.int64))
+        images = s.images if s.images.flags.writeable else _copy_on_write(s.images)
+        return torch.from_numpy(images), torch.from_numpy(np.asarray(s.labels, dtype=np.int64))
+
+
+def _copy_on_write(images: np.ndarray) -> np.ndarray:
+    """A read-only memory map (mmap_mode="r") reopened copy-on-write: torch needs a writable array."""
+    path = getattr(images, "filename", None)
+    if isinstance(images, np.memmap) and path:
+        whole = np.load(path, mmap_mode="c")
+        if whole.shape == images.shape and whole.dtype == images.dtype:
+            return whole
+    return np.array(images)  # read-only and not a file: the one case that copies
 
 
 def save_split(out_dir: Path, split: str, images: np.ndarray, labels: np.ndarray) -> None:
@@ -40,6 +55,16 @@ def save_split(out_dir: Path, split: str, images: np.ndarray, labels: np.ndarray
         with atomic_path(out_dir / f"{split}_{suffix}.npy") as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, arr)
+
+
+@contextlib.contextmanager
+def split_writer(out_dir: Path, split: str, n: int, image_size: int) -> Iterator[np.ndarray]:
+    """A writable N x 3 x S x S uint8 `.npy` memory map filled in place (decode straight into it, no
+    whole-split array in RAM); it lands atomically as `<split>_images.npy` when the block exits cleanly."""
+    with atomic_path(out_dir / f"{split}_images.npy") as tmp:
+        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, 3, image_size, image_size))
+        yield arr
+        arr.flush()
 
 
 def save_meta(out_dir: Path, classes: list[str], image_size: int, counts: dict[str, int]) -> None:
@@ -55,7 +80,7 @@ def load_prepared(prepared_dir: str | Path, splits: tuple[str, ...] = ("train", 
     arrays = {}
     for s in splits:
         arrays[s] = SplitArrays(
-            images=np.load(d / f"{s}_images.npy", mmap_mode="r"),
+            images=np.load(d / f"{s}_images.npy", mmap_mode="c"),  # copy-on-write: torch-writable, never written
             labels=np.load(d / f"{s}_labels.npy"),
         )
     return PreparedData(classes=list(meta["classes"]), image_size=int(meta["image_size"]), splits=arrays)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vistune.models.backbones import Backbone
-from vistune.data.preprocess import normalize
+from vistune.models.inference import to_device
 
 
 def target_layer(model: nn.Module, sample: torch.Tensor, min_side: int = 4) -> nn.Module:
@@ -39,9 +39,9 @@ def target_layer(model: nn.Module, sample: torch.Tensor, min_side: int = 4) -> n
 
 def gradcam(backbone: Backbone, images: torch.Tensor, target: torch.Tensor, device: torch.device) -> np.ndarray:
     """uint8 NCHW + class index per image -> N x H x W heatmaps in [0, 1]."""
-    model = backbone.model.eval()
+    model = backbone.net.to(device).eval()  # fp32: gradients of a class score need the precision
     store: dict[str, torch.Tensor] = {}
-    x = normalize(images.to(device), backbone.mean, backbone.std)
+    x = to_device(images, device)
     layer = target_layer(model, x[:1])
     handle = layer.register_forward_hook(lambda _m, _i, out: store.__setitem__("act", out))
     try:

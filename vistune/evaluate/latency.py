@@ -1,4 +1,8 @@
-"""Latency and size of the model as it would be served: file size, throughput, p50/p95."""
+"""Latency and size of the model as it would be served: file size, throughput, p50/p95.
+
+Timed through `predict_logits`, the served path: normalization inside the model, channels_last,
+the same autocast as training and the test metrics (a model from `Classifier.load` is placed so).
+"""
 
 from __future__ import annotations
 

@@ -3,11 +3,12 @@
 Corruptions (Gaussian noise, blur, salt-and-pepper, brightness) act on uint8 NCHW batches at
 severities 1..5 with a fixed seed; attacks (FGSM, PGD under an L-inf ball) perturb pixels in
 [0, 1] before the model's own normalization, so epsilon is in pixel units (8/255 ~ 0.031).
+Every row runs the served path (`Backbone.net`: channels_last, the same autocast as the test
+metrics), so the "clean" row equals the test accuracy on the same images.
 """
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Callable
 
 import numpy as np
@@ -15,9 +16,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from vistune.train.adversarial import fgsm, pgd
 from vistune.models.backbones import Backbone
-from vistune.data.preprocess import normalize
+from vistune.models.inference import autocast, to_device
+from vistune.train.adversarial import fgsm, pgd
 
 # severity 1..5 -> strength; index 0 unused
 _NOISE_STD = (0, 0.04, 0.08, 0.12, 0.18, 0.26)  # fraction of the pixel range
@@ -70,58 +71,55 @@ CORRUPTIONS: dict[str, Callable[[torch.Tensor, int, torch.Generator], torch.Tens
 }
 
 
-def _logits(backbone: Backbone, x01: torch.Tensor) -> torch.Tensor:
-    return backbone.model(normalize(x01, backbone.mean, backbone.std))
-
-
 def attack(backbone: Backbone, images: torch.Tensor, labels: torch.Tensor, eps: float, steps: int,
-           device: torch.device) -> torch.Tensor:
+           device: torch.device, amp: bool = True) -> torch.Tensor:
     """FGSM when steps == 1, else PGD with step 2.5 * eps / steps (Madry et al.'s rule of thumb).
 
     Returns adversarial pixels in [0, 1] (float, on `device`) that maximize cross-entropy
     within `eps` of the originals. The attack itself is `vistune.train.adversarial` (shared with training).
     """
-    backbone.model.eval()
-    x0 = images.to(device).float() / 255
-    y = labels.to(device)
-    norm = partial(normalize, mean=backbone.mean, std=backbone.std)
-    if steps == 1:
-        return fgsm(backbone.model, x0, y, eps, norm)
-    return pgd(backbone.model, x0, y, eps, norm, steps=steps, random_start=False)
+    net = backbone.net.to(device).eval()
+    x0 = to_device(images, device).float() / 255
+    y = to_device(labels, device)
+    with autocast(device, amp):
+        if steps == 1:
+            return fgsm(net, x0, y, eps)
+        return pgd(net, x0, y, eps, steps=steps, random_start=False)
 
 
 @torch.no_grad()
 def _accuracy(backbone: Backbone, x01_or_u8: torch.Tensor, labels: torch.Tensor, device: torch.device,
-              batch_size: int) -> float:
-    correct = 0
+              batch_size: int, amp: bool = True) -> float:
+    net = backbone.net.to(device).eval()
+    correct = torch.zeros((), dtype=torch.long, device=device)
     for i in range(0, len(labels), batch_size):
-        xb = x01_or_u8[i : i + batch_size].to(device)
-        xb = xb.float() / 255 if xb.dtype == torch.uint8 else xb
-        correct += int((_logits(backbone, xb).argmax(1).cpu() == labels[i : i + batch_size]).sum())
-    return correct / max(len(labels), 1)
+        with autocast(device, amp):
+            logits = net(to_device(x01_or_u8[i : i + batch_size], device))
+        correct += (logits.argmax(1) == to_device(labels[i : i + batch_size], device)).sum()
+    return int(correct) / max(len(labels), 1)
 
 
 def robustness_table(backbone: Backbone, images: torch.Tensor, labels: torch.Tensor, device: torch.device,
                      severities: tuple[int, ...], attack_eps: tuple[float, ...], pgd_steps: int,
-                     batch_size: int = 256, seed: int = 0) -> pd.DataFrame:
+                     batch_size: int = 256, seed: int = 0, amp: bool = True) -> pd.DataFrame:
     """Rows (perturbation, severity, accuracy): clean, each corruption x severity, FGSM/PGD x eps."""
     g = torch.Generator().manual_seed(seed)
     rows = [{"perturbation": "clean", "severity": 0.0,
-             "accuracy": _accuracy(backbone, images, labels, device, batch_size)}]
+             "accuracy": _accuracy(backbone, images, labels, device, batch_size, amp)}]
     for name, fn in CORRUPTIONS.items():
         for s in severities:
             if not 1 <= s <= 5:
                 raise ValueError(f"evaluate.robust_severities: {s} is outside 1..5")
             rows.append({"perturbation": name, "severity": float(s),
-                         "accuracy": _accuracy(backbone, fn(images, s, g), labels, device, batch_size)})
+                         "accuracy": _accuracy(backbone, fn(images, s, g), labels, device, batch_size, amp)})
     for kind, steps in (("fgsm", 1), ("pgd", pgd_steps)):
         if steps < 1:
             continue
         for eps in attack_eps:
-            adv = torch.cat([attack(backbone, images[i : i + batch_size], labels[i : i + batch_size], eps, steps, device)
-                             for i in range(0, len(labels), batch_size)]) if len(labels) else images.float()
+            adv = torch.cat([attack(backbone, images[i : i + batch_size], labels[i : i + batch_size], eps, steps,
+                                    device, amp) for i in range(0, len(labels), batch_size)]) if len(labels) else images.float()
             rows.append({"perturbation": kind, "severity": float(eps),
-                         "accuracy": _accuracy(backbone, adv, labels, device, batch_size)})
+                         "accuracy": _accuracy(backbone, adv, labels, device, batch_size, amp)})
     return pd.DataFrame(rows)
 
 

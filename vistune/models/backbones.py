@@ -9,13 +9,14 @@ timm / torchvision's own download path, and a failure there becomes one clear We
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
 
+from vistune.data.preprocess import Normalize
 from vistune.errors import WeightsError
 from vistune.models.trust import verify_sha256
 
@@ -23,9 +24,29 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+class NormalizedNet(nn.Module):
+    """`Normalize` then the network: what train, evaluate, ONNX and serving all run.
+
+    A view over the backbone's own modules (no copy); its state dict is the network's under
+    `model.` plus nothing else (the normalization buffers are not persistent).
+    """
+
+    def __init__(self, normalize: Normalize, model: nn.Module) -> None:
+        super().__init__()
+        self.normalize = normalize
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(self.normalize(x))
+
+
 @dataclass
 class Backbone:
-    """A classifier network plus the facts needed to feed it and to fine-tune it."""
+    """A classifier network plus the facts needed to feed it and to fine-tune it.
+
+    `model` is the bare network (its state dict is what model.pt stores); `net` is the same
+    network behind its input normalization, taking uint8 or [0, 1] float NCHW pixels.
+    """
 
     model: nn.Module
     spec: str
@@ -33,6 +54,16 @@ class Backbone:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     input_size: int  # resolution the weights were trained at
+    normalizer: Normalize = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.mean, self.std = tuple(self.mean), tuple(self.std)
+        self.normalizer = Normalize(self.mean, self.std)
+
+    @property
+    def net(self) -> NormalizedNet:
+        """Normalization + network as one module (rebuilt per access: it follows `model` if replaced)."""
+        return NormalizedNet(self.normalizer, self.model)
 
     def head_module(self) -> nn.Module:
         return self.model.get_submodule(self.head)

@@ -3,10 +3,13 @@
 `model.pt` holds the state dict plus everything needed to use it without the pipeline:
 backbone spec, class names, input size and normalization. It loads with
 `torch.load(weights_only=True)`; the serving model and `evaluate` both go through `Classifier`.
+The state dict is the bare network's (normalization is rebuilt from `mean`/`std` as a module in
+front of it, see `Backbone.net`), so files written before normalization moved into the model load.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -17,9 +20,9 @@ import torch
 from vistune.models.backbones import Backbone, create_backbone
 from vistune.errors import WeightsError
 from vistune.data.imageio import decode_rgb
-from vistune.io import atomic_path
+from vistune.io import save_torch
 from vistune.data.preprocess import resize_rgb
-from vistune.models.inference import predict_logits, resolve_device
+from vistune.models.inference import place, predict_logits, resolve_device
 
 
 def save_model(path: Path, backbone: Backbone, state_dict: dict, classes: list[str], image_size: int, extra: dict) -> None:
@@ -33,8 +36,14 @@ def save_model(path: Path, backbone: Backbone, state_dict: dict, classes: list[s
         "state_dict": state_dict,
         "extra": extra,
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    save_torch(payload, path)  # same weights -> same bytes (and md5 for DVC)
+
+
+def _network_state(state: dict) -> dict:
+    """The bare network's keys; a state dict taken from `Backbone.net` (keys `model.*`) works too."""
+    if state and all(k.startswith("model.") for k in state):
+        return {k[len("model."):]: v for k, v in state.items()}
+    return state
 
 
 @dataclass
@@ -54,10 +63,10 @@ class Classifier:
         if not isinstance(payload, dict) or payload.get("format") != "vistune-model/1":
             raise WeightsError(f"{path}: not a vistune model file (expected format vistune-model/1)")
         backbone = create_backbone(payload["spec"], len(payload["classes"]), pretrained="none")
-        backbone.model.load_state_dict(payload["state_dict"])
-        backbone.mean, backbone.std = tuple(payload["mean"]), tuple(payload["std"])
+        backbone.model.load_state_dict(_network_state(payload["state_dict"]))
+        backbone = dataclasses.replace(backbone, mean=tuple(payload["mean"]), std=tuple(payload["std"]))
         dev = resolve_device(device)
-        backbone.model.to(dev).eval()
+        place(backbone, dev).eval()  # channels_last, as at train time
         return cls(backbone, list(payload["classes"]), int(payload["image_size"]), dev, float(temperature))
 
     def logits(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """Smaller, faster variants of a trained classifier, each measured the same way.
 
-- `onnx`: exported with torch.onnx and checked against the torch outputs (max abs difference).
+- `onnx`: exported with torch.onnx — normalization included, uint8 images in — and checked against
+  the torch outputs (max abs difference).
 - `onnx_int8`: ONNX Runtime dynamic int8 quantization of MatMul/Gemm (see `quantize_int8`).
 - `pruned`: global magnitude (L1) pruning of conv/linear weights, fine-tuned with masks held, made permanent.
 - `distilled`: a smaller student trained on the teacher's softened outputs plus the labels.
@@ -23,13 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vistune.train.augment import BatchAugment
-from vistune.models.backbones import Backbone
-from vistune.config import AugmentCfg
+from vistune.config import AugmentCfg, TrainCfg
 from vistune.data.prepared import PreparedData
-from vistune.data.preprocess import normalize
-from vistune.train.schedule import WarmupCosine
-from vistune.models.inference import batches, predict_logits
+from vistune.models.backbones import Backbone
+from vistune.models.inference import autocast, place, predict_logits, to_memory_format
+from vistune.train import steps
+from vistune.train.feed import TrainFeed
+from vistune.train.finetune import create_strategy
 
 
 @dataclass
@@ -80,12 +81,13 @@ def report_torch(name: str, backbone: Backbone, file: Path, images: torch.Tensor
 # ---- ONNX ----------------------------------------------------------------------------------
 
 def export_onnx(backbone: Backbone, image_size: int, path: Path) -> None:
-    """Export with the normalized float input `x` (N x 3 x S x S) and a dynamic batch axis."""
-    model = backbone.model.cpu().eval()
-    dummy = torch.zeros(1, 3, image_size, image_size)
+    """Export the served module (`Backbone.net`: normalization + network) with uint8 input
+    `images` (N x 3 x S x S) and a dynamic batch axis: an ONNX consumer feeds raw pixels."""
+    net = backbone.net.cpu().eval()
+    dummy = torch.zeros(1, 3, image_size, image_size, dtype=torch.uint8)
     buf = io.BytesIO()
-    torch.onnx.export(model, (dummy,), buf, dynamo=False, input_names=["x"], output_names=["logits"],
-                      dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}})
+    torch.onnx.export(net, (dummy,), buf, dynamo=False, input_names=["images"], output_names=["logits"],
+                      dynamic_axes={"images": {0: "n"}, "logits": {0: "n"}})
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(buf.getvalue())
 
@@ -102,8 +104,8 @@ def quantize_int8(src: Path, dst: Path) -> None:
     quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
 
 
-def onnx_predictor(path: Path, mean, std) -> Callable[[np.ndarray], np.ndarray]:
-    """uint8 NCHW -> logits with ONNX Runtime, normalized exactly as the torch model is."""
+def onnx_predictor(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """uint8 NCHW -> logits with ONNX Runtime (the graph normalizes, as the torch model does)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -111,15 +113,14 @@ def onnx_predictor(path: Path, mean, std) -> Callable[[np.ndarray], np.ndarray]:
     session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
     def predict(images: np.ndarray) -> np.ndarray:
-        x = normalize(torch.from_numpy(np.ascontiguousarray(images)), mean, std).numpy()
-        return session.run(None, {"x": x})[0]
+        return session.run(None, {"images": np.ascontiguousarray(images, dtype=np.uint8)})[0]
 
     return predict
 
 
 def report_onnx(name: str, path: Path, backbone: Backbone, images: torch.Tensor, labels: torch.Tensor,
                 reference: torch.Tensor, runs: int, batch_size: int = 256) -> VariantReport:
-    predict = onnx_predictor(path, backbone.mean, backbone.std)
+    predict = onnx_predictor(path)
     logits = np.concatenate([predict(images[i : i + batch_size].numpy()) for i in range(0, len(images), batch_size)])
     acc = float((logits.argmax(1) == labels.numpy()).mean())
     p50, p95 = _percentiles(predict, images[:1].numpy(), runs)
@@ -142,6 +143,7 @@ def magnitude_prune(model: nn.Module, amount: float) -> None:
     """
     from torch.nn.utils import prune
 
+    to_memory_format(model, channels_last=False)  # global pruning flattens weights with .view(-1)
     prune.global_unstructured(prunable(model), pruning_method=prune.L1Unstructured, amount=amount)
 
 
@@ -155,41 +157,41 @@ def make_permanent(model: nn.Module) -> None:
 
 # ---- distillation ----------------------------------------------------------------------------
 
-def distill(teacher: Backbone, student: Backbone, data: PreparedData, acfg: AugmentCfg, epochs: int,
-            lr: float, batch_size: int, temperature: float, alpha: float, seed: int) -> list[float]:
-    """Train `student` on `alpha` * KL(teacher/T || student/T) * T^2 + (1 - alpha) * CE(labels).
+def kd_loss(teacher_net: nn.Module, device: torch.device, temperature: float, alpha: float) -> steps.LossFn:
+    """`alpha` * KL(teacher/T || student/T) * T^2 + (1 - alpha) * CE(labels) on the student's batch."""
 
-    Both see the same augmented batch; each model gets its own normalization. Returns the
-    per-epoch mean loss.
+    def loss(logits: torch.Tensor, b: steps.Batch) -> torch.Tensor:
+        with torch.no_grad(), autocast(device, True):
+            soft = F.softmax(teacher_net(b.x).float() / temperature, dim=1)
+        kd = F.kl_div(F.log_softmax(logits.float() / temperature, dim=1), soft, reduction="batchmean") * temperature**2
+        hard = F.cross_entropy(logits.float(), b.target if b.target is not None else b.y)
+        return alpha * kd + (1 - alpha) * hard
+
+    return loss
+
+
+def distill(teacher: Backbone, student: Backbone, data: PreparedData, acfg: AugmentCfg, epochs: int,
+            lr: float, batch_size: int, temperature: float, alpha: float, seed: int, device: str = "cpu") -> list[float]:
+    """Train `student` with `kd_loss` through the training loop's own steps (setup, one epoch).
+
+    Both see the same augmented batch, each through its own normalization (`Backbone.net`); AdamW,
+    half an epoch of warmup, cosine to lr / 100. Returns the per-epoch mean loss; the student keeps
+    its last weights.
     """
-    device = torch.device("cpu")
-    teacher.model.to(device).eval()
-    model = student.model.to(device)
-    x_all, y_all = data.tensors("train")
-    steps = max(1, -(-len(y_all) // batch_size))
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
-    sched = WarmupCosine(lr, lr * 0.01, steps // 2, epochs * steps)
-    augment = BatchAugment(acfg)
+    tcfg = TrainCfg(model=student.spec, pretrained="none", strategy="full", epochs=epochs, batch_size=batch_size,
+                    lr=lr, min_lr=lr * 0.01, weight_decay=0.05, warmup_epochs=0.5, smoothing=0.0, patience=0,
+                    device=device, seed=seed)
+    x, y = data.tensors("train")
+    run = steps.setup(student, create_strategy("full", tcfg), tcfg, acfg, y, len(data.classes))
+    teacher_net = place(teacher, run.device).eval()
+    loss_fn = kd_loss(teacher_net, run.device, temperature, alpha)
+    feed = TrainFeed(x, y, run.device, batch_size)
     losses = []
     for epoch in range(epochs):
-        g = torch.Generator().manual_seed(seed * 1000 + epoch)
-        model.train()
-        total, seen = 0.0, 0
-        for i, idx in enumerate(batches(len(y_all), batch_size, g)):
-            sched.apply(opt, epoch * steps + i)
-            x01 = augment(x_all[idx].float().div_(255), g)
-            with torch.no_grad():
-                soft = F.softmax(teacher.model(normalize(x01, teacher.mean, teacher.std)) / temperature, dim=1)
-            logits = model(normalize(x01, student.mean, student.std))
-            kd = F.kl_div(F.log_softmax(logits / temperature, dim=1), soft, reduction="batchmean") * temperature**2
-            loss = alpha * kd + (1 - alpha) * F.cross_entropy(logits, y_all[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-            seen += len(idx)
-        losses.append(total / max(seen, 1))
-    model.eval()
+        order, g = steps.epoch_order(seed, epoch, len(y), run.dist)
+        stats = steps.run_epoch(run, feed, order, g, epoch, loss_fn)
+        losses.append(float(stats.loss_sum) / max(stats.seen, 1))
+    student.model.eval()
     return losses
 
 

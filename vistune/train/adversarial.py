@@ -1,7 +1,8 @@
 """L-inf attacks on [0, 1] pixels (FGSM, PGD) shared by adversarial training and robustness evaluation.
 
 Attacks perturb pixels *before* the model's normalization, so epsilon is in pixel units
-(8/255 ~ 0.031) whatever the backbone's mean/std. They run the model in eval mode (no dropout,
+(8/255 ~ 0.031) whatever the backbone's mean/std. Pass `Backbone.net` (normalization inside the
+module) with `normalize_fn=None`, or a bare network plus its normalization function. They run the model in eval mode (no dropout,
 BatchNorm statistics untouched) and restore each module's own mode afterwards, so a strategy that
 keeps some modules frozen in eval stays that way. Gradients are taken with respect to the pixels
 only (`torch.autograd.grad`), so parameters' `.grad` is never written.
@@ -34,12 +35,12 @@ def eval_mode(model: torch.nn.Module) -> Iterator[None]:
             m.training = training
 
 
-def _loss(model: torch.nn.Module, x01: torch.Tensor, y: torch.Tensor, normalize_fn: NormalizeFn) -> torch.Tensor:
+def _loss(model: torch.nn.Module, x01: torch.Tensor, y: torch.Tensor, normalize_fn: NormalizeFn | None) -> torch.Tensor:
     # y: class indices or (soft) class probabilities, as F.cross_entropy takes them (mixup targets work)
-    return F.cross_entropy(model(normalize_fn(x01)).float(), y)
+    return F.cross_entropy(model(normalize_fn(x01) if normalize_fn is not None else x01).float(), y)
 
 
-def pgd(model: torch.nn.Module, x01: torch.Tensor, y: torch.Tensor, eps: float, normalize_fn: NormalizeFn,
+def pgd(model: torch.nn.Module, x01: torch.Tensor, y: torch.Tensor, eps: float, normalize_fn: NormalizeFn | None = None,
         steps: int = 5, step_size: float = 0.0, random_start: bool = True,
         generator: torch.Generator | None = None) -> torch.Tensor:
     """Projected gradient ascent on cross-entropy inside the L-inf ball of radius `eps` (Madry et al.).
@@ -68,7 +69,7 @@ def pgd(model: torch.nn.Module, x01: torch.Tensor, y: torch.Tensor, eps: float, 
 
 
 def fgsm(model: torch.nn.Module, x01: torch.Tensor, y: torch.Tensor, eps: float,
-         normalize_fn: NormalizeFn) -> torch.Tensor:
+         normalize_fn: NormalizeFn | None = None) -> torch.Tensor:
     """One signed-gradient step of size `eps` (Goodfellow et al.); [0, 1] pixels, detached."""
     return pgd(model, x01, y, eps, normalize_fn, steps=1, step_size=eps, random_start=False)
 
@@ -95,7 +96,7 @@ def is_adversarial_batch(step: int, fraction: float) -> bool:
 
 
 def perturb(kind: str, model: torch.nn.Module, x01: torch.Tensor, y: torch.Tensor, eps: float,
-            normalize_fn: NormalizeFn, steps: int = 5, step_size: float = 0.0) -> torch.Tensor:
+            normalize_fn: NormalizeFn | None = None, steps: int = 5, step_size: float = 0.0) -> torch.Tensor:
     """The training-time attack by name (`train.adversarial`); PGD starts at a random point."""
     if kind == "fgsm":
         return fgsm(model, x01, y, eps, normalize_fn)

@@ -5,7 +5,9 @@ TrivialAugment/RandAugment ops) is folded into one affine matrix per image and a
 single `grid_sample`; pixel ops work on the whole batch with per-image factors. Nothing loops
 over images and nothing syncs with the host. Randomness comes from an explicit CPU
 `torch.Generator` (small per-image parameters) plus a device generator seeded from it (pixel
-noise), so a seed reproduces a batch exactly on a given device.
+noise), so a seed reproduces a batch exactly on a given device. The per-image parameters go to
+a GPU from pinned memory (asynchronous copies); constant tensors (grey weights, sharpen kernel,
+YIQ matrices) are built once per device and dtype, not per batch.
 
 Op order: geometry -> color jitter -> auto-augment pixel ops -> noise -> random erasing.
 Mixup / cutmix need the labels and live in `vistune.train.mix`.
@@ -15,12 +17,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
 
 from vistune.config import AugmentCfg
-from vistune.errors import ConfigError
 
 _OPS = (
     "random_resized_crop", "hflip", "rotation", "shear", "brightness", "contrast", "saturation", "hue",
@@ -34,10 +36,32 @@ _AA_PIXEL = {"identity": 0.0, "brightness": 0.9, "saturation": 0.9, "contrast": 
 _AA_NAMES = list(_AA_GEOM) + list(_AA_PIXEL)
 _AA_SIGNED = {"rotate", "shear_x", "shear_y", "translate_x", "translate_y", "brightness", "saturation",
               "contrast", "sharpness"}
-_AA_MODES = ("none", "trivial", "rand")
+_AA_MAXES = torch.tensor([(_AA_GEOM | _AA_PIXEL)[k] for k in _AA_NAMES])
+_AA_SIGNED_MASK = torch.tensor([k in _AA_SIGNED for k in _AA_NAMES])
 
 # RGB <-> YIQ: hue is a rotation of the (I, Q) chroma plane
 _YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_YIQ_INV = torch.linalg.inv(_YIQ)
+_GRAY = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+_SHARPEN = torch.tensor([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]]) / 13
+_CONSTANTS = {"yiq": _YIQ, "yiq_inv": _YIQ_INV, "gray": _GRAY, "sharpen": _SHARPEN}
+
+
+@lru_cache(maxsize=64)
+def _constant_on(name: str, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    return _CONSTANTS[name].to(device=device, dtype=dtype)
+
+
+def _const(name: str, x: torch.Tensor) -> torch.Tensor:
+    """A module-level constant on `x`'s device and dtype, copied there once."""
+    return _constant_on(name, x.device, x.dtype)
+
+
+def _to(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Small per-batch parameters (made on the CPU) onto `x`'s device: pinned + async on CUDA."""
+    if x.device.type == "cuda":
+        v = v.pin_memory()
+    return v.to(device=x.device, dtype=x.dtype if v.is_floating_point() else v.dtype, non_blocking=True)
 
 
 def list_augments() -> list[str]:
@@ -54,8 +78,7 @@ def _sym(n: int, amount: float, g: torch.Generator) -> torch.Tensor:
 
 
 def _gray(x: torch.Tensor) -> torch.Tensor:
-    w = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    return (x * w).sum(1, keepdim=True)
+    return (x * _const("gray", x)).sum(1, keepdim=True)
 
 
 def _blend(img: torch.Tensor, degenerate: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
@@ -64,11 +87,11 @@ def _blend(img: torch.Tensor, degenerate: torch.Tensor, factor: torch.Tensor) ->
 
 
 def _view(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return v.to(device=x.device, dtype=x.dtype, non_blocking=True).view(-1, 1, 1, 1)
+    return _to(v, x).view(-1, 1, 1, 1)
 
 
 def _sharpen_base(x: torch.Tensor) -> torch.Tensor:
-    k = torch.tensor([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]], dtype=x.dtype, device=x.device) / 13
+    k = _const("sharpen", x)
     blurred = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), k.expand(x.shape[1], 1, 3, 3), groups=x.shape[1])
     return blurred
 
@@ -100,13 +123,6 @@ def _pixel_op(name: str, x: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
 class BatchAugment:
     cfg: AugmentCfg
 
-    def __post_init__(self) -> None:
-        c = self.cfg
-        if c.auto_augment not in _AA_MODES:
-            raise ConfigError(f"params.yaml: augment.auto_augment {c.auto_augment!r} is unknown; valid: {list(_AA_MODES)}")
-        if not (0 < c.scale[0] <= c.scale[1] and 0 < c.ratio[0] <= c.ratio[1]):
-            raise ConfigError(f"params.yaml: augment.scale / augment.ratio must be increasing positive pairs, got {c.scale} / {c.ratio}")
-
     def enabled(self) -> list[str]:
         """The ops this config switches on (in application order)."""
         c = self.cfg
@@ -126,8 +142,7 @@ class BatchAugment:
         c = self.cfg
         if c.auto_augment == "none":
             return []
-        maxes = torch.tensor([(_AA_GEOM | _AA_PIXEL)[k] for k in _AA_NAMES])
-        signed = torch.tensor([k in _AA_SIGNED for k in _AA_NAMES])
+        maxes, signed = _AA_MAXES, _AA_SIGNED_MASK
         draws = []
         for _ in range(1 if c.auto_augment == "trivial" else max(1, c.aa_num_ops)):
             op = torch.randint(len(_AA_NAMES), (n,), generator=g)
@@ -186,7 +201,7 @@ class BatchAugment:
         geom = [(op, m) for op, m in aa]
         theta = self._affine(n, g, geom)
         if theta is not None:
-            theta = theta.to(device=x.device, dtype=x.dtype, non_blocking=True)
+            theta = _to(theta, x)
             grid = F.affine_grid(theta, list(x.shape), align_corners=False)
             x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
         x = self._color_jitter(x, n, g, on)
@@ -220,7 +235,7 @@ class BatchAugment:
             cos, sin, one, zero = torch.cos(a), torch.sin(a), torch.ones(n), torch.zeros(n)
             rot = torch.stack([torch.stack([one, zero, zero], 1), torch.stack([zero, cos, -sin], 1),
                                torch.stack([zero, sin, cos], 1)], 1)
-            m = (torch.linalg.inv(_YIQ) @ rot @ _YIQ).to(device=x.device, dtype=x.dtype, non_blocking=True)
+            m = _to(_YIQ_INV @ rot @ _YIQ, x)
             x = torch.einsum("nij,njhw->nihw", m, x).clamp(0, 1)
         return x
 
@@ -235,7 +250,7 @@ class BatchAugment:
         top = (torch.rand(n, generator=g) * (h - eh + 1)).floor()
         left = (torch.rand(n, generator=g) * (w - ew + 1)).floor()
         chosen = (torch.rand(n, generator=g) < self.cfg.reprob).float()
-        box = torch.stack([top, top + eh, left, left + ew, chosen], 1).to(x.device, non_blocking=True)
+        box = _to(torch.stack([top, top + eh, left, left + ew, chosen], 1), x)
         rows = torch.arange(h, device=x.device).view(1, h, 1)
         cols = torch.arange(w, device=x.device).view(1, 1, w)
         b = box.view(n, 5, 1, 1)

@@ -3,6 +3,11 @@
 One process per device: gloo on CPU, nccl on CUDA. Every rank reads the same prepared arrays
 and takes its own shard of each epoch's permutation (as DistributedSampler: padded so every
 rank runs the same number of steps). Only rank 0 writes outputs and checkpoints.
+
+`train.batch_size` is per rank, so N ranks train on a global batch of N x batch_size; with
+`train.lr_scaling: linear` (default) the LR (and min_lr) is multiplied by N (Goyal et al. 2017,
+with the usual warmup), `sqrt` by sqrt(N), `none` keeps `train.lr`. `train.sync_bn: true` converts
+BatchNorm to SyncBatchNorm (CUDA/nccl only) for small per-rank batches.
 """
 
 from __future__ import annotations
@@ -74,6 +79,18 @@ def broadcast(values: list[float], info: DistInfo, device: torch.device) -> list
     t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.broadcast(t, src=0)
     return t.tolist()
+
+
+def sync_buffers(module: torch.nn.Module, info: DistInfo) -> None:
+    """Rank 0's buffers (BatchNorm running statistics) on every rank.
+
+    DDP averages gradients, so parameters agree; each rank's BatchNorm still updates its running
+    statistics from its own shard after DDP's per-forward broadcast. Once per epoch this makes every
+    rank hold the same full state (checkpoint, validation and best weights agree).
+    """
+    if info.enabled:
+        for b in module.buffers():
+            dist.broadcast(b.data, src=0)
 
 
 def barrier(info: DistInfo) -> None:

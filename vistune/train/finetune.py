@@ -163,8 +163,6 @@ class LoRA(Strategy):
     alpha: float = 16.0
 
     def prepare(self, backbone: Backbone) -> None:
-        if self.rank < 1:
-            raise ConfigError(f"params.yaml: train.lora_rank must be >= 1, got {self.rank}")
         apply_lora(backbone.model, self.rank, self.alpha, skip=backbone.head)
 
     def trainable(self, backbone: Backbone) -> set[str]:
