@@ -64,6 +64,17 @@ def _to(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return v.to(device=x.device, dtype=x.dtype if v.is_floating_point() else v.dtype, non_blocking=True)
 
 
+def _warp(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Resample by the affine `theta`; a batch of pure mirrors/identities (hflip alone) is flipped
+    exactly instead, since bilinear grid_sample reproduces a flip only up to float rounding."""
+    mirror_only = bool((theta[:, :, 2] == 0).all() and (theta[:, 0, 1] == 0).all() and (theta[:, 1, 0] == 0).all()
+                       and (theta[:, 1, 1] == 1).all() and (theta[:, 0, 0].abs() == 1).all())
+    if mirror_only:
+        return torch.where(_view(_to(theta[:, 0, 0] < 0, x), x), x.flip(3), x)
+    grid = F.affine_grid(_to(theta, x), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
 def list_augments() -> list[str]:
     """Names of the batch ops, each switched on by its own key in the `augment:` params."""
     return list(_OPS)
@@ -201,9 +212,7 @@ class BatchAugment:
         geom = [(op, m) for op, m in aa]
         theta = self._affine(n, g, geom)
         if theta is not None:
-            theta = _to(theta, x)
-            grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-            x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+            x = _warp(x, theta)
         x = self._color_jitter(x, n, g, on)
         for op, m in aa:
             for i, name in enumerate(_AA_NAMES):

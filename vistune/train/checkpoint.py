@@ -18,7 +18,7 @@ import torch
 
 from vistune.config import AugmentCfg, TrainCfg, to_dict
 from vistune.data.prepared import PreparedData
-from vistune.io import atomic_path
+from vistune.io import save_torch
 from vistune.train.steps import Run
 
 _RUNTIME_KEYS = ("device", "compile", "threads", "channels_last")
@@ -96,5 +96,4 @@ def save(path: Path, run: Run, progress: Progress, epoch: int, fp: str) -> None:
         "history": progress.history, "best_acc": progress.best_acc, "best_epoch": progress.best_epoch,
         "bad_epochs": progress.bad_epochs, "best_state": progress.best_state, "stopped_early": progress.stopped_early,
     }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_torch(state, path)  # same bytes for the same state, like model.pt
