@@ -1,7 +1,8 @@
 """Stage `train`: fine-tune an ImageNet-pretrained backbone on the prepared arrays.
 
-Writes the best-on-val model (data/model/model.pt), per-epoch history (a DVC plot) and final
-metrics; the per-epoch checkpoint in data/checkpoints/ survives a crash so a rerun resumes.
+Writes the best-on-val model (data/model/model.pt), per-epoch history (a DVC plot), final
+metrics and the augmentation preview (here, not in `augment`, so an augmentation change reruns
+training without re-decoding every image); the per-epoch checkpoint in data/checkpoints/ survives a crash so a rerun resumes.
 Under `torchrun --nproc-per-node N -m stages.train` it trains data-parallel (gloo on CPU, nccl
 on CUDA) and only rank 0 writes.
 """
@@ -12,7 +13,10 @@ import dataclasses
 import sys
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
+import torch
+from torchvision.utils import save_image
 
 from stages.cli import stage_main
 from vistune.train import distributed as vdist
@@ -21,10 +25,20 @@ from vistune.models.classifier import save_model
 from vistune.config import AugmentCfg, TrainCfg, to_dict
 from vistune.data.prepared import load_prepared
 from vistune.train.finetune import create_strategy
-from vistune.io import write_json, write_text
+from vistune.io import atomic_path, write_json, write_text
+from vistune.train.augment import BatchAugment
 from vistune.layout import Layout
 from vistune.train.loop import FitResult, fit, set_seed
 from vistune.models.inference import amp_dtype, resolve_device
+
+
+def _preview(images: np.ndarray, cfg: AugmentCfg, layout: Layout, n: int = 32, seed: int = 0) -> None:
+    """A grid of augmented training samples, so a human can see what the model trains on."""
+    pick = np.linspace(0, len(images) - 1, num=min(n, len(images))).astype(int)  # spread over classes
+    x = torch.from_numpy(np.ascontiguousarray(images[pick])).float() / 255
+    aug = BatchAugment(cfg)(x, torch.Generator().manual_seed(seed))
+    with atomic_path(layout.augment_preview) as tmp:
+        save_image(torch.cat([x[:8], aug[:24]]), tmp, nrow=8, padding=2, format="png")
 
 
 def run(cfg: TrainCfg, augment: AugmentCfg, layout: Layout, progress: bool = True) -> FitResult:
@@ -57,6 +71,7 @@ def _run(cfg: TrainCfg, augment: AugmentCfg, layout: Layout, progress: bool, dis
         return result
     save_model(layout.model, backbone, result.state_dict, data.classes, data.image_size,
                extra={"train": to_dict(cfg), "augment": to_dict(augment), "best_epoch": result.best_epoch})
+    _preview(data.splits["train"].images, augment, layout)
     history = pd.DataFrame(result.history)
     write_text(layout.train_history, history.to_csv(index=False))
     last = result.history[-1] if result.history else {}

@@ -10,17 +10,21 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
 
 from tests.conftest import REPO, tiny_params_dict, write_params
 from vistune.models.classifier import Classifier
 from vistune.config import parse_params
+from vistune.data.prepared import load_prepared
 from vistune.io import read_json
 from vistune.layout import Layout
 
 FAST = {"model": "timm:resnet10t", "pretrained": "none"}
+PAD = 2  # torchvision.utils.save_image padding around every tile (black)
 
 
 def _copy_prepared(src: Layout, root: Path) -> Layout:
@@ -44,6 +48,34 @@ def test_train_stage_writes_loadable_model(prepared_tiny, tmp_path, strategy):
     data = torch.from_numpy(__import__("numpy").load(lay.prepared / "val_images.npy"))
     assert clf.logits(data).shape == (len(data), len(clf.classes))
     assert res.best_epoch == 1
+    assert_preview_shows_eight_training_images_then_24_augmented_ones(lay)
+
+
+def tiles(grid: np.ndarray, size: int) -> list[np.ndarray]:
+    """Cut a save_image grid (HWC uint8) back into its CHW tiles, row by row."""
+    step = size + PAD
+    rows, cols = (grid.shape[0] - PAD) // step, (grid.shape[1] - PAD) // step
+    return [grid[PAD + r * step: PAD + r * step + size, PAD + c * step: PAD + c * step + size].transpose(2, 0, 1)
+            for r in range(rows) for c in range(cols)]
+
+
+def assert_preview_shows_eight_training_images_then_24_augmented_ones(lay: Layout) -> None:
+    """train writes the augmentation preview: a row of training images as prepared, then augmented ones."""
+    train = load_prepared(lay.prepared, splits=("train",)).splits["train"].images
+    with Image.open(lay.augment_preview) as im:
+        assert im.format == "PNG"
+        grid = np.asarray(im.convert("RGB"))
+    assert grid.shape == (PAD + 4 * (16 + PAD), PAD + 8 * (16 + PAD), 3)  # 32 tiles, 8 per row
+    mask = np.ones(grid.shape[:2], bool)
+    for r in range(4):
+        for c in range(8):
+            mask[PAD + r * 18: PAD + r * 18 + 16, PAD + c * 18: PAD + c * 18 + 16] = False
+    assert (grid[mask] == 0).all()  # only the padding is outside the tiles
+    cut = tiles(grid, 16)
+    originals = {img.tobytes() for img in train}
+    assert all(t.tobytes() in originals for t in cut[:8])  # the first row: training images as prepared
+    assert len({t.tobytes() for t in cut[:8]}) == 8
+    assert not any(t.tobytes() in originals for t in cut[8:])  # the rest went through the augmentation
 
 
 def test_train_resumes_after_sigkill(prepared_tiny, tmp_path):
