@@ -1,4 +1,5 @@
-"""`vistune` command: registry actions (promote, rollback, archive, status, history, lineage) and serving.
+"""`vistune` command: `init` (a params.yaml recipe for a data source), registry actions (promote,
+rollback, archive, status, history, lineage) and serving.
 
 Each action is also a Prefect flow in `flows/promote.py`; both call `integrations.registry`.
 """
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from integrations import init_cmd
 from vistune.config import load_params
 from vistune.errors import VistuneError
 
@@ -70,7 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=5001)
     s.add_argument("--alias", default="champion")
+    init_cmd.add_parser(sub)
     args = parser.parse_args(argv)
+    if args.cmd == "init":  # no registry: it only reads the data and writes params.yaml
+        return init_cmd.main(args, args.params)
 
     try:
         from integrations import registry, tracking

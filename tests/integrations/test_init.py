@@ -1,0 +1,194 @@
+"""`vistune init SOURCE` on small generated photo sets: the report, the recipe it writes, idempotency,
+bad sources. Real files (PIL-drawn JPEGs), the real CLI entry point, a copy of the real params.yaml."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image, ImageDraw
+
+from integrations import cli
+from vistune.config import load_params, to_dict
+
+REPO = Path(__file__).resolve().parents[2]
+SHAPES = ("circle", "square", "triangle")
+
+
+def _photo(rng: np.random.Generator, shape: str, size: tuple[int, int] = (160, 120)) -> Image.Image:
+    """A textured background (random gradient + noise) with one coloured shape: photo-like, and no
+    two images alike (distinct pHashes), so nothing is a near duplicate."""
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = rng.uniform(40, 200, 3) + rng.uniform(-0.5, 0.5, 3) * xx[..., None] + rng.uniform(-0.5, 0.5, 3) * yy[..., None]
+    img = Image.fromarray(np.clip(base + rng.normal(0, 12, (h, w, 3)), 0, 255).astype(np.uint8), "RGB")
+    d = ImageDraw.Draw(img)
+    cx, cy, r = rng.integers(40, w - 40), rng.integers(35, h - 35), int(rng.integers(18, 32))
+    colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+    if shape == "circle":
+        d.ellipse((cx - r, cy - r, cx + r, cy + r), fill=colour)
+    elif shape == "square":
+        d.rectangle((cx - r, cy - r, cx + r, cy + r), fill=colour)
+    else:
+        d.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=colour)
+    return img
+
+
+def make_photos(root: Path, per_split: dict[str, int], classes=SHAPES, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    for split, n in per_split.items():
+        for c in classes:
+            (root / split / c).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                _photo(rng, c).save(root / split / c / f"{c}_{i:03d}.jpg", quality=90)
+    return root
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    return make_photos(tmp_path / "photos", {"train": 8, "val": 4})
+
+
+@pytest.fixture
+def params(tmp_path: Path) -> Path:
+    dest = tmp_path / "repo" / "params.yaml"
+    dest.parent.mkdir()
+    shutil.copy(REPO / "params.yaml", dest)
+    return dest
+
+
+def _init(params: Path, *args: str) -> int:
+    return cli.main(["init", *args, "--params", str(params)])
+
+
+def _flat(path: Path) -> dict:
+    return {f"{s}.{k}": v for s, d in to_dict(load_params(path)).items() for k, v in d.items()}
+
+
+def _shown(value) -> str:
+    return "[" + ", ".join(_shown(v) for v in value) + "]" if isinstance(value, (list, tuple)) else str(value)
+
+
+CHANGE = re.compile(r"^  (\w+\.\w+): (.*) -> (.*?)  \((.*)\)$")
+
+
+def test_init_writes_a_photo_recipe_it_printed_and_keeps_comments(photos, params, capsys):
+    before_text, before = params.read_text(), _flat(params)
+    assert _init(params, str(photos)) == 0
+    out = capsys.readouterr().out
+    after = _flat(params)  # parses with the project's own loader (unknown keys / bad types would fail)
+    # the report: images per class and split (the test split carved from val/ by data.seed)
+    assert re.search(r"circle\s+8\s+\d+\s+\d+", out) and "36 images, 3 classes" in out
+    assert "formats: JPEG 36" in out and "looks like: photos" in out
+    # exactly the printed changes were made, with the printed values
+    printed = {m.group(1): (m.group(2), m.group(3)) for m in map(CHANGE.match, out.splitlines()) if m}
+    changed = {k for k in after if after[k] != before[k]}
+    assert set(printed) == changed and changed
+    for key in changed:
+        assert printed[key] == (_shown(before[key]), _shown(after[key])), key
+    # a photo recipe: the backbone's native size, flips, crops, light jitter, no salt-and-pepper
+    assert after["augment.image_size"] >= 224 and after["augment.hflip"] == 0.5
+    assert after["augment.salt_pepper"] == 0.0 and after["augment.scale"][0] < 0.7
+    assert 0 < after["augment.brightness"] <= 0.3
+    assert after["train.model"].startswith("timm:tf_efficientnet_lite")
+    assert (params.parent / after["data.source"]).resolve() == photos.resolve()
+    # every comment of the original file is still there, on the line of its key
+    after_text = params.read_text()
+    for line in before_text.splitlines():
+        if line.lstrip().startswith("#"):
+            assert line in after_text.splitlines()
+        elif "#" in line:
+            key = line.split("#")[0].split(":")[0].strip()
+            comment = line[line.index("#"):]
+            assert any(comment in l and l.split(":")[0].strip() == key for l in after_text.splitlines()), line
+    assert len(after_text.splitlines()) == len(before_text.splitlines())
+
+
+def test_second_init_is_idempotent(photos, params, capsys):
+    assert _init(params, str(photos)) == 0
+    first = params.read_bytes()
+    capsys.readouterr()
+    assert _init(params, str(photos)) == 0
+    out = capsys.readouterr().out
+    assert "no changes" in out and not [l for l in out.splitlines() if CHANGE.match(l)]
+    assert params.read_bytes() == first
+
+
+def test_dry_run_writes_nothing_and_pins_win(photos, params, capsys):
+    before = params.read_bytes()
+    assert _init(params, str(photos), "--dry-run", "--set", "augment.salt_pepper=0.02") == 0
+    out = capsys.readouterr().out
+    assert "dry run" in out and "augment.hflip: 0.0 -> 0.5" in out
+    assert "augment.salt_pepper" not in out  # the committed value already is the pinned one
+    assert params.read_bytes() == before
+    assert _init(params, str(photos), "--set", "augment.salt_pepper=0.02") == 0
+    assert load_params(params).augment.salt_pepper == 0.02
+
+
+def test_odd_format_placeholder_is_left_to_quarantine(tmp_path, params, capsys):
+    """One GIF among >100 JPEGs (hymenoptera's imageNotFound.gif): allowed_formats narrowed to the set's."""
+    root = make_photos(tmp_path / "many", {"train": 30, "val": 6})
+    Image.new("P", (300, 300), 3).save(root / "train" / "circle" / "imageNotFound.gif")
+    assert _init(params, str(root)) == 0
+    out = capsys.readouterr().out
+    assert "GIF 1" in out and "validate.allowed_formats" in out
+    assert load_params(params).validate.allowed_formats == ("JPEG",)
+
+
+def _one_class(tmp_path: Path) -> Path:
+    root = make_photos(tmp_path / "one", {"train": 3, "val": 2}, classes=("cats",))
+    return root
+
+
+def _train_only(tmp_path: Path) -> Path:
+    return make_photos(tmp_path / "half", {"train": 2})
+
+
+def _empty(tmp_path: Path) -> Path:
+    (tmp_path / "empty").mkdir()
+    return tmp_path / "empty"
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda t: t / "nope", "no such file or directory"),
+    (_empty, "no images found"),
+    (_one_class, "only one class ('cats')"),
+    (_train_only, "without a sibling val/"),
+])
+def test_bad_sources_give_one_line_and_exit_2(tmp_path, params, capsys, make, message):
+    before = params.read_bytes()
+    assert _init(params, str(make(tmp_path))) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vistune init: error:") and message in lines[0], captured.err
+    assert "Traceback" not in captured.err + captured.out
+    assert params.read_bytes() == before
+
+
+def test_bad_pin_and_budget_are_one_line(photos, params, capsys):
+    assert _init(params, str(photos), "--set", "augment.nope=1") == 2
+    assert "expected SECTION.KEY=VALUE" in capsys.readouterr().err
+    assert _init(params, str(photos), "--minutes", "0") == 2
+    assert "positive number of minutes" in capsys.readouterr().err
+
+
+def test_recipe_file_reads_the_same_with_pyyaml(photos, params):
+    """DVC and load_params read params.yaml with YAML 1.1 rules: floats like the LR must stay floats."""
+    assert _init(params, str(photos)) == 0
+    raw = yaml.safe_load(params.read_text())
+    assert isinstance(raw["train"]["lr"], float) and isinstance(raw["train"]["min_lr"], float)
+
+
+def test_params_file_edits_keep_comments_and_yaml11_types():
+    from integrations.params_file import apply_settings, yaml11_float
+
+    text = "a:\n  x: 1        # keep me\nb:\n  y: [1, 2]\n"
+    assert apply_settings(text, []) is text
+    out = apply_settings(text, [("a.lr", 1e-05), ("b.y", (0.35, 1.0)), ("a.x", 2)])
+    assert yaml.safe_load(out) == {"a": {"x": 2, "lr": 1e-05}, "b": {"y": [0.35, 1.0]}}
+    assert "  x: 2        # keep me\n" in out and "y: [0.35, 1.0]" in out
+    assert [yaml11_float(v) for v in (1e-05, 1e20, 0.0005, 2.0)] == ["1.0e-05", "1.0e+20", "0.0005", "2.0"]

@@ -1,0 +1,122 @@
+"""The recipe rules (vistune.recipe) on hand-made profiles: budget -> backbone, data size -> epochs and
+batch, photos vs small grayscale images, odd formats. Pure functions, no files."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from vistune import recipe as r
+from vistune.config import Params
+from vistune.data.inspect import DataProfile, Spread
+
+ALL_LITES = [c.spec for c in r.CPU_COSTS]
+CPU = r.DeviceFacts("cpu", "test CPU", 2)
+
+
+def profile(n_train: int = 245, n_val: int = 76, n_test: int = 77, side: float = 374, modes=None,
+            formats=None) -> DataProfile:
+    n = n_train + n_val + n_test
+    half = lambda k: {"a": k // 2, "b": k - k // 2}  # noqa: E731
+    return DataProfile(
+        source="x", kind="folder-splits", carved=("test",), classes=("a", "b"),
+        counts={"train": half(n_train), "val": half(n_val), "test": half(n_test)},
+        formats=formats or {"JPEG": n}, modes=modes or {"RGB": n}, short_side=Spread(side, side, side),
+        long_side=Spread(side, side, side), aspect=Spread(1, 1, 1), undecodable=(), exact_duplicates=(),
+        near_duplicates=(), leaks=(), refused=(), seconds=0.0)
+
+
+def values(rec: r.Recipe) -> dict:
+    return {s.key: s.value for s in rec.settings}
+
+
+def test_budget_picks_the_largest_backbone_that_fits():
+    p = profile()
+    small = values(r.make_recipe(p, CPU, ALL_LITES, "x", Params(), minutes=1))
+    big = values(r.make_recipe(p, CPU, ALL_LITES, "x", Params(), minutes=10_000))
+    assert small["train.model"] == ALL_LITES[0] and big["train.model"] == ALL_LITES[-1]
+    # each pick is the largest whose own estimate fits: the next larger one would not
+    for minutes in (3, 6, 9, 12, 20):
+        rec = r.make_recipe(p, CPU, ALL_LITES, "x", Params(), minutes=minutes)
+        i = ALL_LITES.index(values(rec)["train.model"])
+        if rec.notes:  # nothing fits: lite0 with fewer epochs
+            assert i == 0
+            continue
+        assert rec.estimated_minutes <= minutes
+        if i + 1 < len(ALL_LITES):
+            cost = r.CPU_COSTS[i + 1]
+            assert r.estimate_seconds(cost, cost.native, values(rec)["train.epochs"], p, 2) / 60 > minutes
+
+
+def test_a_budget_too_small_cuts_epochs_and_says_so():
+    rec = r.make_recipe(profile(n_train=5000), CPU, ALL_LITES, "x", Params(), minutes=5)
+    assert values(rec)["train.model"] == ALL_LITES[0]
+    assert values(rec)["train.epochs"] < r.epochs_for(5000) or rec.estimated_minutes > 5
+    assert rec.notes and "does not fit" in rec.notes[0]
+
+
+def test_only_installed_backbones_are_picked():
+    rec = r.make_recipe(profile(), CPU, ALL_LITES[:1], "x", Params(), minutes=10_000)
+    assert values(rec)["train.model"] == ALL_LITES[0] and values(rec)["augment.image_size"] == r.CPU_COSTS[0].native
+
+
+@pytest.mark.parametrize("n_train, epochs", [(100, 25), (245, 11), (1259, 4), (100_000, 4), (10, 30)])
+def test_epochs_follow_the_images_seen(n_train, epochs):
+    assert r.epochs_for(n_train) == epochs
+
+
+def test_batch_and_lr_scale_with_the_data_and_device():
+    v = values(r.make_recipe(profile(n_train=2000), CPU, ALL_LITES, "x", Params()))
+    assert v["train.batch_size"] == r.CPU_BATCH and v["train.lr"] == pytest.approx(r.PHOTO_LR * r.CPU_BATCH / 64)
+    assert v["train.strategy"] == "full"
+    tiny = values(r.make_recipe(profile(n_train=40), CPU, ALL_LITES, "x", Params()))
+    assert tiny["train.batch_size"] == 8  # a quarter of 40, as a power of two, at least 8
+
+
+def test_small_grayscale_images_keep_their_augmentation_and_size():
+    digits = profile(n_train=1259, side=8, modes={"L": 1797}, formats={"PNG": 1797})
+    assert not digits.is_photo
+    v = values(r.make_recipe(digits, CPU, ALL_LITES, "sklearn:digits", Params()))
+    assert v["augment.image_size"] == 32 and "augment.hflip" not in v and "augment.salt_pepper" not in v
+    assert v["train.lr"] == pytest.approx(r.SMALL_LR * v["train.batch_size"] / 64)
+    photo = values(r.make_recipe(profile(), CPU, ALL_LITES, "x", Params()))
+    assert photo["augment.hflip"] == 0.5 and photo["augment.salt_pepper"] == 0.0
+
+
+def test_a_rare_format_narrows_allowed_formats_and_a_missing_one_is_added():
+    odd = profile(formats={"JPEG": 397, "GIF": 1})
+    v = values(r.make_recipe(odd, CPU, ALL_LITES, "x", Params()))
+    assert v["validate.allowed_formats"] == ("JPEG",)
+    narrow = dataclasses.replace(Params(), validate=dataclasses.replace(Params().validate, allowed_formats=("PNG",)))
+    v = values(r.make_recipe(profile(), CPU, ALL_LITES, "x", narrow))
+    assert v["validate.allowed_formats"] == ("PNG", "JPEG")
+    assert "validate.allowed_formats" not in values(r.make_recipe(profile(), CPU, ALL_LITES, "x", Params()))
+
+
+def test_diff_lists_only_real_changes_and_pins_win():
+    rec = r.make_recipe(profile(), CPU, ALL_LITES, "x", Params())
+    changes = r.diff(rec, Params(), {"augment.salt_pepper": 0.02})
+    keys = {c.key for c in changes}
+    assert "augment.salt_pepper" not in keys  # Params() already has 0.02, the pinned value
+    assert all(c.old != c.new for c in changes)
+    applied = {c.key: c.new for c in changes}
+    assert applied["data.source"] == "x"
+
+
+def test_early_stopping_is_off_for_small_val_sets_only():
+    assert values(r.make_recipe(profile(n_val=76), CPU, ALL_LITES, "x", Params()))["train.patience"] == 0
+    assert "train.patience" not in values(r.make_recipe(profile(n_val=5000), CPU, ALL_LITES, "x", Params()))
+
+
+def test_gpu_takes_the_largest_backbone_without_a_time_estimate():
+    rec = r.make_recipe(profile(n_train=1000), r.DeviceFacts("cuda", "some GPU", 8), ALL_LITES, "x", Params(), minutes=1)
+    assert values(rec)["train.model"] == ALL_LITES[-1] and rec.estimated_minutes is None
+    assert values(rec)["train.batch_size"] == r.GPU_BATCH and "not measured" in rec.notes[0]
+
+
+def test_small_photo_sets_train_the_head_with_a_larger_lr():
+    v = values(r.make_recipe(profile(n_train=245), CPU, ALL_LITES, "x", Params()))
+    assert v["train.strategy"] == "linear_probe" and v["train.lr"] == pytest.approx(r.PROBE_LR * 32 / 64)
+    digits = profile(n_train=500, side=8, modes={"L": 700}, formats={"PNG": 700})
+    assert values(r.make_recipe(digits, CPU, ALL_LITES, "x", Params()))["train.strategy"] == "full"

