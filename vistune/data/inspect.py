@@ -131,17 +131,9 @@ def _folder(cfg: DataCfg, root: Path, report: src.IngestReport) -> tuple[list[It
 
 def _csv(cfg: DataCfg, report: src.IngestReport) -> tuple[list[Item], str, tuple[str, ...]]:
     """Rows `path,label[,split]` read in place; the refusal rules of `sources._ingest_csv`."""
-    import csv
-
     manifest = Path(cfg.source).expanduser()
     base = manifest.parent
-    with open(manifest, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        header = [h.strip() for h in (reader.fieldnames or [])]
-        if "path" not in header or "label" not in header:
-            raise DataError(f"{manifest}: a CSV manifest needs a header row with columns path,label "
-                            f"(optional split); found {header}")
-        rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+    _, rows = src.read_csv_manifest(manifest)
     groups: dict[str, list[tuple[Path, str]]] = {s: [] for s in SPLITS}
     unsplit: list[tuple[Path, str]] = []
     for n, row in enumerate(rows, start=2):

@@ -383,10 +383,8 @@ def _manifest_problem(rel: str, base: Path) -> str | None:
     return None
 
 
-def _ingest_csv(cfg: DataCfg, out: Path, report: IngestReport) -> None:
-    """Rows `path,label[,split]`; paths relative to the CSV's folder and confined to it."""
-    manifest = Path(cfg.source).expanduser()
-    base = manifest.parent
+def read_csv_manifest(manifest: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """Header and stripped rows of a `path,label[,split]` manifest (shared by ingest and `vistune init`)."""
     with open(manifest, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         header = [h.strip() for h in (reader.fieldnames or [])]
@@ -394,6 +392,14 @@ def _ingest_csv(cfg: DataCfg, out: Path, report: IngestReport) -> None:
             raise DataError(f"{manifest}: a CSV manifest needs a header row with columns path,label "
                             f"(optional split); found {header}")
         rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+    return header, rows
+
+
+def _ingest_csv(cfg: DataCfg, out: Path, report: IngestReport) -> None:
+    """Rows `path,label[,split]`; paths relative to the CSV's folder and confined to it."""
+    manifest = Path(cfg.source).expanduser()
+    base = manifest.parent
+    header, rows = read_csv_manifest(manifest)
     with_split = "split" in header
     items: dict[str, list[tuple[Path, str]]] = {s: [] for s in SPLITS}
     unsplit: list[tuple[Path, str]] = []
