@@ -21,7 +21,7 @@ from vistune.errors import DataError
 from vistune.data.imageio import decode_file
 from vistune.layout import Layout
 from vistune.data.preprocess import resize_rgb
-from vistune.data.sources import SPLITS
+from vistune.data.sources.common import SPLITS
 
 
 def _decode_split(layout: Layout, paths: list[str], size: int, split: str) -> np.ndarray:

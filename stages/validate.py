@@ -31,7 +31,7 @@ from vistune.errors import ConfigError, DataError
 from vistune.io import read_json, write_json, write_text
 from vistune.layout import Layout
 from vistune.data.manifest import build_manifest, preferred_extension
-from vistune.data.sources import SPLITS
+from vistune.data.sources.common import SPLITS
 
 DUPLICATE_CODES = ("duplicate", "near_duplicate")
 QUARANTINE_COLUMNS = ["path", "split", "label", "code", "reason"]

@@ -11,7 +11,7 @@ import pandas as pd
 from PIL import Image, ImageOps
 
 from vistune.data.prepared import load_prepared
-from vistune.data.sources import SPLITS
+from vistune.data.sources.common import SPLITS
 from vistune.io import read_json
 
 def reference_decode(path, size: int) -> np.ndarray:

@@ -95,3 +95,31 @@ def test_broken_archive_is_one_clear_error(tmp_path: Path) -> None:
     bad.write_bytes(b"PK not really")
     with pytest.raises(DataError, match="not a readable archive"):
         ingest(DataCfg(source=str(bad)), tmp_path / "out")
+
+
+def test_registry_picks_the_kind_by_scheme_or_path_and_takes_new_kinds(tmp_path: Path) -> None:
+    """One registry, like backbones: each kind claims its sources; a registered kind is used by ingest."""
+    from vistune.data.sources import create_source, list_sources, register_source
+    from vistune.data.sources import registry
+
+    (tmp_path / "m.csv").write_text("path,label\n")
+    (tmp_path / "a.tgz").write_bytes(b"")
+    assert create_source("sklearn:digits").name == "sklearn:digits"
+    assert create_source("torchvision:MNIST").name == "torchvision"
+    assert create_source(str(tmp_path / "m.csv")).name == "csv"
+    assert create_source(str(tmp_path / "a.tgz")).name == "archive"
+    assert create_source(str(tmp_path)).name == "folder"
+    with pytest.raises(DataError, match="neither a known source"):
+        create_source("nosuch:thing")
+
+    def ingest_one(cfg, out, report):
+        (out / "train" / "x").mkdir(parents=True)
+        report.counts = {"train": 0}
+
+    register_source("const:one", lambda s: s == "const:one", "const:one")(ingest_one)
+    try:
+        assert "const:one" in list_sources()
+        assert ingest(DataCfg(source="const:one"), tmp_path / "out").counts == {"train": 0}
+        assert (tmp_path / "out" / "train" / "x").is_dir()
+    finally:
+        registry._KINDS.pop("const:one")

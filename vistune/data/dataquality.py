@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from vistune.data.phash import pairs_within
-from vistune.data.sources import SPLITS
+from vistune.data.sources.common import SPLITS
 
 
 def _ranked(manifest: pd.DataFrame, mask: pd.Series) -> pd.DataFrame:

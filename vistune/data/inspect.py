@@ -11,27 +11,32 @@ same rule (`dataquality.mark_duplicates`), so what `init` reports is what `valid
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import io
 import tempfile
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
 
 from vistune.config import DataCfg, ValidateCfg
-from vistune.data import sources as src
+from vistune.data.sources.archive import dataset_root, extract_archive, is_archive
+from vistune.data.sources.common import SPLITS, IngestReport, cap, split_indices
+from vistune.data.sources.csv_manifest import is_csv_manifest, manifest_problem, read_csv_manifest
+from vistune.data.sources.folder import folder_groups
+from vistune.data.sources.registry import list_sources
+from vistune.data.sources.sklearn_digits import DIGITS, digits_items
+from vistune.data.sources.torchvision_ds import TORCHVISION_PREFIX, torchvision_items
+from vistune.data.files import join_relative
 from vistune.data.dataquality import mark_duplicates
 from vistune.data.manifest import decode_facts
 from vistune.errors import DataError
 from vistune.io import sha256_bytes
 
-SPLITS = src.SPLITS
 PHOTO_MIN_SIDE = 96  # median short side from which a set counts as photos (digits: 8, CIFAR: 32)
 
 
@@ -106,51 +111,33 @@ def _file_items(items: list[tuple[Path, str]], split: str, root: Path) -> list[I
     return [Item(str(p.relative_to(root)), split, lab, p.read_bytes) for p, lab in items]
 
 
-def _folder(cfg: DataCfg, root: Path, report: src.IngestReport) -> tuple[list[Item], str, tuple[str, ...]]:
-    """The same groups `sources._ingest_folder` copies, left where they are."""
-    if (root / "train").is_dir() and (root / "val").is_dir():
-        train = src._cap(src._list_class_files(root / "train", root, report), cfg)
-        val = src._cap(src._list_class_files(root / "val", root, report), cfg)
-        carved: tuple[str, ...] = ()
-        if (root / "test").is_dir():
-            test = src._cap(src._list_class_files(root / "test", root, report), cfg)
-        else:
-            frac = cfg.test_fraction / max(cfg.val_fraction + cfg.test_fraction, 1e-9)
-            parts = src._split_indices([lab for _, lab in val],
-                                       DataCfg(val_fraction=1.0 - frac, test_fraction=frac, seed=cfg.seed))
-            test = [val[i] for i in parts["test"]]
-            val = [val[i] for i in parts["val"] + parts["train"]]
-            carved = ("test",)
-        groups, kind = {"train": train, "val": val, "test": test}, "folder-splits"
-    else:
-        items = src._cap(src._list_class_files(root, root, report), cfg)
-        parts = src._split_indices([lab for _, lab in items], cfg)
-        groups, kind, carved = {s: [items[i] for i in parts[s]] for s in SPLITS}, "folder", SPLITS
+def _folder(cfg: DataCfg, root: Path, report: IngestReport) -> tuple[list[Item], str, tuple[str, ...]]:
+    """The same groups `ingest` copies from a folder (`folder.folder_groups`), left where they are."""
+    groups, kind, carved = folder_groups(cfg, root, report)
     return [it for s, g in groups.items() for it in _file_items(g, s, root)], kind, carved
 
 
-def _csv(cfg: DataCfg, report: src.IngestReport) -> tuple[list[Item], str, tuple[str, ...]]:
-    """Rows `path,label[,split]` read in place; the refusal rules of `sources._ingest_csv`."""
+def _csv(cfg: DataCfg, report: IngestReport) -> tuple[list[Item], str, tuple[str, ...]]:
+    """Rows `path,label[,split]` read in place; the refusal rules of `csv_manifest.ingest_csv`."""
     manifest = Path(cfg.source).expanduser()
     base = manifest.parent
-    _, rows = src.read_csv_manifest(manifest)
+    _, rows = read_csv_manifest(manifest)
     groups: dict[str, list[tuple[Path, str]]] = {s: [] for s in SPLITS}
     unsplit: list[tuple[Path, str]] = []
     for n, row in enumerate(rows, start=2):
         rel, label, split = row.get("path", ""), row.get("label", ""), row.get("split", "")
         problem = "row needs a path and a plain label" if not rel or not label or "/" in label else (
-            src._manifest_problem(rel, base))
+            manifest_problem(rel, base))
         if split and split not in SPLITS:
             raise DataError(f"{manifest}: row {n} has split {split!r}; use one of {list(SPLITS)} or leave it empty")
         if problem:
             report.skipped.append({"path": f"{manifest.name}:{rel}", "code": "refused", "reason": f"row {n}: {problem}"})
             continue
-        path = base.joinpath(*PurePosixPath(rel.replace("\\", "/")).parts)
-        (groups[split] if split else unsplit).append((path, label))
-    unsplit = src._cap(unsplit, cfg)
-    parts = src._split_indices([lab for _, lab in unsplit], cfg)
+        (groups[split] if split else unsplit).append((join_relative(base, rel), label))
+    unsplit = cap(unsplit, cfg)
+    parts = split_indices([lab for _, lab in unsplit], cfg)
     for s in SPLITS:
-        groups[s] = src._cap(groups[s] + [unsplit[i] for i in parts[s]], cfg)
+        groups[s] = cap(groups[s] + [unsplit[i] for i in parts[s]], cfg)
     carved = tuple(s for s in SPLITS if parts[s])
     return [it for s, g in groups.items() for it in _file_items(g, s, base)], "csv", carved
 
@@ -164,74 +151,47 @@ def _png(image) -> bytes:
 def _digits(cfg: DataCfg) -> tuple[list[Item], str, tuple[str, ...]]:
     """scikit-learn's digits as `ingest` writes them (PNG bytes), in memory."""
     from PIL import Image
-    from sklearn.datasets import load_digits
 
-    d = load_digits()
-    images = np.clip(d.images * (255.0 / 16.0), 0, 255).round().astype(np.uint8)
-    labels = [str(int(t)) for t in d.target]
-    order = [i for i, _ in src._cap([(i, lab) for i, lab in enumerate(labels)], cfg)]  # type: ignore[misc]
-    parts = src._split_indices([labels[i] for i in order], cfg)
-    items = [Item(f"digit_{order[p]:04d}.png", s, labels[order[p]],
-                  lambda i=order[p]: _png(Image.fromarray(images[i], mode="L")))
-             for s in SPLITS for p in parts[s]]
+    items = [Item(fname, split, label, lambda image=image: _png(Image.fromarray(image, mode="L")))
+             for image, split, label, fname in digits_items(cfg)]
     return items, "sklearn", SPLITS
 
 
 def _torchvision(cfg: DataCfg) -> tuple[list[Item], str, tuple[str, ...]]:
     """A torchvision dataset from `data.cache_dir` (downloaded only when `data.download` allows), in memory."""
-    import torchvision.datasets as tvd
-
-    name = cfg.source[len(src.TORCHVISION_PREFIX):]
-    cls = getattr(tvd, name, None)
-    if not (isinstance(cls, type) and hasattr(cls, "__getitem__")):
-        raise DataError(f"data.source {cfg.source!r}: torchvision has no dataset {name!r}; "
-                        "use a class name from torchvision.datasets, e.g. torchvision:CIFAR10")
-    items: list[Item] = []
-    for train in (True, False):
-        ds = src._open_torchvision(cls, name, src.torchvision_root(cfg), train, cfg)
-        labels = src._dataset_labels(ds)
-        names = list(getattr(ds, "classes", None) or [])
-        folder = {k: src._class_folder(names[k]) if k < len(names) else str(k) for k in set(labels)}
-        order = [i for i, _ in src._cap([(i, lab) for i, lab in enumerate(labels)], cfg)]  # type: ignore[misc]
-        if train:
-            parts = src._split_indices([str(labels[i]) for i in order], dataclasses.replace(cfg, test_fraction=0.0))
-            groups = {"train": [order[p] for p in parts["train"]], "val": [order[p] for p in parts["val"]]}
-        else:
-            groups = {"test": order}
-        tag = "train" if train else "test"
-        items += [Item(f"{tag}_{i:05d}.png", s, folder[labels[i]], lambda ds=ds, i=i: _png(ds[i][0]))
-                  for s, idx in groups.items() for i in idx]
+    items = [Item(fname, split, folder, lambda ds=ds, i=i: _png(ds[i][0]))
+             for ds, split, i, folder, fname in torchvision_items(cfg)]
     return items, "torchvision", ("val",)
 
 
 @contextlib.contextmanager
-def list_source(cfg: DataCfg, report: src.IngestReport) -> Iterator[tuple[list[Item], str, tuple[str, ...]]]:
+def list_source(cfg: DataCfg, report: IngestReport) -> Iterator[tuple[list[Item], str, tuple[str, ...]]]:
     """(items, kind, carved splits) for any source `ingest` accepts; bad sources raise DataError.
 
     A context manager because an archive's files exist only while it is open.
     """
     source = cfg.source
-    if source in src.SOURCES:
+    if source == DIGITS:
         yield _digits(cfg)
-    elif source.startswith(src.TORCHVISION_PREFIX):
+    elif source.startswith(TORCHVISION_PREFIX):
         yield _torchvision(cfg)
-    elif src.is_csv_manifest(source):
+    elif is_csv_manifest(source):
         yield _csv(cfg, report)
-    elif src.is_archive(source):
+    elif is_archive(source):
         with tempfile.TemporaryDirectory(prefix="vistune-inspect-") as tmp:
             try:
-                src.extract_archive(Path(source).expanduser(), Path(tmp), report)
+                extract_archive(Path(source).expanduser(), Path(tmp), report)
             except Exception as exc:  # zipfile/tarfile raise several types for a damaged archive
                 raise DataError(f"{source}: not a readable archive ({exc.__class__.__name__}); re-create it "
                                 "or point at a directory") from None
-            root = src._dataset_root(Path(tmp))
+            root = dataset_root(Path(tmp))
             items, _, carved = _folder(cfg, root, report)
             yield items, "archive", carved
     else:
         root = Path(source).expanduser()
         if not root.exists():
             raise DataError(f"{source}: no such file or directory; give an ImageFolder directory, an archive, "
-                            f"a .csv manifest or one of {src.list_sources()[:1] + ['torchvision:<Dataset>']}")
+                            f"a .csv manifest or one of {list_sources()[:1] + ['torchvision:<Dataset>']}")
         if not root.is_dir():
             raise DataError(f"{source}: not a directory, archive (.zip/.tar/.tar.gz) or .csv manifest")
         yield _folder(cfg, root, report)
@@ -295,7 +255,7 @@ def profile(df: pd.DataFrame, source: str, kind: str, carved: tuple[str, ...], r
 def inspect_source(cfg: DataCfg, vcfg: ValidateCfg) -> DataProfile:
     """Read every image of `cfg.source` once (in threads) and describe the set; nothing is written."""
     t0 = time.perf_counter()
-    report = src.IngestReport(source=cfg.source)
+    report = IngestReport(source=cfg.source)
     with list_source(cfg, report) as (items, kind, carved):
         _check_usable(cfg.source, items)
         with ThreadPoolExecutor(max_workers=max(1, vcfg.workers)) as pool:

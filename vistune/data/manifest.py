@@ -27,7 +27,8 @@ from vistune.data.imageio import (
 )
 from vistune.io import sha256_bytes, write_text
 from vistune.data.phash import phash
-from vistune.data.sources import SPLITS
+from vistune.data.files import is_within, name_is_safe, printable_name, walk_class_files
+from vistune.data.sources.common import SPLITS
 
 COLUMNS = [
     "path", "split", "label", "exists", "readable", "name_ok", "within_root", "bytes", "sha256",
@@ -67,26 +68,6 @@ def extension_mismatch(fmt: str, suffix: str) -> bool:
     A format Pillow registers no extension for matches any name."""
     names = format_extensions(fmt) if fmt else ()
     return bool(names) and suffix.lower() not in names
-
-
-def name_is_safe(rel: str) -> bool:
-    """UTF-8 encodable (os.fsdecode maps bad bytes to surrogates) and no `..` component."""
-    try:
-        rel.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return ".." not in Path(rel).parts
-
-
-def printable_name(rel: str) -> str:
-    """The name as valid UTF-8 for CSV/JSON: undecodable bytes shown as \\xNN."""
-    return rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-def _is_within(path: Path, root_real: str) -> bool:
-    """Does the path, links resolved, stay under the (already resolved) root?"""
-    real = os.path.realpath(path)
-    return real == root_real or real.startswith(root_real + os.sep)
 
 
 def decode_facts(data: bytes, max_pixels: int, timeout_s: float | None = DEFAULT_DECODE_TIMEOUT_S) -> dict:
@@ -144,7 +125,7 @@ def _row(root: Path, root_real: str, path: Path, split: str, label: str, max_pix
     rel = os.path.relpath(path, root).replace(os.sep, "/")
     row = {c: None for c in COLUMNS}
     row.update(path=printable_name(rel), split=split, label=label, exists=True, readable=True, name_ok=name_is_safe(rel),
-               within_root=_is_within(path, root_real), bytes=0, sha256="", extension_mismatch=False,
+               within_root=is_within(path, root_real), bytes=0, sha256="", extension_mismatch=False,
                aspect=float("nan"))
     row.update({k: v for k, v in _NO_FACTS.items() if k in COLUMNS})
     if not row["within_root"]:
@@ -179,11 +160,7 @@ def list_images(root: Path) -> list[tuple[Path, str, str]]:
         split_dir = root / split
         if not split_dir.is_dir():
             continue
-        for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
-            for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=False):
-                dirnames.sort()
-                for fname in sorted(filenames):
-                    found.append((Path(dirpath) / fname, split, class_dir.name))
+        found += [(f, split, label) for f, label in walk_class_files(split_dir)]
     return found
 
 

@@ -1,10 +1,13 @@
-"""Classification metrics in numpy: one dict feeds DVC's metrics.json and MLflow alike.
+"""Classification metrics: one dict feeds DVC's metrics.json and MLflow alike.
 
-Everything here is plain numpy so a reviewer can check it against a hand-computed case
-(see tests/vistune/test_metrics.py); no scikit-learn in the evaluation path.
+Confusion matrix, per-class precision/recall/F1 and the ROC/PR curves come from scikit-learn
+(imported lazily: serving never loads it); this module fixes the conventions around them
+(classes absent from the test split, one-class curves) that the reports and the gate rely on.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -12,22 +15,19 @@ import pandas as pd
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
     """Rows are true classes, columns predicted."""
-    cm = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(cm, (np.asarray(y_true), np.asarray(y_pred)), 1)
-    return cm
+    from sklearn.metrics import confusion_matrix as sk_confusion_matrix
+
+    return sk_confusion_matrix(np.asarray(y_true), np.asarray(y_pred), labels=np.arange(n_classes)).astype(np.int64)
 
 
-def per_class_report(cm: np.ndarray, classes: list[str]) -> pd.DataFrame:
-    tp = np.diag(cm).astype(float)
-    support = cm.sum(axis=1).astype(float)
-    predicted = cm.sum(axis=0).astype(float)
-    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
-    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
-    denom = precision + recall
-    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
-    return pd.DataFrame(
-        {"class": classes, "precision": precision, "recall": recall, "f1": f1, "support": support.astype(int)}
-    )
+def per_class_report(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """Precision, recall, F1 and support per class (0 where undefined)."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    precision, recall, f1, support = precision_recall_fscore_support(
+        np.asarray(y_true), np.asarray(y_pred), labels=np.arange(len(classes)), zero_division=0)
+    return pd.DataFrame({"class": classes, "precision": precision.astype(float), "recall": recall.astype(float),
+                         "f1": f1.astype(float), "support": support.astype(int)})
 
 
 def top_k_accuracy(probs: np.ndarray, y_true: np.ndarray, k: int) -> float:
@@ -47,7 +47,7 @@ def summarize(
     has no defined recall); weighted averages weight each class by its support.
     """
     cm = confusion_matrix(y_true, y_pred, len(classes))
-    report = per_class_report(cm, classes)
+    report = per_class_report(y_true, y_pred, classes)
     present = report["support"] > 0
     weights = report["support"] / max(report["support"].sum(), 1)
     metrics: dict[str, float] = {
@@ -65,32 +65,32 @@ def summarize(
     return metrics, report, cm
 
 
-def _trapezoid(y: np.ndarray, x: np.ndarray) -> float:
-    return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2.0))
-
-
 def binary_curves(scores: np.ndarray, positive: np.ndarray) -> dict[str, np.ndarray | float]:
-    """ROC and precision-recall curves for one class, thresholds at every distinct score.
-
-    Ties share one threshold (scores sorted descending, cut where the score changes), so the
-    ROC AUC equals the Mann-Whitney probability that a positive outranks a negative.
-    Average precision is the step-wise sum of precision * recall increments (no interpolation).
+    """ROC and precision-recall curves for one class, thresholds at every distinct score (scikit-learn,
+    `drop_intermediate=False`), recall ascending. Ties share one threshold, so the ROC AUC equals the
+    Mann-Whitney probability that a positive outranks a negative; average precision is the step-wise
+    sum (no interpolation). A class with no positives (or no negatives) gets NaN AUC (and AP) and
+    zero rates instead of scikit-learn's NaN/one curves, so the plot still draws.
     """
+    from sklearn.exceptions import UndefinedMetricWarning
+    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+
     scores = np.asarray(scores, dtype=float)
     positive = np.asarray(positive, dtype=bool)
-    order = np.argsort(-scores, kind="stable")
-    s, p = scores[order], positive[order]
-    cut = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1] if len(s) else np.array([], dtype=int)
-    tps = np.cumsum(p)[cut].astype(float)
-    fps = (cut + 1) - tps
-    n_pos, n_neg = float(p.sum()), float((~p).sum())
-    tpr = np.r_[0.0, tps / n_pos] if n_pos else np.r_[0.0, np.zeros_like(tps)]
-    fpr = np.r_[0.0, fps / n_neg] if n_neg else np.r_[0.0, np.zeros_like(fps)]
-    precision = np.r_[1.0, tps / np.maximum(tps + fps, 1)]
-    recall = tpr
-    auc = _trapezoid(tpr, fpr) if n_pos and n_neg else float("nan")
-    ap = float(np.sum(np.diff(recall) * precision[1:])) if n_pos else float("nan")
-    return {"fpr": fpr, "tpr": tpr, "precision": precision, "recall": recall, "roc_auc": auc, "ap": ap}
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if not len(scores):
+        zero = np.zeros(1)
+        return {"fpr": zero, "tpr": zero, "precision": np.ones(1), "recall": zero, "roc_auc": float("nan"),
+                "ap": float("nan")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)  # one-class curves: handled below
+        warnings.filterwarnings("ignore", message="No positive class found")
+        fpr, tpr, _ = roc_curve(positive, scores, drop_intermediate=False)
+        precision, recall, _ = precision_recall_curve(positive, scores, drop_intermediate=False)
+    return {"fpr": np.nan_to_num(fpr), "tpr": np.nan_to_num(tpr), "precision": precision[::-1],
+            "recall": recall[::-1] if n_pos else np.zeros(len(recall)),
+            "roc_auc": float(roc_auc_score(positive, scores)) if n_pos and n_neg else float("nan"),
+            "ap": float(average_precision_score(positive, scores)) if n_pos else float("nan")}
 
 
 def one_vs_rest_curves(probs: np.ndarray, y_true: np.ndarray, classes: list[str]) -> dict[str, dict]:

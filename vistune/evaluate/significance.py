@@ -9,7 +9,6 @@ must not move the `champion` alias.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -44,12 +43,6 @@ class BootstrapResult:
         return asdict(self)
 
 
-def _binom_two_sided(k: int, n: int) -> float:
-    """Exact two-sided p of k successes out of n under p=0.5 (doubled smaller tail, capped at 1)."""
-    tail = sum(math.comb(n, i) for i in range(min(k, n - k) + 1)) / 2.0 ** n
-    return min(1.0, 2.0 * tail)
-
-
 def mcnemar(champion_correct: np.ndarray, challenger_correct: np.ndarray, exact_below: int = EXACT_BELOW) -> McNemarResult:
     """McNemar's test of two classifiers' per-image correctness on the same images."""
     a = np.asarray(champion_correct, dtype=bool)
@@ -60,15 +53,19 @@ def mcnemar(champion_correct: np.ndarray, challenger_correct: np.ndarray, exact_
     n = gained + lost
     if n == 0:
         return McNemarResult(gained, lost, 0.0, 1.0, "none")
-    if n < exact_below:
-        return McNemarResult(gained, lost, float(min(gained, lost)), _binom_two_sided(gained, n), "exact")
+    from scipy.stats import binomtest, chi2
+
+    if n < exact_below:  # exact binomial: the discordant images split 50/50 under "no difference"
+        return McNemarResult(gained, lost, float(min(gained, lost)), float(binomtest(gained, n, 0.5).pvalue), "exact")
     stat = (abs(gained - lost) - 1.0) ** 2 / n
-    return McNemarResult(gained, lost, float(stat), float(math.erfc(math.sqrt(stat / 2.0))), "chi2")
+    return McNemarResult(gained, lost, float(stat), float(chi2.sf(stat, df=1)), "chi2")
 
 
 def macro_f1_rows(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
     """Macro-F1 of every row of (B, N) label/prediction matrices, over classes present in that row's
-    labels (the definition `vistune.evaluate.metrics.summarize` uses)."""
+    labels (the definition `vistune.evaluate.metrics.summarize` uses). Kept in numpy: scoring all
+    bootstrap resamples at once is far faster than one scikit-learn f1_score call per resample
+    (benchmarks/library_ops.py, RESULTS.md 2026-12-02)."""
     y, pred = np.atleast_2d(y), np.atleast_2d(pred)
     f1_sum = np.zeros(y.shape[0])
     present = np.zeros(y.shape[0])
@@ -116,13 +113,10 @@ def paired_bootstrap(y: np.ndarray, champion_pred: np.ndarray, challenger_pred: 
 
 def per_class_f1(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
     """F1 of each class (0 where a class is neither present nor predicted)."""
-    y, pred = np.asarray(y), np.asarray(pred)
-    out = np.zeros(n_classes)
-    for c in range(n_classes):
-        tp = int(((y == c) & (pred == c)).sum())
-        denom = int((y == c).sum() + (pred == c).sum())
-        out[c] = 2.0 * tp / denom if denom else 0.0
-    return out
+    from sklearn.metrics import f1_score
+
+    return f1_score(np.asarray(y), np.asarray(pred), labels=np.arange(n_classes), average=None,
+                    zero_division=0).astype(float)
 
 
 def is_significant(test: str, alpha: float, mc: McNemarResult, boot: BootstrapResult) -> tuple[bool, str]:

@@ -1,21 +1,23 @@
-"""Exponential moving average of the weights (as timm's ModelEmaV3), kept on the training device.
+"""Exponential moving average of the weights: timm's ModelEmaV3 does the update, kept on the training device.
 
 The average usually validates better than the raw weights near the end of a short fine-tune;
 with decay warmup (decay_t = min(decay, (1 + t) / (10 + t))) it is useful from the first epoch.
-BatchNorm statistics and other buffers are copied, not averaged.
+BatchNorm statistics and other buffers are copied, not averaged (ModelEmaV3 `exclude_buffers=True`).
+This wrapper only adds that warmup rule (timm's own warmup is a power law) and a checkpoint state
+holding the update count, so a resumed run continues the same decay sequence.
 """
 
 from __future__ import annotations
 
-import copy
-
 import torch
+from timm.utils import ModelEmaV3
 from torch import nn
 
 
 class ModelEma:
     def __init__(self, model: nn.Module, decay: float) -> None:
-        self.module = copy.deepcopy(model).eval()
+        self._ema = ModelEmaV3(model, decay=decay, exclude_buffers=True)
+        self.module = self._ema.module
         for p in self.module.parameters():
             p.requires_grad_(False)
         self.decay = decay
@@ -28,13 +30,7 @@ class ModelEma:
     def update(self, model: nn.Module) -> None:
         d = self.decay_at(self.updates)
         self.updates += 1
-        ema_p = [p for p in self.module.parameters()]
-        src_p = [p.detach() for p in model.parameters()]
-        floats = [(e, s) for e, s in zip(ema_p, src_p) if e.is_floating_point()]
-        if floats:
-            torch._foreach_lerp_([e for e, _ in floats], [s for _, s in floats], 1 - d)
-        for e, s in zip(self.module.buffers(), model.buffers()):
-            e.copy_(s)
+        self._ema.apply_update_no_buffers_(model, d)
 
     def state_dict(self) -> dict:
         return {"module": self.module.state_dict(), "updates": self.updates}
