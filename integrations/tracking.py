@@ -174,7 +174,7 @@ def lock_dir(cfg: RegisterCfg, root: Path, uri: str | None = None) -> Path:
 def open_registry(cfg: RegisterCfg, root: Path) -> tuple[mlflow.MlflowClient, Path]:
     """A client on the configured store plus the lock directory for alias changes."""
     uri = resolve_tracking_uri(cfg, root)
-    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri), lock_dir(cfg, root)
+    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri), lock_dir(cfg, root, uri)
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from stages.cli import stage_main
 from vistune.config import AugmentCfg
-from vistune.data.prepared import save_meta, save_split
+from vistune.data.prepared import class_order, save_meta, save_split
 from vistune.errors import DataError
 from vistune.data.imageio import decode_file
 from vistune.layout import Layout
@@ -39,7 +39,7 @@ def run(cfg: AugmentCfg, layout: Layout) -> dict[str, int]:
     if not layout.manifest.is_file():
         raise DataError(f"{layout.manifest}: validated manifest not found; run `dvc repro validate` first")
     manifest = pd.read_csv(layout.manifest, dtype={"label": str})
-    classes = sorted(manifest.label.unique(), key=lambda c: (len(c), c) if c.isdigit() else (0, c))
+    classes = class_order(manifest.label)
     index = {c: i for i, c in enumerate(classes)}
     layout.prepared.mkdir(parents=True, exist_ok=True)
     counts = {}

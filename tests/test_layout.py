@@ -59,3 +59,41 @@ def test_flow_runs_every_dvc_stage_in_order():
 
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
     assert list(STAGES) == list(dvc["stages"]), "flows.dvc_cli.STAGES must list dvc.yaml's stages in order"
+
+
+# third-party libraries the core may import. scikit-learn (metrics, the digits source) and scipy (McNemar)
+# stand in for hand-written statistics; they are imported inside the functions that use them, so a
+# served model or a training run never loads them.
+CORE_LIBRARIES = {"torch", "torchvision", "timm", "numpy", "pandas", "PIL", "yaml", "tqdm", "matplotlib",
+                  "onnxruntime", "sklearn", "scipy"}
+LAZY_ONLY = {"sklearn", "scipy"}
+
+
+def _core_imports() -> dict[str, list[tuple[str, bool]]]:
+    """top-level module -> [(file, imported at module level?)] for every non-stdlib import in vistune/."""
+    import ast
+    import sys
+
+    found: dict[str, list[tuple[str, bool]]] = {}
+    for f in (REPO / "vistune").rglob("*.py"):
+        tree = ast.parse(f.read_text())
+        top_level = {id(n) for n in tree.body}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top not in sys.stdlib_module_names and top not in ("vistune", "__future__"):
+                    found.setdefault(top, []).append((str(f.relative_to(REPO)), id(node) in top_level))
+    return found
+
+
+def test_core_imports_only_its_libraries_and_statistics_lazily():
+    found = _core_imports()
+    assert set(found) <= CORE_LIBRARIES, f"vistune/ imports {sorted(set(found) - CORE_LIBRARIES)}"
+    eager = [(lib, f) for lib in LAZY_ONLY for f, at_top in found.get(lib, []) if at_top]
+    assert not eager, f"import these inside the function that needs them: {eager}"

@@ -35,3 +35,10 @@ def test_prepared_arrays_equal_an_independent_decode_of_the_raw_files(prepared_t
         np.testing.assert_array_equal(arr.images, expected)  # same order as the manifest, pixel for pixel
         assert [data.classes[i] for i in arr.labels] == part.label.tolist()
     assert isinstance(data.splits["train"].images, np.memmap)  # epochs read without decoding
+
+
+def test_class_order_is_decided_in_the_core():
+    """The model's output order: names first, then numbers by value, whatever order the manifest lists them."""
+    from vistune.data.prepared import class_order
+
+    assert class_order(["10", "2", "bee", "ant", "1", "2"]) == ["ant", "bee", "1", "2", "10"]

@@ -17,6 +17,12 @@ from vistune.errors import DataError
 from vistune.io import atomic_path, read_json, write_json
 
 
+def class_order(labels) -> list[str]:
+    """The model's output order (class index = position): numeric labels by value ("2" before "10"),
+    after any named classes in name order. Decided once here; `augment` stores it in the prepared meta."""
+    return sorted(set(labels), key=lambda c: (len(c), c) if c.isdigit() else (0, c))
+
+
 @dataclass
 class SplitArrays:
     images: np.ndarray  # N x 3 x S x S uint8

@@ -3,6 +3,9 @@
 Each batch is mixed with itself reversed (as timm's `Mixup` in batch mode), so no extra images
 are read. When both alphas are set, each batch picks one of the two with equal chance. The mix
 factor is drawn from a numpy Generator seeded by the training generator, so runs reproduce.
+Kept instead of timm's Mixup (measured, benchmarks/library_ops.py): it asserts an even batch (a last
+batch of 7 fails) and draws from numpy's global RNG, so reseeding the training generator does not
+reproduce its mix (same torch seed, different targets).
 """
 
 from __future__ import annotations
