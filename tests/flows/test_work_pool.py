@@ -80,6 +80,33 @@ async def _rows_in_postgres(url: str, run_ids: list) -> list:
         await conn.close()
 
 
+def _assert_experiments_and_registry(repo: Path, env: dict, runs: dict) -> None:
+    """Both runs are DVC experiments and MLflow runs of the main repo, with their UI parameters; "a" is champion."""
+    exps = {r["Experiment"]: r for r in csv.DictReader(io.StringIO(_run(["dvc", "exp", "show", "--csv"], repo, env)))}
+    for key, run in runs.items():
+        assert run.name in exps, list(exps)
+        assert float(exps[run.name]["train.lr"]) == RUNS[key]["lr"]
+        assert float(exps[run.name]["register.min_improvement"]) == RUNS[key]["min_improvement"]
+
+    # ... and MLflow runs in the main repo's store, tagged with those experiments; "a" is champion
+    import mlflow
+
+    uri = f"sqlite:///{repo / 'mlflow' / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    experiment_id = client.get_experiment_by_name("vistune").experiment_id
+    mlflow_runs = {}
+    for key, run in runs.items():
+        tagged = client.search_runs([experiment_id], filter_string=f"tags.`vistune.lineage.dvc_experiment` = '{run.name}'")
+        assert len(tagged) == 1, f"{run.name}: {len(tagged)} MLflow runs"
+        assert tagged[0].info.run_name == run.name  # one name in Prefect, DVC and MLflow
+        assert float(tagged[0].data.params["train.lr"]) == RUNS[key]["lr"]
+        mlflow_runs[key] = tagged[0].info.run_id
+    versions = client.search_model_versions("name='vistune-classifier'")
+    assert sorted(v.run_id for v in versions) == sorted(mlflow_runs.values())
+    champion = client.get_model_version_by_alias("vistune-classifier", "champion")
+    assert champion.run_id == mlflow_runs["a"]
+
+
 def test_two_workers_run_isolated_pipelines_in_parallel(postgres, tmp_path: Path):
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -143,27 +170,4 @@ def test_two_workers_run_isolated_pipelines_in_parallel(postgres, tmp_path: Path
     assert _run(["git", "worktree", "list", "--porcelain"], repo, env).count("worktree ") == 1
     assert not list((repo / ".dvc" / "tmp" / "runs").iterdir())
 
-    # both runs are DVC experiments of the main repo, with their UI parameters
-    exps = {r["Experiment"]: r for r in csv.DictReader(io.StringIO(_run(["dvc", "exp", "show", "--csv"], repo, env)))}
-    for key, run in runs.items():
-        assert run.name in exps, list(exps)
-        assert float(exps[run.name]["train.lr"]) == RUNS[key]["lr"]
-        assert float(exps[run.name]["register.min_improvement"]) == RUNS[key]["min_improvement"]
-
-    # ... and MLflow runs in the main repo's store, tagged with those experiments; "a" is champion
-    import mlflow
-
-    uri = f"sqlite:///{repo / 'mlflow' / 'mlflow.db'}"
-    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
-    experiment_id = client.get_experiment_by_name("vistune").experiment_id
-    mlflow_runs = {}
-    for key, run in runs.items():
-        tagged = client.search_runs([experiment_id], filter_string=f"tags.`vistune.lineage.dvc_experiment` = '{run.name}'")
-        assert len(tagged) == 1, f"{run.name}: {len(tagged)} MLflow runs"
-        assert tagged[0].info.run_name == run.name  # one name in Prefect, DVC and MLflow
-        assert float(tagged[0].data.params["train.lr"]) == RUNS[key]["lr"]
-        mlflow_runs[key] = tagged[0].info.run_id
-    versions = client.search_model_versions("name='vistune-classifier'")
-    assert sorted(v.run_id for v in versions) == sorted(mlflow_runs.values())
-    champion = client.get_model_version_by_alias("vistune-classifier", "champion")
-    assert champion.run_id == mlflow_runs["a"]
+    _assert_experiments_and_registry(repo, env, runs)
