@@ -25,13 +25,12 @@ import pandas as pd
 
 from vistune.config import DataCfg, ValidateCfg
 from vistune.data.sources.archive import dataset_root, extract_archive, is_archive
-from vistune.data.sources.common import SPLITS, IngestReport, cap, split_indices
-from vistune.data.sources.csv_manifest import is_csv_manifest, manifest_problem, read_csv_manifest
+from vistune.data.sources.common import SPLITS, IngestReport
+from vistune.data.sources.csv_manifest import csv_groups, is_csv_manifest
 from vistune.data.sources.folder import folder_groups
 from vistune.data.sources.registry import list_sources
 from vistune.data.sources.sklearn_digits import DIGITS, digits_items
 from vistune.data.sources.torchvision_ds import TORCHVISION_PREFIX, torchvision_items
-from vistune.data.files import join_relative
 from vistune.data.dataquality import mark_duplicates
 from vistune.data.manifest import decode_facts
 from vistune.errors import DataError
@@ -118,28 +117,10 @@ def _folder(cfg: DataCfg, root: Path, report: IngestReport) -> tuple[list[Item],
 
 
 def _csv(cfg: DataCfg, report: IngestReport) -> tuple[list[Item], str, tuple[str, ...]]:
-    """Rows `path,label[,split]` read in place; the refusal rules of `csv_manifest.ingest_csv`."""
+    """Rows `path,label[,split]` read in place, refused and split as `ingest` does (`csv_manifest.csv_groups`)."""
     manifest = Path(cfg.source).expanduser()
-    base = manifest.parent
-    _, rows = read_csv_manifest(manifest)
-    groups: dict[str, list[tuple[Path, str]]] = {s: [] for s in SPLITS}
-    unsplit: list[tuple[Path, str]] = []
-    for n, row in enumerate(rows, start=2):
-        rel, label, split = row.get("path", ""), row.get("label", ""), row.get("split", "")
-        problem = "row needs a path and a plain label" if not rel or not label or "/" in label else (
-            manifest_problem(rel, base))
-        if split and split not in SPLITS:
-            raise DataError(f"{manifest}: row {n} has split {split!r}; use one of {list(SPLITS)} or leave it empty")
-        if problem:
-            report.skipped.append({"path": f"{manifest.name}:{rel}", "code": "refused", "reason": f"row {n}: {problem}"})
-            continue
-        (groups[split] if split else unsplit).append((join_relative(base, rel), label))
-    unsplit = cap(unsplit, cfg)
-    parts = split_indices([lab for _, lab in unsplit], cfg)
-    for s in SPLITS:
-        groups[s] = cap(groups[s] + [unsplit[i] for i in parts[s]], cfg)
-    carved = tuple(s for s in SPLITS if parts[s])
-    return [it for s, g in groups.items() for it in _file_items(g, s, base)], "csv", carved
+    groups, carved = csv_groups(cfg, manifest, report)
+    return [it for s, g in groups.items() for it in _file_items(g, s, manifest.parent)], "csv", carved
 
 
 def _png(image) -> bytes:

@@ -45,9 +45,10 @@ def _problem_code(problem: str) -> str:
     return "outside_root" if "outside" in problem or "escapes" in problem or "absolute" in problem else "unsafe_name"
 
 
-def ingest_csv(cfg: DataCfg, out: Path, report: IngestReport) -> None:
-    """Rows with a split go there; rows without one are split by seed like a plain folder."""
-    manifest = Path(cfg.source).expanduser()
+def csv_groups(cfg: DataCfg, manifest: Path, report: IngestReport,
+               ) -> tuple[dict[str, list[tuple[Path, str]]], tuple[str, ...]]:
+    """(split -> (file, class) pairs, carved splits): rows with a split go there, rows without one are split
+    by seed like a plain folder; refused rows go to `report.skipped`. What `ingest` copies and `init` reads."""
     base = manifest.parent
     header, rows = read_csv_manifest(manifest)
     with_split = "split" in header
@@ -70,12 +71,16 @@ def ingest_csv(cfg: DataCfg, out: Path, report: IngestReport) -> None:
             items[split].append(item)
         else:
             unsplit.append(item)
-    if unsplit:
-        unsplit = cap(unsplit, cfg)
-        parts = split_indices([lab for _, lab in unsplit], cfg)
-        for s in SPLITS:
-            items[s] += [unsplit[i] for i in parts[s]]
-    groups = {s: cap(v, cfg) for s, v in items.items()}
+    unsplit = cap(unsplit, cfg)
+    parts = split_indices([lab for _, lab in unsplit], cfg)
+    for s in SPLITS:
+        items[s] += [unsplit[i] for i in parts[s]]
+    return {s: cap(v, cfg) for s, v in items.items()}, tuple(s for s in SPLITS if parts[s])
+
+
+def ingest_csv(cfg: DataCfg, out: Path, report: IngestReport) -> None:
+    manifest = Path(cfg.source).expanduser()
+    groups, _ = csv_groups(cfg, manifest, report)
     if not groups["train"]:
         raise DataError(f"{manifest}: no usable rows for the train split; list image files as path,label rows")
-    copy_groups(groups, out, base, report, class_level=False)
+    copy_groups(groups, out, manifest.parent, report, class_level=False)
