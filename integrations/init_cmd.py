@@ -87,42 +87,46 @@ def _check_written(text: str, changes, where: Path) -> Params:
     return parsed
 
 
-def init(args: argparse.Namespace, params_default: str) -> int:
+def write_recipe(source: str, params_path: Path, minutes: float | None = None, pins: dict[str, Any] | None = None,
+                 dry_run: bool = False, say=print) -> list:
+    """Inspect `source`, fit the recipe to it and this device, write it into `params_path` (unless `dry_run`);
+    returns the changes. `vistune init` and a Prefect run that sets only `data_source` both come here."""
     from integrations.params_file import apply_settings
     from vistune.data.inspect import describe, inspect_source
     from vistune.io import write_text
     from vistune.models.backbones import list_backbones
     from vistune.recipe import diff, make_recipe
 
-    params_path = Path(args.init_params or params_default)
     current = load_params(params_path)
-    pins = _pins(args.pins)
-    if args.minutes is not None and args.minutes <= 0:
-        raise ConfigError(f"--minutes {args.minutes:g}: give a positive number of minutes")
-    profile = inspect_source(dataclasses.replace(current.data, source=args.source), current.validate)
-    print("\n".join(describe(profile)))
+    if minutes is not None and minutes <= 0:
+        raise ConfigError(f"--minutes {minutes:g}: give a positive number of minutes")
+    profile = inspect_source(dataclasses.replace(current.data, source=source), current.validate)
+    say("\n".join(describe(profile)))
     device = _device(current)
-    recipe = make_recipe(profile, device, list_backbones(), _source_value(args.source, params_path), current,
-                         args.minutes)
-    changes = diff(recipe, current, pins)
-    text = params_path.read_text()
-    new_text = apply_settings(text, [(c.key, c.new) for c in changes], str(params_path))
+    recipe = make_recipe(profile, device, list_backbones(), _source_value(source, params_path), current, minutes)
+    changes = diff(recipe, current, pins or {})
+    new_text = apply_settings(params_path.read_text(), [(c.key, c.new) for c in changes], str(params_path))
     _check_written(new_text, changes, params_path)
-    print(f"\nrecipe for {params_path} ({device.kind}: {device.name}"
-          + (f", estimated {recipe.estimated_minutes:.1f} min for the whole pipeline)" if recipe.estimated_minutes
-             is not None else ")"))
+    say(f"\nrecipe for {params_path} ({device.kind}: {device.name}"
+        + (f", estimated {recipe.estimated_minutes:.1f} min for the whole pipeline)" if recipe.estimated_minutes
+           is not None else ")"))
     for note in recipe.notes:
-        print(f"  note: {note}")
+        say(f"  note: {note}")
     if not changes:
-        print(f"  no changes: {params_path} already holds this recipe")
-        return 0
+        say(f"  no changes: {params_path} already holds this recipe")
+        return []
     for c in changes:
-        print(f"  {c.key}: {_show(c.old)} -> {_show(c.new)}  ({c.reason})")
-    if args.dry_run:
-        print(f"dry run: {params_path} not written")
-        return 0
+        say(f"  {c.key}: {_show(c.old)} -> {_show(c.new)}  ({c.reason})")
+    if dry_run:
+        say(f"dry run: {params_path} not written")
+        return changes
     write_text(params_path, new_text)
-    print(f"wrote {len(changes)} change(s) to {params_path}; {NEXT_STEP}")
+    say(f"wrote {len(changes)} change(s) to {params_path}; {NEXT_STEP}")
+    return changes
+
+
+def init(args: argparse.Namespace, params_default: str) -> int:
+    write_recipe(args.source, Path(args.init_params or params_default), args.minutes, _pins(args.pins), args.dry_run)
     return 0
 
 
