@@ -23,13 +23,18 @@ DEPLOYMENT = "train-pipeline-pool"
 
 def deploy_to_pool(repo: Path = REPO, pool: str = POOL, name: str = DEPLOYMENT) -> UUID:
     """Register the train-pipeline deployment of `repo` on work pool `pool`; returns its id."""
+    from prefect.deployments.runner import deploy
+
+    from flows.form import prefill
+
     repo = repo.resolve()
     source = train_pipeline.from_source(source=str(repo), entrypoint="flows/pipeline.py:train_pipeline")
-    return source.deploy(
-        name=name, work_pool_name=pool, parameters={"workspace": "isolated", "repo": str(repo)},
-        tags=["vistune", "work-pool"], ignore_warnings=True, print_next_steps=False,
-        description="Full chain through DVC in an isolated git worktree per run: workers run several at once",
-    )
+    deployment = prefill(source.to_deployment(
+        name=name, parameters={"workspace": "isolated", "repo": str(repo)}, tags=["vistune", "work-pool"],
+        description="Full chain through DVC in an isolated git worktree per run: workers run several at once"),
+        repo / "params.yaml")
+    return deploy(deployment, work_pool_name=pool, build=False, push=False, print_next_steps_message=False,
+                  ignore_warnings=True)[0]
 
 
 def main() -> None:

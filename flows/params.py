@@ -3,11 +3,17 @@
 Each field maps to one `params.yaml` key; `None` keeps the committed value. Applying them
 edits params.yaml in place (comments kept), exactly what `dvc exp run --set-param` does, so
 the run is recorded by DVC like any experiment.
+
+The served deployments pre-fill the form with params.yaml as it is when they are deployed
+(`prefill_schema`: plain typed inputs, bounds, dropdowns for strategy and backbone). A field left at
+that value is not an override: the run uses the workspace's params.yaml for it, even if the file
+changed since (`PipelineParams.overrides`).
 """
 
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 from typing import Any, Optional
 
@@ -54,13 +60,58 @@ class PipelineParams(BaseModel):
     salt_pepper: Optional[float] = _field("salt_pepper", "salt-and-pepper noise fraction")
     min_improvement: Optional[float] = _field("min_improvement", "gate margin over the champion")
 
-    def overrides(self) -> dict[str, Any]:
-        """params.yaml key -> value for every field the user set."""
-        return {PARAM_KEYS[k]: v for k, v in self.model_dump().items() if v is not None}
+    def overrides(self, *unchanged: dict[str, Any]) -> dict[str, Any]:
+        """params.yaml key -> value for every field the user set. A field equal to its value in one of
+        `unchanged` (UI name -> value: the workspace's params.yaml, the form's pre-filled values) is
+        not an override: the form showed it and the user left it."""
+        return {PARAM_KEYS[k]: v for k, v in self.model_dump().items()
+                if v is not None and not any(k in base and base[k] == v for base in unchanged)}
 
-    def set_param_args(self) -> list[str]:
+    def set_param_args(self, *unchanged: dict[str, Any]) -> list[str]:
         """The same overrides as `dvc exp run --set-param` arguments (for logs and docs)."""
-        return [f"{k}={v}" for k, v in self.overrides().items()]
+        return [f"{k}={v}" for k, v in self.overrides(*unchanged).items()]
+
+
+def form_values(params_file: Path) -> dict[str, Any]:
+    """UI field -> its value in `params_file` (what the form shows pre-filled)."""
+    import yaml
+
+    doc = yaml.safe_load(params_file.read_text()) or {}
+    values = {}
+    for ui_name, dotted in PARAM_KEYS.items():
+        section, key = dotted.split(".", 1)
+        if key in (doc.get(section) or {}):
+            values[ui_name] = doc[section][key]
+    return values
+
+
+def backbone_choices(current: str | None) -> list[str]:
+    """The form's backbone dropdown: every concrete `list_backbones()` entry (offline weights) plus
+    the current value; other timm/torchvision names are set in params.yaml or with `--param`."""
+    from vistune.models.backbones import list_backbones
+
+    names = [b for b in list_backbones() if "<" not in b]
+    return names + [current] if current and current not in names else names
+
+
+def prefill_schema(schema: dict, values: dict[str, Any], backbones: list[str]) -> dict:
+    """The deployment's parameter schema with the `PipelineParams` form pre-filled: each field a plain
+    typed input (the nullable `anyOf` makes the Prefect UI show a "None" type picker), its default
+    `values[field]`, `model` a dropdown of `backbones`. Fields without a value stay nullable."""
+    schema = json.loads(json.dumps(schema))
+    props = schema.get("definitions", {}).get("PipelineParams", {}).get("properties", {})
+    for name, prop in props.items():
+        if name not in values:
+            continue
+        typed = [s for s in prop.pop("anyOf", []) if s.get("type") != "null"]
+        if len(typed) == 1:
+            prop.update(typed[0])
+        prop["default"] = values[name]
+    if "model" in props and backbones:
+        props["model"].update(type="string", enum=backbones)
+    if "params" in schema.get("properties", {}):
+        schema["properties"]["params"]["default"] = dict(values)
+    return schema
 
 
 def apply_overrides(params_file: Path, overrides: dict[str, Any]) -> None:

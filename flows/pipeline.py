@@ -34,7 +34,8 @@ from prefect.runtime import flow_run
 
 from flows.dvc_cli import STAGES, StageFailed, dvc_output, run_dvc
 from flows.isolation import isolated_workspace, repo_git_lock
-from flows.params import PipelineParams, apply_overrides
+from flows.form import form_baseline
+from flows.params import PipelineParams, apply_overrides, form_values
 from flows.summary import publish_summary, read_json
 from flows.workspace import Snapshot, stage_cache_key
 from vistune.layout import Layout
@@ -113,10 +114,15 @@ def run_stage(stage: str, repo: str, force: bool = False, experiment: str = "", 
 
 @task(task_run_name="apply-params")
 def apply_params(params: PipelineParams, repo: str) -> dict:
-    overrides = params.overrides()
+    """Write the form's changes into params.yaml; a field left at its params.yaml value or at the value
+    the deployment's form was pre-filled with (flows/form.py) is not a change."""
+    params_file = Path(repo) / "params.yaml"
+    unchanged = (form_values(params_file), form_baseline())
+    overrides = params.overrides(*unchanged)
     if overrides:
-        get_run_logger().info("setting params (as dvc exp run --set-param): %s", " ".join(params.set_param_args()))
-    apply_overrides(Path(repo) / "params.yaml", overrides)
+        get_run_logger().info("setting params (as dvc exp run --set-param): %s",
+                              " ".join(params.set_param_args(*unchanged)))
+    apply_overrides(params_file, overrides)
     return overrides
 
 
@@ -207,7 +213,15 @@ def train_pipeline(params: PipelineParams = PipelineParams(), repo: str = str(RE
                    save_experiment: bool = True, workspace: Workspace = "shared") -> dict:
     """Run every stage of dvc.yaml in order through DVC, record the DVC experiment, publish a summary.
 
-    `workspace="isolated"`: in a worktree of the repo's HEAD, so parallel runs do not wait for each other."""
+    Args:
+        params: values for this run, written into params.yaml as `dvc exp run --set-param` would; a field
+            left as shown keeps the workspace's params.yaml value
+        repo: the vistune repository (DVC workspace, MLflow store) the run works in
+        force: rerun every stage even when DVC says it is up to date (`dvc repro --force`)
+        save_experiment: save the run as a DVC experiment named after the flow run (`dvc exp show`)
+        workspace: `shared` runs in the repository itself, one run at a time; `isolated` runs in a
+            throwaway git worktree of HEAD, so parallel runs do not wait for each other
+    """
     logger = get_run_logger()
     experiment = str(flow_run.name or "vistune-run")
     isolated = workspace == "isolated"
@@ -228,7 +242,13 @@ def train_pipeline(params: PipelineParams = PipelineParams(), repo: str = str(RE
 
 @flow(name="validate-only", log_prints=True)
 def validate_only(data_source: str | None = None, repo: str = str(REPO)) -> dict:
-    """Ingest and validate a data source without training: a cheap data-quality check."""
+    """Ingest and validate a data source without training: a cheap data-quality check.
+
+    Args:
+        data_source: sklearn:digits, torchvision:<Dataset>, a CSV manifest, an archive or an ImageFolder
+            path; left as shown, the workspace's params.yaml `data.source`
+        repo: the vistune repository (DVC workspace) the check runs in
+    """
     logger = get_run_logger()
     with workspace_lock(Path(repo), logger):
         snapshot = _snapshot(Path(repo), False)

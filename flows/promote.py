@@ -30,36 +30,54 @@ def _open(repo: str):
     return cfg.model_name, client, lock
 
 
-@task(retries=2, retry_delay_seconds=5)
+@task(retries=2, retry_delay_seconds=5, task_run_name="set-champion-v{version}")
 def set_champion(version: str, reason: str, repo: str) -> str | None:
     name, client, lock = _open(repo)
     return registry.promote(client, name, version, lock, reason=reason, actor=_actor())
 
 
 @flow(name="promote")
-def promote_flow(version: str, reason: str = "manual promotion from Prefect", repo: str = str(REPO)) -> str | None:
-    """Make `version` the champion; the version it replaces is recorded for rollback."""
-    previous = set_champion(version, reason, repo)
+def promote_flow(version: int, reason: str = "manual promotion from Prefect", repo: str = str(REPO)) -> str | None:
+    """Make `version` the champion; the version it replaces is recorded for rollback.
+
+    Args:
+        version: the model version number to promote (`vistune status` lists them)
+        reason: why, recorded in the version's description and the alias history
+        repo: the vistune repository whose params.yaml names the MLflow store and model
+    """
+    previous = set_champion(str(version), reason, repo)
     get_run_logger().info("champion v%s -> v%s", previous, version)
     return previous
 
 
 @flow(name="rollback")
-def rollback_flow(repo: str = str(REPO), to_time: str | None = None) -> tuple[str, str]:
-    """Move `champion` back to the previous champion, or to the champion as of `to_time` (ISO, UTC)."""
+def rollback_flow(repo: str = str(REPO), to_time: str = "") -> tuple[str, str]:
+    """Move `champion` back to the previous champion, or to the champion as of `to_time`.
+
+    Args:
+        repo: the vistune repository whose params.yaml names the MLflow store and model
+        to_time: empty = the previous champion; or an ISO time (UTC unless it has a zone, e.g.
+            2026-11-23T12:00:00) to restore the champion as of then
+    """
     name, client, lock = _open(repo)
-    frm, to = registry.rollback(client, name, lock, to_time=to_time, actor=_actor())
+    frm, to = registry.rollback(client, name, lock, to_time=to_time or None, actor=_actor())
     get_run_logger().info("champion rolled back v%s -> v%s", frm, to)
     return frm, to
 
 
 @flow(name="archive")
-def archive_flow(version: str, repo: str = str(REPO)) -> None:
+def archive_flow(version: int, repo: str = str(REPO)) -> None:
+    """Take a version out of service: drop its aliases and tag it archived (never the champion).
+
+    Args:
+        version: the model version number to archive
+        repo: the vistune repository whose params.yaml names the MLflow store and model
+    """
     name, client, lock = _open(repo)
-    registry.archive(client, name, version, lock, actor=_actor())
+    registry.archive(client, name, str(version), lock, actor=_actor())
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
+    if len(sys.argv) != 2 or not sys.argv[1].isdigit():
         sys.exit("usage: python -m flows.promote <version>   (or `vistune rollback` to roll back)")
-    promote_flow(sys.argv[1])
+    promote_flow(int(sys.argv[1]))

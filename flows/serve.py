@@ -3,7 +3,9 @@
 `make up` starts the server and runs this; deployments: train-pipeline, validate-only,
 promote, rollback, archive, and a weekly `retrain` schedule that is paused until a user
 turns it on. `train-pipeline` runs one at a time (deployment concurrency limit 1, queued),
-and the flow itself also holds a workspace lock.
+and the flow itself also holds a workspace lock. The run forms of train-pipeline and validate-only
+are pre-filled with params.yaml as it is now (flows/form.py; restart this to refresh them); the
+scheduled `retrain` takes no form values, so it always trains on the workspace's params.yaml.
 """
 
 from __future__ import annotations
@@ -11,20 +13,28 @@ from __future__ import annotations
 from prefect import serve
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 
-from flows.pipeline import train_pipeline, validate_only
+from flows.form import prefill
+from flows.pipeline import REPO, train_pipeline, validate_only
 from flows.promote import archive_flow, promote_flow, rollback_flow
 
+PARAMS = REPO / "params.yaml"  # the repository the deployments' `repo` parameter defaults to
 ONE_AT_A_TIME = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
 
 
 def deployments() -> list:
     return [
-        train_pipeline.to_deployment(name="train-pipeline", concurrency_limit=ONE_AT_A_TIME, tags=["vistune"],
-                                     description="Full chain through DVC: validate, augment, train, evaluate, register"),
-        validate_only.to_deployment(name="validate-only", tags=["vistune"]),
-        promote_flow.to_deployment(name="promote", tags=["vistune", "registry"]),
-        rollback_flow.to_deployment(name="rollback", tags=["vistune", "registry"]),
-        archive_flow.to_deployment(name="archive", tags=["vistune", "registry"]),
+        prefill(train_pipeline.to_deployment(
+            name="train-pipeline", concurrency_limit=ONE_AT_A_TIME, tags=["vistune"],
+            description="Full chain through DVC: validate, augment, train, evaluate, register"), PARAMS),
+        prefill(validate_only.to_deployment(name="validate-only", tags=["vistune"],
+                                            description="Ingest + validate a data source, no training"),
+                PARAMS, field="data_source"),
+        promote_flow.to_deployment(name="promote", tags=["vistune", "registry"],
+                                   description="Make a model version the champion"),
+        rollback_flow.to_deployment(name="rollback", tags=["vistune", "registry"],
+                                    description="Champion back to the previous one (or the one as of a time)"),
+        archive_flow.to_deployment(name="archive", tags=["vistune", "registry"],
+                                   description="Drop a version's aliases and tag it archived"),
         train_pipeline.to_deployment(name="retrain", cron="0 3 * * 1", paused=True, concurrency_limit=ONE_AT_A_TIME,
                                      tags=["vistune", "scheduled"],
                                      description="Weekly retrain (Mondays 03:00); paused until you resume it"),

@@ -96,8 +96,11 @@ def evidence(data: EvalSet, champ_pred: np.ndarray, chal_pred: np.ndarray, cfg: 
         why += " (not required: register.min_improvement < 0)"
     if cfg.gate_test == "bootstrap" and metric is None:
         why += f" (on accuracy: {cfg.gate_metric} cannot be re-scored)"
+    finding = sig.verdict(cfg.gate_test, cfg.gate_alpha, mc, boots[metric or "accuracy"])
+    p_value = {"mcnemar": mc.p_value, "bootstrap": boots[metric or "accuracy"].p_value}.get(cfg.gate_test)
     comparison = Comparison(ok if required else None, why,
-                            values[metric][0] if metric else None, values[metric][1] if metric else None)
+                            values[metric][0] if metric else None, values[metric][1] if metric else None,
+                            verdict=finding, p_value=p_value)
     metrics = pd.DataFrame([{"metric": m, "champion": values[m][0], "challenger": values[m][1], "delta": b.delta,
                              "ci_low": b.low, "ci_high": b.high, "confidence": b.confidence,
                              "p_not_better": b.p_value, "n_boot": b.n_boot} for m, b in boots.items()])
@@ -110,11 +113,10 @@ def evidence(data: EvalSet, champ_pred: np.ndarray, chal_pred: np.ndarray, cfg: 
                                 "actual": [data.classes[y[i]] for i in lost],
                                 "challenger_predicted": [data.classes[chal_pred[i]] for i in lost]})
     tables = {"metrics": metrics, "mcnemar": mcn, "per_class": per_class, "newly_wrong": newly_wrong}
-    verdict = ("significant" if ok else "not significant") if cfg.gate_test != "none" else "not tested"
     lines = [
         f"# Gate report: challenger v{challenger} vs champion v{champion}", "",
         f"Both re-scored on this run's test split ({len(y)} images). Test: `{cfg.gate_test}` at alpha "
-        f"{cfg.gate_alpha}: **{verdict}**. {why}.", "",
+        f"{cfg.gate_alpha}, challenger vs champion: **{finding}**. {why}.", "",
         "## Metrics (challenger - champion, paired bootstrap "
         f"{confidence:.0%} CI, {cfg.gate_n_boot} resamples)", "",
         "| metric | champion | challenger | delta | CI |", "|---|---|---|---|---|",

@@ -36,6 +36,7 @@ class Decision:
     champion_value: float | None
     failures: list[str] = field(default_factory=list)
     significance: str | None = None  # the paired test's verdict against the champion, when one ran
+    p_value: float | None = None  # that test's p-value
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -81,6 +82,8 @@ class Comparison:
     champion_value: float | None = None  # gate metric, re-scored (None: metric not re-scorable)
     challenger_value: float | None = None
     error: str | None = None
+    verdict: str = "not significant"  # significantly better | significantly worse | no significant difference
+    p_value: float | None = None  # the gate test's p-value (McNemar; bootstrap: P(not better))
 
 
 def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
@@ -141,13 +144,13 @@ def _decide(value: float, champ: str | None, champ_value: float | None, metric: 
         return True, f"champion v{champ} has no {metric}; {metric}={value:.4f}"
     scored = " (both re-scored on this test split)" if testing and comparison.champion_value is not None else ""
     if testing and not comparison.significant and value >= champ_value:
-        return False, (f"not significant: {metric} {value:.4f} vs champion v{champ} {champ_value:.4f}{scored}; "
+        return False, (f"{comparison.verdict}: {metric} {value:.4f} vs champion v{champ} {champ_value:.4f}{scored}; "
                        f"{comparison.summary}; champion unchanged")
     if value <= champ_value + min_improvement:
         return False, (f"{metric} {value:.4f} does not beat champion v{champ} {champ_value:.4f} "
                        f"by more than {min_improvement}{scored}; champion unchanged")
     if testing and not comparison.significant:
-        return False, (f"not significant: {metric} {value:.4f} vs champion v{champ} {champ_value:.4f}{scored}; "
+        return False, (f"{comparison.verdict}: {metric} {value:.4f} vs champion v{champ} {champ_value:.4f}{scored}; "
                        f"{comparison.summary}; champion unchanged")
     why = f"; {comparison.summary}" if testing else ""
     return True, (f"{metric} {value:.4f} beats champion v{champ} {champ_value:.4f} "
@@ -182,7 +185,8 @@ def gate(client: MlflowClient, name: str, version: str, metric: str, value: floa
             client.set_model_version_tag(name, version, T.GATE_SIGNIFICANCE, comparison.summary[:4000])
         _record(client, name, version, "gate: promoted to champion" if promoted else "gate: rejected", reason, champ)
         return Decision(version, promoted, reason, metric, float(value), champ, champ_value, failures,
-                        comparison.summary if comparison is not None else None)
+                        comparison.summary if comparison is not None else None,
+                        comparison.p_value if comparison is not None else None)
 
 
 def promote(client: MlflowClient, name: str, version: str, lock_dir: Path, reason: str = "manual promotion",

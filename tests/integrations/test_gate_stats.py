@@ -66,7 +66,8 @@ def test_real_pair_rescored_report_and_verdicts(trained_tiny, mlflow_cfg, tmp_pa
     report_md = tmp_path / "same.md"
     compare = gate_report.make_compare(client, rcfg, Layout(lay_a), same, first["run_id"], report_md)
     d = registry.gate(client, NAME, same, "test_macro_f1", 0.5, 0.0, lock, compare=compare)
-    assert not d.promoted and d.reason.startswith("not significant") and "p=1 " in d.reason
+    assert not d.promoted and d.reason.startswith("no significant difference") and "p=1 " in d.reason
+    assert "challenger vs champion: **no significant difference**" in report_md.read_text()
     assert "newly gets wrong (0)" in report_md.read_text()
     # a negative margin says "accept a challenger that is not better": the test is waived
     waived = dataclasses.replace(rcfg, min_improvement=-1.0)

@@ -67,6 +67,9 @@ def test_clearly_better_is_significant_and_worse_is_rejected():
     assert mc_w.p_value == pytest.approx(mc.p_value) and boot_w.high < 0
     assert not sig.is_significant("mcnemar", 0.05, mc_w, boot_w)[0]
     assert not sig.is_significant("bootstrap", 0.05, mc_w, boot_w)[0]
+    for test in ("mcnemar", "bootstrap"):  # the report's words say which way
+        assert sig.verdict(test, 0.05, mc, boot) == "significantly better"
+        assert sig.verdict(test, 0.05, mc_w, boot_w) == "significantly worse"
 
 
 def test_small_gain_is_not_significant():
@@ -77,6 +80,7 @@ def test_small_gain_is_not_significant():
     assert boot.delta > 0 and boot.low < 0 < boot.high
     assert not sig.is_significant("mcnemar", 0.05, mc, boot)[0]
     assert not sig.is_significant("bootstrap", 0.05, mc, boot)[0]
+    assert {sig.verdict(t, 0.05, mc, boot) for t in ("mcnemar", "bootstrap")} == {"no significant difference"}
 
 
 def test_bootstrap_is_seeded_and_macro_f1_matches_summarize():

@@ -119,6 +119,21 @@ def per_class_f1(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
                     zero_division=0).astype(float)
 
 
+def verdict(test: str, alpha: float, mc: McNemarResult, boot: BootstrapResult) -> str:
+    """The test's finding in words a reader of the gate report expects: "significantly better",
+    "significantly worse" or "no significant difference" (challenger vs champion), "not tested"."""
+    if test == "none":
+        return "not tested"
+    if test == "mcnemar":
+        if mc.p_value >= alpha or mc.gained == mc.lost:
+            return "no significant difference"
+        return "significantly better" if mc.gained > mc.lost else "significantly worse"
+    if test == "bootstrap":
+        return "significantly better" if boot.low > 0 else "significantly worse" if boot.high < 0 else \
+            "no significant difference"
+    raise ValueError(f"unknown gate test {test!r}; valid: {list(GATE_TESTS)}")
+
+
 def is_significant(test: str, alpha: float, mc: McNemarResult, boot: BootstrapResult) -> tuple[bool, str]:
     """(challenger significantly better?, one-line why) under `test` at level `alpha`.
 
