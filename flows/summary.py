@@ -1,22 +1,44 @@
-"""The run report a `train-pipeline` flow run leaves in the Prefect UI: a markdown summary (metrics,
-data, registry decision, DVC experiment), table artifacts (validation summary, test confusion counts)
-and links to the MLflow run and model version. Every file is found through `vistune.layout.Layout`.
+"""The run report a `train-pipeline` flow run leaves in the Prefect UI: a headline table (accuracy,
+macro-F1, ECE, robustness, latency, size and the gate decision, each with its delta against the
+champion the run was gated against), a markdown summary (headline, data, registry decision, DVC
+experiment), the confusion matrix and reliability diagram as images, table artifacts (validation
+summary, test confusion counts) and described links to the MLflow run and model version.
+
+`publish_summary` is called in the flow's own body, not as a task, so the artifacts belong to the
+flow run and show on its Artifacts tab. Images are PNG data URIs: the Prefect UI shows them without
+any other server running. Every file is found through `vistune.layout.Layout`.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from pathlib import Path
 
-from prefect import task
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect import get_run_logger
+from prefect.artifacts import (create_image_artifact, create_link_artifact, create_markdown_artifact,
+                               create_table_artifact)
 
 from vistune.layout import Layout
 
 VALIDATION_KEYS = ("n_files", "n_good", "n_quarantined", "n_train", "n_val", "n_test", "n_classes",
                    "imbalance_ratio", "bad_fraction", "n_exact_duplicates", "n_near_duplicates", "n_leaked",
                    "n_warnings", "expectations_passed")
+
+
+# (row label, metrics.json key, format, "higher" / "lower" is better): the run report's headline
+HEADLINE = (
+    ("accuracy", "test_accuracy", "{:.4f}", "higher"),
+    ("macro-F1", "test_macro_f1", "{:.4f}", "higher"),
+    ("ECE (calibrated)", "test_ece", "{:.4f}", "lower"),
+    ("robust accuracy (corruptions)", "test_robust_accuracy", "{:.4f}", "higher"),
+    ("latency p50 (ms / image)", "test_latency_p50_ms", "{:.2f}", "lower"),
+    ("model size (MB)", "test_model_size_mb", "{:.2f}", "lower"),
+)
+IMAGES = (("vistune-confusion-matrix-plot", "confusion_png", "test confusion matrix (rows actual, columns predicted)"),
+          ("vistune-reliability-diagram", "reliability_png", "reliability diagram: confidence vs accuracy, "
+                                                              "before and after temperature scaling"))
 
 
 def read_json(path: Path) -> dict:
@@ -50,6 +72,58 @@ def validation_rows(quality: dict) -> list[dict]:
     return rows
 
 
+def champion_metrics(reg: dict) -> dict:
+    """Metrics of the champion this run was gated against ({} when there was none or MLflow cannot
+    be read: the report never fails the run)."""
+    if not reg.get("champion_before") or reg.get("champion_before") == reg.get("version"):
+        return {}
+    try:
+        from integrations.tracking import version_metrics
+
+        return version_metrics(reg["tracking_uri"], reg["model_name"], str(reg["champion_before"]))
+    except Exception as exc:  # a store that moved or a server that is down: report without deltas
+        get_run_logger().warning("champion v%s metrics not readable (%s); report without deltas",
+                                 reg.get("champion_before"), str(exc).splitlines()[0][:200] if str(exc) else exc)
+        return {}
+
+
+def _delta(value: float, before: float, fmt: str, better: str) -> str:
+    diff = value - before
+    if diff == 0:
+        return "±0"
+    good = (diff > 0) == (better == "higher")
+    return f"{fmt.format(diff) if diff < 0 else '+' + fmt.format(diff)} ({'better' if good else 'worse'})"
+
+
+def gate_row(reg: dict) -> dict:
+    """The gate decision as a headline row: promoted or not, and the test's verdict with its p-value."""
+    champ = reg.get("champion_before")
+    decision = "promoted to champion" if reg.get("promoted") else "kept as challenger"
+    if not reg:
+        decision = "not registered"
+    test = reg.get("verdict") or ("thresholds failed" if reg.get("failures") else "no test")
+    p = reg.get("p_value")
+    return {"metric": "gate decision", "this run": decision, "champion": f"v{champ}" if champ else "none",
+            "delta": f"{test}, p={p:.4g}" if p is not None else test}
+
+
+def headline_rows(metrics: dict, champion: dict, reg: dict) -> list[dict]:
+    """At most 7 rows a reader needs first: value, the champion's value, and the delta (better/worse)."""
+    rows = []
+    for label, key, fmt, better in HEADLINE:
+        if key not in metrics:
+            continue
+        value, before = float(metrics[key]), champion.get(key)
+        rows.append({"metric": label, "this run": fmt.format(value),
+                     "champion": fmt.format(before) if before is not None else "-",
+                     "delta": _delta(value, float(before), fmt, better) if before is not None else "-"})
+    return rows + [gate_row(reg)]
+
+
+def data_uri(png: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
+
+
 def md_table(rows: list[dict]) -> str:
     if not rows:
         return "_none_\n"
@@ -69,45 +143,53 @@ def mlflow_links(reg: dict) -> dict[str, str]:
     return links
 
 
-def markdown(layout: Layout, experiment: str, metrics: dict, quality: dict, reg: dict, links: dict,
-             validation: list[dict], confusion: list[dict], isolated: bool) -> str:
-    rows = "\n".join(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |"
-                     for k, v in sorted(metrics.items()) if not isinstance(v, (dict, list)))
+def markdown(layout: Layout, experiment: str, headline: list[dict], quality: dict, reg: dict, links: dict,
+             isolated: bool) -> str:
     plots = (f"Plots: `dvc exp apply {experiment}` brings this run's outputs into the workspace, then "
-             f"`dvc plots show`\n" if isolated else f"Plot: `{layout.confusion_png}` (`dvc plots show`)\n")
+             f"`dvc plots show`\n" if isolated else f"Plots: `{layout.eval_dir}` (`dvc plots show`)\n")
+    champ = f" (deltas against champion v{reg['champion_before']})" if reg.get("champion_before") else ""
     return (
-        f"## vistune run `{experiment}`\n\n| metric | value |\n|---|---|\n{rows}\n\n"
-        f"**Data:** {quality.get('n_good', '?')} good images, {quality.get('n_quarantined', '?')} quarantined.\n\n"
+        f"## vistune run `{experiment}`\n\n### Headline{champ}\n\n{md_table(headline)}\n"
+        f"**Data:** {quality.get('n_good', '?')} good images, {quality.get('n_quarantined', '?')} quarantined "
+        f"(artifact `vistune-validation`).\n\n"
         f"**Registry:** `{reg.get('model_name', '?')}` v{reg.get('version', '?')} — "
         f"{'promoted to champion' if reg.get('promoted') else 'kept as challenger'}: {reg.get('reason', '')}\n\n"
         f"**MLflow:** [run `{reg.get('run_id', '?')}`]({links.get('run', '')}) · "
         f"[model version {reg.get('version', '?')}]({links.get('version', '')}) (MLflow UI from `make up`; "
         f"store `{reg.get('tracking_uri', '?')}`)\n\n"
         f"**DVC experiment:** `{experiment}` (`dvc exp show`)\n\n"
-        f"### Validation summary\n\n{md_table(validation)}\n"
-        f"### Test confusion matrix (counts)\n\n{md_table(confusion)}\n" + plots
+        f"All test metrics: `data/eval/metrics.json` (`vistune metrics`, `dvc metrics show`). " + plots
     )
 
 
-@task
 def publish_summary(repo: str, experiment: str, isolated: bool = False) -> dict:
-    """Artifacts on the run: metrics, validation summary, confusion matrix, MLflow links.
+    """Artifacts on the flow run (call it from the flow body): headline, summary, images, validation
+    summary, confusion counts, MLflow links.
 
     `isolated`: the run's outputs live only in its experiment (the workspace was not changed)."""
     layout = Layout(Path(repo))
     metrics, quality = read_json(layout.eval_metrics), read_json(layout.validation_summary)
     reg = read_json(layout.registration)
+    headline = headline_rows(metrics, champion_metrics(reg), reg)
     confusion, validation, links = confusion_counts(layout.predictions), validation_rows(quality), mlflow_links(reg)
-    md = markdown(layout, experiment, metrics, quality, reg, links, validation, confusion, isolated)
-    create_markdown_artifact(markdown=md, key="vistune-run-summary", description="vistune pipeline summary")
+    create_table_artifact(table=headline, key="vistune-headline",
+                          description="headline: this run vs the champion it was gated against")
+    create_markdown_artifact(markdown=markdown(layout, experiment, headline, quality, reg, links, isolated),
+                             key="vistune-run-summary", description="vistune run summary")
+    for key, attr, description in IMAGES:
+        png = getattr(layout, attr)
+        if png.is_file():
+            create_image_artifact(image_url=data_uri(png), key=key, description=description)
     if validation:
         create_table_artifact(table=validation, key="vistune-validation", description="data validation summary")
     if confusion:
         create_table_artifact(table=confusion, key="vistune-confusion-matrix",
-                              description="test confusion matrix: rows actual, columns predicted")
+                              description="test confusion matrix (counts): rows actual, columns predicted")
     if "run" in links:
-        create_link_artifact(link=links["run"], link_text=f"MLflow run {reg['run_id']}", key="vistune-mlflow-run")
+        create_link_artifact(link=links["run"], link_text=f"MLflow run {reg['run_id']}", key="vistune-mlflow-run",
+                             description="the MLflow run: params, per-epoch metrics, plots, gate report, model")
     if "version" in links:
         create_link_artifact(link=links["version"], link_text=f"{reg.get('model_name')} v{reg['version']}",
-                             key="vistune-model-version")
-    return {"metrics": metrics, "registration": reg, "links": links, "confusion": confusion}
+                             key="vistune-model-version",
+                             description="the registered model version: aliases, tags, lineage")
+    return {"metrics": metrics, "registration": reg, "links": links, "confusion": confusion, "headline": headline}

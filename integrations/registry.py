@@ -37,6 +37,7 @@ class Decision:
     failures: list[str] = field(default_factory=list)
     significance: str | None = None  # the paired test's verdict against the champion, when one ran
     p_value: float | None = None  # that test's p-value
+    verdict: str | None = None  # significantly better | significantly worse | no significant difference
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -186,7 +187,8 @@ def gate(client: MlflowClient, name: str, version: str, metric: str, value: floa
         _record(client, name, version, "gate: promoted to champion" if promoted else "gate: rejected", reason, champ)
         return Decision(version, promoted, reason, metric, float(value), champ, champ_value, failures,
                         comparison.summary if comparison is not None else None,
-                        comparison.p_value if comparison is not None else None)
+                        comparison.p_value if comparison is not None else None,
+                        comparison.verdict if comparison is not None and comparison.significant is not None else None)
 
 
 def promote(client: MlflowClient, name: str, version: str, lock_dir: Path, reason: str = "manual promotion",

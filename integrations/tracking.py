@@ -165,6 +165,13 @@ def find_version(client: mlflow.MlflowClient, name: str, tags: dict[str, str]):
     return min(hits, key=lambda mv: int(mv.version)) if hits else None
 
 
+def version_metrics(uri: str, name: str, version: str) -> dict[str, float]:
+    """The metrics of the run that registered `version` of `name` (the run report's champion column)."""
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    mv = client.get_model_version(name, version)
+    return dict(client.get_run(mv.run_id).data.metrics) if mv.run_id else {}
+
+
 def lock_dir(cfg: RegisterCfg, root: Path, uri: str | None = None) -> Path:
     """Where the registry lock file lives: beside a sqlite store, else under mlflow/."""
     uri = uri or resolve_tracking_uri(cfg, root)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -36,7 +37,22 @@ def test_confusion_counts_and_validation_rows(tmp_path: Path):
     assert confusion_counts(root / "missing.csv") == []
 
 
-def test_publish_summary_creates_artifacts_with_mlflow_links(tmp_path: Path, harness, monkeypatch):
+def _champion_store(tmp_path: Path) -> tuple[str, str]:
+    """A real sqlite MLflow store with v1 of vistune-classifier, whose run logged champion metrics."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    exp = client.create_experiment("vistune", artifact_location=(tmp_path / "artifacts").as_uri())
+    run = client.create_run(exp)
+    for key, value in {"test_accuracy": 0.8, "test_macro_f1": 0.6, "test_ece": 0.05}.items():
+        client.log_metric(run.info.run_id, key, value)
+    client.create_registered_model("vistune-classifier")
+    client.create_model_version("vistune-classifier", (tmp_path / "artifacts").as_uri(), run_id=run.info.run_id)
+    return uri, exp
+
+
+def test_publish_summary_puts_headline_images_and_links_on_the_flow_run(tmp_path: Path, harness, monkeypatch):
     from prefect import flow
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
@@ -45,6 +61,15 @@ def test_publish_summary_creates_artifacts_with_mlflow_links(tmp_path: Path, har
 
     monkeypatch.setenv("VISTUNE_MLFLOW_UI", "http://mlflow.test:5000/")
     root = _outputs(tmp_path)
+    uri, _ = _champion_store(tmp_path)
+    reg = json.loads((root / "data/registry/registration.json").read_text())
+    reg |= {"tracking_uri": uri, "champion_before": "1", "verdict": "no significant difference", "p_value": 0.25,
+            "promoted": False}
+    (root / "data/registry/registration.json").write_text(json.dumps(reg))
+    png = root / "data/eval/confusion_matrix.png"
+    from PIL import Image
+
+    Image.new("RGB", (7, 5), (200, 10, 10)).save(png)
 
     @flow(name="summary-only")
     def summary_only() -> dict:
@@ -58,10 +83,23 @@ def test_publish_summary_creates_artifacts_with_mlflow_links(tmp_path: Path, har
         arts = client.read_artifacts(artifact_filter=ArtifactFilter(
             flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))
     by_key = {a.key: a for a in arts}
-    assert set(by_key) == {"vistune-run-summary", "vistune-validation", "vistune-confusion-matrix",
-                           "vistune-mlflow-run", "vistune-model-version"}
+    assert set(by_key) == {"vistune-headline", "vistune-run-summary", "vistune-confusion-matrix-plot",
+                           "vistune-validation", "vistune-confusion-matrix", "vistune-mlflow-run",
+                           "vistune-model-version"}
+    assert all(a.task_run_id is None for a in arts)  # the flow run's own artifacts, not a task's
+    headline = {r["metric"]: r for r in json.loads(by_key["vistune-headline"].data)}
+    assert len(headline) <= 10
+    assert headline["accuracy"] == {"metric": "accuracy", "this run": "0.7500", "champion": "0.8000",
+                                    "delta": "-0.0500 (worse)"}  # the champion's own MLflow run metrics
+    assert headline["macro-F1"]["delta"] == "+0.1000 (better)"
+    assert headline["gate decision"] == {"metric": "gate decision", "this run": "kept as challenger",
+                                         "champion": "v1", "delta": "no significant difference, p=0.25"}
+    image = by_key["vistune-confusion-matrix-plot"]
+    assert image.type == "image" and image.data.startswith("data:image/png;base64,")
+    assert base64.b64decode(image.data.split(",", 1)[1]) == png.read_bytes()
     md = by_key["vistune-run-summary"].data
-    assert "| test_accuracy | 0.7500 |" in md and "(http://mlflow.test:5000/#/experiments/7/runs/abc123)" in md
-    assert "| cat | 2 | 1 |" in md
+    assert "| accuracy | 0.7500 | 0.8000 | -0.0500 (worse) |" in md
+    assert "(http://mlflow.test:5000/#/experiments/7/runs/abc123)" in md
     assert "http://mlflow.test:5000/#/models/vistune-classifier/versions/3" in by_key["vistune-model-version"].data
+    assert by_key["vistune-model-version"].description and by_key["vistune-mlflow-run"].description
     assert json.loads(by_key["vistune-confusion-matrix"].data)[0] == {"actual": "cat", "pred cat": 2, "pred dog": 1}
