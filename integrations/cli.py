@@ -51,6 +51,15 @@ def serve_command(model_uri: str, host: str, port: int) -> list[str]:
             "--host", host, "--port", str(port)]
 
 
+def serving_banner(name: str, version: str, alias: str, host: str, port: int, env: dict) -> str:
+    """The startup line: what is served (model, version, alias), where, and where `path` inputs may point."""
+    from integrations.pyfunc_model import IMAGE_ROOT_ENV
+
+    root = Path(env.get(IMAGE_ROOT_ENV) or os.getcwd()).resolve()
+    return (f"serving {name} v{version} (alias {alias}) on http://{host}:{port}/invocations; "
+            f"image root for `path` inputs: {root} (set {IMAGE_ROOT_ENV} to change it); ready when GET /ping answers")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vistune", description=__doc__)
     parser.add_argument("--params", default="params.yaml")
@@ -104,8 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.cmd == "serve":
             env = dict(os.environ, MLFLOW_TRACKING_URI=tracking.resolve_tracking_uri(cfg, root))
             env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+            version = client.get_model_version_by_alias(name, args.alias).version  # unknown alias: one line
             cmd = serve_command(f"models:/{name}@{args.alias}", args.host, args.port)
-            print(f"serving models:/{name}@{args.alias} on http://{args.host}:{args.port}/invocations")
+            print(serving_banner(name, str(version), args.alias, args.host, args.port, env), flush=True)
             os.execvpe(cmd[0], cmd, env)
     except (VistuneError, ValueError) as exc:
         print(f"vistune {args.cmd}: error: {exc}", file=sys.stderr)

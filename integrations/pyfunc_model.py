@@ -13,25 +13,50 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import os
 from pathlib import Path
 
 import mlflow.pyfunc
 import pandas as pd
 from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE
 
 INPUT_COLUMNS = ("image_b64", "image", "path")
 IMAGE_ROOT_ENV = "VISTUNE_IMAGE_ROOT"
+_log = logging.getLogger("vistune.serve")
 
 
-class InputError(MlflowException, ValueError):
-    """A request's own mistake, in one line. A ValueError to in-process callers; to `mlflow models
-    serve` an INVALID_PARAMETER_VALUE MlflowException, answered with HTTP 400 and this message (a
-    plain ValueError becomes a generic 400 whose only detail is the server's Python traceback)."""
+class _OneLine(MlflowException):
+    """An MlflowException whose message the scoring server cannot rewrite: `mlflow models serve`
+    prefixes "Failed to predict data '<the request frame>'" to a prediction error's message, which
+    buries the reason under the client's own payload. The client's JSON `message` is exactly ours."""
+
+    @property
+    def message(self) -> str:
+        return self._one_line
+
+    @message.setter
+    def message(self, value: str) -> None:
+        if not hasattr(self, "_one_line"):  # set once, by MlflowException.__init__
+            self._one_line = value
+
+
+class InputError(_OneLine, ValueError):
+    """A request's own mistake, in one line naming the row and the fix. A ValueError to in-process
+    callers; to `mlflow models serve` an INVALID_PARAMETER_VALUE MlflowException, answered with HTTP
+    400 and this message (a plain ValueError becomes a generic 400 whose only detail is the server's
+    Python traceback)."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
+
+
+class ServerError(_OneLine):
+    """The model itself failed: HTTP 500 with one line; the traceback goes to the server log only."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, error_code=INTERNAL_ERROR)
 
 
 def image_root() -> Path:
@@ -46,13 +71,14 @@ def _read_confined(value: str, root: Path, row: int) -> bytes:
         path = (root / value).resolve()
     except (OSError, ValueError, RuntimeError):
         raise InputError(f"row {row}: path {value!r} is not a usable file path") from None
-    if not path.is_relative_to(root):
-        raise InputError(f"row {row}: path {value!r} is outside the image root {root}; send the image as "
-                         f"image_b64, or set {IMAGE_ROOT_ENV} to a folder that holds it")
+    if not path.is_relative_to(root):  # the answer never names the server's own folders
+        raise InputError(f"row {row}: path {value!r} is outside the server's image root; send a path relative "
+                         f"to it without '..', or the image itself as image_b64")
     try:
         return path.read_bytes()
     except OSError as exc:
-        raise InputError(f"row {row}: cannot read path {value!r} ({exc.strerror or exc})") from None
+        raise InputError(f"row {row}: cannot read path {value!r} ({exc.strerror or type(exc).__name__}); "
+                         f"paths are relative to the server's image root") from None
 
 
 def _blobs(model_input: pd.DataFrame) -> list[bytes]:
@@ -69,13 +95,16 @@ def _blobs(model_input: pd.DataFrame) -> list[bytes]:
             try:
                 blobs.append(base64.b64decode(values["image_b64"], validate=True))
             except (binascii.Error, ValueError):
-                raise InputError(f"row {i}: image_b64 is not valid base64") from None
+                raise InputError(f"row {i}: image_b64 is not valid base64; send the image file's bytes "
+                                 f"base64-encoded (standard alphabet, no line breaks)") from None
         elif values.get("image") is not None and isinstance(values["image"], (bytes, bytearray)):
             blobs.append(bytes(values["image"]))
         elif values.get("path") is not None and isinstance(values["path"], str):
             blobs.append(_read_confined(values["path"], root, i))
         else:
             raise InputError(f"row {i}: no image given (set one of {list(INPUT_COLUMNS)})")
+    if not blobs:
+        raise InputError("the request has no rows; send one row per image")
     return blobs
 
 
@@ -94,13 +123,29 @@ class VistuneClassifierModel(mlflow.pyfunc.PythonModel):
         self.clf = Classifier.load(context.artifacts["model"], device="cpu", temperature=temperature)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        try:
+            return self._predict(model_input)
+        except InputError:
+            raise
+        except Exception:  # a bug or a broken model: the client gets one line, the log the traceback
+            _log.exception("vistune model failed on a request")
+            raise ServerError("the model failed on this request (a server error, logged by the server); "
+                              "retry, or report it with the request") from None
+
+    def _predict(self, model_input: pd.DataFrame) -> pd.DataFrame:
+        import torch
+
         from vistune.data.imageio import ImageDecodeError
 
-        try:
-            labels, probs = self.clf.predict_bytes(_blobs(model_input))
-        except ImageDecodeError as exc:
-            raise InputError(f"bad image: {exc}") from None
-        out = pd.DataFrame({"label": labels, "confidence": probs.max(axis=1) if len(labels) else []})
+        images = []
+        for i, blob in enumerate(_blobs(model_input)):
+            try:
+                images.append(self.clf.prepare([blob]))
+            except ImageDecodeError as exc:
+                raise InputError(f"row {i}: not a usable image: {exc}; send the original image file "
+                                 f"(PNG, JPEG, WEBP, ...)") from None
+        labels, probs = self.clf.predict_images(torch.cat(images))
+        out = pd.DataFrame({"label": labels, "confidence": probs.max(axis=1)})
         for j, c in enumerate(self.clf.classes):
-            out[f"p_{c}"] = probs[:, j] if len(labels) else []
+            out[f"p_{c}"] = probs[:, j]
         return out

@@ -76,17 +76,17 @@ def test_signature_and_input_example(champion):
 
 
 @pytest.mark.parametrize("frame, message", [
-    (pd.DataFrame({"image": [b"definitely not an image"]}), r"^bad image: "),
-    (pd.DataFrame({"image_b64": ["%%% not base64 %%%"]}), r"^row 0: image_b64 is not valid base64$"),
+    (pd.DataFrame({"image": [b"definitely not an image"]}), r"^row 0: not a usable image: .*; send the original"),
+    (pd.DataFrame({"image_b64": ["%%% not base64 %%%"]}), r"^row 0: image_b64 is not valid base64; send the image"),
     (pd.DataFrame({"image_b64": [base64.b64encode(b"x" * 9).decode(), "%%"]}),
-     r"^row 1: image_b64 is not valid base64$"),
+     r"^row 1: image_b64 is not valid base64"),
     (pd.DataFrame({"path": ["no/such/file.png"]}), r"^row 0: cannot read path 'no/such/file.png' \(No such file"),
-    (pd.DataFrame({"path": ["/etc/passwd"]}),
-     r"^row 0: path '/etc/passwd' is outside the image root .*VISTUNE_IMAGE_ROOT"),
-    (pd.DataFrame({"path": ["../../../../../../etc/passwd"]}), r"^row 0: path '\.\./.*' is outside the image root"),
+    (pd.DataFrame({"path": ["/etc/passwd"]}), r"^row 0: path '/etc/passwd' is outside the server's image root; "),
+    (pd.DataFrame({"path": ["../../../../../../etc/passwd"]}), r"^row 0: path '\.\./.*' is outside the server's"),
     (pd.DataFrame({"picture": ["x"]}),  # MLflow's schema check drops columns outside the signature
      r"^input needs one of the columns \['image_b64', 'image', 'path'\]; the request had none of them$"),
     (pd.DataFrame({"image_b64": [None]}), r"^row 0: no image given"),
+    (pd.DataFrame({"image_b64": pd.Series([], dtype=object)}), r"^the request has no rows; send one row per image$"),
 ])
 def test_malformed_input_gives_a_clear_error(champion, frame, message, tmp_path, monkeypatch):
     model, _, _ = champion
@@ -94,6 +94,15 @@ def test_malformed_input_gives_a_clear_error(champion, frame, message, tmp_path,
     with pytest.raises(InputError, match=message) as err:
         model.predict(frame)
     assert isinstance(err.value, ValueError) and err.value.get_http_status_code() == 400  # what `serve` answers
+    assert str(tmp_path) not in err.value.message  # no server path in an answer
+
+
+def test_a_bad_row_among_good_ones_is_named(champion):
+    model, _, paths = champion
+    good = paths[0].read_bytes()
+    with pytest.raises(InputError, match=r"^row 2: not a usable image: "):
+        model.predict(pd.DataFrame({"image": [good, good, good[: len(good) // 3], good]}))
+    assert len(model.predict(pd.DataFrame({"image": [good, good]}))) == 2
 
 
 def test_symlink_out_of_the_image_root_is_refused(champion, tmp_path, monkeypatch):
@@ -104,7 +113,7 @@ def test_symlink_out_of_the_image_root_is_refused(champion, tmp_path, monkeypatc
     (root / "escape.png").symlink_to(paths[0])  # a real image, but outside the root
     monkeypatch.setenv("VISTUNE_IMAGE_ROOT", str(root))
     assert len(model.predict(pd.DataFrame({"path": ["inside.png"]}))) == 1  # relative to the root
-    with pytest.raises(InputError, match=r"^row 0: path 'escape.png' is outside the image root"):
+    with pytest.raises(InputError, match=r"^row 0: path 'escape.png' is outside the server's image root"):
         model.predict(pd.DataFrame({"path": ["escape.png"]}))
 
 

@@ -74,8 +74,11 @@ def test_serve_answers_a_png_over_http(trained_tiny, mlflow_cfg, tmp_path):
             urllib.request.urlopen(req, timeout=60)
         code, answer = err.value.code, json.loads(err.value.read().decode())
         assert (code, answer["error_code"]) == (BAD_REQUEST, "INVALID_PARAMETER_VALUE")
-        assert answer["message"].endswith("Error: row 0: image_b64 is not valid base64")
+        assert answer["message"].startswith("row 0: image_b64 is not valid base64; ")  # vistune's own line, whole
         assert "stack_trace" not in answer  # the client gets the reason, not the server's traceback
+        banner = proc.stdout.readline()  # the startup line: what is served and where `path` inputs may point
+        assert banner.startswith(f"serving vistune-classifier v{receipt['version']} (alias champion) on "
+                                 f"http://127.0.0.1:{port}/invocations; image root for `path` inputs: {REPO}")
     finally:
         stop_process_group(proc)
 
@@ -108,21 +111,32 @@ def test_malformed_requests_get_4xx_and_the_server_keeps_answering(trained_tiny,
         start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     b64 = base64.b64encode
-    bad = {  # what -> (body, error_code, the message's own words)
+    good = b64(png).decode()
+    rows = lambda *values: json.dumps({"dataframe_split": {"columns": ["image_b64"],  # noqa: E731
+                                                           "data": [[v] for v in values]}}).encode()
+    bad = {  # what -> (body, error_code, the start of the message: vistune's own line, nothing prepended)
         "non-image bytes": (_split("image_b64", b64(b"GIF89a but not really an image" * 10).decode()),
-                            "INVALID_PARAMETER_VALUE", "Error: bad image: "),
+                            "INVALID_PARAMETER_VALUE", "row 0: not a usable image: "),
         "bad base64": (_split("image_b64", "%% not base64 %%"), "INVALID_PARAMETER_VALUE",
-                       "Error: row 0: image_b64 is not valid base64"),
+                       "row 0: image_b64 is not valid base64; send"),
         "wrong column": (_split("pixels", "abc"), "INVALID_PARAMETER_VALUE",  # the signature drops unknown columns
-                         "Error: input needs one of the columns ['image_b64', 'image', 'path']; the request had none"),
+                         "input needs one of the columns ['image_b64', 'image', 'path']; the request had none"),
+        "path escape": (_split("path", "../../../../etc/passwd"), "INVALID_PARAMETER_VALUE",
+                        "row 0: path '../../../../etc/passwd' is outside the server's image root; "),
+        "missing path": (_split("path", "no/such.png"), "INVALID_PARAMETER_VALUE",
+                         "row 0: cannot read path 'no/such.png' (No such file or directory)"),
+        "empty frame": (rows(), "INVALID_PARAMETER_VALUE", "the request has no rows; send one row per image"),
+        "bad row among good ones": (rows(good, good, b64(png[:40]).decode()), "INVALID_PARAMETER_VALUE",
+                                    "row 2: not a usable image: "),
         "wrong JSON shape": (json.dumps({"predict": [1, 2, 3]}).encode(), "BAD_REQUEST",
                              "The input must be a JSON dictionary with exactly one of the input fields"),
         "not JSON": (b"{this is not json", "BAD_REQUEST", "Ensure that input is a valid JSON formatted string"),
         "huge non-image payload (8 MiB)": (_split("image_b64", b64(os.urandom(8 << 20)).decode()),
-                                           "INVALID_PARAMETER_VALUE", "Error: bad image: "),
+                                           "INVALID_PARAMETER_VALUE", "row 0: not a usable image: "),
         "truncated PNG": (_split("image_b64", b64(png[: len(png) // 2]).decode()), "INVALID_PARAMETER_VALUE",
-                          "Error: bad image: "),
+                          "row 0: not a usable image: "),
     }
+    server_paths = (str(REPO), str(tmp_path), "site-packages", "Traceback")
     try:
         _wait_ping(url, proc)
         for what, (body, error_code, words) in bad.items():
@@ -130,6 +144,8 @@ def test_malformed_requests_get_4xx_and_the_server_keeps_answering(trained_tiny,
             answer = json.loads(text)
             assert (code, answer["error_code"]) == (BAD_REQUEST, error_code), f"{what}: HTTP {code} {text[:300]}"
             assert words in answer["message"] and "stack_trace" not in answer, f"{what}: {text[:300]}"
+            assert error_code == "BAD_REQUEST" or answer["message"].startswith(words), f"{what}: {text[:300]}"
+            assert not any(p in text for p in server_paths), f"{what}: the answer names server paths: {text[:300]}"
             assert len(text) < 20_000, f"{what}: the answer echoes the payload ({len(text)} chars)"
         assert proc.poll() is None
         code, text = _post(url, _split("image_b64", b64(png).decode()))  # still serving good requests

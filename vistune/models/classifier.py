@@ -80,5 +80,9 @@ class Classifier:
 
     def predict_bytes(self, blobs: Sequence[bytes]) -> tuple[list[str], np.ndarray]:
         """(labels, probabilities N x C) for raw image bytes."""
-        probs = (self.logits(self.prepare(blobs)) / self.temperature).softmax(dim=1).numpy()
+        return self.predict_images(self.prepare(blobs))
+
+    def predict_images(self, images: torch.Tensor) -> tuple[list[str], np.ndarray]:
+        """(labels, temperature-scaled probabilities N x C) for a `prepare`d uint8 batch."""
+        probs = (self.logits(images) / self.temperature).softmax(dim=1).numpy()
         return [self.classes[i] for i in probs.argmax(axis=1)], probs
