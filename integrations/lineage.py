@@ -125,6 +125,24 @@ def facts(params: dict, manifest: Path, root: Path, dirty: list[str], stage: str
     return out
 
 
+def version_tags(all_facts: dict[str, str]) -> dict[str, str]:
+    """The short lineage tag set of a model version: the `VERSION_LINEAGE` facts as tags of their own,
+    and every fact (inline params left out: they are the run's `lineage/params.yaml`) as one JSON tag."""
+    full = {k: v for k, v in sorted(all_facts.items()) if k != T.lineage("params")}
+    short = {T.lineage(f): all_facts[T.lineage(f)] for f in T.VERSION_LINEAGE if T.lineage(f) in all_facts}
+    return short | {T.LINEAGE_JSON: json.dumps(full, separators=(",", ":"))[:INLINE_PARAMS_MAX]}
+
+
+def version_lineage(tags: dict[str, str]) -> dict[str, str]:
+    """Every lineage fact of a version: its JSON tag merged with its own lineage tags (versions
+    registered before the JSON tag carry only the latter)."""
+    try:
+        merged = json.loads(tags.get(T.LINEAGE_JSON) or "{}")
+    except ValueError:  # cut at the tag limit: the run's lineage/lineage.json has it whole
+        merged = {}
+    return merged | {k: v for k, v in tags.items() if k.startswith(TAG) or k.startswith(T.DVC)}
+
+
 def version_params(client, name: str, version: str) -> dict:
     """The resolved params a version was trained with: inline tag, else the run's params artifact."""
     mv = client.get_model_version(name, version)
@@ -141,7 +159,7 @@ def describe(client, name: str, version: str) -> str:
     """Text for `vistune lineage`: each lineage fact once, then the commands that rebuild the model
     (the git commit appears only there, in `git checkout`)."""
     mv = client.get_model_version(name, version)
-    tags = {k: v for k, v in sorted(mv.tags.items()) if k.startswith(TAG) or k.startswith(T.DVC)}
+    tags = dict(sorted(version_lineage(mv.tags).items()))
     if not any(k.startswith(TAG) for k in tags):
         raise ValueError(f"v{version} of {name!r} carries no lineage tags (registered before lineage was recorded)")
     shown = {T.lineage("params"), T.lineage("git_commit")}

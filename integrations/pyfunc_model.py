@@ -24,7 +24,7 @@ from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE
 
 INPUT_COLUMNS = ("image_b64", "image", "path")
 IMAGE_ROOT_ENV = "VISTUNE_IMAGE_ROOT"
-_log = logging.getLogger("vistune.serve")
+_log = logging.getLogger(__name__)
 
 
 class _OneLine(MlflowException):

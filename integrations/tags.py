@@ -1,7 +1,13 @@
 """Every MLflow tag key vistune writes, spelled once (runs, model versions, the registered model).
 
-- Lineage (`vistune.lineage.<fact>`): where a model came from. The same facts, under the same keys,
-  go on the MLflow run and on its model version; `vistune lineage` prints them.
+- Lineage (`vistune.lineage.<fact>`): where a model came from. Every fact goes on the MLflow run (one
+  tag each, searchable) and into its artifact `lineage/lineage.json`. A model version carries a short
+  set, so the registry's version list stays readable: the summary facts `VERSION_LINEAGE` plus the
+  whole lineage as one JSON tag `vistune.lineage` (`LINEAGE_JSON`; the resolved params are the run's
+  `lineage/params.yaml`). `vistune lineage` prints them.
+- On a version, besides: the headline figures (`vistune.test_accuracy`, `vistune.test_macro_f1`,
+  `vistune.test_ece`, `vistune.test_robust_accuracy`), the decision (`vistune.gate`,
+  `vistune.decision_reason`, `vistune.gate_significance`, ...) and the identity tags below.
 - DVC hashes (`vistune.dvc.<stage>:<out>`): the md5 DVC records for each stage output.
 - Identity (`vistune.model_sha256`, ...): what makes two registrations the same (idempotency).
 - Gate and alias actions (`vistune.gate`, ...): set by `integrations.registry`; the gate's figures are
@@ -19,6 +25,9 @@ LINEAGE_FACTS = ("git_commit", "git_dirty", "git_dirty_files", "params_md5", "pa
                  "dvc_experiment", "prefect_flow_run_id", "prefect_flow_run_name", "prefect_flow_run_url",
                  "python", "torch")
 DVC = f"{PREFIX}dvc."
+LINEAGE_JSON = f"{PREFIX}lineage"  # on a model version: every lineage fact and DVC hash as one JSON object
+# the lineage facts a model version also carries as tags of their own (what a registry reader looks for)
+VERSION_LINEAGE = ("git_commit", "git_dirty", "dvc_experiment", "prefect_flow_run_url")
 
 MODEL_SHA256 = f"{PREFIX}model_sha256"
 PARAMS_SHA256 = f"{PREFIX}params_sha256"

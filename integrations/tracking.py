@@ -334,13 +334,20 @@ class Tracker:
                              calibration=rec.calibration, version_tags=rec.version_tags)
             return active.info.run_id, str(info.registered_model_version)
 
-    def tag(self, run_id: str | None, version: str, tags: dict[str, str]) -> None:
-        """The same tags on the run (one batch) and on its model version."""
+    def tag_lineage(self, run_id: str, version: str, facts: dict[str, str], version_tags: dict[str, str]) -> None:
+        """Lineage: every fact on the run (tags and the artifact `lineage/lineage.json`), the short
+        `version_tags` set on the model version (integrations.tags)."""
+        self.client.log_dict(run_id, facts, "lineage/lineage.json")
+        self.tag(run_id, None, facts)
+        self.tag(None, version, version_tags)
+
+    def tag(self, run_id: str | None, version: str | None, tags: dict[str, str]) -> None:
+        """The same tags on the run (one batch) and on its model version (each when given)."""
         from mlflow.entities import RunTag
 
         if run_id:
             items = [RunTag(k, v) for k, v in tags.items()]
             for i in range(0, len(items), 100):  # MLflow's batch limit for tags
                 self.client.log_batch(run_id, tags=items[i:i + 100])
-        for k, v in tags.items():
+        for k, v in tags.items() if version else ():
             self.client.set_model_version_tag(self.model_name, version, k, v)

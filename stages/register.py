@@ -84,7 +84,8 @@ def run(params: Params, layout: Layout) -> dict:
                              failures=registry.threshold_failures(metrics, cfg),
                              compare=gate_report.make_compare(tracker.client, cfg, layout, version, run_id, report))
     receipt = _write_receipt(tracker, layout, run_id, False, decision)
-    tracker.tag(run_id, version, lineage.facts(to_dict(params), layout.manifest, root, dirty))
+    facts = lineage.facts(to_dict(params), layout.manifest, root, dirty)
+    tracker.tag_lineage(run_id, version, facts, lineage.version_tags(facts))
     verdict = "PROMOTED to champion" if decision.promoted else "kept as challenger"
     print(f"registered {cfg.model_name} v{version} (run {run_id}): {verdict}. {decision.reason}")
     return receipt
@@ -125,7 +126,8 @@ def _reuse(tracker: tracking.Tracker, mv, params: Params, layout: Layout, metric
                                                                    "the report of its first gate"), {})
     receipt = _write_receipt(tracker, layout, mv.run_id, True, decision)
     if T.lineage("git_commit") not in mv.tags:
-        tracker.tag(mv.run_id, version, lineage.facts(to_dict(params), layout.manifest, layout.root.resolve(), dirty))
+        facts = lineage.facts(to_dict(params), layout.manifest, layout.root.resolve(), dirty)
+        tracker.tag_lineage(mv.run_id, version, facts, lineage.version_tags(facts))
     print(f"{cfg.model_name} v{version} already holds these weights and params (run {mv.run_id}): "
           f"not registered again. {decision.reason}")
     return receipt

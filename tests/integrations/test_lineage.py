@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import platform
 import shutil
 import subprocess
@@ -53,7 +54,8 @@ def test_version_carries_lineage_and_lineage_reproduces_params(trained_tiny, mlf
     (lay.root / "params.yaml").write_text("a: 2\n")  # params.yaml edits alone are recorded, not "dirty"
     receipt = register_stage.run(params, lay)
     client, _ = tracking.open_registry(mlflow_cfg, tmp_path)
-    tags = client.get_model_version(NAME, receipt["version"]).tags
+    version_tags = client.get_model_version(NAME, receipt["version"]).tags
+    tags = lineage.version_lineage(version_tags)  # the version's lineage JSON tag + its own lineage tags
     t = lineage.TAG
     assert tags[f"{t}git_commit"] == sha and tags[f"{t}git_dirty"] == "false"
     assert not {"vistune.git_commit", "vistune.run_id", "vistune.dvc_experiment"} & set(tags)  # each fact once
@@ -74,8 +76,17 @@ def test_version_carries_lineage_and_lineage_reproduces_params(trained_tiny, mlf
     assert len(tags[f"{t}params_md5"]) == 32
     run = client.get_run(receipt["run_id"])
     assert run.info.run_name == "brisk-heron"  # named like the DVC experiment / Prefect flow run
-    assert {k: v for k, v in run.data.tags.items() if k.startswith("vistune.")} == {
-        k: v for k, v in tags.items() if k.startswith(("vistune.lineage.", "vistune.dvc."))}
+    run_lineage = {k: v for k, v in run.data.tags.items() if k.startswith("vistune.")}
+    assert run_lineage == tags | {f"{t}params": run_lineage[f"{t}params"]}  # every fact on the run, params inline
+    artifact = json.loads(Path(client.download_artifacts(receipt["run_id"], "lineage/lineage.json",
+                                                         str(tmp_path))).read_text())
+    assert artifact == run_lineage
+    # the version itself: a short set a registry reader can scan (summary, one JSON, figures, decision)
+    assert not any(k.startswith("vistune.dvc.") for k in version_tags)
+    assert {k for k in version_tags if k.startswith(t)} == {f"{t}{f}" for f in
+                                                            ("git_commit", "git_dirty", "dvc_experiment",
+                                                             "prefect_flow_run_url")}
+    assert len(version_tags) <= 20 and version_tags["vistune.gate"] == "promoted"
 
     params_out = tmp_path / "reproduced.yaml"
     args = ["--params", str(write_params_file(tmp_path / "p.yaml", mlflow_cfg)), "--root", str(tmp_path)]
@@ -86,8 +97,8 @@ def test_version_carries_lineage_and_lineage_reproduces_params(trained_tiny, mlf
     assert out.count(sha) == 1  # the commit is printed once
     assert "prefect_flow_run_url: http://127.0.0.1:4200/runs/flow-run/0b5e-run-id" in out
     assert yaml.safe_load(params_out.read_text()) == to_dict(params)
-    # the params artifact is the fallback when the inline tag is absent (large params)
-    client.delete_model_version_tag(NAME, receipt["version"], f"{t}params")
+    # the params artifact is where a version's params come from (no inline tag on a version)
+    assert f"{t}params" not in version_tags
     assert lineage.version_params(client, NAME, receipt["version"]) == to_dict(params)
 
     # uncommitted source: refused before anything is logged, with the file named and the fix
