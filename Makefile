@@ -29,15 +29,16 @@ setup: $(VENV)/.installed
 demo: setup
 	@echo "=== vistune demo: Prefect flow -> dvc stages -> MLflow registry ==="
 	$(PY) -m flows.pipeline
-	@echo; echo "=== DVC metrics (dvc metrics show) ==="
-	dvc metrics show
+	@echo; echo "=== metrics (vistune metrics; every key: vistune metrics --all or dvc metrics show) ==="
+	vistune metrics
 	@echo; echo "=== MLflow registry (vistune status) ==="
 	vistune status
 	@echo; echo "Look here:"
 	@echo "  MLflow UI:   $(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath mlflow/mlflow.db) --host 127.0.0.1  -> http://127.0.0.1:5000"
 	@echo "  champion:    mlflow.pyfunc.load_model('models:/vistune-classifier@champion')"
 	@echo "  Prefect UI:  PREFECT_HOME=$(PREFECT_HOME) $(BIN)/prefect server start  -> http://127.0.0.1:4200 (flow runs)"
-	@echo "  DVC:         dvc metrics show | dvc plots show  (data/eval/confusion_matrix.png)"
+	@echo "  DVC:         vistune metrics | dvc metrics diff | dvc plots show  (data/eval/confusion_matrix.png)"
+	@echo "  experiments: dvc exp show --only-changed --drop 'Created|State|Executor' --sort-by test_macro_f1"
 
 # two pytest workers, one test file each at a time (module fixtures and in-file order kept): most tests
 # wait on subprocesses and servers, so the suite takes ~12 min on 2 cores instead of ~17

@@ -20,6 +20,7 @@ from prefect import get_run_logger
 from prefect.artifacts import (create_image_artifact, create_link_artifact, create_markdown_artifact,
                                create_table_artifact)
 
+from integrations.metrics_cmd import HEADLINE
 from vistune.layout import Layout
 
 VALIDATION_KEYS = ("n_files", "n_good", "n_quarantined", "n_train", "n_val", "n_test", "n_classes",
@@ -27,15 +28,7 @@ VALIDATION_KEYS = ("n_files", "n_good", "n_quarantined", "n_train", "n_val", "n_
                    "n_warnings", "expectations_passed")
 
 
-# (row label, metrics.json key, format, "higher" / "lower" is better): the run report's headline
-HEADLINE = (
-    ("accuracy", "test_accuracy", "{:.4f}", "higher"),
-    ("macro-F1", "test_macro_f1", "{:.4f}", "higher"),
-    ("ECE (calibrated)", "test_ece", "{:.4f}", "lower"),
-    ("robust accuracy (corruptions)", "test_robust_accuracy", "{:.4f}", "higher"),
-    ("latency p50 (ms / image)", "test_latency_p50_ms", "{:.2f}", "lower"),
-    ("model size (MB)", "test_model_size_mb", "{:.2f}", "lower"),
-)
+LOWER_IS_BETTER = {"test_ece", "test_latency_p50_ms", "test_model_size_mb"}  # of HEADLINE's keys
 IMAGES = (("vistune-confusion-matrix-plot", "confusion_png", "test confusion matrix (rows actual, columns predicted)"),
           ("vistune-reliability-diagram", "reliability_png", "reliability diagram: confidence vs accuracy, "
                                                               "before and after temperature scaling"))
@@ -110,10 +103,11 @@ def gate_row(reg: dict) -> dict:
 def headline_rows(metrics: dict, champion: dict, reg: dict) -> list[dict]:
     """At most 7 rows a reader needs first: value, the champion's value, and the delta (better/worse)."""
     rows = []
-    for label, key, fmt, better in HEADLINE:
+    for label, key, fmt in HEADLINE:
         if key not in metrics:
             continue
         value, before = float(metrics[key]), champion.get(key)
+        better = "lower" if key in LOWER_IS_BETTER else "higher"
         rows.append({"metric": label, "this run": fmt.format(value),
                      "champion": fmt.format(before) if before is not None else "-",
                      "delta": _delta(value, float(before), fmt, better) if before is not None else "-"})

@@ -1,4 +1,4 @@
-"""`vistune` command: `init` (a params.yaml recipe for a data source), registry actions (promote,
+"""`vistune` command: `init` (a params.yaml recipe for a data source), `metrics`, registry actions (promote,
 rollback, archive, status, history, lineage) and serving.
 
 Each action is also a Prefect flow in `flows/promote.py`; both call `integrations.registry`.
@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from integrations import init_cmd
+from integrations import init_cmd, metrics_cmd
 from vistune.config import load_params
 from vistune.errors import VistuneError
 
@@ -82,9 +82,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--port", type=int, default=5001)
     s.add_argument("--alias", default="champion")
     init_cmd.add_parser(sub)
+    metrics_cmd.add_parser(sub)
     args = parser.parse_args(argv)
     if args.cmd == "init":  # no registry: it only reads the data and writes params.yaml
         return init_cmd.main(args, args.params)
+    if args.cmd == "metrics":  # no registry: the workspace's metrics files
+        return metrics_cmd.main(args)
 
     try:
         from integrations import registry, tracking
