@@ -37,9 +37,10 @@ PARAM_KEYS = {
 }
 
 
-def _field(ui_name: str, description: str) -> Any:
+def _field(ui_name: str, description: str, title: str) -> Any:
     """An optional form field with the bounds `vistune.config` checks for its params.yaml key."""
-    return Field(None, description=description, **limits(PARAM_KEYS[ui_name]))
+    return Field(None, title=title, description=f"{description} (`{PARAM_KEYS[ui_name]}`)",
+                 **limits(PARAM_KEYS[ui_name]))
 
 
 class PipelineParams(BaseModel):
@@ -48,17 +49,22 @@ class PipelineParams(BaseModel):
     Limits and allowed values come from `vistune.config`, so the form accepts what params.yaml does.
     """
 
-    data_source: Optional[str] = _field("data_source", "sklearn:digits or a path to an ImageFolder directory")
-    model: Optional[str] = _field("model", "backbone, e.g. timm:tf_efficientnet_lite0 or torchvision:resnet18")
-    strategy: Optional[StrategyName] = _field("strategy", "fine-tuning strategy (vistune.train.finetune)")
-    epochs: Optional[int] = _field("epochs", "training epochs")
-    lr: Optional[float] = _field("lr", "peak learning rate (after warmup)")
-    batch_size: Optional[int] = _field("batch_size", "training batch size")
-    image_size: Optional[int] = _field("image_size", "decode-once image size in pixels")
-    hflip: Optional[float] = _field("hflip", "horizontal flip probability")
-    rotation: Optional[float] = _field("rotation", "max rotation in degrees")
-    salt_pepper: Optional[float] = _field("salt_pepper", "salt-and-pepper noise fraction")
-    min_improvement: Optional[float] = _field("min_improvement", "gate margin over the champion")
+    data_source: Optional[str] = _field("data_source", "sklearn:digits, torchvision:<Dataset>, a CSV manifest, an "
+                                        "archive or an ImageFolder path", "Data source")
+    model: Optional[str] = _field("model", "backbone; the list holds those with offline ImageNet weights, any "
+                                  "timm:<name> / torchvision:<name> goes into params.yaml", "Backbone")
+    strategy: Optional[StrategyName] = _field("strategy", "what trains: head only (linear_probe), the last blocks "
+                                              "(partial), everything (full), LoRA adapters, biases (bitfit)",
+                                              "Fine-tuning strategy")
+    epochs: Optional[int] = _field("epochs", "training epochs", "Epochs")
+    lr: Optional[float] = _field("lr", "peak learning rate (after warmup)", "Learning rate")
+    batch_size: Optional[int] = _field("batch_size", "training batch size", "Batch size")
+    image_size: Optional[int] = _field("image_size", "images are decoded once at this size (pixels)", "Image size")
+    hflip: Optional[float] = _field("hflip", "probability of a horizontal flip", "Horizontal flip")
+    rotation: Optional[float] = _field("rotation", "largest random rotation in degrees", "Rotation")
+    salt_pepper: Optional[float] = _field("salt_pepper", "fraction of pixels set to black or white", "Salt and pepper")
+    min_improvement: Optional[float] = _field("min_improvement", "how much the gate metric must beat the champion "
+                                              "by to promote (negative: accept a tie)", "Promotion margin")
 
     def overrides(self, *unchanged: dict[str, Any]) -> dict[str, Any]:
         """params.yaml key -> value for every field the user set. A field equal to its value in one of

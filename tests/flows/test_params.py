@@ -94,3 +94,40 @@ def test_apply_overrides_writes_good_values_and_refuses_bad_ones(tmp_path):
         apply_overrides(params_file, {"train.lr": 0})
     assert params_file.read_bytes() == before
     assert yaml.safe_load(before)["train"]["lr"] == 0.01
+
+
+def test_form_left_as_shown_is_no_override_and_changed_fields_are():
+    current = {"epochs": 4, "lr": 0.003, "strategy": "full"}
+    shown = {"epochs": 4, "lr": 0.001, "strategy": "full"}  # the form was pre-filled before params.yaml changed
+    sent = PipelineParams(epochs=4, lr=0.001, strategy="lora")  # the UI sends every field
+    assert sent.overrides(current, shown) == {"train.strategy": "lora"}
+    assert PipelineParams(epochs=9).overrides(current, shown) == {"train.epochs": 9}
+
+
+def test_deployments_prefill_params_yaml_and_describe_every_parameter():
+    from flows.params import form_values
+    from flows.serve import PARAMS, deployments
+    from vistune.models.backbones import list_backbones
+
+    values = form_values(PARAMS)
+    committed = load_params(PARAMS)
+    assert (values["epochs"], values["lr"], values["strategy"], values["model"]) == (
+        committed.train.epochs, committed.train.lr, committed.train.strategy, committed.train.model)
+    by_name = {d.name: d for d in deployments()}
+    form = by_name["train-pipeline"]
+    assert form.parameters == {"params": values}
+    schema = form._parameter_openapi_schema.model_dump()
+    props = schema["definitions"]["PipelineParams"]["properties"]
+    for name, prop in props.items():  # a plain typed input (no "None" type picker) showing params.yaml
+        assert "anyOf" not in prop and prop["default"] == values[name] and prop["description"], name
+    assert props["epochs"]["type"] == "integer" and props["epochs"]["minimum"] == 1
+    assert props["strategy"]["enum"] == list(typing.get_args(typing.get_type_hints(TrainCfg)["strategy"]))
+    assert set(props["model"]["enum"]) >= {b for b in list_backbones() if "<" not in b} | {values["model"]}
+    assert schema["properties"]["workspace"]["enum"] == ["shared", "isolated"]
+    assert by_name["retrain"].parameters == {}  # the schedule always trains on the workspace's params.yaml
+    assert by_name["validate-only"].parameters == {"data_source": values["data_source"]}
+    for dep in by_name.values():
+        for name, prop in dep._parameter_openapi_schema.model_dump()["properties"].items():
+            assert prop.get("description"), f"{dep.name}: parameter {name} has no description"
+    version = by_name["promote"]._parameter_openapi_schema.model_dump()["properties"]["version"]
+    assert version["type"] == "integer"  # `--param version=2` arrives as an int
