@@ -1,15 +1,20 @@
 """A user's path through the real Prefect UI, in headless Chromium driven by Playwright.
 
 A real `prefect server start` (temp PREFECT_HOME, free port) and `python -m flows.serve` in a
-temp copy of the repo with tiny params; the browser opens Deployments -> validate-only,
-presses Run -> Quick run, opens the new run from the list and waits until its page says Completed.
-The screenshot lands in the test's tmp dir (and in $VISTUNE_SCREENSHOT_DIR when set).
+temp copy of the repo with tiny params. The browser opens Deployments -> train-pipeline -> Run ->
+Custom run and reads the form: every field shows the repo's params.yaml value. Then
+Deployments -> validate-only, Run -> Quick run, opens the new run from the list and waits until its
+page says Completed. Last, a flow run that publishes the run report (flows/summary.py) over the
+committed demo outputs: its Artifacts tab lists the headline table and the images, the headline's
+page shows its rows, and the confusion-matrix image loads (naturalWidth > 0).
+The screenshots land in the test's tmp dir (and in $VISTUNE_SCREENSHOT_DIR when set).
 Chromium comes from Debian (`make test` installs it when root); no browser is downloaded.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -18,8 +23,9 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
-from tests.conftest import free_port, stop_process_group, tiny_git_repo
+from tests.conftest import REPO, free_port, stop_process_group, tiny_git_repo
 
 pytestmark = pytest.mark.slow
 
@@ -74,14 +80,90 @@ def _deployment_of(flow_run_id: str) -> str:
         return client.read_deployment(client.read_flow_run(flow_run_id).deployment_id).name
 
 
-def _save(page, tmp_path: Path) -> Path:
-    shot = tmp_path / "prefect-ui-run-completed.png"
+def _save(page, tmp_path: Path, name: str = "prefect-ui-run-completed.png") -> Path:
+    shot = tmp_path / name
     page.screenshot(path=str(shot), full_page=True)
     if os.environ.get("VISTUNE_SCREENSHOT_DIR"):
         out = Path(os.environ["VISTUNE_SCREENSHOT_DIR"])
         out.mkdir(parents=True, exist_ok=True)
         shutil.copy2(shot, out / shot.name)
     return shot
+
+
+def _check_form_shows_params_yaml(page, url: str, repo: Path, tmp_path: Path) -> None:
+    """Deployments -> train-pipeline -> Run -> Custom run: each field holds the repo's params.yaml value."""
+    from playwright.sync_api import expect
+
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    page.goto(f"{url}/deployments")
+    page.get_by_role("link", name="train-pipeline", exact=True).first.click()
+    page.wait_for_url("**/deployments/deployment/**")
+    page.get_by_role("button", name="Run", exact=True).first.click()
+    page.get_by_text("Custom run", exact=True).first.click()
+    page.wait_for_url("**/run**")
+    def field(title: str):  # the innermost form property whose label is `title`
+        label = page.locator(".schema-form-property__label").get_by_text(f"{title} (Optional)", exact=True)
+        return page.locator(".schema-form-property").filter(has=label).last
+
+    for title, value in (("Epochs", params["train"]["epochs"]), ("Batch size", params["train"]["batch_size"]),
+                         ("Image size", params["augment"]["image_size"]), ("Learning rate", params["train"]["lr"]),
+                         ("Data source", params["data"]["source"])):
+        expect(field(title).locator("input, textarea").first).to_have_value(str(value))
+    for title, value in (("Fine-tuning strategy", params["train"]["strategy"]), ("Backbone", params["train"]["model"])):
+        expect(field(title)).to_contain_text(value)  # a dropdown showing the current value
+    _save(page, tmp_path, "prefect-ui-form.png")
+
+
+def _report_outputs(root: Path) -> Path:
+    """The committed demo outputs the run report reads, plus a registration receipt."""
+    for rel in ("data/eval/metrics.json", "data/eval/predictions.csv", "data/eval/confusion_matrix.png",
+                "data/eval/reliability.png", "data/validated/summary.json"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / rel, root / rel)
+    (root / "data/registry").mkdir(parents=True, exist_ok=True)
+    (root / "data/registry/registration.json").write_text(json.dumps(
+        {"model_name": "vistune-classifier", "version": "1", "run_id": "r1", "experiment_id": "1", "promoted": True,
+         "reason": "no champion yet", "champion_before": None, "tracking_uri": "sqlite:///unused.db"}))
+    return root
+
+
+def _check_report_artifacts(page, url: str, tmp_path: Path) -> None:
+    """A flow run's Artifacts tab: the headline table (its rows on its page) and an image that loads."""
+    from playwright.sync_api import expect
+    from prefect import flow
+
+    from flows.summary import publish_summary
+
+    root = _report_outputs(tmp_path / "report")
+    metrics = json.loads((root / "data/eval/metrics.json").read_text())
+
+    @flow(name="report-only")
+    def report_only() -> dict:
+        return publish_summary(str(root), "exp-ui")
+
+    flow_run_id = report_only(return_state=True).state_details.flow_run_id
+    page.goto(f"{url}/runs/flow-run/{flow_run_id}")
+    page.get_by_text("Artifacts", exact=True).first.click()
+    for key in ("vistune-headline", "vistune-confusion-matrix-plot", "vistune-reliability-diagram"):
+        expect(page.get_by_text(key, exact=True).first).to_be_visible(timeout=30_000)
+    _save(page, tmp_path, "prefect-ui-artifacts.png")
+    page.get_by_text("vistune-headline", exact=True).first.click()
+    page.wait_for_url("**/artifacts/artifact/**")
+    expect(page.get_by_text("macro-F1", exact=True).first).to_be_visible(timeout=30_000)
+    expect(page.get_by_text(f"{metrics['test_accuracy']:.4f}", exact=True).first).to_be_visible()
+    expect(page.get_by_text("gate decision", exact=True).first).to_be_visible()
+    page.goto(f"{url}/runs/flow-run/{flow_run_id}")
+    page.get_by_text("Artifacts", exact=True).first.click()
+    page.get_by_text("vistune-confusion-matrix-plot", exact=True).first.click()
+    page.wait_for_url("**/artifacts/artifact/**")
+    image = page.locator("img[src^='data:image/png']").first
+    expect(image).to_be_visible(timeout=30_000)
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle(), timeout=30_000)
+    from PIL import Image
+
+    with Image.open(root / "data/eval/confusion_matrix.png") as png:
+        assert image.evaluate("img => img.naturalWidth") == png.width  # the real plot, decoded by the browser
+    _save(page, tmp_path, "prefect-ui-image.png")
 
 
 def test_quick_run_from_the_prefect_ui_completes(tmp_path: Path):
@@ -114,6 +196,7 @@ def test_quick_run_from_the_prefect_ui_completes(tmp_path: Path):
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(30_000)
             try:
+                _check_form_shows_params_yaml(page, url, repo, tmp_path)
                 page.goto(f"{url}/deployments")
                 page.get_by_role("link", name=DEPLOYMENT, exact=True).first.click()
                 page.wait_for_url("**/deployments/deployment/**")
@@ -133,8 +216,10 @@ def test_quick_run_from_the_prefect_ui_completes(tmp_path: Path):
                 assert final == "Completed", f"flow run ended {final}; see {logs / 'serve.log'}"
                 page.reload()  # the flow-run page as the user sees it once the run is over
                 expect(page.get_by_text("Completed").first).to_be_visible(timeout=30_000)
-            finally:
                 shot = _save(page, tmp_path)
+                _check_report_artifacts(page, url, tmp_path)
+            finally:
+                _save(page, tmp_path, "prefect-ui-last.png")
                 browser.close()
         assert shot.stat().st_size > 10_000
         assert (repo / "data/validated/summary.json").is_file()  # the DVC stages really ran in the served repo
