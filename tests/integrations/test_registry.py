@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from integrations import registry, tracking
+from integrations import lineage, registry, tracking
 from vistune.config import RegisterCfg
 
 from tests.integrations.registry_helpers import METRIC_GATE_ONLY, copy_layout, register
@@ -48,8 +48,9 @@ def test_gate_accepts_better_and_rejects_worse(trained_tiny, mlflow_cfg, tmp_pat
     assert {"evaluate/metrics.json", "evaluate/robustness.png", "evaluate/gradcam.png", "evaluate/calibration.json"} <= arts
     assert "validate/summary.json" in {a.path for a in client.list_artifacts(mv.run_id, "validate")}
     assert run.data.tags["vistune.lineage.git_commit"] and "vistune.git_commit" not in run.data.tags  # one key per fact
-    assert {k: v for k, v in run.data.tags.items() if k.startswith("vistune.")} == {
-        k: v for k, v in mv.tags.items() if k.startswith(("vistune.lineage.", "vistune.dvc."))}  # same facts on both
+    run_facts = {k: v for k, v in run.data.tags.items() if k.startswith("vistune.")}
+    version_facts = lineage.version_lineage(mv.tags)  # the version's short set + its one JSON tag
+    assert run_facts == version_facts | {"vistune.lineage.params": run_facts["vistune.lineage.params"]}  # same facts
     assert run.inputs.dataset_inputs and run.inputs.dataset_inputs[0].dataset.name == "image_manifest"
 
 
