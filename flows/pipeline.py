@@ -38,6 +38,7 @@ from flows.form import form_baseline
 from flows.params import PipelineParams, apply_overrides, form_values
 from flows.summary import publish_summary, read_json
 from flows.workspace import Snapshot, stage_cache_key
+from integrations.init_cmd import write_recipe
 from vistune.layout import Layout
 
 REPO = Path(__file__).resolve().parent.parent
@@ -113,15 +114,23 @@ def run_stage(stage: str, repo: str, force: bool = False, experiment: str = "", 
 
 
 @task(task_run_name="apply-params")
-def apply_params(params: PipelineParams, repo: str) -> dict:
+def apply_params(params: PipelineParams, repo: str, fit_recipe: bool = False) -> dict:
     """Write the form's changes into params.yaml; a field left at its params.yaml value or at the value
-    the deployment's form was pre-filled with (flows/form.py) is not a change."""
+    the deployment's form was pre-filled with (flows/form.py) is not a change.
+
+    `fit_recipe`: when the only change is the data source, fit the whole recipe to it as `vistune init`
+    does (backbone, image size, epochs, augmentation ...), each change logged with its reason."""
+    logger = get_run_logger()
     params_file = Path(repo) / "params.yaml"
     unchanged = (form_values(params_file), form_baseline())
     overrides = params.overrides(*unchanged)
+    if fit_recipe and set(overrides) == {"data.source"}:
+        logger.info("only the data source changed: fitting params.yaml to it (as `vistune init %s`)",
+                    overrides["data.source"])
+        changes = write_recipe(str(overrides["data.source"]), params_file, say=logger.info)
+        return {c.key: c.new for c in changes}
     if overrides:
-        get_run_logger().info("setting params (as dvc exp run --set-param): %s",
-                              " ".join(params.set_param_args(*unchanged)))
+        logger.info("setting params (as dvc exp run --set-param): %s", " ".join(params.set_param_args(*unchanged)))
     apply_overrides(params_file, overrides)
     return overrides
 
@@ -163,13 +172,13 @@ def push_outputs(repo: str) -> str:
 
 
 def _run_stages(stages: tuple[str, ...], params: PipelineParams, repo: str, force: bool, experiment: str,
-                logger, snapshot: Snapshot | None, store_root: str = "") -> tuple[dict, dict]:
-    """Apply params and run the stages; on failure say where it broke and roll the workspace back to
-    `snapshot` (None for an isolated run: its worktree is simply thrown away, `store_root` set)."""
+                logger, snapshot: Snapshot | None, store_root: str = "", fit_recipe: bool = False) -> tuple[dict, dict]:
+    """Apply params (`fit_recipe`: see `apply_params`) and run the stages; on failure say where it broke and
+    roll the workspace back to `snapshot` (None for an isolated run: its worktree is thrown away)."""
     states: dict[str, str] = {}
     stage = "apply-params"
     try:
-        overrides = apply_params(params, repo)
+        overrides = apply_params(params, repo, fit_recipe)
         for stage in stages:
             states[stage] = run_stage(stage, repo, force, experiment, store_root)
     except BaseException as exc:
@@ -229,7 +238,8 @@ def train_pipeline(params: PipelineParams = PipelineParams(), repo: str = str(RE
     with run_workspace(Path(repo), workspace, logger) as root:
         work = str(root)
         snapshot = _snapshot(root, isolated)
-        overrides, states = _run_stages(STAGES, params, work, force, experiment, logger, snapshot, store_root)
+        overrides, states = _run_stages(STAGES, params, work, force, experiment, logger, snapshot, store_root,
+                                        fit_recipe=True)
         saved = record_experiment(work, experiment, repo) if save_experiment else ""
         pushed = push_outputs(work)
         summary = publish_summary(work, saved or experiment, isolated or bool(overrides))

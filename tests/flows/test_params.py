@@ -131,3 +131,43 @@ def test_deployments_prefill_params_yaml_and_describe_every_parameter():
             assert prop.get("description"), f"{dep.name}: parameter {name} has no description"
     version = by_name["promote"]._parameter_openapi_schema.model_dump()["properties"]["version"]
     assert version["type"] == "integer"  # `--param version=2` arrives as an int
+
+
+def _apply_in_a_flow(params: PipelineParams, repo: Path) -> dict:
+    from prefect import flow
+
+    from flows.pipeline import apply_params
+
+    @flow(name="apply-params-test")
+    def run() -> dict:
+        return apply_params(params, str(repo), fit_recipe=True)
+
+    return run()
+
+
+def test_a_run_that_sets_only_the_data_source_fits_the_recipe_like_init(harness, tmp_path: Path):
+    """The Prefect form with only `data_source` changed writes the same params.yaml as `vistune init`."""
+    from integrations import cli
+    from tests.integrations.test_init import make_photos
+
+    photos = make_photos(tmp_path / "photos", {"train": 6, "val": 3})
+    by_flow, by_cli = tmp_path / "flow", tmp_path / "cli"
+    for d in (by_flow, by_cli):
+        d.mkdir()
+        shutil.copy(REPO / "params.yaml", d / "params.yaml")
+    overrides = _apply_in_a_flow(PipelineParams(data_source=str(photos)), by_flow)
+    assert cli.main(["init", str(photos), "--params", str(by_cli / "params.yaml")]) == 0
+    assert (by_flow / "params.yaml").read_text() == (by_cli / "params.yaml").read_text()
+    written = load_params(by_flow / "params.yaml")
+    assert overrides["train.strategy"] == written.train.strategy == "linear_probe"  # 18 photos: head only
+    assert overrides["augment.hflip"] == written.augment.hflip == 0.5 and written.augment.salt_pepper == 0
+    assert (by_flow / overrides["data.source"]).resolve() == photos.resolve()  # relative to params.yaml
+
+
+def test_a_run_that_sets_more_than_the_source_applies_exactly_those(harness, tmp_path: Path):
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    before = load_params(tmp_path / "params.yaml")
+    overrides = _apply_in_a_flow(PipelineParams(data_source="sklearn:digits", epochs=2), tmp_path)
+    assert overrides == {"train.epochs": 2}  # the source equals params.yaml's: not a change
+    after = load_params(tmp_path / "params.yaml")
+    assert after.train.epochs == 2 and after.augment == before.augment and after.train.model == before.train.model
