@@ -1,8 +1,8 @@
 """Serve vistune's deployments to a Prefect server so the UI can trigger them.
 
 `make up` starts the server and runs this; deployments: train-pipeline, validate-only,
-promote, rollback, archive, and a weekly `retrain` schedule that is paused until a user
-turns it on. `train-pipeline` runs one at a time (deployment concurrency limit 1, queued),
+promote, rollback, archive, score (batch predictions), and a weekly `retrain` schedule that is
+paused until a user turns it on. `train-pipeline` runs one at a time (deployment concurrency limit 1, queued),
 and the flow itself also holds a workspace lock. The run forms of train-pipeline and validate-only
 are pre-filled with params.yaml as it is now (flows/form.py; restart this to refresh them); the
 scheduled `retrain` takes no form values, so it always trains on the workspace's params.yaml.
@@ -16,6 +16,7 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLi
 from flows.form import prefill
 from flows.pipeline import REPO, train_pipeline, validate_only
 from flows.promote import archive_flow, promote_flow, rollback_flow
+from flows.score import score_flow
 
 PARAMS = REPO / "params.yaml"  # the repository the deployments' `repo` parameter defaults to
 ONE_AT_A_TIME = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
@@ -35,6 +36,8 @@ def deployments() -> list:
                                     description="Champion back to the previous one (or the one as of a time)"),
         archive_flow.to_deployment(name="archive", tags=["vistune", "registry"],
                                    description="Drop a version's aliases and tag it archived"),
+        score_flow.to_deployment(name="score", tags=["vistune", "score"],
+                                 description="Batch predictions with the champion (or a version) + drift"),
         train_pipeline.to_deployment(name="retrain", cron="0 3 * * 1", paused=True, concurrency_limit=ONE_AT_A_TIME,
                                      tags=["vistune", "scheduled"],
                                      description="Weekly retrain (Mondays 03:00); paused until you resume it"),

@@ -1,5 +1,5 @@
 """`vistune` command: `init` (a params.yaml recipe for a data source), `metrics`, registry actions (promote,
-rollback, archive, status, history, lineage) and serving.
+rollback, archive, status, history, lineage), serving and batch scoring (`score`).
 
 Each action is also a Prefect flow in `flows/promote.py`; both call `integrations.registry`.
 """
@@ -60,6 +60,37 @@ def serving_banner(name: str, version: str, alias: str, host: str, port: int, en
             f"image root for `path` inputs: {root} (set {IMAGE_ROOT_ENV} to change it); ready when GET /ping answers")
 
 
+def _score_parser(sub) -> None:
+    sc = sub.add_parser("score", help="score a folder, archive or CSV of images with a registered model")
+    sc.add_argument("source", help="folder (any files; <class>/<image> keeps labels), .zip/.tar(.gz), or .csv (path[,label])")
+    which = sc.add_mutually_exclusive_group()
+    which.add_argument("--version", default=None, help="model version number")
+    which.add_argument("--alias", default="champion", help="model alias (default: champion)")
+    sc.add_argument("--out", default=None, help="output folder (default: data/score)")
+    sc.add_argument("--no-dvc", action="store_true", help="do not `dvc add` predictions.csv")
+    sc.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _score(args) -> int:
+    """`vistune score`: predictions.csv (+ quarantine, drift, summary), tracked by DVC."""
+    from integrations import scoring
+    from vistune.layout import Layout
+
+    root = Path(args.root).resolve()
+    out = Path(args.out) if args.out else Layout(root).score_dir
+    try:
+        result = scoring.score(args.source, load_params(args.params), root, out, alias=args.alias,
+                               version=args.version, progress=not args.no_progress)
+        tracked = None if args.no_dvc else scoring.track_with_dvc(out / "predictions.csv", root)
+    except (VistuneError, ValueError) as exc:
+        print(f"vistune score: error: {exc}", file=sys.stderr)
+        return 2
+    print(scoring.report(result))
+    if tracked is not None:
+        print(f"  tracked by DVC: git add {tracked.relative_to(root)} (and its .gitignore) to version these scores")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vistune", description=__doc__)
     parser.add_argument("--params", default="params.yaml")
@@ -83,11 +114,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--alias", default="champion")
     init_cmd.add_parser(sub)
     metrics_cmd.add_parser(sub)
+    _score_parser(sub)
     args = parser.parse_args(argv)
     if args.cmd == "init":  # no registry: it only reads the data and writes params.yaml
         return init_cmd.main(args, args.params)
     if args.cmd == "metrics":  # no registry: the workspace's metrics files
         return metrics_cmd.main(args)
+    if args.cmd == "score":
+        return _score(args)
 
     try:
         from integrations import registry, tracking

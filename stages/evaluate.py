@@ -3,7 +3,7 @@
 Writes `metrics.json` (DVC metrics, `test_*` keys), the per-class report (CSV + markdown),
 `predictions.csv` (a DVC confusion plot), confusion / ROC-PR / reliability PNGs, the fitted
 temperature (`calibration.json`, served with the model), the robustness table + plot, a Grad-CAM
-grid, and latency/size figures. Every optional part is an `evaluate.*` switch; a switched-off
+grid, latency/size figures, and the drift reference (embeddings of a sample of the train split). Every optional part is an `evaluate.*` switch; a switched-off
 part still writes its files (a placeholder PNG, a header-only CSV) so DVC's outs always exist.
 """
 
@@ -18,6 +18,7 @@ import torch
 
 from stages.cli import stage_main
 from vistune.evaluate import calibration
+from vistune.evaluate import drift
 from vistune.evaluate import gradcam
 from vistune.evaluate import latency
 from vistune.evaluate import robustness
@@ -79,6 +80,13 @@ def _gradcam(cfg: EvaluateCfg, clf: Classifier, images: torch.Tensor, y: np.ndar
     gradcam_grid_png(rows, layout.gradcam_png)
 
 
+def _drift_reference(clf: Classifier, layout: Layout, seed: int) -> None:
+    """Embeddings of a seeded sample of the train split: what later drift checks (`validate`,
+    `vistune score`) compare new images with; logged with the model by `register`."""
+    train_x, _ = load_prepared(layout.prepared, splits=("train",)).tensors("train")
+    drift.save_reference(layout.drift_reference, drift.reference_features(clf.backbone, train_x, clf.device, seed))
+
+
 def run(cfg: EvaluateCfg, device: str, layout: Layout) -> dict[str, float]:
     clf = Classifier.load(layout.model, device=device)
     data = load_prepared(layout.prepared, splits=("val", "test"))
@@ -113,6 +121,7 @@ def run(cfg: EvaluateCfg, device: str, layout: Layout) -> dict[str, float]:
         "confidence": probs.max(axis=1).round(6) if len(y) else [],
     }).to_csv(index=False))
     confusion_matrix_png(cm, clf.classes, layout.confusion_png)
+    _drift_reference(clf, layout, cfg.seed)
     extra = f"  ECE {metrics['test_ece']:.4f} (T={cal['temperature']:.2f})"
     if "test_robust_accuracy" in metrics:
         extra += f"  robust {metrics['test_robust_accuracy']:.4f}"

@@ -10,6 +10,9 @@ when more than `validate.max_leaked_fraction` of val+test leaked (a broken split
 when more than `validate.max_bad_fraction` of files are bad (leaked copies are not bad files), a
 split is empty, splits disagree on classes, or a train class is too small.
 summary.json is a flat DVC metric (counts per failure code, imbalance, split sizes).
+When a champion is registered, drift.json (also a DVC metric) compares the good images with the
+champion's training data (`vistune.evaluate.drift`); above `validate.drift_threshold` a warning,
+or a failure with `validate.on_drift: fail`. No champion yet: drift.json says it was skipped.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import pandas as pd
 
 from integrations.expectations import QUARANTINE_CODES, run_suite
 from stages.cli import stage_main
-from vistune.config import ValidateCfg
+from vistune.config import Params, ValidateCfg
 from vistune.data.dataquality import dataset_findings, leak_messages, mark_duplicates
 from vistune.data.imageio import format_names
 from vistune.errors import ConfigError, DataError
@@ -157,8 +160,29 @@ def run(cfg: ValidateCfg, layout: Layout, *, before_read: Callable[[Path], None]
     return ValidateResult(good=good, quarantine=quarantine, summary=summary, warnings=warnings)
 
 
+def check_drift(params: Params, layout: Layout, good: pd.DataFrame):
+    """drift.json: the good images against the champion's training data (skipped without a champion)."""
+    from integrations import champion
+    from vistune.evaluate import drift
+
+    cfg = params.validate
+    result = champion.check(params.register, cfg, layout.root.resolve(), good, layout.raw)
+    write_json(layout.drift, result.as_metrics())
+    print(drift.summary_line(result))
+    if result.drifted and cfg.on_drift == "fail":
+        raise DataError(f"{layout.raw}: new data drifted from the champion's training data: {drift.summary_line(result)}; "
+                        f"see {layout.drift}. Retrain on it deliberately, or set validate.on_drift: warn")
+    return result
+
+
+def _run_all(params: Params, layout: Layout) -> ValidateResult:
+    result = run(params.validate, layout)
+    check_drift(params, layout, result.good)
+    return result
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    return stage_main("validate", argv, lambda p, layout: run(p.validate, layout))
+    return stage_main("validate", argv, _run_all)
 
 
 if __name__ == "__main__":

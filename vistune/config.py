@@ -35,6 +35,7 @@ AmpDtype = Literal["auto", "bfloat16", "float16"]  # vistune.models.inference.am
 AutoAugment = Literal["none", "trivial", "rand"]
 OnDuplicate = Literal["quarantine", "warn", "fail"]
 OnExtensionMismatch = Literal["warn", "quarantine"]
+OnDrift = Literal["warn", "fail"]  # vistune.evaluate.drift: new data unlike the champion's training data
 GateTest = Literal["none", "mcnemar", "bootstrap"]  # vistune.evaluate.significance.GATE_TESTS
 CompressVariant = Literal["onnx", "onnx_int8", "pruned", "distilled"]
 
@@ -108,6 +109,10 @@ class ValidateCfg(_Checked):
     max_leaked: int = bounded(-1, ge=-1)  # optional absolute cap on that count; -1 = none
     max_imbalance_ratio: float = bounded(10.0, ge=1)  # warn when largest/smallest train class exceeds it
     workers: int = bounded(8, ge=1)  # decode threads
+    # drift against the champion's training data (vistune.evaluate.drift): score = -log10(adjusted p-value)
+    drift_threshold: float = bounded(2.0, ge=0)  # above it: drift (2.0 = adjusted p < 0.01)
+    on_drift: OnDrift = "warn"  # "warn" or "fail" the stage
+    drift_sample: int = bounded(500, ge=2, le=20000)  # new images embedded for the feature test (seeded)
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,12 @@ class Layout:
         return self.validated / "summary.json"
 
     @property
+    def drift(self) -> Path:
+        """The drift result against the champion's training data (`vistune.evaluate.drift`); one flat
+        JSON, a DVC metric of `validate`, read by the model card."""
+        return self.validated / "drift.json"
+
+    @property
     def validation_docs(self) -> Path:
         return self.data / "reports" / "validation"
 
@@ -102,6 +108,17 @@ class Layout:
     @property
     def class_report(self) -> Path:
         return self.eval_dir / "classification_report.csv"
+
+    @property
+    def drift_reference(self) -> Path:
+        """Penultimate embeddings of a seeded sample of the training images (float16 .npy), logged with
+        the model under `evaluate/` so a later drift check needs neither the images nor the decoder."""
+        return self.eval_dir / "drift_reference.npy"
+
+    # score (`vistune score`): default output folder; --out chooses another
+    @property
+    def score_dir(self) -> Path:
+        return self.data / "score"
 
     # register
     @property

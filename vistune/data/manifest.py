@@ -181,15 +181,17 @@ def save_cache(path: Path, cache: dict) -> None:
 
 def build_manifest(root: str | Path, max_pixels: int, workers: int = 8, cache_path: str | Path | None = None,
                    before_read: Callable[[Path], None] | None = None,
-                   timeout_s: float | None = DEFAULT_DECODE_TIMEOUT_S) -> pd.DataFrame:
+                   timeout_s: float | None = DEFAULT_DECODE_TIMEOUT_S,
+                   files: list[tuple[Path, str, str]] | None = None) -> pd.DataFrame:
     """One row per file under root; with `cache_path` (JSON) files seen before are not decoded again.
+    `files` ((file, split, label) under root) replaces the root/<split>/<label>/ listing (batch scoring).
 
     Only facts for files present in this run are written back, so the cache never grows stale.
     `before_read` is called with each file just before it is read (progress, or tests that delete
     a file mid-run).
     """
     root = Path(root)
-    files = list_images(root)
+    files = list_images(root) if files is None else files
     cache = (load_cache(Path(cache_path)), {}) if cache_path is not None else None
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         root_real = os.path.realpath(root)

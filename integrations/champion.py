@@ -1,0 +1,158 @@
+"""A registered model and what it was trained on, fetched from the registry for drift checks and
+batch scoring (`validate`, `vistune score`).
+
+What comes back for a version: its weights (the pyfunc's `model` artifact, verified against the
+version's `vistune.model_sha256` tag), its fitted temperature (`calibration`), the training manifest
+its run logged (`validate/manifest.csv`, train split) and the embeddings of a sample of its training
+images (`evaluate/drift_reference.npy`, written by `evaluate`; absent for versions registered before
+it existed: the feature test is then skipped, the manifest tests still run).
+A store that does not exist yet, a model never registered or an alias not set is "no reference"
+(None), never an error: the first run of a pipeline has no champion.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from integrations import gate_report, tracking
+from vistune.config import RegisterCfg
+from vistune.evaluate import drift
+
+MANIFEST_ARTIFACT = "validate/manifest.csv"
+REFERENCE_ARTIFACT = "evaluate/drift_reference.npy"
+
+
+@dataclass
+class RegisteredModel:
+    name: str
+    version: str
+    label: str  # "vistune-classifier v3 (champion)"
+    weights: Path
+    temperature: float
+    manifest: pd.DataFrame | None  # its training rows (train split), None when the run did not log them
+    features: np.ndarray | None  # reference embeddings, None for older versions
+
+
+def _store_missing(uri: str) -> bool:
+    return uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file()
+
+
+def find_version(cfg: RegisterCfg, root: Path, alias: str | None = "champion", version: str | None = None):
+    """(client, model version) for `version` or `alias`, or None when there is none (yet)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    uri = tracking.resolve_tracking_uri(cfg, root)
+    if _store_missing(uri):
+        return None
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    try:
+        mv = (client.get_model_version(cfg.model_name, str(version)) if version is not None
+              else client.get_model_version_by_alias(cfg.model_name, alias))
+    except MlflowException as exc:
+        if version is not None and "RESOURCE_DOES_NOT_EXIST" in str(exc):
+            raise ValueError(f"{cfg.model_name} has no version {version}; `vistune status` lists them") from None
+        return None  # no such model or alias yet
+    return client, mv
+
+
+def _run_artifact(client, run_id: str | None, path: str, dest: Path) -> Path | None:
+    if not run_id:
+        return None
+    try:
+        return Path(client.download_artifacts(run_id, path, str(dest)))
+    except Exception:  # noqa: BLE001 - not logged by this run (older version): the caller skips that test
+        return None
+
+
+def fetch(cfg: RegisterCfg, root: Path, dest: Path, alias: str | None = "champion",
+          version: str | None = None) -> RegisteredModel | None:
+    """Weights, temperature, training manifest and reference embeddings of a version, into `dest`."""
+    found = tracking.with_retries(cfg, tracking.resolve_tracking_uri(cfg, root), "find model version",
+                                  lambda: find_version(cfg, root, alias, version))
+    if found is None:
+        return None
+    client, mv = found
+    v = str(mv.version)
+    weights = gate_report.champion_weights(client, cfg.model_name, v, dest / "model")
+    temperature = _calibration(client, cfg.model_name, v, dest / "model")
+    manifest_file = _run_artifact(client, mv.run_id, MANIFEST_ARTIFACT, dest / "run")
+    manifest = None
+    if manifest_file is not None:
+        manifest = pd.read_csv(manifest_file, dtype={"label": str})
+        manifest = manifest[manifest.split == "train"] if "split" in manifest else manifest
+    reference = _run_artifact(client, mv.run_id, REFERENCE_ARTIFACT, dest / "run")
+    label = f"{cfg.model_name} v{v}" + (f" ({alias})" if version is None and alias else "")
+    return RegisteredModel(cfg.model_name, v, label, weights, temperature, manifest,
+                           drift.load_reference(reference) if reference is not None else None)
+
+
+def _calibration(client, name: str, version: str, dest: Path) -> float:
+    """The version's served temperature (its `calibration` artifact), 1.0 when it has none."""
+    import mlflow
+
+    base = client.get_model_version_download_uri(name, version).rstrip("/")
+    mlmodel = yaml.safe_load(Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{base}/MLmodel",
+                                                                      dst_path=str(dest))).read_text())
+    rel = ((mlmodel.get("flavors", {}).get("python_function", {}).get("artifacts") or {})
+           .get("calibration", {}).get("path"))
+    if not rel:
+        return 1.0
+    path = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{base}/{rel}", dst_path=str(dest)))
+    return float(json.loads(path.read_text()).get("temperature") or 1.0)
+
+
+def fetch_temp(cfg: RegisterCfg, root: Path, alias: str | None = "champion", version: str | None = None):
+    """`fetch` into a temporary folder that lives as long as the returned context (weights included)."""
+    tmp = tempfile.TemporaryDirectory(prefix="vistune-model-")
+    return tmp, fetch(cfg, root, Path(tmp.name), alias, version)
+
+
+def drift_against(model: RegisteredModel, new: pd.DataFrame, image_root: Path, cfg, device: str = "cpu",
+                  clf=None) -> drift.DriftResult:
+    """Compare new images (manifest rows, files under `image_root`) with what `model` was trained on.
+
+    `cfg` is the ValidateCfg (threshold, sample size); `clf` an already loaded Classifier of `model`
+    (score reuses its own), else one is loaded on `device`. Labels take part only when every new row
+    has one."""
+    from vistune.models.classifier import Classifier
+
+    if model.manifest is None or model.manifest.empty:
+        return drift.skipped(f"{model.label}: its run logged no training manifest ({MANIFEST_ARTIFACT})",
+                             cfg.drift_threshold)
+    new_features = None
+    if model.features is not None and len(new) > 1:
+        clf = clf or Classifier.load(model.weights, device=device)
+        idx = drift.sample_index(len(new), cfg.drift_sample, seed=0)
+        blobs = [(image_root / p).read_bytes() for p in new.path.iloc[idx]]
+        new_features = drift.embed(clf.backbone, clf.prepare(blobs), clf.device)
+    labelled = "label" in new and new.label.notna().all() and new.label.astype(str).ne("").all()
+    result = drift.compare(model.manifest, new, cfg.drift_threshold, reference_name=model.label,
+                           reference_features=model.features, new_features=new_features, labelled=bool(labelled))
+    if model.features is None:
+        result.reason += f"; feature test skipped ({model.label} has no {REFERENCE_ARTIFACT})"
+    return result
+
+
+def check(register_cfg: RegisterCfg, validate_cfg, root: Path, new: pd.DataFrame, image_root: Path,
+          device: str = "cpu") -> drift.DriftResult:
+    """Drift of `new` against the current champion; skipped (with the reason) when there is none yet
+    or the registry cannot be reached (validation keeps working offline)."""
+    from vistune.errors import VistuneError
+
+    try:
+        tmp, model = fetch_temp(register_cfg, root)
+    except VistuneError as exc:
+        return drift.skipped(f"registry unreachable ({exc})", validate_cfg.drift_threshold)
+    with tmp:
+        if model is None:
+            return drift.skipped(f"no champion of {register_cfg.model_name} in the registry yet",
+                                 validate_cfg.drift_threshold)
+        return drift_against(model, new, image_root, validate_cfg, device=device)

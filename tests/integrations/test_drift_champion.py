@@ -1,0 +1,78 @@
+"""Drift against the champion, end to end: a real model registered in a temp MLflow store, real
+digit scans through the real `validate` stage. A colour inversion or a strong blur of digits is
+detected; a fresh sample of digits the model never saw is not flagged; no champion = skipped."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image, ImageFilter
+
+from stages import validate
+from vistune.config import parse_params, to_dict
+from vistune.layout import Layout
+
+from tests.conftest import tiny_params_dict
+from tests.integrations.registry_helpers import register
+from tests.integrations.score_helpers import FRESH, write_digits
+
+@pytest.fixture(scope="module")
+def store(trained_tiny: Layout, tmp_path_factory):
+    """(params whose register section points at a store with trained_tiny as champion, tmp dir)."""
+    tmp = tmp_path_factory.mktemp("drift")
+    p = parse_params(tiny_params_dict())
+    cfg = dataclasses.replace(p.register, tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}",
+                              artifact_root=str(tmp / "artifacts"))
+    assert register(trained_tiny, tmp / "lay", cfg)["promoted"]
+    return dataclasses.replace(p, register=cfg), tmp
+
+
+def _validate(params, root: Path, transform=None) -> dict:
+    lay = Layout(root)
+    write_digits(lay.raw, FRESH, transform, split="train")
+    result = validate.run(params.validate, lay)
+    validate.check_drift(params, lay, result.good)
+    return json.loads(lay.drift.read_text())
+
+
+def test_fresh_digits_are_not_flagged(store, tmp_path):
+    params, _ = store
+    d = _validate(params, tmp_path)
+    assert d["status"] == "compared" and d["reference"] == "vistune-classifier v1 (champion)"
+    assert not d["drifted"] and d["drift_score"] <= params.validate.drift_threshold
+    assert {"classes_p", "brightness_p", "mode_p", "features_p"} <= set(d)  # every test ran, features included
+    assert d["n_new"] == len(FRESH)
+
+
+@pytest.mark.parametrize("shift", [lambda im: Image.eval(im, lambda v: 255 - v),
+                                   lambda im: im.filter(ImageFilter.GaussianBlur(1.5))], ids=["invert", "blur"])
+def test_inverted_or_blurred_digits_are_flagged(store, tmp_path, shift):
+    params, _ = store
+    d = _validate(params, tmp_path, shift)
+    assert d["drifted"] and d["drift_score"] > params.validate.drift_threshold
+    assert d["features_p"] < 0.01  # the embeddings see it, not only the pixel statistics
+
+
+def test_on_drift_fail_stops_the_stage_with_one_line(store, tmp_path, capsys):
+    params, _ = store
+    write_digits(Layout(tmp_path).raw, FRESH, lambda im: Image.eval(im, lambda v: 255 - v), split="train")
+    raw = to_dict(params)
+    raw["validate"]["on_drift"] = "fail"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    assert validate.main(["--params", str(tmp_path / "params.yaml"), "--root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "drifted from the champion's training data" in err and "Traceback" not in err
+    assert json.loads(Layout(tmp_path).drift.read_text())["drifted"] is True
+
+
+def test_no_champion_yet_skips_without_creating_a_store(tmp_path):
+    p = parse_params(tiny_params_dict())
+    params = dataclasses.replace(p, register=dataclasses.replace(
+        p.register, tracking_uri=f"sqlite:///{tmp_path / 'none' / 'mlflow.db'}"))
+    d = _validate(params, tmp_path)
+    assert d["status"] == "skipped" and "no champion" in d["reason"] and not d["drifted"]
+    assert not (tmp_path / "none" / "mlflow.db").exists()

@@ -1,0 +1,93 @@
+"""Images to score, from any source `ingest` reads: a folder, a `.zip`/`.tar(.gz)` archive or a CSV
+manifest. Unlike training data the images need no labels and no splits: every file under a folder
+is scored. A label is kept when the source gives one (a CSV `label` column, or a folder
+`<class>/<image>` whose class the model knows), so accuracy and the class-distribution drift test
+can use it.
+
+Refusals follow ingest's rules (archive members that are links or escape the root, manifest paths
+outside the CSV's folder or missing) and come back as rows for quarantine.csv, never exceptions.
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from vistune.data import sources
+from vistune.errors import DataError
+
+
+@dataclass
+class ScoreFiles:
+    root: Path  # every file lies under it
+    files: list[tuple[Path, str, str]]  # (file, split "", label or "") in the shape manifest.build_manifest takes
+    refused: list[dict[str, str]] = field(default_factory=list)  # path, code, reason
+
+
+def _walk(root: Path, classes: set[str]) -> list[tuple[Path, str, str]]:
+    """Every file under root, sorted; the first folder is the label when it is one of `classes`."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            path = Path(dirpath) / name
+            top = path.relative_to(root).parts[0]
+            found.append((path, "", top if top in classes and path.parent != root else ""))
+    return found
+
+
+def _from_csv(manifest: Path) -> ScoreFiles:
+    base = manifest.parent
+    header, rows = sources.read_csv_manifest(manifest) if _has_label(manifest) else _paths_only(manifest)
+    files, refused = [], []
+    for n, row in enumerate(rows, start=2):
+        rel = row.get("path", "")
+        if problem := (sources._manifest_problem(rel, base) if rel else f"manifest row {n} has no path"):
+            code = "missing" if "not an existing" in problem else (
+                "outside_root" if any(w in problem for w in ("outside", "escapes", "absolute")) else "unsafe_name")
+            refused.append({"path": f"{manifest.name}:{rel}", "code": code, "reason": problem})
+            continue
+        files.append((base.joinpath(*PurePosixPath(rel.replace("\\", "/")).parts), "", row.get("label", "")))
+    return ScoreFiles(base, files, refused)
+
+
+def _has_label(manifest: Path) -> bool:
+    with open(manifest, encoding="utf-8-sig") as f:
+        return "label" in [h.strip() for h in f.readline().split(",")]
+
+
+def _paths_only(manifest: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """A CSV with a `path` column and no labels (scoring needs none)."""
+    import csv
+
+    with open(manifest, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        if "path" not in header:
+            raise DataError(f"{manifest}: a CSV to score needs a header row with a `path` column; found {header}")
+        return header, [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+
+
+def collect(source: str | Path, workdir: Path, classes: list[str] | tuple[str, ...] = ()) -> ScoreFiles:
+    """The files of `source` to score; an archive is extracted (member by member, safely) into `workdir`."""
+    src = Path(source).expanduser()
+    if sources.is_csv_manifest(str(src)):
+        return _from_csv(src)
+    if sources.is_archive(str(src)):
+        report = sources.IngestReport(source=str(src))
+        try:
+            sources.extract_archive(src, workdir, report)
+        except (zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
+            raise DataError(f"{src}: not a readable archive ({exc}); re-create it or score a folder") from None
+        return ScoreFiles(workdir, _walk(workdir, set(classes)), report.skipped)
+    if not src.is_dir():
+        raise DataError(f"{src}: not a folder, archive (.zip/.tar/.tar.gz) or .csv manifest of images to score")
+    files = _walk(src, set(classes))
+    if not files:
+        raise DataError(f"{src}: no files to score")
+    return ScoreFiles(src, files)
