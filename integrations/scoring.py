@@ -3,7 +3,7 @@
 source (folder, archive, CSV) -> the training validation rules (the same GX suite; bad files go to
 quarantine.csv with a code and reason, never a crash) -> predictions of the version chosen by alias
 or number (weights and temperature from the registry, device and batch size as in training and
-evaluate: `train.device`, `evaluate.batch_size`) -> in the output folder:
+evaluate: `train.device`, `train.threads`, `evaluate.batch_size`) -> in the output folder:
 
 - predictions.csv: path (relative to the source), label, confidence, p_<class>, model_version
   (plus given_label when the source carries labels); tracked by DVC with `dvc add` when the folder
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from integrations import champion
 from integrations.expectations import run_suite
@@ -31,6 +32,7 @@ from vistune.evaluate import drift
 from vistune.io import write_json, write_text
 from vistune.models.batch_predict import predict_files
 from vistune.models.classifier import Classifier
+from vistune.models.inference import setup_device
 
 NOT_APPLICABLE = {"leakage", "duplicate", "near_duplicate", "no_label"}  # training-set rules
 QUARANTINE_COLUMNS = ["path", "code", "reason"]
@@ -91,6 +93,9 @@ def _load(params: Params, root: Path, alias: str | None, version: str | None, de
         raise VistuneError(f"{params.register.model_name} has no version with alias {alias!r} in "
                            f"{params.register.tracking_uri}; register a model first (`dvc repro`) or pass --version")
     clf = Classifier.load(model.weights, device=params.train.device, temperature=model.temperature)
+    setup_device(clf.device)  # as in training: cuDNN autotuning + TF32 on CUDA
+    if params.train.threads > 0:
+        torch.set_num_threads(params.train.threads)
     return model, clf
 
 

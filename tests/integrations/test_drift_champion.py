@@ -31,9 +31,17 @@ def store(trained_tiny: Layout, tmp_path_factory):
     return dataclasses.replace(p, register=cfg), tmp
 
 
+def write_splits(raw: Path, transform=None) -> None:
+    """The fresh digits as an ingested dataset: 60/20/20 train/val/test."""
+    fresh = list(FRESH)
+    for split, part in (("val", fresh[0::5]), ("test", fresh[1::5]),
+                        ("train", [i for k, i in enumerate(fresh) if k % 5 > 1])):
+        write_digits(raw, part, transform, split=split)
+
+
 def _validate(params, root: Path, transform=None) -> dict:
     lay = Layout(root)
-    write_digits(lay.raw, FRESH, transform, split="train")
+    write_splits(lay.raw, transform)
     result = validate.run(params.validate, lay)
     validate.check_drift(params, lay, result.good)
     return json.loads(lay.drift.read_text())
@@ -59,7 +67,7 @@ def test_inverted_or_blurred_digits_are_flagged(store, tmp_path, shift):
 
 def test_on_drift_fail_stops_the_stage_with_one_line(store, tmp_path, capsys):
     params, _ = store
-    write_digits(Layout(tmp_path).raw, FRESH, lambda im: Image.eval(im, lambda v: 255 - v), split="train")
+    write_splits(Layout(tmp_path).raw, lambda im: Image.eval(im, lambda v: 255 - v))
     raw = to_dict(params)
     raw["validate"]["on_drift"] = "fail"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))

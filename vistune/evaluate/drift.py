@@ -12,8 +12,8 @@ Tests (each gives a p-value, and an effect size a person can read):
   the permutation distribution, so a strong shift scores above 1 / (permutations + 1).
 
 The decision is one number: `drift_score = -log10(p)` of the Bonferroni-adjusted smallest p-value
-(so 2.0 = "data this different would arise by chance in 1% of same-distribution samples"); drift when
-it is above the threshold (`validate.drift_threshold`).
+(so 2.0 = "data this different would arise by chance in 1% of same-distribution samples", capped at
+16); drift when it is above the threshold (`validate.drift_threshold`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import torch
 STAT_COLUMNS = ("width", "height", "aspect", "brightness")
 REFERENCE_SAMPLE = 1000  # training images embedded for the reference (evaluate's drift_reference.npy)
 PERMUTATIONS = 999
-MIN_P = 1e-300  # -log10 stays finite
+MIN_P = 1e-16  # p-values below it count as 1e-16: drift_score tops out at 16 (beyond that only extrapolation)
 
 
 @dataclass(frozen=True)
@@ -172,7 +172,7 @@ def decide(tests: list[DriftTest], threshold: float, reference: str) -> DriftRes
         return skipped("nothing to compare (no rows on one side)", threshold)
     worst = min(tests, key=lambda t: t.p_value)
     p = min(1.0, len(tests) * worst.p_value)
-    score = round(-math.log10(max(p, MIN_P)), 4)
+    score = round(-math.log10(max(p, MIN_P)), 4) + 0.0  # + 0.0: no "-0.0" in the metric
     drifted = score > threshold
     reason = (f"{worst.name} differs most (p={worst.p_value:.3g}, effect {worst.effect:.3g}); "
               f"adjusted p={p:.3g} over {len(tests)} tests")
