@@ -110,12 +110,15 @@ def main() -> None:
         "image_size": args.image_size, "model": params.train.model, "model_version": version,
         "device": device_name(torch.device(args.device)), "batch_size": params.evaluate.batch_size,
         "wall_s": round(wall, 2), "images_per_s": round(len(result.predictions) / wall, 1),
+        "seconds": result.summary["seconds"],  # load_model / validate (decode + GX suite) / predict / drift
+        "predict_images_per_s": round(len(result.predictions) / result.summary["seconds"]["predict"], 1),
         "drift_status": result.drift.status, "drift_score": result.drift.drift_score,
         "generate_s": round(t_gen, 1), "load_avg_1m": round(os.getloadavg()[0], 2),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
     print(f"scored {out['n_scored']} images ({args.image_size}px) in {out['wall_s']} s: "
-          f"{out['images_per_s']} images/s on {out['device']} (load avg {out['load_avg_1m']}); "
+          f"{out['images_per_s']} images/s end to end, {out['predict_images_per_s']} images/s predicting, "
+          f"on {out['device']} (load avg {out['load_avg_1m']}); phases {out['seconds']}; "
           f"drift {out['drift_status']} score {out['drift_score']}")
     write_result(args.out, out)
 

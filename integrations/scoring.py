@@ -16,6 +16,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,18 @@ from vistune.models.inference import setup_device
 NOT_APPLICABLE = {"leakage", "duplicate", "near_duplicate", "no_label"}  # training-set rules
 QUARANTINE_COLUMNS = ["path", "code", "reason"]
 LEAST_CONFIDENT = 20
+
+
+class _Clock:
+    """Seconds per phase, for summary.json and the benchmark."""
+
+    def __init__(self) -> None:
+        self.t, self.laps = time.perf_counter(), {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self.t, 3)
+        self.t = now
 
 
 @dataclass
@@ -103,8 +116,10 @@ def score(source: str | Path, params: Params, root: Path, out: Path, alias: str 
           version: str | None = None, progress: bool = True) -> ScoreResult:
     """Validate, predict and write the outputs of one batch; see the module docstring."""
     cfg = params.validate
+    clock = _Clock()
     with tempfile.TemporaryDirectory(prefix="vistune-score-") as tmp:
         model, clf = _load(params, root, alias, version, Path(tmp) / "model")
+        clock.lap("load_model")
         files = collect(source, Path(tmp) / "extracted", clf.classes)
         manifest = build_manifest(files.root, max_pixels=cfg.max_pixels, workers=cfg.workers, files=files.files,
                                   timeout_s=cfg.decode_timeout_s or None)
@@ -115,13 +130,17 @@ def score(source: str | Path, params: Params, root: Path, out: Path, alias: str 
         if good.empty:
             raise DataError(f"{source}: no image passed validation ({len(quarantine)} refused, e.g. "
                             f"{quarantine.head(3).to_dict('records')}); nothing to score")
+        clock.lap("validate")
         probs = predict_files(clf, [files.root / p for p in good.path], batch_size=params.evaluate.batch_size,
                               workers=cfg.workers, progress=progress)
         predictions = _predictions(good, probs, clf.classes, model.version)
+        clock.lap("predict")
         result = champion.drift_against(model, good, files.root, cfg, clf=clf)
+        clock.lap("drift")
     summary = {"model": model.label, "model_version": model.version, "source": str(source),
                "n_files": len(manifest) + len(files.refused), "n_scored": len(predictions),
-               "n_quarantined": len(quarantine), "device": str(clf.device), "batch_size": params.evaluate.batch_size}
+               "n_quarantined": len(quarantine), "device": str(clf.device), "batch_size": params.evaluate.batch_size,
+               "seconds": clock.laps}
     if "given_label" in predictions:
         summary["accuracy"] = round(float((predictions.label == predictions.given_label).mean()), 6)
     _write(out, predictions, quarantine, result, summary)
