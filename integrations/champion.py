@@ -40,8 +40,14 @@ class RegisteredModel:
     features: np.ndarray | None  # reference embeddings, None for older versions
 
 
-def _store_missing(uri: str) -> bool:
-    return uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file()
+def _store_missing(cfg: RegisterCfg, root: Path) -> bool:
+    """A sqlite store whose file does not exist yet: nothing registered. Checked without
+    `resolve_tracking_uri`, which creates the store's folder."""
+    uri = tracking._USER_TRACKING_URI or cfg.tracking_uri
+    if not uri.startswith("sqlite:///"):
+        return False
+    path = Path(uri.removeprefix("sqlite:///"))
+    return not (path if path.is_absolute() else tracking.store_root(root) / path).is_file()
 
 
 def find_version(cfg: RegisterCfg, root: Path, alias: str | None = "champion", version: str | None = None):
@@ -49,9 +55,9 @@ def find_version(cfg: RegisterCfg, root: Path, alias: str | None = "champion", v
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    uri = tracking.resolve_tracking_uri(cfg, root)
-    if _store_missing(uri):
+    if _store_missing(cfg, root):
         return None
+    uri = tracking.resolve_tracking_uri(cfg, root)
     client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     try:
         mv = (client.get_model_version(cfg.model_name, str(version)) if version is not None
@@ -75,6 +81,8 @@ def _run_artifact(client, run_id: str | None, path: str, dest: Path) -> Path | N
 def fetch(cfg: RegisterCfg, root: Path, dest: Path, alias: str | None = "champion",
           version: str | None = None) -> RegisteredModel | None:
     """Weights, temperature, training manifest and reference embeddings of a version, into `dest`."""
+    if _store_missing(cfg, root):
+        return None
     found = tracking.with_retries(cfg, tracking.resolve_tracking_uri(cfg, root), "find model version",
                                   lambda: find_version(cfg, root, alias, version))
     if found is None:
