@@ -63,6 +63,8 @@ def find_version(cfg: RegisterCfg, root: Path, alias: str | None = "champion", v
         mv = (client.get_model_version(cfg.model_name, str(version)) if version is not None
               else client.get_model_version_by_alias(cfg.model_name, alias))
     except MlflowException as exc:
+        if tracking.is_unreachable(exc):
+            raise  # retried by the caller, then one clear line
         if version is not None and "RESOURCE_DOES_NOT_EXIST" in str(exc):
             raise ValueError(f"{cfg.model_name} has no version {version}; `vistune status` lists them") from None
         return None  # no such model or alias yet
