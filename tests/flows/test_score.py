@@ -84,12 +84,15 @@ def test_scores_equal_the_served_models_answers(repo, folder, monkeypatch):
     assert served.confidence.to_numpy() == pytest.approx(preds.confidence.head(8).to_numpy(), abs=1e-5)
 
 
-def test_bad_source_is_one_line_and_exit_2(repo, tmp_path, capsys):
+def test_bad_source_or_version_is_one_line_and_exit_2(repo, tmp_path, capsys):
     from integrations.cli import main
 
     rc = main(["--params", str(repo / "params.yaml"), "--root", str(repo), "score", str(tmp_path / "nope")])
     err = capsys.readouterr().err
     assert rc == 2 and "nope" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    rc = main(["--params", str(repo / "params.yaml"), "--root", str(repo), "score", str(tmp_path), "--version", "9"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "has no version 9" in err and len(err.strip().splitlines()) == 1
 
 
 def test_score_flow_run_publishes_label_counts_and_least_confident(repo, folder, harness):

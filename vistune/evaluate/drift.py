@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-import pandas as pd
 import torch
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 STAT_COLUMNS = ("width", "height", "aspect", "brightness")
 REFERENCE_SAMPLE = 1000  # training images embedded for the reference (evaluate's drift_reference.npy)
@@ -71,6 +73,7 @@ def skipped(reason: str, threshold: float = 0.0) -> DriftResult:
 
 def _table_test(name: str, ref: Sequence, new: Sequence) -> DriftTest | None:
     """Chi-square on the 2 x K contingency table of category counts; effect = TV distance of the shares."""
+    import pandas as pd
     from scipy.stats import chi2_contingency
 
     ref_counts, new_counts = pd.Series(list(ref)).value_counts(), pd.Series(list(new)).value_counts()
@@ -95,6 +98,8 @@ def _ks_test(name: str, ref: np.ndarray, new: np.ndarray) -> DriftTest | None:
 
 def manifest_tests(reference: pd.DataFrame, new: pd.DataFrame, labelled: bool) -> list[DriftTest]:
     """Class shares (when `labelled`), size / aspect / brightness distributions and mode shares."""
+    import pandas as pd  # here, not at import: the embedding half runs where only torch/numpy are installed
+
     tests = []
     if labelled:
         tests.append(_table_test("classes", reference.label.astype(str), new.label.astype(str)))
