@@ -3,8 +3,9 @@
 Writes `metrics.json` (DVC metrics, `test_*` keys), the per-class report (CSV + markdown),
 `predictions.csv` (a DVC confusion plot), confusion / ROC-PR / reliability PNGs, the fitted
 temperature (`calibration.json`, served with the model), the robustness table + plot, a Grad-CAM
-grid, latency/size figures, and the drift reference (embeddings of a sample of the train split). Every optional part is an `evaluate.*` switch; a switched-off
-part still writes its files (a placeholder PNG, a header-only CSV) so DVC's outs always exist.
+grid, latency/size figures, and the drift reference (embeddings of a sample of the train split).
+Every optional part is an `evaluate.*` switch; a switched-off part still writes its files (a
+placeholder PNG, a header-only CSV) so DVC's outs always exist.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import pandas as pd
 
@@ -35,6 +35,9 @@ from vistune.io import read_json, write_json, write_text
 from vistune.layout import Layout
 from vistune.data.manifest import build_manifest, preferred_extension
 from vistune.data.sources.common import SPLITS
+
+if TYPE_CHECKING:
+    from vistune.evaluate.drift import DriftResult
 
 DUPLICATE_CODES = ("duplicate", "near_duplicate")
 QUARANTINE_COLUMNS = ["path", "split", "label", "code", "reason"]
@@ -160,7 +163,7 @@ def run(cfg: ValidateCfg, layout: Layout, *, before_read: Callable[[Path], None]
     return ValidateResult(good=good, quarantine=quarantine, summary=summary, warnings=warnings)
 
 
-def check_drift(params: Params, layout: Layout, good: pd.DataFrame):
+def check_drift(params: Params, layout: Layout, good: pd.DataFrame) -> "DriftResult":
     """drift.json: the good images against the champion's training data (skipped without a champion)."""
     from integrations import champion
     from vistune.evaluate import drift
@@ -170,8 +173,9 @@ def check_drift(params: Params, layout: Layout, good: pd.DataFrame):
     write_json(layout.drift, result.as_metrics())
     print(drift.summary_line(result))
     if result.drifted and cfg.on_drift == "fail":
-        raise DataError(f"{layout.raw}: new data drifted from the champion's training data: {drift.summary_line(result)}; "
-                        f"see {layout.drift}. Retrain on it deliberately, or set validate.on_drift: warn")
+        raise DataError(f"{layout.raw}: new data drifted from the champion's training data: "
+                        f"{drift.summary_line(result)}; see {layout.drift}. Retrain on it deliberately, "
+                        f"or set validate.on_drift: warn")
     return result
 
 
