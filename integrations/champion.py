@@ -65,7 +65,7 @@ def find_version(cfg: RegisterCfg, root: Path, alias: str | None = "champion", v
     except MlflowException as exc:
         if tracking.is_unreachable(exc):
             raise  # retried by the caller, then one clear line
-        if version is not None and "RESOURCE_DOES_NOT_EXIST" in str(exc):
+        if version is not None:
             raise ValueError(f"{cfg.model_name} has no version {version}; `vistune status` lists them") from None
         return None  # no such model or alias yet
     return client, mv
