@@ -14,9 +14,11 @@ import os
 import tarfile
 import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from vistune.data import sources
+from vistune.data.files import join_relative
+from vistune.data.sources.csv_manifest import _problem_code, manifest_problem
 from vistune.errors import DataError
 
 
@@ -47,12 +49,10 @@ def _from_csv(manifest: Path) -> ScoreFiles:
     files, refused = [], []
     for n, row in enumerate(rows, start=2):
         rel = row.get("path", "")
-        if problem := (sources._manifest_problem(rel, base) if rel else f"manifest row {n} has no path"):
-            code = "missing" if "not an existing" in problem else (
-                "outside_root" if any(w in problem for w in ("outside", "escapes", "absolute")) else "unsafe_name")
-            refused.append({"path": f"{manifest.name}:{rel}", "code": code, "reason": problem})
+        if problem := (manifest_problem(rel, base) if rel else f"manifest row {n} has no path"):
+            refused.append({"path": f"{manifest.name}:{rel}", "code": _problem_code(problem), "reason": problem})
             continue
-        files.append((base.joinpath(*PurePosixPath(rel.replace("\\", "/")).parts), "", row.get("label", "")))
+        files.append((join_relative(base, rel), "", row.get("label", "")))
     return ScoreFiles(base, files, refused)
 
 
