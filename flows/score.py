@@ -35,11 +35,11 @@ def _retry_unless_user_error(task, task_run, state) -> bool:
 
 
 @task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=_retry_unless_user_error)
-def score_images(source: str, alias: str, version: str | None, out: str, repo: str, track: bool) -> dict:
+def score_images(source: str, alias: str, version: int | None, out: str, repo: str, track: bool) -> dict:
     root = Path(repo).resolve()
     out_dir = Path(out) if Path(out).is_absolute() else root / out
-    result = scoring.score(source, load_params(root / "params.yaml"), root, out_dir, alias=alias, version=version,
-                           progress=False)
+    result = scoring.score(source, load_params(root / "params.yaml"), root, out_dir, alias=alias,
+                           version=None if version is None else str(version), progress=False)
     tracked = scoring.track_with_dvc(out_dir / "predictions.csv", root) if track else None
     get_run_logger().info("%s", scoring.report(result))
     return {"summary": result.summary, "labels": result.label_counts(), "least_confident": result.least_confident(),
@@ -48,7 +48,7 @@ def score_images(source: str, alias: str, version: str | None, out: str, repo: s
 
 
 @flow(name="score")
-def score_flow(source: str, alias: str = "champion", version: str | None = None, out: str = str(Layout().score_dir),
+def score_flow(source: str, alias: str = "champion", version: int | None = None, out: str = str(Layout().score_dir),
                track: bool = True, repo: str = str(REPO)) -> dict:
     """Score a batch of images; artifacts: label counts, least confident images, drift.
 
