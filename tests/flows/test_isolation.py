@@ -109,3 +109,61 @@ def test_isolated_stage_registers_in_the_main_store(tmp_path: Path, monkeypatch,
     assert tracking.lock_dir(cfg, worktree) == main / "mlflow"
     http = dataclasses.replace(cfg, tracking_uri="http://127.0.0.1:5000")
     assert tracking.lock_dir(http, worktree) == main / "mlflow"
+
+
+RUN_AND_HANG = """
+import sys, time
+from pathlib import Path
+from flows.isolation import isolated_workspace
+with isolated_workspace(Path(sys.argv[1]), sys.argv[2], log=lambda _: None) as path:
+    print(path, flush=True)
+    time.sleep(600)
+"""
+
+
+def _start_runs(repo: Path, *run_ids: str) -> list[tuple[subprocess.Popen, Path]]:
+    """Isolated runs, each in its own process parked inside its worktree: [(process, worktree)]."""
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=str(root), PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+               DVC_NO_ANALYTICS="1")
+    procs = [subprocess.Popen([sys.executable, "-c", RUN_AND_HANG, str(repo), run_id], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env) for run_id in run_ids]
+    started = []
+    for proc, run_id in zip(procs, run_ids):
+        line = proc.stdout.readline().strip()
+        assert line, f"run {run_id} did not start: {proc.stderr.read()[-2000:]}"
+        started.append((proc, Path(line)))
+    return started
+
+
+def test_next_run_removes_worktrees_of_killed_runs_but_never_a_live_one(repo: Path):
+    from flows.isolation import remove_stale_worktrees, repo_git_lock
+
+    (dead, dead_path), (live, live_path) = _start_runs(repo, "killed", "live")
+    orphan = None
+    try:
+        dead.kill()  # SIGKILL mid-run: no finally, no cleanup
+        dead.wait(timeout=30)
+        assert dead_path.is_dir() and str(dead_path) in _worktrees(repo)
+        orphan = subprocess.Popen(["sleep", "120"], cwd=dead_path)  # a stage the dead worker started
+        with repo_git_lock(repo):
+            assert remove_stale_worktrees(repo, log=lambda _: None) == []  # still in use: kept
+        assert set(_worktrees(repo)) == {str(repo), str(dead_path), str(live_path)}
+        orphan.kill()
+        orphan.wait(timeout=30)
+        with isolated_workspace(repo, "next", log=lambda _: None) as nxt:
+            assert not dead_path.exists()
+            assert set(_worktrees(repo)) == {str(repo), str(live_path), str(nxt)}
+            assert (live_path / "out.txt").read_text() == "1\n"  # the live run's worktree is untouched
+        assert live.poll() is None and set(_worktrees(repo)) == {str(repo), str(live_path)}
+        live.kill()
+        live.wait(timeout=30)
+        with repo_git_lock(repo):
+            assert remove_stale_worktrees(repo, log=lambda _: None) == [live_path]
+        assert _worktrees(repo) == [str(repo)]
+        assert list((repo / RUNS_DIR).iterdir()) == []  # no lock files left behind either
+    finally:
+        for proc in (dead, live, orphan):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=30)
