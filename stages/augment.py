@@ -1,7 +1,9 @@
 """Stage `augment`: decode once into resized uint8 arrays (the augmentation preview is `train`'s).
 
 Epochs then read `data/prepared/*.npy` (memory-mappable) and augment per batch on the training
-device; no JPEG decoding or PIL in the training loop.
+device; no JPEG decoding or PIL in the training loop. Images are decoded straight into the
+memory-mapped `.npy` in chunks of `CHUNK` (at most that many decoded images in flight), so the
+stage's resident memory does not grow with the data set (benchmarks/scale.py measures it).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from tqdm.auto import tqdm
 
 from stages.cli import stage_main
 from vistune.config import AugmentCfg
-from vistune.data.prepared import class_order, save_meta, save_split
+from vistune.data.prepared import class_order, save_labels, save_meta, split_writer
 from vistune.errors import DataError
 from vistune.data.imageio import decode_file
 from vistune.layout import Layout
@@ -24,30 +26,34 @@ from vistune.data.preprocess import resize_rgb
 from vistune.data.sources.common import SPLITS
 
 
-def _decode_split(layout: Layout, paths: list[str], size: int, split: str) -> np.ndarray:
+CHUNK = 256  # images decoded per round; bounds the decoded images held in RAM at once
+
+
+def _decode_split(layout: Layout, paths: list[str], size: int, split: str) -> None:
+    """Decode and resize `paths` into `<split>_images.npy`, written in place (memory map)."""
     def load(rel: str) -> np.ndarray:
         return resize_rgb(decode_file(layout.raw / rel), size)
 
-    out = np.empty((len(paths), 3, size, size), dtype=np.uint8)
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        for i, arr in enumerate(tqdm(pool.map(load, paths), total=len(paths), desc=f"decode {split}", unit="img")):
-            out[i] = arr
-    return out
+    with split_writer(layout.prepared, split, len(paths), size) as out, ThreadPoolExecutor(max_workers=8) as pool, \
+            tqdm(total=len(paths), desc=f"decode {split}", unit="img") as bar:
+        for start in range(0, len(paths), CHUNK):
+            for i, arr in enumerate(pool.map(load, paths[start : start + CHUNK]), start):
+                out[i] = arr
+            bar.update(min(CHUNK, len(paths) - start))
 
 
 def run(cfg: AugmentCfg, layout: Layout) -> dict[str, int]:
     if not layout.manifest.is_file():
         raise DataError(f"{layout.manifest}: validated manifest not found; run `dvc repro validate` first")
-    manifest = pd.read_csv(layout.manifest, dtype={"label": str})
+    manifest = pd.read_csv(layout.manifest, dtype={"label": str}, usecols=["path", "split", "label"])
     classes = class_order(manifest.label)
     index = {c: i for i, c in enumerate(classes)}
     layout.prepared.mkdir(parents=True, exist_ok=True)
     counts = {}
     for split in SPLITS:
         part = manifest[manifest.split == split]
-        images = _decode_split(layout, list(part.path), cfg.image_size, split)
-        labels = np.array([index[c] for c in part.label], dtype=np.int64)
-        save_split(layout.prepared, split, images, labels)
+        _decode_split(layout, part.path.tolist(), cfg.image_size, split)
+        save_labels(layout.prepared, split, np.array([index[c] for c in part.label], dtype=np.int64))
         counts[split] = len(part)
     save_meta(layout.prepared, classes, cfg.image_size, counts)
     print(f"prepared {counts} images at {cfg.image_size}px, {len(classes)} classes -> {layout.prepared}")

@@ -18,6 +18,7 @@ or a failure with `validate.on_drift: fail`. No champion yet: drift.json says it
 from __future__ import annotations
 
 import sys
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,13 +115,19 @@ def _summary(manifest, good, quarantine, findings, n_total, suite_ok, n_warnings
 
 def run(cfg: ValidateCfg, layout: Layout, *, before_read: Callable[[Path], None] | None = None) -> ValidateResult:
     _check_formats(cfg)
+    t = [time.perf_counter()]
     manifest = build_manifest(layout.raw, max_pixels=cfg.max_pixels, workers=cfg.workers,
                               cache_path=layout.decode_cache, before_read=before_read,
                               timeout_s=cfg.decode_timeout_s or None)
     if manifest.empty:
         raise DataError(f"{layout.raw}: no files to validate; check data.source and run `dvc repro ingest`")
+    t.append(time.perf_counter())
     manifest = mark_duplicates(manifest, cfg.near_duplicate_distance, cfg.near_duplicate_min_side)
+    t.append(time.perf_counter())
     suite = run_suite(manifest, cfg, docs_dir=layout.validation_docs)
+    t.append(time.perf_counter())
+    print(f"validate phases: read+decode+pHash {t[1] - t[0]:.1f}s, duplicate search {t[2] - t[1]:.1f}s, "
+          f"expectation suite {t[3] - t[2]:.1f}s ({len(manifest)} files)", flush=True)
     failures, warned = _first_failures(manifest, suite.outcomes, _warn_codes(cfg))
     warnings = [_warning(manifest.loc[i], code, reason) for i, (code, reason) in sorted(warned.items())]
     leaked_fraction, leak_errors, leak_warnings = leak_messages(manifest, cfg.max_leaked_fraction, cfg.max_leaked)

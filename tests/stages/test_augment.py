@@ -42,3 +42,37 @@ def test_class_order_is_decided_in_the_core():
     from vistune.data.prepared import class_order
 
     assert class_order(["10", "2", "bee", "ant", "1", "2"]) == ["ant", "bee", "1", "2", "10"]
+
+
+def test_augment_decodes_into_the_memory_map_a_chunk_at_a_time(prepared_tiny, tmp_path, monkeypatch):
+    """Resident memory independent of the data size: the split is written in place into the `.npy`
+    memory map, never held whole in RAM (peak traced allocations well under one split's bytes)."""
+    import dataclasses
+    import shutil
+    import tracemalloc
+
+    from stages import augment
+    from tests.conftest import tiny_params_dict
+    from vistune.config import parse_params
+    from vistune.layout import Layout
+
+    lay = Layout(tmp_path)
+    lay.manifest.parent.mkdir(parents=True)
+    shutil.copy(prepared_tiny.manifest, lay.manifest)
+    lay.raw.parent.mkdir(parents=True, exist_ok=True)
+    lay.raw.symlink_to(prepared_tiny.raw)
+    monkeypatch.setattr(augment, "CHUNK", 4)
+    cfg = dataclasses.replace(parse_params(tiny_params_dict()).augment, image_size=128)
+    tracemalloc.start()
+    try:
+        counts = augment.run(cfg, lay)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    split_bytes = counts["train"] * 3 * 128 * 128
+    assert counts["train"] >= 40 and peak < split_bytes / 2, (peak, split_bytes)  # a whole-split array alone is split_bytes
+    data = load_prepared(lay.prepared)
+    manifest = pd.read_csv(lay.manifest, dtype={"label": str})
+    train = manifest[manifest.split == "train"]
+    expected = np.stack([reference_decode(lay.raw / p, 128) for p in train.path])
+    np.testing.assert_array_equal(data.splits["train"].images, expected)

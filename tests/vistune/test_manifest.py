@@ -64,6 +64,23 @@ def test_pairs_within_matches_brute_force() -> None:
     assert pairs_within(hashes, -1) == []
 
 
+def test_pairs_within_banded_search_equals_the_all_pairs_scan_on_a_large_set() -> None:
+    """Above BRUTE_FORCE_BELOW hashes the multi-index (band) search runs: the same pairs, same order,
+    for planted near copies, a block of identical hashes and pHashes' constant first bit."""
+    from vistune.data.phash import BRUTE_FORCE_BELOW, _brute_force
+
+    rng = np.random.default_rng(1)
+    n = BRUTE_FORCE_BELOW + 1000
+    hashes = rng.integers(0, 2**63, n, dtype=np.uint64)  # top bit always 0, as pHash's DC bit
+    for k, (a, flip) in enumerate([(7, 0b1011), (7, 0), (9, (1 << 62) | 1), (4000, (1 << 40) | (1 << 20) | 2)]):
+        hashes[100 + k] = hashes[a] ^ np.uint64(flip)
+    hashes[200:240] = hashes[5]
+    for d in (0, 2, 4, 6):
+        found = pairs_within(hashes, d)
+        assert found == _brute_force(hashes, d, 1024), d
+    assert (7, 100, 3) in pairs_within(hashes, 4) and len([p for p in found if p[0] == 5]) == 40
+
+
 def test_manifest_columns_and_a_file_vanishing_mid_run(tmp_path: Path) -> None:
     root = small_tree(tmp_path / "raw")
     gone = root / "val" / "b" / "1.png"

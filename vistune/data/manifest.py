@@ -39,6 +39,7 @@ COLUMNS = [
 # names a format's files also carry besides the ones Pillow registers (an MPO is a JPEG to every viewer)
 _EXTRA_EXTENSIONS = {"MPO": (".jpg", ".jpeg", ".jpe", ".jfif"), "BMP": (".dib",), "DIB": (".bmp",)}
 
+ROWS_PER_CHUNK = 2048  # files read per round; their rows become a compact DataFrame part at once
 CACHE_VERSION = 2  # 2: `corrupt` (checksums Pillow skips) joined the facts
 # facts that depend only on the bytes: what the cache stores per sha256
 _DECODE_FACTS = ("identified", "format", "width", "height", "pixels", "mode", "exif_rotated",
@@ -193,10 +194,13 @@ def build_manifest(root: str | Path, max_pixels: int, workers: int = 8, cache_pa
     root = Path(root)
     files = list_images(root) if files is None else files
     cache = (load_cache(Path(cache_path)), {}) if cache_path is not None else None
+    root_real = os.path.realpath(root)
+    parts = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        root_real = os.path.realpath(root)
-        rows = list(pool.map(lambda t: _row(root, root_real, t[0], t[1], t[2], max_pixels, timeout_s, cache,
-                                            before_read), files))
+        for start in range(0, len(files), ROWS_PER_CHUNK):  # rows in flight as dicts: one chunk at most
+            rows = pool.map(lambda t: _row(root, root_real, t[0], t[1], t[2], max_pixels, timeout_s, cache,
+                                           before_read), files[start : start + ROWS_PER_CHUNK])
+            parts.append(pd.DataFrame(list(rows), columns=COLUMNS))
     if cache is not None:
         save_cache(Path(cache_path), cache[1])
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)

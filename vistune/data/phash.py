@@ -50,16 +50,53 @@ def hamming(a: int, b: int) -> int:
     return (a ^ b).bit_count()
 
 
+BRUTE_FORCE_BELOW = 4096  # fewer hashes: the all-pairs scan is as fast and simpler
+
+
 def pairs_within(hashes: np.ndarray, max_distance: int, chunk: int = 1024) -> list[tuple[int, int, int]]:
     """All (i, j, distance) with i < j and Hamming distance <= max_distance, in i-then-j order.
 
-    Brute force over uint64 XOR + popcount in chunks: 10,000 hashes are 50M comparisons, well under
-    a second, and memory stays at chunk x N.
+    Small sets (or radii of 16 bits and more): brute force over uint64 XOR + popcount in chunks of
+    `chunk` rows. Larger sets: multi-index hashing (pigeonhole), exact as well: cut the 64 bits into
+    `max_distance + 1` bands; two hashes within the radius differ in at most `max_distance` bands, so
+    they agree exactly on at least one, and only pairs sharing a band value are compared. The
+    all-pairs scan is O(N^2) (100,000 hashes: 5e9 comparisons and a chunk x N buffer of 800 MB);
+    this one is linear while band buckets stay small (measured in benchmarks/scale.py).
     """
     h = np.asarray(hashes, dtype=np.uint64)
-    out: list[tuple[int, int, int]] = []
     if max_distance < 0 or len(h) < 2:
-        return out
+        return []
+    if len(h) < BRUTE_FORCE_BELOW or max_distance >= 16:
+        return _brute_force(h, max_distance, chunk)
+    bounds = np.linspace(0, HASH_BITS, max_distance + 2).astype(np.uint64)
+    codes = np.sort(np.concatenate([
+        _same_band_pairs((h >> lo) & np.uint64((1 << int(hi - lo)) - 1), len(h))
+        for lo, hi in zip(bounds[:-1], bounds[1:])]))  # i * N + j, sorted: i-then-j order
+    codes = codes[np.r_[True, codes[1:] != codes[:-1]]] if len(codes) else codes  # (np.unique hashes: slower)
+    i, j = codes // len(h), codes % len(h)
+    dist = np.bitwise_count(h[i] ^ h[j])
+    keep = dist <= max_distance
+    return list(zip(i[keep].tolist(), j[keep].tolist(), dist[keep].astype(int).tolist()))
+
+
+def _same_band_pairs(key: np.ndarray, n: int) -> np.ndarray:
+    """Codes i * n + j (i < j) of every pair of rows with the same `key`."""
+    order = np.argsort(key, kind="stable")
+    sorted_key = key[order]
+    out = []
+    pos = np.flatnonzero(sorted_key[1:] == sorted_key[:-1])  # rows whose next row is in their group
+    step = 1
+    while len(pos):
+        a, b = order[pos], order[pos + step]
+        out.append(np.minimum(a, b).astype(np.int64) * n + np.maximum(a, b))
+        step += 1
+        pos = pos[pos + step < n]
+        pos = pos[sorted_key[pos + step] == sorted_key[pos]]
+    return np.concatenate(out) if out else np.empty(0, dtype=np.int64)
+
+
+def _brute_force(h: np.ndarray, max_distance: int, chunk: int) -> list[tuple[int, int, int]]:
+    out: list[tuple[int, int, int]] = []
     for start in range(0, len(h), chunk):
         block = h[start : start + chunk]
         dist = np.bitwise_count(block[:, None] ^ h[None, :])

@@ -56,11 +56,20 @@ def _copy_on_write(images: np.ndarray) -> np.ndarray:
     return np.array(images)  # read-only and not a file: the one case that copies
 
 
+def _save_npy(path: Path, arr: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, arr)
+
+
 def save_split(out_dir: Path, split: str, images: np.ndarray, labels: np.ndarray) -> None:
-    for suffix, arr in (("images", images), ("labels", labels)):
-        with atomic_path(out_dir / f"{split}_{suffix}.npy") as tmp:
-            with open(tmp, "wb") as f:
-                np.save(f, arr)
+    """Both arrays of a split held in RAM (small sets, tests); `augment` streams with `split_writer`."""
+    _save_npy(out_dir / f"{split}_images.npy", images)
+    save_labels(out_dir, split, labels)
+
+
+def save_labels(out_dir: Path, split: str, labels: np.ndarray) -> None:
+    _save_npy(out_dir / f"{split}_labels.npy", labels)
 
 
 @contextlib.contextmanager
