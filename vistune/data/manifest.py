@@ -15,8 +15,9 @@ import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
+from itertools import islice
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -151,18 +152,18 @@ def _row(root: Path, root_real: str, path: Path, split: str, label: str, max_pix
     return row
 
 
-def list_images(root: Path) -> list[tuple[Path, str, str]]:
+def list_images(root: Path) -> Iterator[tuple[Path, str, str]]:
     """(file, split, label) for every file under root/<split>/<label>/..., sorted for stable output.
 
+    A generator: the caller takes files a chunk at a time, so no list of every path is held.
     Symlinks are listed (not followed) so a link out of the root is reported, not silently read.
     """
-    found = []
     for split in SPLITS:
         split_dir = root / split
         if not split_dir.is_dir():
             continue
-        found += [(f, split, label) for f, label in walk_class_files(split_dir)]
-    return found
+        for f, label in walk_class_files(split_dir):
+            yield f, split, label
 
 
 def load_cache(path: Path | None) -> dict:
@@ -197,9 +198,9 @@ def build_manifest(root: str | Path, max_pixels: int, workers: int = 8, cache_pa
     root_real = os.path.realpath(root)
     parts = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for start in range(0, len(files), ROWS_PER_CHUNK):  # rows in flight as dicts: one chunk at most
+        while chunk := list(islice(files, ROWS_PER_CHUNK)):  # paths and row dicts: one chunk at a time
             rows = pool.map(lambda t: _row(root, root_real, t[0], t[1], t[2], max_pixels, timeout_s, cache,
-                                           before_read), files[start : start + ROWS_PER_CHUNK])
+                                           before_read), chunk)
             parts.append(pd.DataFrame(list(rows), columns=COLUMNS))
     if cache is not None:
         save_cache(Path(cache_path), cache[1])
