@@ -231,10 +231,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for n in sizes:
             result["runs"].append(one_size(n, a, data_dir))
+            result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+            a.out.write_text(json.dumps(result, indent=2) + "\n")  # each size kept as soon as it is measured
     finally:
         if a.data_dir is None:
             shutil.rmtree(data_dir, ignore_errors=True)
-    result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     first, last = result["runs"][0], result["runs"][-1]
     scale = last["n"] / first["n"]
     result["ratios"] = {s: {"time_per_image": round(last["stages"][s]["wall_s"] / first["stages"][s]["wall_s"] / scale, 3),

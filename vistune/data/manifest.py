@@ -26,7 +26,7 @@ from PIL import Image
 from vistune.data.imageio import (
     DEFAULT_DECODE_TIMEOUT_S, ImageDecodeError, exif_rotated, load_fully, open_header, to_rgb, verify_stream,
 )
-from vistune.io import sha256_bytes, write_text
+from vistune.io import atomic_path, sha256_bytes
 from vistune.data.phash import phash
 from vistune.data.files import is_within, name_is_safe, printable_name, walk_class_files
 from vistune.data.sources.common import SPLITS
@@ -113,12 +113,14 @@ def _facts_for(data: bytes, digest: str, max_pixels: int, timeout_s: float | Non
     if cache is None:
         return decode_facts(data, max_pixels, timeout_s)
     old, live = cache
-    hit = live.get(digest) or old.get(digest)
+    packed = live.get(digest)
+    hit = dict(zip(_DECODE_FACTS, packed)) if packed is not None else old.get(digest)
     # a cached bomb (never decoded) must be decoded if the limit was raised since
     if hit is None or not (hit["decoded"] or hit["pixels"] > max_pixels or not hit["identified"]):
         hit = decode_facts(data, max_pixels, timeout_s)
     if not str(hit.get("error") or "").startswith("decode timed out"):
-        live[digest] = hit  # single dict assignment: atomic under the GIL
+        # a tuple, not the dict: ~1/3 of the memory per file; single assignment, atomic under the GIL
+        live[digest] = tuple(hit[k] for k in _DECODE_FACTS)
     return hit
 
 
@@ -178,7 +180,14 @@ def load_cache(path: Path | None) -> dict:
 
 
 def save_cache(path: Path, cache: dict) -> None:
-    write_text(path, json.dumps({"version": CACHE_VERSION, "facts": cache}, separators=(",", ":")))
+    """sha256 -> facts (a dict, or a tuple in `_DECODE_FACTS` order) as JSON, written entry by entry
+    (no second copy of the whole cache as one string)."""
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        f.write(f'{{"version":{CACHE_VERSION},"facts":{{')
+        for k, (digest, facts) in enumerate(cache.items()):
+            facts = facts if isinstance(facts, dict) else dict(zip(_DECODE_FACTS, facts))
+            f.write(("," if k else "") + json.dumps(digest) + ":" + json.dumps(facts, separators=(",", ":")))
+        f.write("}}")
 
 
 def build_manifest(root: str | Path, max_pixels: int, workers: int = 8, cache_path: str | Path | None = None,
