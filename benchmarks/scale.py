@@ -195,15 +195,18 @@ def plot(result: dict, path: Path) -> None:
 
     runs = result["runs"]
     ns = [r["n"] for r in runs]
-    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax_t, ax_p, ax_m) = plt.subplots(1, 3, figsize=(15, 4))
     for stage in STAGES:
         ax_t.plot(ns, [r["stages"][stage]["wall_s"] for r in runs], "o-", label=stage)
+        ax_p.plot(ns, [1000 * r["stages"][stage]["wall_s"] / r["n"] for r in runs], "o-", label=stage)
         ax_m.plot(ns, [r["stages"][stage]["stage_peak_anon_mb"] for r in runs], "o-", label=stage)
     ax_t.plot(ns, [sum(r["stages"][s]["dvc_s"] for s in STAGES) for r in runs], "k--", label="DVC (all stages)")
     ax_t.set(xlabel="images", ylabel="wall time (s)", title="time per stage (dvc repro)", xscale="log", yscale="log")
+    ax_p.set(xlabel="images", ylabel="ms per image", title="time per image (flat = linear)", xscale="log")
     ax_m.set(xlabel="images", ylabel="peak RssAnon (MB)", title="peak anonymous memory per stage", xscale="log")
+    ax_p.set_ylim(bottom=0)
     ax_m.set_ylim(bottom=0)
-    for ax in (ax_t, ax_m):
+    for ax in (ax_t, ax_p, ax_m):
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     fig.tight_layout()
