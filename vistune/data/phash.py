@@ -70,17 +70,19 @@ def pairs_within(hashes: np.ndarray, max_distance: int, chunk: int = 1024) -> li
         return _brute_force(h, max_distance, chunk)
     bounds = np.linspace(0, HASH_BITS, max_distance + 2).astype(np.uint64)
     codes = np.sort(np.concatenate([
-        _same_band_pairs((h >> lo) & np.uint64((1 << int(hi - lo)) - 1), len(h))
+        _same_band_pairs((h >> lo) & np.uint64((1 << int(hi - lo)) - 1), h, max_distance)
         for lo, hi in zip(bounds[:-1], bounds[1:])]))  # i * N + j, sorted: i-then-j order
     codes = codes[np.r_[True, codes[1:] != codes[:-1]]] if len(codes) else codes  # (np.unique hashes: slower)
     i, j = codes // len(h), codes % len(h)
-    dist = np.bitwise_count(h[i] ^ h[j])
-    keep = dist <= max_distance
-    return list(zip(i[keep].tolist(), j[keep].tolist(), dist[keep].astype(int).tolist()))
+    return list(zip(i.tolist(), j.tolist(), np.bitwise_count(h[i] ^ h[j]).astype(int).tolist()))
 
 
-def _same_band_pairs(key: np.ndarray, n: int) -> np.ndarray:
-    """Codes i * n + j (i < j) of every pair of rows with the same `key`."""
+def _same_band_pairs(key: np.ndarray, h: np.ndarray, max_distance: int) -> np.ndarray:
+    """Codes i * n + j (i < j) of the rows with the same `key` whose hashes are within the radius.
+
+    Candidates are compared as they are made, one offset within the sorted buckets at a time, so
+    memory stays O(N + pairs found) even when buckets are large (low-entropy hashes)."""
+    n = len(key)
     order = np.argsort(key, kind="stable")
     sorted_key = key[order]
     out = []
@@ -88,7 +90,9 @@ def _same_band_pairs(key: np.ndarray, n: int) -> np.ndarray:
     step = 1
     while len(pos):
         a, b = order[pos], order[pos + step]
-        out.append(np.minimum(a, b).astype(np.int64) * n + np.maximum(a, b))
+        near = np.bitwise_count(h[a] ^ h[b]) <= max_distance
+        if near.any():
+            out.append(np.minimum(a[near], b[near]).astype(np.int64) * n + np.maximum(a[near], b[near]))
         step += 1
         pos = pos[pos + step < n]
         pos = pos[sorted_key[pos + step] == sorted_key[pos]]
