@@ -1,5 +1,5 @@
 """`vistune` command: `init` (a params.yaml recipe for a data source), `metrics`, registry actions (promote,
-rollback, archive, status, history, lineage), serving and batch scoring (`score`).
+rollback, archive, status, history, lineage, card), serving and batch scoring (`score`).
 
 Each action is also a Prefect flow in `flows/promote.py`; both call `integrations.registry`.
 """
@@ -108,6 +108,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     lg = sub.add_parser("lineage", help="a version's lineage tags and the commands that rebuild it")
     lg.add_argument("version")
     lg.add_argument("--params-out", default=None, help="write the version's resolved params to this YAML file")
+    c = sub.add_parser("card", help="write a version's model card (self-contained HTML) to a local file")
+    c.add_argument("version")
+    c.add_argument("--out", default=None, help="output file (default: model_card_v<VERSION>.html)")
     s = sub.add_parser("serve", help="serve models:/<name>@champion over HTTP on 127.0.0.1")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=5001)
@@ -140,6 +143,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             from integrations import history
 
             print(history.table(history.read(client, name)))
+        elif args.cmd == "card":
+            from integrations import card
+
+            out = card.fetch(client, name, args.version, Path(args.out or f"model_card_v{args.version}.html"))
+            print(f"{name} v{args.version}: model card written to {out}")
         elif args.cmd == "lineage":
             _lineage(client, name, args.version, args.params_out)
         elif args.cmd == "archive":

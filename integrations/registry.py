@@ -38,6 +38,7 @@ class Decision:
     significance: str | None = None  # the paired test's verdict against the champion, when one ran
     p_value: float | None = None  # that test's p-value
     verdict: str | None = None  # significantly better | significantly worse | no significant difference
+    pending_approval: bool = False  # passed, but `register.approval: required`: a reviewer decides (flows/approval.py)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -118,7 +119,19 @@ def _record(client: MlflowClient, name: str, version: str, action: str, reason: 
     client.set_model_version_tag(name, version, T.DECISION_REASON, reason)
     if previous is not None and previous != version:
         client.set_model_version_tag(name, version, T.PREVIOUS_CHAMPION, previous)
-    client.update_model_version(name, version, description=f"[{stamp}] {action}: {reason}")
+    card = client.get_model_version(name, version).tags.get(T.CARD)
+    client.update_model_version(name, version, description=f"[{stamp}] {action}: {reason}" + _card_line(version, card))
+
+
+def _card_line(version: str, card: str | None) -> str:
+    return f"\n\nModel card: {card} (`vistune card {version}` writes it locally)" if card else ""
+
+
+def link_card(client: MlflowClient, name: str, version: str, uri: str) -> None:
+    """Tag the version with its model card and name it in the description (kept by later actions)."""
+    client.set_model_version_tag(name, version, T.CARD, uri)
+    description = (client.get_model_version(name, version).description or "").split("\n\nModel card: ")[0]
+    client.update_model_version(name, version, description=description + _card_line(version, uri))
 
 
 def _set_champion(client: MlflowClient, name: str, version: str, previous: str | None, action: str, reason: str,
@@ -160,11 +173,13 @@ def _decide(value: float, champ: str | None, champ_value: float | None, metric: 
 
 def gate(client: MlflowClient, name: str, version: str, metric: str, value: float, min_improvement: float,
          lock_dir: Path, failures: list[str] | None = None,
-         compare: Callable[[str], Comparison] | None = None, actor: str | None = None) -> Decision:
+         compare: Callable[[str], Comparison] | None = None, actor: str | None = None,
+         approval_required: bool = False) -> Decision:
     """Make `version` the challenger; promote it to champion if it passes every threshold
     (`failures` empty, see `threshold_failures`), beats the champion by the margin and, when
     `compare(champion_version)` runs a significance test, the gain is significant. `compare`
-    is called under the lock, so it always judges against the champion actually replaced."""
+    is called under the lock, so it always judges against the champion actually replaced.
+    `approval_required`: a version that passes stays challenger, tagged pending, for `review`."""
     failures = list(failures or [])
     with registry_lock(lock_dir):
         client.set_model_version_tag(name, version, T.metric(metric), repr(float(value)))
@@ -177,18 +192,25 @@ def gate(client: MlflowClient, name: str, version: str, metric: str, value: floa
         if comparison is not None and comparison.significant is not None and comparison.champion_value is not None:
             champ_value, value = comparison.champion_value, float(comparison.challenger_value)  # fresh numbers
         promoted, reason = _decide(float(value), champ, champ_value, metric, min_improvement, failures, comparison)
+        pending = promoted and approval_required
+        if pending:
+            promoted, reason = False, f"gate passed, approval required: {reason}"
+            client.set_model_version_tag(name, version, T.APPROVAL, "pending")
         if promoted:
             _set_champion(client, name, version, champ, "gate", reason, actor)
-        client.set_model_version_tag(name, version, T.GATE, "promoted" if promoted else "rejected")
+        client.set_model_version_tag(name, version, T.GATE, "promoted" if promoted else
+                                     "pending_approval" if pending else "rejected")
         if failures:
             client.set_model_version_tag(name, version, T.GATE_FAILURES, "; ".join(failures))
         if comparison is not None:
             client.set_model_version_tag(name, version, T.GATE_SIGNIFICANCE, comparison.summary[:4000])
-        _record(client, name, version, "gate: promoted to champion" if promoted else "gate: rejected", reason, champ)
+        _record(client, name, version, "gate: promoted to champion" if promoted else
+                "gate: passed, waiting for approval" if pending else "gate: rejected", reason, champ)
         return Decision(version, promoted, reason, metric, float(value), champ, champ_value, failures,
                         comparison.summary if comparison is not None else None,
                         comparison.p_value if comparison is not None else None,
-                        comparison.verdict if comparison is not None and comparison.significant is not None else None)
+                        comparison.verdict if comparison is not None and comparison.significant is not None else None,
+                        pending)
 
 
 def promote(client: MlflowClient, name: str, version: str, lock_dir: Path, reason: str = "manual promotion",

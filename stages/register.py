@@ -15,7 +15,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from integrations import gate_report, lineage, registry, tags as T, tracking
+from integrations import card, gate_report, lineage, registry, tags as T, tracking
 from stages.cli import stage_main
 from vistune.config import Params, to_dict
 from vistune.errors import VistuneError
@@ -82,11 +82,14 @@ def run(params: Params, layout: Layout) -> dict:
     decision = registry.gate(tracker.client, cfg.model_name, version, cfg.gate_metric, float(metrics[cfg.gate_metric]),
                              cfg.min_improvement, lock_dir=tracker.lock,
                              failures=registry.threshold_failures(metrics, cfg),
-                             compare=gate_report.make_compare(tracker.client, cfg, layout, version, run_id, report))
+                             compare=gate_report.make_compare(tracker.client, cfg, layout, version, run_id, report),
+                             approval_required=cfg.approval == "required")
     receipt = _write_receipt(tracker, layout, run_id, False, decision)
     facts = lineage.facts(to_dict(params), layout.manifest, root, dirty)
     tracker.tag_lineage(run_id, version, facts, lineage.version_tags(facts))
-    verdict = "PROMOTED to champion" if decision.promoted else "kept as challenger"
+    _log_card(tracker, layout, params, receipt)
+    verdict = ("PROMOTED to champion" if decision.promoted else
+               "challenger, WAITING FOR APPROVAL" if decision.pending_approval else "kept as challenger")
     print(f"registered {cfg.model_name} v{version} (run {run_id}): {verdict}. {decision.reason}")
     return receipt
 
@@ -95,9 +98,17 @@ def _write_receipt(tracker: tracking.Tracker, layout: Layout, run_id: str, reuse
                    decision: registry.Decision) -> dict:
     receipt = {"model_name": tracker.model_name, "run_id": run_id, "experiment_id": tracker.experiment_id,
                "tracking_uri": tracker.uri, "reused": reused,
-               "gate_report": str(_gate_report(layout).relative_to(layout.root)), **decision.as_dict()}
+               "gate_report": str(_gate_report(layout).relative_to(layout.root)), "card": card.card_uri(run_id),
+               "approval_timeout_h": tracker.cfg.approval_timeout_h, **decision.as_dict()}
     write_json(layout.registration, receipt)
     return receipt
+
+
+def _log_card(tracker: tracking.Tracker, layout: Layout, params: Params, receipt: dict) -> None:
+    """The version's model card (integrations/card.py): an artifact of its run, linked from the version."""
+    html = card.build(layout, to_dict(params), receipt, layout.root.resolve())
+    tracker.retrying("log model card", lambda: tracker.client.log_text(receipt["run_id"], html, card.CARD_ARTIFACT))
+    registry.link_card(tracker.client, tracker.model_name, receipt["version"], receipt["card"])
 
 
 def _earlier_decision(tracker: tracking.Tracker, version: str, metrics: dict) -> registry.Decision:
@@ -106,7 +117,8 @@ def _earlier_decision(tracker: tracking.Tracker, version: str, metrics: dict) ->
     return registry.Decision(
         version, tags.get(T.GATE) == "promoted", tags.get(T.DECISION_REASON, ""), cfg.gate_metric,
         float(metrics[cfg.gate_metric]), tags.get(T.PREVIOUS_CHAMPION), None,
-        [f for f in tags.get(T.GATE_FAILURES, "").split("; ") if f])
+        [f for f in tags.get(T.GATE_FAILURES, "").split("; ") if f], significance=tags.get(T.GATE_SIGNIFICANCE),
+        pending_approval=tags.get(T.APPROVAL) == "pending")
 
 
 def _reuse(tracker: tracking.Tracker, mv, params: Params, layout: Layout, metrics: dict, dirty: list[str]) -> dict:
@@ -119,7 +131,8 @@ def _reuse(tracker: tracking.Tracker, mv, params: Params, layout: Layout, metric
     else:
         decision = registry.gate(tracker.client, cfg.model_name, version, cfg.gate_metric,
                                  float(metrics[cfg.gate_metric]), cfg.min_improvement, lock_dir=tracker.lock,
-                                 failures=registry.threshold_failures(metrics, cfg))
+                                 failures=registry.threshold_failures(metrics, cfg),
+                                 approval_required=cfg.approval == "required")
     report = _gate_report(layout)
     if not report.is_file():  # a DVC out: must exist even when nothing new was gated here
         gate_report.write(report, gate_report.placeholder(version, "version reused; its run's gate/ artifacts hold "
@@ -128,6 +141,8 @@ def _reuse(tracker: tracking.Tracker, mv, params: Params, layout: Layout, metric
     if T.lineage("git_commit") not in mv.tags:
         facts = lineage.facts(to_dict(params), layout.manifest, layout.root.resolve(), dirty)
         tracker.tag_lineage(mv.run_id, version, facts, lineage.version_tags(facts))
+    if T.CARD not in mv.tags:
+        _log_card(tracker, layout, params, receipt)
     print(f"{cfg.model_name} v{version} already holds these weights and params (run {mv.run_id}): "
           f"not registered again. {decision.reason}")
     return receipt

@@ -37,6 +37,7 @@ OnDuplicate = Literal["quarantine", "warn", "fail"]
 OnExtensionMismatch = Literal["warn", "quarantine"]
 OnDrift = Literal["warn", "fail"]  # vistune.evaluate.drift: new data unlike the champion's training data
 GateTest = Literal["none", "mcnemar", "bootstrap"]  # vistune.evaluate.significance.GATE_TESTS
+Approval = Literal["auto", "required"]  # required: a reviewer approves promotion in the Prefect UI (flows/approval.py)
 CompressVariant = Literal["onnx", "onnx_int8", "pruned", "distilled"]
 
 _PYDANTIC_KEYS = ("ge", "gt", "le", "lt", "pattern")
@@ -224,6 +225,8 @@ class RegisterCfg(_Checked):
     allow_dirty: bool = False  # false: refuse to register from a git tree with uncommitted source changes
     retries: int = bounded(3, ge=0)  # tracking-server calls: extra attempts after the first, exponential backoff
     retry_backoff_s: float = bounded(2.0, ge=0)  # first wait; doubles each retry
+    approval: Approval = "auto"  # auto: the gate promotes; required: the flow run waits for a reviewer
+    approval_timeout_h: float = bounded(24.0, gt=0, le=24 * 30)  # no answer by then: stays challenger
 
 
 @dataclass(frozen=True)

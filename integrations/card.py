@@ -1,0 +1,159 @@
+"""The model card: one self-contained HTML page per registered version, built from the run's own outputs.
+
+What the model is for (backbone, classes, data source and size), headline metrics with bootstrap CIs
+(resampled from evaluate's per-image `predictions.csv`), per-class precision/recall/F1, the confusion
+matrix, reliability diagram (before/after temperature scaling), robustness table, Grad-CAM grid, the
+data-quality summary (quarantine counts by reason), drift against the champion when `validate`/`score`
+wrote one, lineage (git SHA, dvc.lock hashes, Prefect run, DVC experiment) and the gate decision
+against the champion it was compared with. Images are inlined as base64 data URIs and the page loads
+nothing from the network, so it opens from a mail attachment or an air-gapped share.
+
+`register` renders it after the gate and logs it as the run artifact `card/model_card.html`
+(`CARD_ARTIFACT`); `vistune card VERSION` downloads it. The HTML itself is in `card_template.py`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from integrations import card_template, dvcfiles, lineage
+from vistune.evaluate.significance import bootstrap_ci
+from vistune.layout import Layout
+
+CARD_ARTIFACT = "card/model_card.html"
+# issue 16's drift report (validate/score), whichever of these exists; the section is left out otherwise
+DRIFT_FILES = ("validated/drift.json", "drift/drift.json", "eval/drift.json")
+N_BOOT, CONFIDENCE, SEED = 1000, 0.95, 0
+# (metrics.json key, label, bootstrap metric or None): the headline rows, in this order
+HEADLINE = (
+    ("test_accuracy", "accuracy", "accuracy"),
+    ("test_macro_f1", "macro-F1", "macro_f1"),
+    ("test_top5_accuracy", "top-5 accuracy", None),
+    ("test_weighted_f1", "weighted F1", None),
+    ("test_ece", "ECE (after temperature scaling)", None),
+    ("test_ece_uncalibrated", "ECE (before)", None),
+    ("test_robust_accuracy", "accuracy under corruptions", None),
+    ("test_fgsm_accuracy", "accuracy under FGSM", None),
+    ("test_latency_p50_ms", "latency p50 (ms, batch 1)", None),
+    ("test_model_size_mb", "model size (MB)", None),
+)
+IMAGES = (("confusion_png", "Confusion matrix (test)"), ("reliability_png", "Reliability diagram: before / after "
+          "temperature scaling"), ("roc_pr_png", "ROC and precision-recall"),
+          ("robustness_png", "Accuracy under corruptions and attacks"), ("gradcam_png", "Grad-CAM: correct and wrong"))
+
+
+def card_uri(run_id: str) -> str:
+    return f"runs:/{run_id}/{CARD_ARTIFACT}"
+
+
+def data_uri(path: Path) -> str | None:
+    """A PNG/JPEG inlined as a data URI (None when the stage did not write it)."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    mime = "image/jpeg" if path.suffix.lower() in (".jpg", ".jpeg") else "image/png"
+    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def headline(layout: Layout, metrics: dict, classes: list[str]) -> list[dict]:
+    """Headline rows; accuracy and macro-F1 carry a bootstrap CI from the per-image predictions."""
+    y = pred = None
+    if layout.predictions.is_file() and classes:
+        df = pd.read_csv(layout.predictions, dtype=str)
+        index = {c: i for i, c in enumerate(classes)}
+        y, pred = df["actual"].map(index).to_numpy(), df["predicted"].map(index).to_numpy()
+    rows = []
+    for key, label, boot in HEADLINE:
+        if key not in metrics:
+            continue
+        row = {"key": key, "label": label, "value": float(metrics[key]), "low": None, "high": None}
+        if boot and y is not None:
+            _, row["low"], row["high"] = bootstrap_ci(y, pred, boot, len(classes), N_BOOT, CONFIDENCE, SEED)
+        rows.append(row)
+    return rows
+
+
+def quality(summary: dict) -> dict:
+    """Data-quality counts: the headline numbers and every quarantine reason that fired."""
+    keys = ("n_files", "n_good", "n_quarantined", "n_train", "n_val", "n_test", "n_leaked", "n_exact_duplicates",
+            "n_near_duplicates", "imbalance_ratio")
+    reasons = {k.removeprefix("quarantined_"): v for k, v in sorted(summary.items())
+               if k.startswith("quarantined_") and v}
+    return {"counts": {k: summary[k] for k in keys if k in summary}, "reasons": reasons}
+
+
+def drift(layout: Layout) -> dict | None:
+    """Scalars of the drift report (issue 16's file, wherever it landed), None when there is none."""
+    for rel in DRIFT_FILES:
+        found = _json(layout.data / rel)
+        if found:
+            return {k: v for k, v in found.items() if isinstance(v, (int, float, str, bool))}
+    return None
+
+
+def lineage_rows(root: Path) -> dict:
+    """Git, DVC and Prefect facts of this run, read from their sources (not from tags, whose shape
+    may change): the card shows the same values `vistune lineage` prints."""
+    ctx = lineage.run_context()
+    hashes = [{"stage": s, "path": p, "md5": md5} for (s, p), md5 in sorted(dvcfiles.out_hashes(root, written_by="register").items())]
+    return {"git_commit": lineage.git_commit(root), "git_dirty": lineage.dirty_files(root),
+            "dvc_experiment": ctx["dvc_experiment"], "prefect_flow_run_id": ctx["prefect_flow_run_id"],
+            "prefect_flow_run_name": ctx["prefect_flow_run_name"],
+            "prefect_flow_run_url": lineage.prefect_url(ctx["prefect_flow_run_id"]), "dvc_hashes": hashes}
+
+
+def context(layout: Layout, params: dict, receipt: dict, root: Path) -> dict:
+    """Everything the template shows, read from the run's files once."""
+    metrics, summary = _json(layout.eval_metrics), _json(layout.validation_summary)
+    meta = _json(layout.prepared / "meta.json") or _json(layout.ingest_report)
+    classes = [str(c) for c in meta.get("classes", [])]
+    report = pd.read_csv(layout.class_report, dtype={"class": str}) if layout.class_report.is_file() else None
+    robust = pd.read_csv(layout.robustness_csv) if layout.robustness_csv.is_file() else None
+    gate_md = layout.registration.parent / "gate_report.md"
+    return {
+        "receipt": receipt, "params": params, "classes": classes, "metrics": metrics,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "headline": headline(layout, metrics, classes), "confidence": CONFIDENCE, "n_boot": N_BOOT,
+        "per_class": report.to_dict("records") if report is not None else [],
+        "robustness": robust.to_dict("records") if robust is not None and len(robust) else [],
+        "images": [(title, uri) for attr, title in IMAGES if (uri := data_uri(getattr(layout, attr)))],
+        "quality": quality(summary), "drift": drift(layout), "lineage": lineage_rows(root),
+        "gate_report": gate_md.read_text() if gate_md.is_file() else "",
+        "calibration": _json(layout.calibration),
+    }
+
+
+def build(layout: Layout, params: dict, receipt: dict, root: Path) -> str:
+    """The card's HTML for the version in `receipt` (register's registration.json content)."""
+    return card_template.render(context(layout, params, receipt, root))
+
+
+def fetch(client, name: str, version: str, out: Path) -> Path:
+    """Download version `version`'s card (`vistune card`) to `out`, atomically."""
+    import shutil
+    import tempfile
+
+    from vistune.io import atomic_path
+
+    mv = client.get_model_version(name, version)
+    if not mv.run_id:
+        raise ValueError(f"v{version} of {name!r} has no MLflow run, so no model card")
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            got = Path(client.download_artifacts(mv.run_id, CARD_ARTIFACT, tmp))
+        except Exception as exc:
+            if "No such file" in str(exc) or "not found" in str(exc).lower() or isinstance(exc, OSError):
+                raise ValueError(f"v{version} of {name!r} has no model card (registered before cards existed); "
+                                 f"re-run `dvc repro register` to register a carded version") from None
+            raise
+        with atomic_path(out) as tmp_out:
+            shutil.copyfile(got, tmp_out)
+    return out
