@@ -32,6 +32,7 @@ from filelock import FileLock, Timeout
 from prefect import flow, get_run_logger, task
 from prefect.runtime import flow_run
 
+from flows.approval import await_approval
 from flows.dvc_cli import STAGES, StageFailed, dvc_output, run_dvc
 from flows.isolation import isolated_workspace, repo_git_lock
 from flows.form import form_baseline
@@ -245,6 +246,8 @@ def train_pipeline(params: PipelineParams = PipelineParams(), repo: str = str(RE
         summary = publish_summary(work, saved or experiment, isolated or bool(overrides))
         if overrides and snapshot:
             _give_workspace_back(snapshot, saved, logger)
+    if (summary.get("registration") or {}).get("pending_approval"):  # outside the lock: a waiting run blocks nobody
+        summary["approval"] = await_approval(summary["registration"], repo)
     summary.update(stages=states, overrides=overrides, experiment=saved, pushed_to=pushed, workspace=workspace,
                    flow_run={"id": str(flow_run.id), "name": flow_run.name})
     return summary

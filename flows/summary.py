@@ -134,6 +134,8 @@ def mlflow_links(reg: dict) -> dict[str, str]:
         links["run"] = f"{mlflow_ui()}/#/experiments/{reg.get('experiment_id', '0')}/runs/{reg['run_id']}"
     if reg.get("version"):
         links["version"] = f"{mlflow_ui()}/#/models/{reg.get('model_name')}/versions/{reg['version']}"
+    if reg.get("card") and "run" in links:  # the model card, in the run's artifact browser
+        links["card"] = f"{links['run']}/artifacts/{reg['card'].split('/', 3)[-1]}"
     return links
 
 
@@ -142,12 +144,16 @@ def markdown(layout: Layout, experiment: str, headline: list[dict], quality: dic
     plots = (f"Plots: `dvc exp apply {experiment}` brings this run's outputs into the workspace, then "
              f"`dvc plots show`\n" if isolated else f"Plots: `{layout.eval_dir}` (`dvc plots show`)\n")
     champ = f" (deltas against champion v{reg['champion_before']})" if reg.get("champion_before") else ""
+    verdict = ("promoted to champion" if reg.get("promoted") else
+               "waiting for a reviewer's approval" if reg.get("pending_approval") else "kept as challenger")
+    card = (f"**Model card:** [{reg['card']}]({links['card']}) (`vistune card {reg.get('version')}` writes it "
+            f"locally)\n\n" if "card" in links else "")
     return (
         f"## vistune run `{experiment}`\n\n### Headline{champ}\n\n{md_table(headline)}\n"
         f"**Data:** {quality.get('n_good', '?')} good images, {quality.get('n_quarantined', '?')} quarantined "
         f"(artifact `vistune-validation`).\n\n"
         f"**Registry:** `{reg.get('model_name', '?')}` v{reg.get('version', '?')} — "
-        f"{'promoted to champion' if reg.get('promoted') else 'kept as challenger'}: {reg.get('reason', '')}\n\n"
+        f"{verdict}: {reg.get('reason', '')}\n\n{card}"
         f"**MLflow:** [run `{reg.get('run_id', '?')}`]({links.get('run', '')}) · "
         f"[model version {reg.get('version', '?')}]({links.get('version', '')}) (MLflow UI from `make up`; "
         f"store `{reg.get('tracking_uri', '?')}`)\n\n"

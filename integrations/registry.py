@@ -213,6 +213,44 @@ def gate(client: MlflowClient, name: str, version: str, metric: str, value: floa
                         pending)
 
 
+REVIEW_OUTCOMES = ("approved", "rejected", "timed_out")
+
+
+def review(client: MlflowClient, name: str, version: str, lock_dir: Path, outcome: str, comment: str, actor: str,
+           compared_with: str | None) -> tuple[str, str]:
+    """Close a pending approval (`register.approval: required`): approved -> champion, rejected or
+    timed out -> stays challenger. An approval given after `champion` moved away from the version the
+    gate compared with (`compared_with`) is `stale`: the gate's evidence no longer holds, so nothing
+    moves. One alias-history entry per outcome, with the reviewer's comment and actor.
+    Returns (outcome, reason)."""
+    if outcome not in REVIEW_OUTCOMES:
+        raise ValueError(f"unknown review outcome {outcome!r}; valid: {list(REVIEW_OUTCOMES)}")
+    with registry_lock(lock_dir):
+        state = client.get_model_version(name, version).tags.get(T.APPROVAL)
+        if state != "pending":
+            raise ValueError(f"v{version} of {name!r} is not waiting for approval (vistune.approval={state or '-'})")
+        champ = alias_version(client, name, CHAMPION)
+        said = f": {comment}" if comment else ""
+        if outcome == "approved" and champ not in (compared_with, version):
+            outcome = "stale"
+            reason = (f"approved by {actor}{said}, but champion moved from v{compared_with or '-'} to v{champ} while "
+                      f"waiting; v{version} stays challenger (`vistune promote {version}` to override)")
+        elif outcome == "approved":
+            reason = f"approved by {actor}{said}"
+        elif outcome == "rejected":
+            reason = f"rejected by {actor}{said}; v{version} stays challenger"
+        else:
+            reason = f"{comment or 'no decision in time'}; v{version} stays challenger"
+        if outcome == "approved":
+            _set_champion(client, name, version, champ, "approval", reason, actor)
+        else:  # champion unchanged: still one entry, so the log shows who decided what
+            history.append(client, name, CHAMPION, champ, champ, "approval", f"v{version} {reason}", actor)
+        client.set_model_version_tag(name, version, T.APPROVAL, outcome)
+        client.set_model_version_tag(name, version, T.GATE, "promoted" if outcome == "approved" else "rejected")
+        _record(client, name, version, f"approval: {outcome}", reason, champ)
+        return outcome, reason
+
+
 def promote(client: MlflowClient, name: str, version: str, lock_dir: Path, reason: str = "manual promotion",
             actor: str | None = None) -> str | None:
     """Point `champion` at `version`; returns the previous champion."""

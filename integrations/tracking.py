@@ -140,7 +140,7 @@ def _ensure_experiment(cfg: RegisterCfg, root: Path, uri: str) -> str:
 
 
 # register keys that only say where the store is or how hard to retry: they do not make a new registration
-_TRANSPORT_KEYS = {"tracking_uri", "artifact_root", "retries", "retry_backoff_s"}
+_TRANSPORT_KEYS = {"tracking_uri", "artifact_root", "retries", "retry_backoff_s", "approval_timeout_h"}
 
 
 def idempotency_tags(model_file: Path, params: dict[str, Any], metrics: dict[str, Any]) -> dict[str, str]:
@@ -182,6 +182,13 @@ def open_registry(cfg: RegisterCfg, root: Path) -> tuple[mlflow.MlflowClient, Pa
     """A client on the configured store plus the lock directory for alias changes."""
     uri = resolve_tracking_uri(cfg, root)
     return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri), lock_dir(cfg, root, uri)
+
+
+def open_receipt_registry(receipt: dict, root: Path) -> tuple[mlflow.MlflowClient, Path]:
+    """A client on the store a `register` receipt names (its resolved URI), and its registry lock:
+    the flow acts on the version after the stage's process is gone, params possibly restored."""
+    uri = receipt["tracking_uri"]
+    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri), lock_dir(None, root, uri)  # type: ignore[arg-type]
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
