@@ -37,6 +37,7 @@ from flows.dvc_cli import STAGES, StageFailed, dvc_output, run_dvc
 from flows.isolation import isolated_workspace, repo_git_lock
 from flows.form import form_baseline
 from flows.params import PipelineParams, apply_overrides, form_values
+from flows.registry_guard import flag_outside_changes
 from flows.summary import publish_summary, read_json
 from flows.workspace import Snapshot, stage_cache_key
 from integrations.init_cmd import write_recipe
@@ -236,6 +237,7 @@ def train_pipeline(params: PipelineParams = PipelineParams(), repo: str = str(RE
     experiment = str(flow_run.name or "vistune-run")
     isolated = workspace == "isolated"
     store_root = str(Path(repo).resolve()) if isolated else ""
+    outside = flag_outside_changes(repo)  # an alias moved behind vistune's back: one line each
     with run_workspace(Path(repo), workspace, logger) as root:
         work = str(root)
         snapshot = _snapshot(root, isolated)
@@ -248,7 +250,7 @@ def train_pipeline(params: PipelineParams = PipelineParams(), repo: str = str(RE
             _give_workspace_back(snapshot, saved, logger)
     if (summary.get("registration") or {}).get("pending_approval"):  # outside the lock: a waiting run blocks nobody
         summary["approval"] = await_approval(summary["registration"], repo)
-    summary.update(stages=states, overrides=overrides, experiment=saved, pushed_to=pushed, workspace=workspace,
+    summary.update(outside_changes=outside, stages=states, overrides=overrides, experiment=saved, pushed_to=pushed, workspace=workspace,
                    flow_run={"id": str(flow_run.id), "name": flow_run.name})
     return summary
 

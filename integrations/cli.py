@@ -18,8 +18,11 @@ from vistune.errors import VistuneError
 
 
 def _status(client, name: str) -> None:
+    from integrations import history
     from integrations.registry import TAG_PREFIX
 
+    for drift in history.check(client, name):
+        print(f"WARNING: {drift.line(name)}")
     found = client.search_model_versions(f"name='{name}'")
     # search results leave `aliases` empty on some stores; fetch each version for its aliases
     versions = sorted((client.get_model_version(name, v.version) for v in found), key=lambda v: int(v.version))
@@ -142,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.cmd == "history":
             from integrations import history
 
-            print(history.table(history.read(client, name)))
+            print(history.table(history.read(client, name), history.check(client, name)))
         elif args.cmd == "card":
             from integrations import card
 

@@ -120,12 +120,68 @@ def previous_holder(entries: list[Entry], current: str, unusable: set[str], alia
     return None
 
 
-def table(entries: list[Entry]) -> str:
-    """A fixed-width table for `vistune history`."""
-    if not entries:
+MANAGED = ("champion", "challenger")  # the aliases only vistune sets; others (e.g. "staging") are the user's
+OUTSIDE = "outside vistune"
+
+
+@dataclass(frozen=True)
+class Drift:
+    """An alias whose registry value differs from the last value the history recorded for it."""
+
+    alias: str
+    recorded: str | None  # what vistune last set (None: removed or never set)
+    actual: str | None  # what the registry holds now
+
+    def line(self, name: str) -> str:
+        was = f"v{self.recorded}" if self.recorded else "unset"
+        now = f"v{self.actual}" if self.actual else "unset"
+        return (f"{name}@{self.alias} is {now} but vistune last set it to {was}: changed {OUTSIDE} (MLflow UI or "
+                f"client); `vistune history` shows it, `vistune promote`/`rollback` restores a recorded state")
+
+
+def outside_changes(entries: list[Entry], aliases: dict[str, str]) -> list[Drift]:
+    """The managed aliases the registry (`aliases`: alias -> version) holds differently from the history."""
+    recorded: dict[str, str | None] = {}
+    for e in entries:
+        recorded[e.alias] = e.to_version
+    found = []
+    for alias in MANAGED:
+        actual = aliases.get(alias)
+        actual = None if actual is None else str(actual)
+        if actual != recorded.get(alias):
+            found.append(Drift(alias, recorded.get(alias), actual))
+    return found
+
+
+def check(client, name: str) -> list[Drift]:
+    """`outside_changes` of registered model `name` ([] when it does not exist yet)."""
+    try:
+        model = client.get_registered_model(name)
+    except Exception as exc:
+        if "RESOURCE_DOES_NOT_EXIST" in str(exc) or "not found" in str(exc).lower():
+            return []
+        raise
+    return outside_changes(read(client, name), dict(model.aliases or {}))
+
+
+def record_outside(client, name: str, actor: str | None = None) -> list[Drift]:
+    """Write each outside change into the log as an `outside` entry (call under the registry lock, before
+    vistune changes an alias), so the history stays complete and rollback sees the real sequence."""
+    drifts = check(client, name)
+    for d in drifts:
+        append(client, name, d.alias, d.recorded, d.actual, "outside",
+               f"set {OUTSIDE}; found by {actor or default_actor()}", OUTSIDE)
+    return drifts
+
+
+def table(entries: list[Entry], outside: list[Drift] = ()) -> str:
+    """A fixed-width table for `vistune history`; `outside`: current unrecorded changes, shown last."""
+    if not entries and not outside:
         return "no alias changes recorded yet"
     rows = [("#", "time (UTC)", "actor", "action", "alias", "from", "to", "reason")]
     rows += [(str(e.seq), e.time[:19].replace("T", " "), e.actor, e.action, e.alias, e.from_version or "-",
               e.to_version or "-", e.reason) for e in entries]
+    rows += [("!", "unknown", OUTSIDE, "outside", d.alias, d.recorded or "-", d.actual or "-",
+              "the registry differs from the last recorded change") for d in outside]
     widths = [max(len(r[i]) for r in rows) for i in range(7)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:7], widths)) + "  " + r[7] for r in rows)

@@ -182,6 +182,7 @@ def gate(client: MlflowClient, name: str, version: str, metric: str, value: floa
     `approval_required`: a version that passes stays challenger, tagged pending, for `review`."""
     failures = list(failures or [])
     with registry_lock(lock_dir):
+        history.record_outside(client, name, actor)
         client.set_model_version_tag(name, version, T.metric(metric), repr(float(value)))
         old_challenger = alias_version(client, name, CHALLENGER)
         client.set_registered_model_alias(name, CHALLENGER, version)
@@ -226,6 +227,7 @@ def review(client: MlflowClient, name: str, version: str, lock_dir: Path, outcom
     if outcome not in REVIEW_OUTCOMES:
         raise ValueError(f"unknown review outcome {outcome!r}; valid: {list(REVIEW_OUTCOMES)}")
     with registry_lock(lock_dir):
+        history.record_outside(client, name, actor)
         state = client.get_model_version(name, version).tags.get(T.APPROVAL)
         if state != "pending":
             raise ValueError(f"v{version} of {name!r} is not waiting for approval (vistune.approval={state or '-'})")
@@ -256,6 +258,7 @@ def promote(client: MlflowClient, name: str, version: str, lock_dir: Path, reaso
     """Point `champion` at `version`; returns the previous champion."""
     with registry_lock(lock_dir):
         client.get_model_version(name, version)  # raises a clear error for unknown versions
+        history.record_outside(client, name, actor)
         previous = alias_version(client, name, CHAMPION)
         _set_champion(client, name, version, previous, "promote", reason, actor)
         _record(client, name, version, "promoted to champion", reason, previous)
@@ -290,6 +293,7 @@ def rollback(client: MlflowClient, name: str, lock_dir: Path, to_time: str | Non
     """Move `champion` back to the previous champion (the latest earlier one not archived or
     rolled back), or to the champion as of `to_time`; returns (from, to)."""
     with registry_lock(lock_dir):
+        history.record_outside(client, name, actor)
         current = alias_version(client, name, CHAMPION)
         if current is None:
             raise ValueError(f"model {name!r} has no champion to roll back")
@@ -304,6 +308,7 @@ def rollback(client: MlflowClient, name: str, lock_dir: Path, to_time: str | Non
 def archive(client: MlflowClient, name: str, version: str, lock_dir: Path, actor: str | None = None) -> None:
     """Take a version out of service: drop its aliases and tag it archived (never the champion)."""
     with registry_lock(lock_dir):
+        history.record_outside(client, name, actor)
         mv = client.get_model_version(name, version)
         if CHAMPION in (mv.aliases or []):
             raise ValueError(f"v{version} is the champion; promote or roll back to another version first")
