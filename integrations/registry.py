@@ -18,7 +18,7 @@ from filelock import FileLock
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from integrations import history, tags as T
+from integrations import cross_host_lock, history, tags as T
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -105,11 +105,16 @@ def version_metric(client: MlflowClient, name: str, version: str, metric: str) -
 
 
 @contextmanager
-def registry_lock(lock_dir: Path) -> Iterator[None]:
-    """Serialize alias changes across processes sharing this store."""
+def registry_lock(lock_dir: Path, model_name: str | None = None) -> Iterator[None]:
+    """Serialize alias changes across processes sharing this store: a file lock (one host) and, for
+    `model_name` when runs report to a Prefect server, its one-slot global concurrency limit (all hosts)."""
     lock_dir.mkdir(parents=True, exist_ok=True)
     with FileLock(str(lock_dir / ".registry.lock"), timeout=300):
-        yield
+        if model_name is None:
+            yield
+            return
+        with cross_host_lock.hold(model_name):
+            yield
 
 
 def _record(client: MlflowClient, name: str, version: str, action: str, reason: str, previous: str | None) -> None:
@@ -181,7 +186,7 @@ def gate(client: MlflowClient, name: str, version: str, metric: str, value: floa
     is called under the lock, so it always judges against the champion actually replaced.
     `approval_required`: a version that passes stays challenger, tagged pending, for `review`."""
     failures = list(failures or [])
-    with registry_lock(lock_dir):
+    with registry_lock(lock_dir, name):
         history.record_outside(client, name, actor)
         client.set_model_version_tag(name, version, T.metric(metric), repr(float(value)))
         old_challenger = alias_version(client, name, CHALLENGER)
@@ -226,7 +231,7 @@ def review(client: MlflowClient, name: str, version: str, lock_dir: Path, outcom
     Returns (outcome, reason)."""
     if outcome not in REVIEW_OUTCOMES:
         raise ValueError(f"unknown review outcome {outcome!r}; valid: {list(REVIEW_OUTCOMES)}")
-    with registry_lock(lock_dir):
+    with registry_lock(lock_dir, name):
         history.record_outside(client, name, actor)
         state = client.get_model_version(name, version).tags.get(T.APPROVAL)
         if state != "pending":
@@ -256,7 +261,7 @@ def review(client: MlflowClient, name: str, version: str, lock_dir: Path, outcom
 def promote(client: MlflowClient, name: str, version: str, lock_dir: Path, reason: str = "manual promotion",
             actor: str | None = None) -> str | None:
     """Point `champion` at `version`; returns the previous champion."""
-    with registry_lock(lock_dir):
+    with registry_lock(lock_dir, name):
         client.get_model_version(name, version)  # raises a clear error for unknown versions
         history.record_outside(client, name, actor)
         previous = alias_version(client, name, CHAMPION)
@@ -292,7 +297,7 @@ def rollback(client: MlflowClient, name: str, lock_dir: Path, to_time: str | Non
              actor: str | None = None) -> tuple[str, str]:
     """Move `champion` back to the previous champion (the latest earlier one not archived or
     rolled back), or to the champion as of `to_time`; returns (from, to)."""
-    with registry_lock(lock_dir):
+    with registry_lock(lock_dir, name):
         history.record_outside(client, name, actor)
         current = alias_version(client, name, CHAMPION)
         if current is None:
@@ -307,7 +312,7 @@ def rollback(client: MlflowClient, name: str, lock_dir: Path, to_time: str | Non
 
 def archive(client: MlflowClient, name: str, version: str, lock_dir: Path, actor: str | None = None) -> None:
     """Take a version out of service: drop its aliases and tag it archived (never the champion)."""
-    with registry_lock(lock_dir):
+    with registry_lock(lock_dir, name):
         history.record_outside(client, name, actor)
         mv = client.get_model_version(name, version)
         if CHAMPION in (mv.aliases or []):
