@@ -135,7 +135,8 @@ def mlflow_links(reg: dict) -> dict[str, str]:
     if reg.get("version"):
         links["version"] = f"{mlflow_ui()}/#/models/{reg.get('model_name')}/versions/{reg['version']}"
     if reg.get("card") and "run" in links:  # the model card, in the run's artifact browser
-        links["card"] = f"{links['run']}/artifacts/{reg['card'].split('/', 3)[-1]}"
+        artifact = reg["card"].removeprefix(f"runs:/{reg['run_id']}/")
+        links["card"] = f"{links['run']}/artifacts/{artifact}"
     return links
 
 

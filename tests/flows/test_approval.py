@@ -69,7 +69,7 @@ def test_approve_reject_and_timeout_in_real_flow_runs(harness, trained_tiny, mlf
     worker, out = _run_in_background(reg, str(tmp_path))
     run_id = _paused_run_id()
     form = read_flow_run_input(f"paused-approval-v{v1}-description", run_id)
-    assert f"v{v1} to champion?" in form and "Model card" in form and reg["card"].split("/", 3)[-1] in form
+    assert f"v{v1} to champion?" in form and "Model card" in form and f"{reg['run_id']}/artifacts/card/model_card.html" in form
     resume_flow_run(run_id, run_input={"decision": "approve", "reviewer": "alice", "comment": "numbers check out"})
     worker.join(60)
     assert out[0].is_completed() and out[0].result()["outcome"] == "approved"
