@@ -91,7 +91,8 @@ def _delta(value: float, before: float, fmt: str, better: str) -> str:
 def gate_row(reg: dict) -> dict:
     """The gate decision as a headline row: promoted or not, and the test's verdict with its p-value."""
     champ = reg.get("champion_before")
-    decision = "promoted to champion" if reg.get("promoted") else "kept as challenger"
+    decision = ("promoted to champion" if reg.get("promoted") else
+                "passed, waiting for approval" if reg.get("pending_approval") else "kept as challenger")
     if not reg:
         decision = "not registered"
     test = reg.get("verdict") or ("thresholds failed" if reg.get("failures") else "no test")
