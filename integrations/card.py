@@ -26,8 +26,8 @@ from vistune.evaluate.significance import bootstrap_ci
 from vistune.layout import Layout
 
 CARD_ARTIFACT = "card/model_card.html"
-# issue 16's drift report (validate/score), whichever of these exists; the section is left out otherwise
-DRIFT_FILES = ("validated/drift.json", "drift/drift.json", "eval/drift.json")
+# validate's drift report against the champion (Layout.drift); the section is left out when absent
+DRIFT_FILES = ("validated/drift.json",)
 N_BOOT, CONFIDENCE, SEED = 1000, 0.95, 0
 # (metrics.json key, label, bootstrap metric or None): the headline rows, in this order
 HEADLINE = (
@@ -91,7 +91,7 @@ def quality(summary: dict) -> dict:
 
 
 def drift(layout: Layout) -> dict | None:
-    """Scalars of the drift report (issue 16's file, wherever it landed), None when there is none."""
+    """Scalars of validate's drift report, None when there is none."""
     for rel in DRIFT_FILES:
         found = _json(layout.data / rel)
         if found:
