@@ -37,7 +37,8 @@ OnDuplicate = Literal["quarantine", "warn", "fail"]
 OnExtensionMismatch = Literal["warn", "quarantine"]
 OnDrift = Literal["warn", "fail"]  # vistune.evaluate.drift: new data unlike the champion's training data
 GateTest = Literal["none", "mcnemar", "bootstrap"]  # vistune.evaluate.significance.GATE_TESTS
-CompressVariant = Literal["onnx", "onnx_int8", "pruned", "distilled"]
+CompressVariant = Literal["onnx", "onnx_int8", "onnx_int8_dynamic", "pruned", "distilled"]
+CalibrationMethod = Literal["minmax", "percentile", "entropy"]  # vistune.models.quantize.CALIBRATION_METHODS
 
 _PYDANTIC_KEYS = ("ge", "gt", "le", "lt", "pattern")
 
@@ -243,6 +244,10 @@ class CompressCfg(_Checked):
     distill_alpha: float = bounded(0.7, ge=0, le=1)
     latency_runs: int = bounded(20, ge=1)
     seed: int = bounded(0, ge=0)
+    calibration_images: int = bounded(256, ge=1)  # onnx_int8: train images (seeded choice) fixing activation ranges
+    calibration_method: CalibrationMethod = "minmax"
+    max_drop: float = bounded(0.01, ge=0, le=1)  # a variant's gate: test accuracy at most this far below fp32
+    max_slowdown: float = bounded(0.1, ge=0)  # ... and p50 latency at most this fraction above fp32's
 
 
 @dataclass(frozen=True)
