@@ -238,8 +238,8 @@ class CompressCfg(_Checked):
     student: str = "timm:mobilenetv3_small_050"
     student_pretrained: str = "none"
     student_pretrained_sha256: str = ""  # student_pretrained a file: its sha256 (required)
-    distill_epochs: int = bounded(3, ge=1)
-    distill_lr: float = bounded(0.003, gt=0, lt=10)
+    distill_epochs: int = bounded(15, ge=1)
+    distill_lr: float = bounded(0.005, gt=0, lt=10)
     distill_temperature: float = bounded(4.0, gt=0)
     distill_alpha: float = bounded(0.7, ge=0, le=1)
     latency_runs: int = bounded(20, ge=1)
