@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 
 from vistune.errors import WeightsError
 from vistune.models.classifier import prepare_images
@@ -46,11 +47,18 @@ class OnnxClassifier:
         """uint8 NCHW already at `image_size` -> logits."""
         return self.session.run(None, {"images": np.ascontiguousarray(images, dtype=np.uint8)})[0]
 
+    def prepare(self, blobs: Sequence[bytes]) -> torch.Tensor:
+        """Raw encoded images -> uint8 NCHW batch, decoded exactly as at train time."""
+        return torch.from_numpy(prepare_images(blobs, self.image_size))
+
+    def predict_images(self, images: torch.Tensor) -> tuple[list[str], np.ndarray]:
+        """(labels, temperature-scaled probabilities N x C) for a `prepare`d uint8 batch."""
+        if len(images) == 0:
+            return [], np.empty((0, len(self.classes)), dtype=np.float32)
+        z = torch.from_numpy(self.logits(images.numpy())).float()
+        probs = (z / self.temperature).softmax(dim=1).numpy()
+        return [self.classes[i] for i in probs.argmax(axis=1)], probs
+
     def predict_bytes(self, blobs: Sequence[bytes]) -> tuple[list[str], np.ndarray]:
         """(labels, probabilities N x C) for raw image bytes."""
-        if not blobs:
-            return [], np.empty((0, len(self.classes)), dtype=np.float32)
-        z = self.logits(prepare_images(blobs, self.image_size)).astype(np.float64) / self.temperature
-        z -= z.max(axis=1, keepdims=True)
-        probs = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
-        return [self.classes[i] for i in probs.argmax(axis=1)], probs
+        return self.predict_images(self.prepare(blobs))
