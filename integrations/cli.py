@@ -32,7 +32,9 @@ def _status(client, name: str) -> None:
     print(f"{'version':>7}  {'aliases':<22} {'gate':<9} last action")
     for mv in versions:
         aliases = ",".join(sorted(mv.aliases or []))
-        print(f"{mv.version:>7}  {aliases:<22} {mv.tags.get(TAG_PREFIX + 'gate', '-'):<9} {mv.description or ''}")
+        variant = mv.tags.get(TAG_PREFIX + "variant")
+        last = f"variant {variant} of v{mv.tags.get(TAG_PREFIX + 'variant_of')}" if variant else (mv.description or "")
+        print(f"{mv.version:>7}  {aliases:<22} {mv.tags.get(TAG_PREFIX + 'gate', '-'):<9} {last}")
 
 
 def _lineage(client, name: str, version: str, params_out: str | None) -> None:
@@ -114,10 +116,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     c = sub.add_parser("card", help="write a version's model card (self-contained HTML) to a local file")
     c.add_argument("version")
     c.add_argument("--out", default=None, help="output file (default: model_card_v<VERSION>.html)")
-    s = sub.add_parser("serve", help="serve models:/<name>@champion over HTTP on 127.0.0.1")
+    s = sub.add_parser("serve", help="serve models:/<name>@champion (or --version V) over HTTP on 127.0.0.1")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=5001)
-    s.add_argument("--alias", default="champion")
+    which = s.add_mutually_exclusive_group()
+    which.add_argument("--alias", default="champion")
+    which.add_argument("--version", default=None, help="serve this version, e.g. a compress variant (no alias)")
     init_cmd.add_parser(sub)
     metrics_cmd.add_parser(sub)
     _score_parser(sub)
@@ -161,9 +165,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.cmd == "serve":
             env = dict(os.environ, MLFLOW_TRACKING_URI=tracking.resolve_tracking_uri(cfg, root))
             env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-            version = client.get_model_version_by_alias(name, args.alias).version  # unknown alias: one line
-            cmd = serve_command(f"models:/{name}@{args.alias}", args.host, args.port)
-            print(serving_banner(name, str(version), args.alias, args.host, args.port, env), flush=True)
+            if args.version:  # e.g. a compress variant, which has no alias; unknown version: one line
+                version = str(client.get_model_version(name, args.version).version)
+                uri, alias = f"models:/{name}/{args.version}", "none"
+            else:
+                version = str(client.get_model_version_by_alias(name, args.alias).version)  # unknown alias: one line
+                uri, alias = f"models:/{name}@{args.alias}", args.alias
+            cmd = serve_command(uri, args.host, args.port)
+            print(serving_banner(name, version, alias, args.host, args.port, env), flush=True)
             os.execvpe(cmd[0], cmd, env)
     except (VistuneError, ValueError) as exc:
         print(f"vistune {args.cmd}: error: {exc}", file=sys.stderr)

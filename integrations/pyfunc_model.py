@@ -3,8 +3,9 @@
 Input: a DataFrame with one of the columns `image_b64` (base64 text, what HTTP clients send),
 `image` (raw bytes) or `path` (a file under the image root: `VISTUNE_IMAGE_ROOT`, default the
 working directory, so a request to a served model cannot read files elsewhere on the host). Output: `label`, `confidence` and one `p_<class>`
-column per class. Decoding and resizing are `vistune.models.classifier.Classifier`'s, so serving sees
-exactly the pixels training saw; probabilities use the temperature evaluate fitted on val
+column per class. Decoding and resizing are `vistune.models.classifier`'s, so serving sees
+exactly the pixels training saw (an ONNX variant from `compress` runs through
+`vistune.models.onnx_classifier.OnnxClassifier`, same input and output); probabilities use the temperature evaluate fitted on val
 (artifact `calibration`, absent = 1.0).
 """
 
@@ -120,7 +121,13 @@ class VistuneClassifierModel(mlflow.pyfunc.PythonModel):
         calibration = context.artifacts.get("calibration")
         if calibration:
             temperature = float(json.loads(Path(calibration).read_text()).get("temperature") or 1.0)
-        self.clf = Classifier.load(context.artifacts["model"], device="cpu", temperature=temperature)
+        model = Path(context.artifacts["model"])
+        if model.suffix == ".onnx":  # a compress variant (vistune.variant tag): ONNX Runtime, same input format
+            from vistune.models.onnx_classifier import OnnxClassifier
+
+            self.clf = OnnxClassifier.load(model, temperature=temperature)
+        else:
+            self.clf = Classifier.load(model, device="cpu", temperature=temperature)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         try:

@@ -13,6 +13,8 @@
 - Gate and alias actions (`vistune.gate`, ...): set by `integrations.registry`; the gate's figures are
   `vistune.<metric>` (e.g. `vistune.test_macro_f1`).
 - Alias history (`vistune.alias_history.<seq>`, on the registered model): `integrations.history`.
+- Compress variants (`vistune.variant`, ...): a sibling version built from a parent version's weights
+  (`stages/compress.py`), registered by `register`, never given an alias automatically.
 """
 
 from __future__ import annotations
@@ -46,6 +48,10 @@ APPROVAL = f"{PREFIX}approval"  # pending | approved | rejected | timed_out | st
 CARD = f"{PREFIX}card"  # runs:/<run>/card/model_card.html, the version's model card (integrations.card)
 
 ALIAS_HISTORY = f"{PREFIX}alias_history."
+
+VARIANT = f"{PREFIX}variant"  # on a variant's version: onnx | onnx_int8 | pruned | distilled ...
+VARIANT_OF = f"{PREFIX}variant_of"  # on a variant's version: the parent version it was built from
+VARIANTS = f"{PREFIX}variants"  # on the parent: "onnx_int8=v5, onnx=v6" (the model card's variant list)
 
 
 def lineage(fact: str) -> str:

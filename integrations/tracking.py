@@ -241,7 +241,7 @@ def pip_requirements() -> list[str]:
 
 
 def log_model(model_file: Path, classes: list[str], example_image: bytes, registered_name: str | None,
-              calibration: Path | None = None, version_tags: dict[str, str] | None = None):
+              calibration: Path | None = None, version_tags: dict[str, str] | None = None, name: str = "model"):
     """Log the pyfunc (code + weights + signature + input example); optionally register it.
 
     The version is created with `version_tags` in the same call, so a crash can never leave a version
@@ -255,14 +255,19 @@ def log_model(model_file: Path, classes: list[str], example_image: bytes, regist
     artifacts = {"model": str(model_file)}
     if calibration is not None and Path(calibration).is_file():
         artifacts["calibration"] = str(calibration)
+    requirements = pip_requirements()
+    if Path(model_file).suffix == ".onnx":  # a compress variant runs on ONNX Runtime
+        import onnxruntime
+
+        requirements.append(f"onnxruntime=={onnxruntime.__version__}")
     info = mlflow.pyfunc.log_model(
-        name="model",
+        name=name,
         python_model=str(PACKAGE_ROOT / "integrations" / "pyfunc_entry.py"),
         artifacts=artifacts,
         code_paths=[str(PACKAGE_ROOT / "vistune"), str(PACKAGE_ROOT / "integrations")],
         signature=signature(classes),
         input_example=example,
-        pip_requirements=pip_requirements(),
+        pip_requirements=requirements,
         model_config={"model_sha256": sha256_file(model_file)},  # checked by load_context before torch.load
     )
     if registered_name:
@@ -340,6 +345,23 @@ class Tracker:
             info = log_model(rec.model_file, rec.classes, rec.example_image, registered_name=self.model_name,
                              calibration=rec.calibration, version_tags=rec.version_tags)
             return active.info.run_id, str(info.registered_model_version)
+
+    def variant_versions(self, parent: str) -> dict[str, str]:
+        """{variant name: version} of the variants already registered from `parent`."""
+        found = self.retrying("search model versions",
+                              lambda: self.client.search_model_versions(f"name='{self.model_name}'"))
+        return {mv.tags[T.VARIANT]: str(mv.version) for mv in found
+                if mv.tags.get(T.VARIANT_OF) == str(parent) and T.VARIANT in mv.tags}
+
+    def log_variant(self, run_id: str, parent: str, variant: str, model_file: Path, classes: list[str],
+                    example_image: bytes, calibration: Path | None, tags: dict[str, str]) -> str:
+        """Register `model_file` (a compress variant of version `parent`) as its own version, logged
+        into the parent's run as model `variant_<name>`; no alias is set. Returns the version."""
+        tags = {**tags, T.VARIANT: variant, T.VARIANT_OF: str(parent)}
+        with mlflow.start_run(run_id=run_id):
+            info = log_model(model_file, classes, example_image, registered_name=self.model_name,
+                             calibration=calibration, version_tags=tags, name=f"variant_{variant}")
+        return str(info.registered_model_version)
 
     def tag_lineage(self, run_id: str, version: str, facts: dict[str, str], version_tags: dict[str, str]) -> None:
         """Lineage: every fact on the run (tags and the artifact `lineage/lineage.json`), the short

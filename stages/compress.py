@@ -1,9 +1,13 @@
 """Stage `compress` (optional, `compress.enabled`): smaller variants of the trained model.
 
-Builds ONNX (checked against torch), ONNX int8, magnitude-pruned + fine-tuned, and distilled
-variants, and measures each on the test split: accuracy, file size (raw and gzip), p50/p95
-single-image latency on CPU. Writes data/compress/report.csv + metrics.json (DVC metrics) and
-the variant files under data/compress/models/ (logged to MLflow by `register`).
+Builds ONNX (checked against torch), static int8 ONNX (every conv, calibrated on a seeded choice
+of train images listed in data/compress/calibration.csv), optionally the older dynamic int8,
+magnitude-pruned + fine-tuned, and distilled variants, and measures each on the test split:
+accuracy, file size (raw and gzip), p50/p95 latency at batch 1 and 32, images/s on CPU. Each
+variant is gated against the fp32 model (`vistune.models.compress.gate`: accuracy drop <=
+compress.max_drop, not slower, smaller or faster); the report's `gate` column says which ones
+`register` registers as sibling model versions. Writes data/compress/report.csv + metrics.json
+(DVC metrics) and the variant files under data/compress/models/.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import torch
 
 from stages.cli import stage_main
 from vistune.models import compress as vc
+from vistune.models import onnx_export, quantize
 from vistune.models.backbones import create_backbone
 from vistune.models.classifier import Classifier, save_model
 from vistune.config import CompressCfg, Params
@@ -62,13 +67,64 @@ def _distilled(cfg: CompressCfg, params: Params, clf: Classifier, data, layout: 
     return vc.report_torch("distilled", student, path, x, y, cfg.latency_runs)
 
 
+REPORT_COLUMNS = [f.name for f in dataclasses.fields(vc.VariantReport)] + ["gate", "gate_reason"]
+
+
+def _calibration(cfg: CompressCfg, data, layout: Layout):
+    """The seeded choice of train images that fixes int8 activation ranges, recorded for DVC."""
+    x, y = data.tensors("train")
+    rows = quantize.calibration_indices(len(y), cfg.calibration_images, cfg.seed)
+    paths = [""] * len(rows)
+    if layout.manifest.is_file():  # prepared train rows are the manifest's train rows, in order
+        manifest = pd.read_csv(layout.manifest, usecols=["path", "split"])
+        train_paths = list(manifest[manifest.split == "train"].path)
+        paths = [train_paths[i] for i in rows] if len(train_paths) == len(y) else paths
+    write_text(layout.compress_dir / "calibration.csv",
+               pd.DataFrame({"train_row": rows, "label": y.numpy()[rows], "path": paths}).to_csv(index=False))
+    return x.numpy()[rows]
+
+
+def _onnx_variants(cfg: CompressCfg, clf: Classifier, data, layout: Layout, reference) -> list[vc.VariantReport]:
+    wanted = [v for v in ("onnx", "onnx_int8", "onnx_int8_dynamic") if v in cfg.variants]
+    if not wanted:
+        return []
+    x, y = data.tensors("test")
+    models = layout.compress_models
+    onnx_export.export_onnx(clf.backbone, clf.image_size, models / "model.onnx", classes=clf.classes)
+    if "onnx_int8" in wanted:
+        quantize.quantize_static_int8(models / "model.onnx", models / "model_int8.onnx",
+                                      _calibration(cfg, data, layout), method=cfg.calibration_method)
+    if "onnx_int8_dynamic" in wanted:
+        quantize.quantize_dynamic_int8(models / "model.onnx", models / "model_int8_dynamic.onnx")
+    files = {"onnx": "model.onnx", "onnx_int8": "model_int8.onnx", "onnx_int8_dynamic": "model_int8_dynamic.onnx"}
+    reports = []
+    for name in wanted:
+        onnx_export.set_metadata(models / files[name], clf.classes, clf.image_size)  # quantizers drop it
+        reports.append(vc.report_onnx(name, models / files[name], clf.backbone, x, y, reference, cfg.latency_runs))
+    if "onnx" not in wanted:
+        (models / "model.onnx").unlink()
+    return reports
+
+
+def _table(cfg: CompressCfg, reports: list[vc.VariantReport], layout: Layout) -> pd.DataFrame:
+    parent, rows = reports[0], []
+    for r in reports:
+        why = "" if r is parent else vc.gate(r, parent, cfg.max_drop, cfg.max_slowdown)
+        rows.append({**dataclasses.asdict(r), "gate": "parent" if r is parent else ("fail" if why else "pass"),
+                     "gate_reason": why})
+    table = pd.DataFrame(rows, columns=REPORT_COLUMNS)
+    table["file"] = [str(layout.compress_models.name + "/" + p.rsplit("/", 1)[-1]) if p else "" for p in table.file]
+    return table
+
+
 def run(params: Params, layout: Layout) -> pd.DataFrame:
     cfg = params.compress
     if layout.compress_models.exists():
         shutil.rmtree(layout.compress_models)
     layout.compress_models.mkdir(parents=True)
     if not cfg.enabled:
-        write_text(layout.compress_report, "variant,accuracy,size_mb,gzip_mb,p50_ms,p95_ms,sparsity,max_abs_diff,file\n")
+        write_text(layout.compress_report, ",".join(REPORT_COLUMNS) + "\n")
+        write_text(layout.compress_dir / "calibration.csv", "train_row,label,path\n")
         write_json(layout.compress_metrics, {"compress_enabled": False})
         print("compress.enabled is false: nothing to build (set it to true in params.yaml)")
         return pd.DataFrame()
@@ -78,25 +134,23 @@ def run(params: Params, layout: Layout) -> pd.DataFrame:
     x, y = data.tensors("test")
     reports = [vc.report_torch("fp32", clf.backbone, layout.model, x, y, cfg.latency_runs)]
     reference = predict_logits(clf.backbone, x, torch.device("cpu"))
-    onnx_path = layout.compress_models / "model.onnx"
-    if {"onnx", "onnx_int8"} & set(cfg.variants):
-        vc.export_onnx(clf.backbone, clf.image_size, onnx_path)
-        if "onnx" in cfg.variants:
-            reports.append(vc.report_onnx("onnx", onnx_path, clf.backbone, x, y, reference, cfg.latency_runs))
-        if "onnx_int8" in cfg.variants:
-            int8 = layout.compress_models / "model_int8.onnx"
-            vc.quantize_int8(onnx_path, int8)
-            reports.append(vc.report_onnx("onnx_int8", int8, clf.backbone, x, y, reference, cfg.latency_runs))
+    reports += _onnx_variants(cfg, clf, data, layout, reference)
+    if "onnx_int8" not in cfg.variants:
+        write_text(layout.compress_dir / "calibration.csv", "train_row,label,path\n")
     if "pruned" in cfg.variants:
         reports.append(_pruned(cfg, params, clf, data, layout))
     if "distilled" in cfg.variants:
         reports.append(_distilled(cfg, params, clf, data, layout))
-    table = pd.DataFrame([dataclasses.asdict(r) for r in reports])
-    table["file"] = [str(layout.compress_models.name + "/" + p.rsplit("/", 1)[-1]) if p else "" for p in table.file]
+    table = _table(cfg, reports, layout)
     write_text(layout.compress_report, table.round(6).to_csv(index=False))
+    keys = ("accuracy", "size_mb", "p50_ms", "p50_b32_ms", "images_per_s")
     write_json(layout.compress_metrics, {"compress_enabled": True, **{
-        f"{r.variant}_{k}": float(getattr(r, k)) for r in reports for k in ("accuracy", "size_mb", "p50_ms")}})
-    print(table.drop(columns=["file"]).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        f"{r.variant}_{k}": float(getattr(r, k)) for r in reports for k in keys},
+        **{f"{v}_gate_passed": int(g == "pass") for v, g in zip(table.variant, table.gate) if g != "parent"}})
+    print(table.drop(columns=["file", "gate_reason"]).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    for v, why in zip(table.variant, table.gate_reason):
+        if why:
+            print(f"{v}: not registered: {why}")
     return table
 
 

@@ -2,7 +2,9 @@
 
 Logs flattened params, per-epoch metrics, test metrics, the validation report and evaluation
 plots; logs the pyfunc model, registers a version of `register.model_name`, makes it the
-`challenger` and promotes it to `champion` only if it beats the current champion. Every MLflow
+`challenger` and promotes it to `champion` only if it beats the current champion. Each compress
+variant that passed its own gate (data/compress/report.csv) becomes a sibling version tagged
+`vistune.variant` / `vistune.variant_of`, with no alias (`vistune serve --version V` serves it). Every MLflow
 call goes through `integrations.tracking.Tracker` (opened once here); the run is named after the
 DVC experiment / Prefect flow run, and its lineage tags are set last, once this stage's own
 outputs are written, so they carry those files' hashes.
@@ -51,6 +53,38 @@ def _record(params: Params, layout: Layout, metrics: dict, key_tags: dict[str, s
         example_image=_example_image(manifest, layout), calibration=layout.calibration, version_tags=key_tags)
 
 
+def _passed_variants(layout: Layout) -> list[dict]:
+    """compress's variants that passed their gate (report.csv `gate` == pass) and whose file exists."""
+    if not layout.compress_report.is_file():
+        return []
+    table = pd.read_csv(layout.compress_report, keep_default_na=False)
+    if "gate" not in table.columns:
+        return []
+    return [row for row in table.to_dict("records")
+            if row["gate"] == "pass" and row["file"] and (layout.compress_dir / row["file"]).is_file()]
+
+
+def _register_variants(tracker: tracking.Tracker, layout: Layout, run_id: str, parent: str) -> dict[str, str]:
+    """Each passing variant as its own version (tags vistune.variant / vistune.variant_of, no alias);
+    variants registered from this parent before are not registered again. Returns {variant: version}."""
+    done = tracker.variant_versions(parent)
+    rows = [r for r in _passed_variants(layout) if r["variant"] not in done]
+    if rows:
+        classes = read_json(layout.prepared / "meta.json")["classes"]
+        example = _example_image(pd.read_csv(layout.manifest, dtype={"label": str}), layout)
+    for row in rows:
+        same_function = str(row["variant"]).startswith("onnx")  # exported/quantized: the parent's temperature holds
+        figures = {T.metric(f"variant_{k}"): repr(float(row[k]))
+                   for k in ("accuracy", "size_mb", "gzip_mb", "p50_ms", "p50_b32_ms", "images_per_s")}
+        done[row["variant"]] = tracker.log_variant(run_id, parent, row["variant"], layout.compress_dir / row["file"],
+                                                   classes, example, layout.calibration if same_function else None,
+                                                   figures)
+        print(f"registered variant {row['variant']} of v{parent} as v{done[row['variant']]} (no alias)")
+    if rows:
+        tracker.tag(None, parent, {T.VARIANTS: ", ".join(f"{k}=v{v}" for k, v in sorted(done.items()))})
+    return done
+
+
 def _check_inputs(params: Params, layout: Layout) -> dict:
     for needed in (layout.model, layout.eval_metrics, layout.validation_summary):
         if not needed.is_file():
@@ -84,7 +118,8 @@ def run(params: Params, layout: Layout) -> dict:
                              failures=registry.threshold_failures(metrics, cfg),
                              compare=gate_report.make_compare(tracker.client, cfg, layout, version, run_id, report),
                              approval_required=cfg.approval == "required")
-    receipt = _write_receipt(tracker, layout, run_id, False, decision)
+    variants = _register_variants(tracker, layout, run_id, version)
+    receipt = _write_receipt(tracker, layout, run_id, False, decision, variants)
     facts = lineage.facts(to_dict(params), layout.manifest, root, dirty)
     tracker.tag_lineage(run_id, version, facts, lineage.version_tags(facts))
     _log_card(tracker, layout, params, receipt)
@@ -95,11 +130,11 @@ def run(params: Params, layout: Layout) -> dict:
 
 
 def _write_receipt(tracker: tracking.Tracker, layout: Layout, run_id: str, reused: bool,
-                   decision: registry.Decision) -> dict:
+                   decision: registry.Decision, variants: dict[str, str]) -> dict:
     receipt = {"model_name": tracker.model_name, "run_id": run_id, "experiment_id": tracker.experiment_id,
                "tracking_uri": tracker.uri, "reused": reused,
                "gate_report": str(_gate_report(layout).relative_to(layout.root)), "card": card.card_uri(run_id),
-               "approval_timeout_h": tracker.cfg.approval_timeout_h, **decision.as_dict()}
+               "approval_timeout_h": tracker.cfg.approval_timeout_h, **decision.as_dict(), "variants": variants}
     write_json(layout.registration, receipt)
     return receipt
 
@@ -137,7 +172,8 @@ def _reuse(tracker: tracking.Tracker, mv, params: Params, layout: Layout, metric
     if not report.is_file():  # a DVC out: must exist even when nothing new was gated here
         gate_report.write(report, gate_report.placeholder(version, "version reused; its run's gate/ artifacts hold "
                                                                    "the report of its first gate"), {})
-    receipt = _write_receipt(tracker, layout, mv.run_id, True, decision)
+    variants = _register_variants(tracker, layout, mv.run_id, version)
+    receipt = _write_receipt(tracker, layout, mv.run_id, True, decision, variants)
     if T.lineage("git_commit") not in mv.tags:
         facts = lineage.facts(to_dict(params), layout.manifest, layout.root.resolve(), dirty)
         tracker.tag_lineage(mv.run_id, version, facts, lineage.version_tags(facts))

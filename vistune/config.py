@@ -38,7 +38,8 @@ OnExtensionMismatch = Literal["warn", "quarantine"]
 OnDrift = Literal["warn", "fail"]  # vistune.evaluate.drift: new data unlike the champion's training data
 GateTest = Literal["none", "mcnemar", "bootstrap"]  # vistune.evaluate.significance.GATE_TESTS
 Approval = Literal["auto", "required"]  # required: a reviewer approves promotion in the Prefect UI (flows/approval.py)
-CompressVariant = Literal["onnx", "onnx_int8", "pruned", "distilled"]
+CompressVariant = Literal["onnx", "onnx_int8", "onnx_int8_dynamic", "pruned", "distilled"]
+CalibrationMethod = Literal["minmax", "percentile", "entropy"]  # vistune.models.quantize.CALIBRATION_METHODS
 
 _PYDANTIC_KEYS = ("ge", "gt", "le", "lt", "pattern")
 
@@ -240,12 +241,16 @@ class CompressCfg(_Checked):
     student: str = "timm:mobilenetv3_small_050"
     student_pretrained: str = "none"
     student_pretrained_sha256: str = ""  # student_pretrained a file: its sha256 (required)
-    distill_epochs: int = bounded(3, ge=1)
-    distill_lr: float = bounded(0.003, gt=0, lt=10)
+    distill_epochs: int = bounded(15, ge=1)
+    distill_lr: float = bounded(0.005, gt=0, lt=10)
     distill_temperature: float = bounded(4.0, gt=0)
     distill_alpha: float = bounded(0.7, ge=0, le=1)
     latency_runs: int = bounded(20, ge=1)
     seed: int = bounded(0, ge=0)
+    calibration_images: int = bounded(256, ge=1)  # onnx_int8: train images (seeded choice) fixing activation ranges
+    calibration_method: CalibrationMethod = "minmax"
+    max_drop: float = bounded(0.01, ge=0, le=1)  # a variant's gate: test accuracy at most this far below fp32
+    max_slowdown: float = bounded(0.1, ge=0)  # ... and p50 latency at most this fraction above fp32's
 
 
 @dataclass(frozen=True)

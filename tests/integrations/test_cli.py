@@ -45,6 +45,7 @@ def test_promote_rollback_archive_status(store, capsys):
 @pytest.mark.parametrize("args, message", [
     (("promote", "99"), "vistune promote: error:"),
     (("archive", "1"), "is the champion"),
+    (("serve", "--version", "99"), "vistune serve: error:"),
 ])
 def test_user_mistakes_exit_2_with_one_line(store, capsys, args, message):
     _, params, root, _ = store

@@ -1,20 +1,34 @@
-"""The compress stage on the tiny trained model: every variant built, measured and correct."""
+"""The compress stage on the tiny trained model: every variant built, measured, gated; int8 really
+integer and close to fp32 on real images; passing variants registered as sibling versions and
+served by version, a variant that misses its gate not registered."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.request
+from collections import Counter
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from stages import compress
-from tests.conftest import tiny_params_dict
+from tests.conftest import REPO, free_port, stop_process_group, tiny_params_dict
 from vistune.models.classifier import Classifier
 from vistune.config import parse_params
 from vistune.data.prepared import load_prepared
 from vistune.io import read_json
+from vistune.layout import Layout
 from vistune.models.inference import predict_logits
+
+ALL = ["onnx", "onnx_int8", "onnx_int8_dynamic", "pruned", "distilled"]
 
 
 def _params(**compress_cfg):
@@ -23,39 +37,174 @@ def _params(**compress_cfg):
     return parse_params(raw)
 
 
-def test_disabled_writes_empty_outputs(trained_tiny):
-    compress.run(_params(enabled=False), trained_tiny)
-    assert read_json(trained_tiny.compress_metrics) == {"compress_enabled": False}
-    assert pd.read_csv(trained_tiny.compress_report).empty
+@pytest.fixture(scope="module")
+def compressed(trained_tiny, tmp_path_factory) -> tuple[Layout, pd.DataFrame]:
+    """compress.run once on a copy of the tiny model. The student (ResNet-18) is larger than its
+    EfficientNet-Lite0 teacher, so the distilled variant misses its gate whatever its accuracy."""
+    lay = Layout(tmp_path_factory.mktemp("compressed"))
+    shutil.copytree(trained_tiny.root, lay.root, dirs_exist_ok=True, ignore=shutil.ignore_patterns("checkpoints"))
+    p = _params(enabled=True, variants=ALL, finetune_epochs=1, distill_epochs=1, prune_amount=0.6, latency_runs=3,
+                student="timm:resnet18", calibration_images=40)
+    return lay, compress.run(p, lay).set_index("variant")
 
 
-def test_variants_are_built_checked_and_smaller(trained_tiny):
-    p = _params(enabled=True, finetune_epochs=1, distill_epochs=1, prune_amount=0.6, latency_runs=3)
-    table = compress.run(p, trained_tiny).set_index("variant")
-    assert list(table.index) == ["fp32", "onnx", "onnx_int8", "pruned", "distilled"]
+def test_disabled_writes_empty_outputs(trained_tiny, tmp_path):
+    lay = Layout(tmp_path)
+    shutil.copytree(trained_tiny.root, lay.root, dirs_exist_ok=True, ignore=shutil.ignore_patterns("checkpoints"))
+    compress.run(_params(enabled=False), lay)
+    assert read_json(lay.compress_metrics) == {"compress_enabled": False}
+    assert pd.read_csv(lay.compress_report).empty
+    assert list(pd.read_csv(lay.compress_report).columns) == compress.REPORT_COLUMNS
+
+
+def test_variants_are_built_checked_and_gated(compressed):
+    lay, table = compressed
+    assert list(table.index) == ["fp32", *ALL]
     # ONNX computes the same function as torch
     assert table.loc["onnx", "max_abs_diff"] < 1e-3
-    n_test = len(load_prepared(trained_tiny.prepared, splits=("test",)).splits["test"])
+    n_test = len(load_prepared(lay.prepared, splits=("test",)).splits["test"])
     assert abs(table.loc["onnx", "accuracy"] - table.loc["fp32", "accuracy"]) <= 1 / n_test  # at most a near-tie flips
+    # static int8 quantizes every conv; dynamic int8 none of them
+    assert table.loc["onnx_int8", "int8_conv"] == table.loc["onnx_int8", "conv"] == table.loc["onnx", "conv"] > 40
+    assert table.loc["onnx_int8_dynamic", "int8_conv"] == 0
+    assert table.loc["onnx", "size_mb"] / table.loc["onnx_int8", "size_mb"] >= 3.5
     # pruning really zeroed weights, and the saved file loads as a vistune model
     assert table.loc["pruned", "sparsity"] >= 0.59
-    pruned = Classifier.load(trained_tiny.compress_models / "pruned.pt")
+    pruned = Classifier.load(lay.compress_models / "pruned.pt")
     w = torch.cat([m.weight.flatten() for m in pruned.backbone.model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))])
     assert float((w == 0).float().mean()) >= 0.59
     assert table.loc["pruned", "gzip_mb"] < table.loc["fp32", "gzip_mb"]
-    # the student is a smaller network that still predicts the label set
-    assert table.loc["distilled", "size_mb"] < table.loc["fp32", "size_mb"]
-    student = Classifier.load(trained_tiny.compress_models / "distilled.pt")
-    x, _ = load_prepared(trained_tiny.prepared, splits=("test",)).tensors("test")
+    student = Classifier.load(lay.compress_models / "distilled.pt")
+    x, _ = load_prepared(lay.prepared, splits=("test",)).tensors("test")
     assert predict_logits(student.backbone, x, torch.device("cpu")).shape == (len(x), len(student.classes))
-    metrics = read_json(trained_tiny.compress_metrics)
-    assert metrics["compress_enabled"] is True and 0.0 <= metrics["onnx_int8_accuracy"] <= 1.0
-    assert np.isfinite(table[["p50_ms", "p95_ms"]].to_numpy()).all()
+    # the report: latency at batch 1 and 32, throughput, and each variant's gate with its reason
+    assert np.isfinite(table[["p50_ms", "p95_ms", "p50_b32_ms", "p95_b32_ms"]].to_numpy()).all()
+    assert (table.images_per_s > 0).all() and (table.p95_b32_ms >= table.p50_b32_ms).all()
+    assert table.loc["fp32", "gate"] == "parent"
+    assert table.loc["distilled", "gate"] == "fail" and "larger than fp32" in table.loc["distilled", "gate_reason"]
+    assert table.loc["onnx", "gate"] == "pass"  # same function, ~100x faster than eager torch at batch 1
+    metrics = read_json(lay.compress_metrics)
+    assert metrics["compress_enabled"] is True and metrics["onnx_int8_accuracy"] == pytest.approx(
+        table.loc["onnx_int8", "accuracy"])
+    assert metrics["distilled_gate_passed"] == 0 and metrics["onnx_gate_passed"] == 1
+
+
+def test_calibration_images_are_a_recorded_seeded_train_choice(compressed):
+    lay, _ = compressed
+    calib = pd.read_csv(lay.compress_dir / "calibration.csv")
+    manifest = pd.read_csv(lay.manifest, dtype={"label": str})
+    train = manifest[manifest.split == "train"].reset_index(drop=True)
+    assert len(calib) == min(40, len(train)) and calib.train_row.is_unique
+    assert list(calib.path) == list(train.path.iloc[calib.train_row])  # rows name real train files
+    assert list(calib.label.astype(str)) == list(train.label.iloc[calib.train_row])
+
+
+def test_int8_graph_is_integer(compressed):
+    """Every Conv reads int8 per-channel weights and quantized activations (QDQ), and ONNX Runtime
+    runs them as integer QLinearConv kernels."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, numpy_helper
+
+    path = compressed[0].compress_models / "model_int8.onnx"
+    graph = onnx.load(str(path)).graph
+    inits = {t.name: t for t in graph.initializer}
+    producer = {out: node for node in graph.node for out in node.output}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    assert len(convs) == compressed[1].loc["onnx", "conv"]
+    for conv in convs:
+        act, weight = producer[conv.input[0]], producer[conv.input[1]]
+        assert act.op_type == "DequantizeLinear" and producer[act.input[0]].op_type == "QuantizeLinear"
+        assert weight.op_type == "DequantizeLinear" and inits[weight.input[0]].data_type == TensorProto.INT8
+        out_channels = inits[weight.input[0]].dims[0]
+        assert numpy_helper.to_array(inits[weight.input[1]]).size == out_channels  # one scale per channel
+    assert not any(t.data_type == TensorProto.FLOAT and len(t.dims) == 4 for t in graph.initializer)  # no fp32 kernels
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    opts.optimized_model_filepath = str(path.with_name("int8_as_run.onnx"))
+    ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    ran = Counter(n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node)
+    path.with_name("int8_as_run.onnx").unlink()
+    assert ran["QLinearConv"] == len(convs) and ran["Conv"] == 0
+
+
+def test_int8_outputs_agree_with_fp32_on_real_images(compressed):
+    """The real digits test scans (decoded like training) through fp32 torch and the int8 graph."""
+    from vistune.models.compress import onnx_predictor
+
+    lay, _ = compressed
+    x, _ = load_prepared(lay.prepared, splits=("test",)).tensors("test")
+    fp32 = predict_logits(Classifier.load(lay.model).backbone, x, torch.device("cpu")).numpy()
+    int8 = onnx_predictor(lay.compress_models / "model_int8.onnx")(x.numpy())
+    spread = float(fp32.max() - fp32.min())
+    assert np.abs(int8 - fp32).max() <= 0.1 * spread
+    p32, p8 = torch.from_numpy(fp32).softmax(1), torch.from_numpy(int8).softmax(1)
+    assert float((p8 - p32).abs().max()) <= 0.05
+
+
+def _serve_png(params_file, root, version: str, png: bytes) -> dict:
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.Popen([sys.executable, "-m", "integrations.cli", "--params", str(params_file), "--root", str(root),
+                             "serve", "--version", version, "--port", str(port)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        from tests.integrations.test_serve import _wait_ping
+
+        url = f"http://127.0.0.1:{port}"
+        _wait_ping(url, proc)
+        body = {"dataframe_split": {"columns": ["image_b64"], "data": [[base64.b64encode(png).decode("ascii")]]}}
+        req = urllib.request.Request(url + "/invocations", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return json.loads(r.read())["predictions"][0]
+    finally:
+        stop_process_group(proc)
+
+
+def test_passing_variants_are_registered_siblings_without_alias(compressed, mlflow_cfg, tmp_path):
+    import mlflow
+
+    from integrations import tags as T, tracking
+    from stages import register as register_stage
+    from tests.integrations.registry_helpers import copy_layout, params_with, write_params_file
+    from vistune.models.onnx_classifier import OnnxClassifier
+
+    src, table = compressed
+    lay = copy_layout(src, tmp_path / "lay")
+    receipt = register_stage.run(params_with(mlflow_cfg), lay)
+    passed = sorted(table.index[table.gate == "pass"])
+    assert sorted(receipt["variants"]) == passed and "distilled" not in receipt["variants"]
+    client = mlflow.MlflowClient(tracking.resolve_tracking_uri(mlflow_cfg, tmp_path))
+    name, parent = mlflow_cfg.model_name, receipt["version"]
+    assert receipt["promoted"] and str(client.get_model_version_by_alias(name, "champion").version) == parent
+    for variant, version in receipt["variants"].items():
+        mv = client.get_model_version(name, version)
+        assert mv.tags[T.VARIANT] == variant and mv.tags[T.VARIANT_OF] == parent and not mv.aliases
+        assert float(mv.tags[T.metric("variant_accuracy")]) == pytest.approx(table.loc[variant, "accuracy"])
+    all_versions = client.search_model_versions(f"name='{name}'")
+    assert len(all_versions) == 1 + len(passed)  # the failing variant made no version
+    assert client.get_model_version(name, parent).tags[T.VARIANTS] == ", ".join(
+        f"{k}=v{v}" for k, v in sorted(receipt["variants"].items()))
+    again = register_stage.run(params_with(mlflow_cfg), lay)  # idempotent: nothing registered twice
+    assert again["reused"] and again["variants"] == receipt["variants"]
+    assert len(client.search_model_versions(f"name='{name}'")) == len(all_versions)
+
+    # served by version, same request format, same answer as the ONNX file itself
+    manifest = pd.read_csv(lay.manifest, dtype={"label": str})
+    png = (lay.raw / manifest[manifest.split == "test"].path.iloc[0]).read_bytes()
+    version = receipt["variants"]["onnx"]
+    pred = _serve_png(write_params_file(tmp_path / "params.yaml", mlflow_cfg), tmp_path, version, png)
+    temperature = json.loads(lay.calibration.read_text())["temperature"]
+    labels, probs = OnnxClassifier.load(lay.compress_models / "model.onnx", temperature=temperature).predict_bytes([png])
+    assert pred["label"] == labels[0]
+    assert [pred[f"p_{c}"] for c in json.loads((lay.prepared / "meta.json").read_text())["classes"]] == pytest.approx(
+        probs[0].tolist(), abs=1e-5)
 
 
 def test_unknown_variant_is_a_clear_error(trained_tiny):
-    import pytest
-
     from vistune.errors import ConfigError
 
     with pytest.raises(ConfigError, match="compress.variants"):

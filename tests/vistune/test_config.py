@@ -170,7 +170,7 @@ def test_bounded_key_rejects_a_value_outside_and_accepts_its_edge(section, key, 
      "0 < each item <= 1"),
     ({"compress": {"variants": ["onnx", "zip"]}},
      "params.yaml: compress.variants=['onnx', 'zip']: item 'zip' is not allowed; "
-     "valid: ['onnx', 'onnx_int8', 'pruned', 'distilled']"),
+     "valid: ['onnx', 'onnx_int8', 'onnx_int8_dynamic', 'pruned', 'distilled']"),
     ({"train": {"device": "gpu"}},
      r"params.yaml: train.device='gpu': value has the wrong form; "
      r"valid: auto|cpu|mps|cuda(:\d+)? (regular expression)"),

@@ -39,6 +39,13 @@ def save_model(path: Path, backbone: Backbone, state_dict: dict, classes: list[s
     save_torch(payload, path)  # same weights -> same bytes (and md5 for DVC)
 
 
+def prepare_images(blobs: Sequence[bytes], image_size: int) -> np.ndarray:
+    """Raw encoded images -> uint8 N x 3 x S x S, decoded and resized exactly as at train time
+    (what every served model, torch or ONNX, is fed)."""
+    arrs = [resize_rgb(decode_rgb(b), image_size) for b in blobs]
+    return np.stack(arrs) if arrs else np.empty((0, 3, image_size, image_size), dtype=np.uint8)
+
+
 def _network_state(state: dict) -> dict:
     """The bare network's keys; a state dict taken from `Backbone.net` (keys `model.*`) works too."""
     if state and all(k.startswith("model.") for k in state):
@@ -75,8 +82,7 @@ class Classifier:
 
     def prepare(self, blobs: Sequence[bytes]) -> torch.Tensor:
         """Raw encoded images -> uint8 NCHW batch, decoded exactly as at train time."""
-        arrs = [resize_rgb(decode_rgb(b), self.image_size) for b in blobs]
-        return torch.from_numpy(np.stack(arrs)) if arrs else torch.empty((0, 3, self.image_size, self.image_size), dtype=torch.uint8)
+        return torch.from_numpy(prepare_images(blobs, self.image_size))
 
     def predict_bytes(self, blobs: Sequence[bytes]) -> tuple[list[str], np.ndarray]:
         """(labels, probabilities N x C) for raw image bytes."""

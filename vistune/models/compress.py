@@ -1,8 +1,9 @@
 """Smaller, faster variants of a trained classifier, each measured the same way.
 
-- `onnx`: exported with torch.onnx — normalization included, uint8 images in — and checked against
-  the torch outputs (max abs difference).
-- `onnx_int8`: ONNX Runtime dynamic int8 quantization of MatMul/Gemm (see `quantize_int8`).
+- `onnx`: exported with torch.onnx — normalization included, uint8 images in, TF-"same" padding as
+  constants (`vistune.models.onnx_export`) — and checked against the torch outputs (max abs difference).
+- `onnx_int8`: static calibrated int8 of the whole graph, every Conv included (`vistune.models.quantize`).
+- `onnx_int8_dynamic`: the older dynamic int8 of MatMul/Gemm only, kept as a measured comparison.
 - `pruned`: global magnitude (L1) pruning of conv/linear weights, fine-tuned with masks held, made permanent.
 - `distilled`: a smaller student trained on the teacher's softened outputs plus the labels.
 
@@ -12,8 +13,8 @@ onnx / onnxruntime are imported lazily: the rest of the core never needs them.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import gzip
-import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +29,22 @@ from vistune.config import AugmentCfg, TrainCfg
 from vistune.data.prepared import PreparedData
 from vistune.models.backbones import Backbone
 from vistune.models.inference import autocast, place, predict_logits, to_memory_format
+from vistune.models.onnx_export import export_onnx  # noqa: F401  (re-exported: callers import it from here)
 from vistune.train import steps
 from vistune.train.feed import TrainFeed
 from vistune.train.finetune import create_strategy
+
+
+BATCH = 32  # the batched latency / throughput figure's batch size
+
+
+@dataclass
+class Latency:
+    p50_ms: float  # one image
+    p95_ms: float
+    p50_b32_ms: float  # one batch of BATCH images
+    p95_b32_ms: float
+    images_per_s: float  # BATCH / the batch's p50
 
 
 @dataclass
@@ -41,19 +55,32 @@ class VariantReport:
     gzip_mb: float  # what sparsity buys on disk / over the wire
     p50_ms: float
     p95_ms: float
+    p50_b32_ms: float = 0.0
+    p95_b32_ms: float = 0.0
+    images_per_s: float = 0.0
     sparsity: float = 0.0
     max_abs_diff: float = 0.0  # vs the fp32 torch model's logits (onnx variants)
+    int8_conv: int = 0  # Conv nodes that run on int8 weights and activations (onnx variants)
+    conv: int = 0
     file: str = ""
 
 
-def _percentiles(predict: Callable[[np.ndarray], np.ndarray], one: np.ndarray, runs: int) -> tuple[float, float]:
-    predict(one)  # warm-up
+def _percentiles(predict: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, runs: int) -> tuple[float, float]:
+    predict(batch)  # warm-up
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        predict(one)
+        predict(batch)
         times.append((time.perf_counter() - t0) * 1000)
     return float(np.percentile(times, 50)), float(np.percentile(times, 95))
+
+
+def latency(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray, runs: int) -> Latency:
+    """Wall-clock per call at batch 1 and at batch `BATCH` (images repeated when fewer), `runs` calls each."""
+    batch = images[np.arange(BATCH) % len(images)]
+    p50, p95 = _percentiles(predict, images[:1], runs)
+    b50, b95 = _percentiles(predict, batch, runs)
+    return Latency(p50, p95, b50, b95, BATCH / (b50 / 1000) if b50 > 0 else 0.0)
 
 
 def _sizes(path: Path) -> tuple[float, float]:
@@ -72,36 +99,13 @@ def report_torch(name: str, backbone: Backbone, file: Path, images: torch.Tensor
     device = torch.device("cpu")
     backbone.model.to(device).eval()
     acc = float((predict_logits(backbone, images, device).argmax(1) == labels).float().mean())
-    p50, p95 = _percentiles(lambda x: predict_logits(backbone, torch.from_numpy(x), device).numpy(),
-                            images[:1].numpy(), runs)
+    lat = latency(lambda x: predict_logits(backbone, torch.from_numpy(x), device).numpy(), images.numpy(), runs)
     size, gz = _sizes(file)
-    return VariantReport(name, acc, size, gz, p50, p95, sparsity(backbone.model), file=str(file))
+    return VariantReport(name, acc, size, gz, **dataclasses.asdict(lat), sparsity=sparsity(backbone.model),
+                         file=str(file))
 
 
 # ---- ONNX ----------------------------------------------------------------------------------
-
-def export_onnx(backbone: Backbone, image_size: int, path: Path) -> None:
-    """Export the served module (`Backbone.net`: normalization + network) with uint8 input
-    `images` (N x 3 x S x S) and a dynamic batch axis: an ONNX consumer feeds raw pixels."""
-    net = backbone.net.cpu().eval()
-    dummy = torch.zeros(1, 3, image_size, image_size, dtype=torch.uint8)
-    buf = io.BytesIO()
-    torch.onnx.export(net, (dummy,), buf, dynamo=False, input_names=["images"], output_names=["logits"],
-                      dynamic_axes={"images": {0: "n"}, "logits": {0: "n"}})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(buf.getvalue())
-
-
-def quantize_int8(src: Path, dst: Path) -> None:
-    """Dynamic int8 for MatMul/Gemm only.
-
-    Measured on the digits EfficientNet-Lite0: dynamic int8 on the (depthwise) convolutions
-    drops test accuracy from 0.97 to 0.10 (per-tensor activation scales), and ORT's static QDQ
-    path fails on the TF-"same" padded depthwise convs, so convolutions stay fp32 here.
-    """
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
 
 
 def onnx_predictor(path: Path) -> Callable[[np.ndarray], np.ndarray]:
@@ -120,13 +124,17 @@ def onnx_predictor(path: Path) -> Callable[[np.ndarray], np.ndarray]:
 
 def report_onnx(name: str, path: Path, backbone: Backbone, images: torch.Tensor, labels: torch.Tensor,
                 reference: torch.Tensor, runs: int, batch_size: int = 256) -> VariantReport:
+    from vistune.models.quantize import integer_ops
+
     predict = onnx_predictor(path)
     logits = np.concatenate([predict(images[i : i + batch_size].numpy()) for i in range(0, len(images), batch_size)])
     acc = float((logits.argmax(1) == labels.numpy()).mean())
-    p50, p95 = _percentiles(predict, images[:1].numpy(), runs)
+    lat = latency(predict, images.numpy(), runs)
     size, gz = _sizes(path)
     diff = float(np.abs(logits - reference.numpy()).max()) if len(logits) else 0.0
-    return VariantReport(name, acc, size, gz, p50, p95, max_abs_diff=diff, file=str(path))
+    ops = integer_ops(path)
+    return VariantReport(name, acc, size, gz, **dataclasses.asdict(lat), max_abs_diff=diff, int8_conv=ops["int8_conv"],
+                         conv=ops["conv"], file=str(path))
 
 
 # ---- pruning ---------------------------------------------------------------------------------
@@ -197,3 +205,24 @@ def distill(teacher: Backbone, student: Backbone, data: PreparedData, acfg: Augm
 
 def clone_backbone(backbone: Backbone) -> Backbone:
     return copy.deepcopy(backbone)
+
+
+# ---- the gate a variant passes before it is registered ----------------------------------------
+
+def gate(variant: VariantReport, parent: VariantReport, max_drop: float, max_slowdown: float) -> str:
+    """Why `variant` should not be shipped next to `parent` (the fp32 model), '' when it should:
+    test accuracy at most `max_drop` below the parent's, p50 single-image latency at most
+    `max_slowdown` above it (timing noise on a shared CPU), no larger on the wire (gzip), and
+    smaller or faster than the parent."""
+    why = []
+    if parent.accuracy - variant.accuracy > max_drop + 1e-9:
+        why.append(f"accuracy {variant.accuracy:.4f} is more than compress.max_drop={max_drop} below "
+                   f"fp32's {parent.accuracy:.4f}")
+    if variant.p50_ms > parent.p50_ms * (1 + max_slowdown):
+        why.append(f"p50 {variant.p50_ms:.2f} ms is more than compress.max_slowdown={max_slowdown} above "
+                   f"fp32's {parent.p50_ms:.2f} ms")
+    if variant.gzip_mb > parent.gzip_mb:
+        why.append(f"larger than fp32 ({variant.gzip_mb:.2f} MB > {parent.gzip_mb:.2f} MB gzip)")
+    elif not (variant.gzip_mb < parent.gzip_mb or variant.p50_ms < parent.p50_ms):
+        why.append("neither smaller nor faster than fp32")
+    return "; ".join(why)
