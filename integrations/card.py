@@ -110,6 +110,17 @@ def lineage_rows(root: Path) -> dict:
             "prefect_flow_run_url": lineage.prefect_url(ctx["prefect_flow_run_id"]), "dvc_hashes": hashes}
 
 
+def variants(layout: Layout, registered: dict) -> list[dict]:
+    """The compress report's rows (when the optional stage ran), each with the model version it was
+    registered as (`registered`: variant -> version, from register's receipt) or why it was not."""
+    if not layout.compress_report.is_file():
+        return []
+    table = pd.read_csv(layout.compress_report)
+    cols = ["variant", "accuracy", "size_mb", "p50_ms", "p50_b32_ms", "images_per_s", "gate", "gate_reason"]
+    rows = table[[c for c in cols if c in table.columns]].fillna("").to_dict("records")
+    return [dict(r, version=registered.get(str(r["variant"]), "")) for r in rows]
+
+
 def context(layout: Layout, params: dict, receipt: dict, root: Path) -> dict:
     """Everything the template shows, read from the run's files once."""
     metrics, summary = _json(layout.eval_metrics), _json(layout.validation_summary)
@@ -128,6 +139,7 @@ def context(layout: Layout, params: dict, receipt: dict, root: Path) -> dict:
         "quality": quality(summary), "drift": drift(layout), "lineage": lineage_rows(root),
         "gate_report": gate_md.read_text() if gate_md.is_file() else "",
         "calibration": _json(layout.calibration),
+        "variants": variants(layout, receipt.get("variants") or {}),
     }
 
 

@@ -66,6 +66,15 @@ served with the model.</p>{% endif %}
 {% if drift %}<h2>Drift against the champion's training data</h2>
 <table id="drift">{% for k, v in drift.items() %}<tr><th>{{ k }}</th><td class="n">{{ v }}</td></tr>{% endfor %}</table>{% endif %}
 
+{% if variants %}<h2>Compressed variants</h2>
+<table id="variants"><tr><th>variant</th><th>accuracy</th><th>MB</th><th>p50 ms (b1)</th><th>p50 ms (b32)</th>
+<th>images/s</th><th>gate</th><th>registered as</th></tr>
+{% for v in variants %}<tr><td>{{ v.variant }}</td><td class="n">{{ "%.4f"|format(v.accuracy) }}</td>
+<td class="n">{{ "%.2f"|format(v.size_mb) }}</td><td class="n">{{ "%.2f"|format(v.p50_ms) }}</td>
+<td class="n">{{ "%.1f"|format(v.p50_b32_ms or 0) }}</td><td class="n">{{ "%.0f"|format(v.images_per_s or 0) }}</td>
+<td>{{ v.gate }}{% if v.gate_reason %}: {{ v.gate_reason }}{% endif %}</td>
+<td>{% if v.version %}v{{ v.version }}{% else %}-{% endif %}</td></tr>{% endfor %}</table>{% endif %}
+
 <h2>Promotion gate</h2>
 <p class="verdict {{ 'ok' if r.promoted else ('wait' if r.pending_approval else 'no') }}">
 {% if r.promoted %}promoted to champion{% elif r.pending_approval %}gate passed: waiting for a reviewer's approval

@@ -191,6 +191,16 @@ def test_passing_variants_are_registered_siblings_without_alias(compressed, mlfl
     again = register_stage.run(params_with(mlflow_cfg), lay)  # idempotent: nothing registered twice
     assert again["reused"] and again["variants"] == receipt["variants"]
     assert len(client.search_model_versions(f"name='{name}'")) == len(all_versions)
+    from integrations import card  # the parent's model card lists every variant, its gate and its version
+
+    html = card.fetch(client, name, parent, tmp_path / "card.html").read_text()
+    rows = html.split('<table id="variants">')[1].split("</table>")[0].split("<tr>")[2:]
+    shown = {r.split("<td>")[1].split("</td>")[0]: r for r in rows}
+    assert set(shown) == set(table.index)
+    for variant in table.index:
+        registered = receipt["variants"].get(variant)
+        assert (f"<td>v{registered}</td>" in shown[variant]) if registered else ("<td>-</td>" in shown[variant])
+        assert f"<td>{table.loc[variant, 'gate']}" in shown[variant]
 
     # served by version, same request format, same answer as the ONNX file itself
     manifest = pd.read_csv(lay.manifest, dtype={"label": str})
