@@ -233,3 +233,17 @@ def test_leak_messages_warn_below_the_share_and_name_pairs_above() -> None:
     _, errors, _ = leak_messages(many, max_fraction=0.05)
     assert errors[0].count(" -> ") == 5 and "(first 5 of 7)" in errors[0]
     assert leak_messages(frame(rows).assign(leak_of=None), 0.05) == (0.0, [], [])
+
+
+@pytest.mark.timeout(120)
+def test_an_explicit_file_list_is_read_once(tmp_path):
+    """`files=` (batch scoring's list) is taken a chunk at a time like the folder listing: each file
+    gives exactly one row (a list re-sliced from its start would never end)."""
+    from vistune.data.manifest import ROWS_PER_CHUNK, build_manifest
+
+    img = tmp_path / "0" / "a.png"
+    img.parent.mkdir()
+    Image.new("RGB", (8, 8), (10, 20, 30)).save(img)
+    files = [(img, "test", "0")] * (ROWS_PER_CHUNK + 3)
+    manifest = build_manifest(tmp_path, max_pixels=10_000, workers=2, files=files)
+    assert len(manifest) == ROWS_PER_CHUNK + 3 and set(manifest.path) == {"0/a.png"}

@@ -202,7 +202,7 @@ def build_manifest(root: str | Path, max_pixels: int, workers: int = 8, cache_pa
     a file mid-run).
     """
     root = Path(root)
-    files = list_images(root) if files is None else files
+    files = iter(list_images(root) if files is None else files)  # a list too is taken a chunk at a time, once
     cache = (load_cache(Path(cache_path)), {}) if cache_path is not None else None
     root_real = os.path.realpath(root)
     parts = []
