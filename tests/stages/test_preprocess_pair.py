@@ -34,7 +34,9 @@ def test_augment_and_serving_decode_the_same_arrays(trained_tiny, tmp_path):
     lay = Layout(tmp_path)
     paths = _odd_photos(lay.raw)
     clf = Classifier.load(trained_tiny.model)
-    train_side = _decode_split(lay, paths, clf.image_size, "test")
+    lay.prepared.mkdir(parents=True, exist_ok=True)
+    _decode_split(lay, paths, clf.image_size, "test")  # streams into the split's .npy memory map
+    train_side = np.load(lay.prepared / "test_images.npy")
     serve_side = clf.prepare([(lay.raw / p).read_bytes() for p in paths]).numpy()
     assert train_side.shape == serve_side.shape == (len(paths), 3, clf.image_size, clf.image_size)
     assert np.array_equal(train_side, serve_side)
