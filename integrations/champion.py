@@ -155,12 +155,17 @@ def check(register_cfg: RegisterCfg, validate_cfg, root: Path, new: pd.DataFrame
           device: str = "cpu") -> drift.DriftResult:
     """Drift of `new` against the current champion; skipped (with the reason) when there is none yet
     or the registry cannot be reached (validation keeps working offline)."""
+    from mlflow.exceptions import MlflowException
+
     from vistune.errors import VistuneError
 
     try:
         tmp, model = fetch_temp(register_cfg, root)
     except VistuneError as exc:
         return drift.skipped(f"registry unreachable ({exc})", validate_cfg.drift_threshold)
+    except MlflowException as exc:  # e.g. the champion's run was deleted from the store: advisory check, skip it
+        return drift.skipped(f"champion's artifacts unavailable ({str(exc).splitlines()[0]})",
+                             validate_cfg.drift_threshold)
     with tmp:
         if model is None:
             return drift.skipped(f"no champion of {register_cfg.model_name} in the registry yet",
