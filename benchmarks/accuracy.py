@@ -28,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 HYMENOPTERA = REPO.parent / "shared" / "datasets" / "hymenoptera"
 SKIP = ("tests/", "benchmarks/", "data/raw", "data/prepared")
-RECIPE_KEYS = {"data": ["source"], "augment": None, "train": ["model", "pretrained", "strategy", "epochs", "batch_size",
+RECIPE_KEYS = {"data": ["source"], "augment": None, "train": ["model", "pretrained", "head_init", "strategy", "epochs", "batch_size",
                                                                "lr", "warmup_epochs", "patience", "device"],
                "validate": ["allowed_formats"]}
 ENV = {"HF_HUB_OFFLINE": "1", "MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1",

@@ -21,8 +21,10 @@ from torchvision.utils import save_image
 from stages.cli import stage_main
 from vistune.train import distributed as vdist
 from vistune.models.backbones import create_backbone
+from vistune.models.imagenet_names import imagenet_rows
 from vistune.models.classifier import save_model
 from vistune.config import AugmentCfg, TrainCfg, to_dict
+from vistune.errors import ConfigError
 from vistune.data.prepared import load_prepared
 from vistune.train.finetune import create_strategy
 from vistune.io import atomic_path, write_json, write_text
@@ -49,11 +51,23 @@ def run(cfg: TrainCfg, augment: AugmentCfg, layout: Layout, progress: bool = Tru
         vdist.cleanup(dist)
 
 
+def head_rows(cfg: TrainCfg, classes: list[str]) -> list[int] | None:
+    """The ImageNet rows the new head starts from (`train.head_init: imagenet_names`), or None (random)."""
+    if cfg.head_init == "random":
+        return None
+    rows, unmatched = imagenet_rows(classes)
+    if rows is None:
+        raise ConfigError(f"params.yaml: train.head_init=imagenet_names but class(es) {unmatched} name no single "
+                          "ImageNet class; rename those class folders or set train.head_init to random")
+    return rows
+
+
 def _run(cfg: TrainCfg, augment: AugmentCfg, layout: Layout, progress: bool, dist: vdist.DistInfo) -> FitResult:
     set_seed(cfg.seed)
     data = load_prepared(layout.prepared)
     backbone = create_backbone(cfg.model, len(data.classes), cfg.pretrained, drop_rate=cfg.drop_rate,
-                               drop_path_rate=cfg.drop_path_rate, pretrained_sha256=cfg.pretrained_sha256)
+                               drop_path_rate=cfg.drop_path_rate, pretrained_sha256=cfg.pretrained_sha256,
+                               head_rows=head_rows(cfg, data.classes))
     strategy = create_strategy(cfg.strategy, cfg)
     trainable = sum(p.numel() for g in strategy.param_groups(backbone, cfg.weight_decay) for p in g["params"])
     total = sum(p.numel() for p in backbone.model.parameters())

@@ -31,6 +31,7 @@ StrategyName = Literal["linear_probe", "partial", "full", "lora", "bitfit"]  # v
 ClassWeighting = Literal["none", "loss", "sampler"]
 AdversarialKind = Literal["none", "fgsm", "pgd"]  # vistune.train.adversarial.ATTACKS
 LrScaling = Literal["none", "linear", "sqrt"]  # vistune.train.steps.LR_SCALING
+HeadInit = Literal["random", "imagenet_names"]  # vistune.models.imagenet_names
 AmpDtype = Literal["auto", "bfloat16", "float16"]  # vistune.models.inference.amp_dtype
 AutoAugment = Literal["none", "trivial", "rand"]
 OnDuplicate = Literal["quarantine", "warn", "fail"]
@@ -151,6 +152,8 @@ class TrainCfg(_Checked):
     model: str = "timm:tf_efficientnet_lite0"
     pretrained: str = "imagenet"  # "imagenet", "none", or a path to a state-dict file
     pretrained_sha256: str = ""  # pretrained a file: its sha256, checked before loading (required)
+    # imagenet_names: classes named like ImageNet classes (ants, bees) start from those rows of the ImageNet head
+    head_init: HeadInit = "random"
     strategy: StrategyName = "full"  # see vistune.train.finetune.list_strategies()
     unfreeze_blocks: int = bounded(2, ge=1)  # strategy partial: how many of the last blocks train
     layer_decay: float = bounded(0.0, ge=0, le=1)  # strategy full: timm layer-wise LR decay (e.g. 0.75); 0 = off
@@ -184,6 +187,13 @@ class TrainCfg(_Checked):
     lr_scaling: LrScaling = "linear"  # DDP: lr x world_size ("linear"), x sqrt(world_size) ("sqrt") or "none"
     device: str = bounded("auto", pattern=r"auto|cpu|mps|cuda(:\d+)?")  # "auto", "cpu", "cuda", "cuda:1"
     seed: int = bounded(42, ge=0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.head_init == "imagenet_names" and self.pretrained != "imagenet":
+            raise ConfigError(f"params.yaml: train.head_init=imagenet_names needs train.pretrained=imagenet "
+                              f"(got {self.pretrained!r}): the rows come from the ImageNet classifier; "
+                              "set train.head_init to random")
 
 
 @dataclass(frozen=True)

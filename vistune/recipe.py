@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 from vistune.config import Params
 from vistune.data.inspect import DataProfile
+from vistune.models.imagenet_names import imagenet_rows
 
 # ---- measured facts (benchmarks/RESULTS.md, 2026-12-02) -------------------------------------------
 
@@ -64,6 +65,9 @@ PHOTO_AUGMENT = {  # ImageNet-style photo augmentation, lighter crops for small 
 # logistic regression on Lite0's fixed features scored 0.954 on val/, full fine-tuning 0.92 (RESULTS.md)
 SMALL_TRAIN = 1000
 PROBE_LR = 1e-2  # rule of thumb: a head alone takes a 10x larger LR than full fine-tuning
+# a head started at the ImageNet rows (train.head_init: imagenet_names) is near its answer already: on hymenoptera's
+# Lite0 features, 11 epochs at 1e-3 (batch 32) kept val at 0-1 errors of 76, 5e-3 drifted to 1-4 (RESULTS.md)
+SEEDED_PROBE_LR = 2e-3
 # val sets smaller than this are too noisy for early stopping: on hymenoptera (76 val images) patience 3 stopped
 # the first run at epoch 4 of 11 with the best at epoch 1, still in warm-up (RESULTS.md)
 NOISY_VAL = 1000
@@ -99,12 +103,14 @@ class Recipe:
     notes: tuple[str, ...]
 
 
-def _base_lr(photo: bool, probe: bool) -> float:
-    return PROBE_LR if probe else PHOTO_LR if photo else SMALL_LR
+def _base_lr(photo: bool, probe: bool, seeded: bool = False) -> float:
+    if probe:
+        return SEEDED_PROBE_LR if seeded else PROBE_LR
+    return PHOTO_LR if photo else SMALL_LR
 
 
-def _lr(batch: int, photo: bool, probe: bool = False) -> float:
-    return float(f"{_base_lr(photo, probe) * batch / BASE_BATCH:.2g}")
+def _lr(batch: int, photo: bool, probe: bool = False, seeded: bool = False) -> float:
+    return float(f"{_base_lr(photo, probe, seeded) * batch / BASE_BATCH:.2g}")
 
 
 def epochs_for(n_train: int) -> int:
@@ -160,6 +166,22 @@ def _pick_backbone(p: DataProfile, device: DeviceFacts, offline: Sequence[str], 
     return cost, size, min(fit, epochs), est, notes
 
 
+def _lr_for(photo: bool, probe: bool, seeded: bool) -> str:
+    if probe:
+        return "a head started at the ImageNet rows" if seeded else "the head alone"
+    return "photos" if photo else "small images"
+
+
+def _head_init(p: DataProfile) -> Setting:
+    """Start the head from the ImageNet rows the class names name (ants, bees), where every class has one."""
+    rows, unmatched = imagenet_rows(p.classes)
+    if rows is None:
+        return Setting("train.head_init", "random", f"class(es) {', '.join(unmatched[:5])} name no single ImageNet class")
+    named = ", ".join(f"{c} = ImageNet {r}" for c, r in zip(p.classes, rows))
+    return Setting("train.head_init", "imagenet_names", f"every class names an ImageNet class ({named}): the head "
+                   "starts from those rows of the ImageNet classifier, at the backbone's own zero-shot answer")
+
+
 def _format_settings(p: DataProfile, current: Params) -> list[Setting]:
     """Narrow validate.allowed_formats when a few odd files (placeholders, icons) differ from the set."""
     total = max(p.n_decodable, 1)
@@ -183,6 +205,8 @@ def make_recipe(p: DataProfile, device: DeviceFacts, offline: Sequence[str], sou
     """The params `init` writes for this data on this device (each with the reason printed beside it)."""
     n_train = p.n_split("train")
     probe = p.is_photo and n_train < SMALL_TRAIN
+    head = _head_init(p)
+    seeded = head.value == "imagenet_names"
     cost, size, epochs, est, notes = _pick_backbone(p, device, offline, minutes, n_train)
     device_batch = CPU_BATCH if device.kind == "cpu" else GPU_BATCH
     batch = min(device_batch, max(8, 2 ** int(math.log2(max(n_train // 4, 1)))))
@@ -203,10 +227,11 @@ def make_recipe(p: DataProfile, device: DeviceFacts, offline: Sequence[str], sou
         Setting("train.batch_size", batch, ("fastest measured train step on this CPU" if device.kind == "cpu" else
                                             "GPU default (not measured here)")
                 + (f", at most a quarter of the {n_train} train images" if batch < device_batch else "")),
-        Setting("train.lr", _lr(batch, p.is_photo, probe), f"AdamW {_base_lr(p.is_photo, probe):g} per {BASE_BATCH} "
-                f"images for {'the head alone' if probe else 'photos' if p.is_photo else 'small images'}, "
+        Setting("train.lr", _lr(batch, p.is_photo, probe, seeded), f"AdamW {_base_lr(p.is_photo, probe, seeded):g} per "
+                f"{BASE_BATCH} images for {_lr_for(p.is_photo, probe, seeded)}, "
                 f"scaled to batch {batch}"),
     ]
+    s.append(head)
     if p.n_split("val") < NOISY_VAL:
         s.append(Setting("train.patience", 0, f"no early stop: one of {p.n_split('val')} val images is "
                          f"{100 / max(p.n_split('val'), 1):.1f}%, too noisy to stop on; the cosine schedule runs to its "

