@@ -9,7 +9,7 @@ The same race without the Prefect limit (file locks only, as two hosts had befor
 tries on the 2-core dev machine (2026-12-02, load 10-12): the worse candidate left champion, a gate
 compared with a stale champion, history chains forked or an entry was lost, once a gate crashed
 on a duplicate history key; one try came out clean, so that failure is not asserted here.
-The test takes ~70 s on that machine under load 15 (an MLflow server start and three interpreters).
+The test took 37 s (load 9) and 72 s (load 15) on that machine: an MLflow server start and three interpreters.
 """
 
 from __future__ import annotations
