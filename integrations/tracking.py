@@ -363,6 +363,14 @@ class Tracker:
                              calibration=calibration, version_tags=tags, name=f"variant_{variant}")
         return str(info.registered_model_version)
 
+    def log_card(self, run_id: str, version: str, html: str, uri: str) -> None:
+        """The version's model card: an HTML artifact of its run (card/model_card.html, retried like every
+        upload), then linked from the version's tags and description (`registry.link_card`)."""
+        from integrations.card import CARD_ARTIFACT
+
+        self.retrying("log model card", lambda: self.client.log_text(run_id, html, CARD_ARTIFACT))
+        registry.link_card(self.client, self.model_name, version, uri)
+
     def tag_lineage(self, run_id: str, version: str, facts: dict[str, str], version_tags: dict[str, str]) -> None:
         """Lineage: every fact on the run (tags and the artifact `lineage/lineage.json`), the short
         `version_tags` set on the model version (integrations.tags)."""

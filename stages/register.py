@@ -142,8 +142,7 @@ def _write_receipt(tracker: tracking.Tracker, layout: Layout, run_id: str, reuse
 def _log_card(tracker: tracking.Tracker, layout: Layout, params: Params, receipt: dict) -> None:
     """The version's model card (integrations/card.py): an artifact of its run, linked from the version."""
     html = card.build(layout, to_dict(params), receipt, layout.root.resolve())
-    tracker.retrying("log model card", lambda: tracker.client.log_text(receipt["run_id"], html, card.CARD_ARTIFACT))
-    registry.link_card(tracker.client, tracker.model_name, receipt["version"], receipt["card"])
+    tracker.log_card(receipt["run_id"], receipt["version"], html, receipt["card"])
 
 
 def _earlier_decision(tracker: tracking.Tracker, version: str, metrics: dict) -> registry.Decision:

@@ -3,12 +3,16 @@
 Small configuration (digits, 30 images per class, 32 px, five epochs) so it fits 2 CPU cores and
 still learns: the model must beat a floor derived from a scikit-learn logistic regression on
 the same train/test split (see `test_the_model_learned`).
+Last, `python -m flows.serve` serves this repo's deployments: a train-pipeline run triggered through
+the Prefect API with `register.approval: required` reruns only `register` (nothing else changed),
+pauses for a reviewer with nothing held and is approved through the API.
 A deployment run through a real Prefect server with UI parameters (-> DVC experiment with those
 params -> MLflow run tagged with it) is covered by tests/flows/test_work_pool.py.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -18,7 +22,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import tiny_git_repo, tiny_params_dict, write_params
+from tests.conftest import stop_process_group, tiny_git_repo, tiny_params_dict, write_params
 
 pytestmark = pytest.mark.slow
 
@@ -130,16 +134,22 @@ def test_param_change_reruns_only_downstream(repo: Path):
         assert f"Running stage '{upstream}'" not in out
 
 
-def test_prefect_flow_runs_the_same_dvc_stages(repo: Path):
+@pytest.fixture(scope="module")
+def prefect_server():
+    """One Prefect test server for this module's flow runs (in-process and served)."""
     from prefect.testing.utilities import prefect_test_harness
 
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
+
+
+def test_prefect_flow_runs_the_same_dvc_stages(repo: Path, prefect_server):
     from flows.pipeline import train_pipeline
 
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["register"]["min_improvement"] = -1.0  # any new version beats the champion
     write_params(repo / "params.yaml", params)
-    with prefect_test_harness(server_startup_timeout=90):
-        result = train_pipeline(repo=str(repo))
+    result = train_pipeline(repo=str(repo))
     assert result["stages"]["train"] == "skipped (unchanged)"
     assert result["stages"]["register"] == "ran"
     assert result["registration"]["promoted"] is True
@@ -149,3 +159,53 @@ def test_prefect_flow_runs_the_same_dvc_stages(repo: Path):
     run = client.get_run(result["registration"]["run_id"])  # one name in Prefect, DVC and MLflow
     assert run.info.run_name == result["flow_run"]["name"] == result["experiment"]
     assert run.data.tags["vistune.lineage.prefect_flow_run_name"] == result["flow_run"]["name"]
+
+
+def test_served_run_pauses_for_approval_and_is_approved_through_the_api(repo: Path, prefect_server, tmp_path: Path):
+    """The served train-pipeline deployment, shared workspace: the version passes the gate, the flow run
+    waits for a reviewer holding no lock (workspace, registry file lock, registry concurrency slot), and
+    the form's input sent through the API makes it champion, recorded in the alias history."""
+    from prefect.deployments import run_deployment
+    from prefect.flow_runs import resume_flow_run
+    from prefect.settings import PREFECT_API_URL
+
+    from integrations import history, tags as T
+    from tests.flows import approval_checks as approval
+
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["register"].update(approval="required", gate_test="none")  # register's params only
+    write_params(repo / "params.yaml", params)
+    upstream = {k: v for k, v in yaml.safe_load((repo / "dvc.lock").read_text())["stages"].items() if k != "register"}
+    _, client = _champion(repo)
+    champion, challenger = approval.champion(client), approval.challenger(client)
+    env = _env() | {"PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": PREFECT_API_URL.value(),
+                    "PREFECT_RUNNER_POLL_FREQUENCY": "2", "OMP_NUM_THREADS": "1"}
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    serve = subprocess.Popen([sys.executable, "-m", "flows.serve"], cwd=repo, env=env,
+                             stdout=(logs / "serve.log").open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        approval.wait_for_deployment("train-pipeline/train-pipeline", [serve], logs)
+        served = run_deployment("train-pipeline/train-pipeline", timeout=0)
+        approval.wait_state(served.id, {"PAUSED"}, logs)
+        receipt = json.loads((repo / "data" / "registry" / "registration.json").read_text())
+        version = str(receipt["version"])
+        assert receipt["pending_approval"] and not receipt["promoted"] and int(version) > int(champion)
+        approval.paused_for(served.id, client, version, logs)
+        assert (approval.champion(client), approval.challenger(client)) == (champion, version)
+        approval.nothing_held(repo)
+        resume_flow_run(served.id, run_input={"decision": "approve", "reviewer": "alice", "comment": "looks right"})
+        approval.wait_state(served.id, {"COMPLETED"}, logs)
+    finally:
+        stop_process_group(serve, grace_s=5)
+
+    assert {k: v for k, v in yaml.safe_load((repo / "dvc.lock").read_text())["stages"].items()
+            if k != "register"} == upstream  # only register ran
+    assert (approval.champion(client), approval.challenger(client)) == (version, version)
+    assert client.get_model_version(approval.NAME, version).tags[T.APPROVAL] == "approved"
+    entries = history.read(client, approval.NAME)
+    assert [(e.action, e.alias, e.from_version, e.to_version, e.actor) for e in entries[-2:]] == [
+        ("gate", "challenger", challenger, version, f"flow:{served.name}"),
+        ("approval", "champion", champion, version, "reviewer:alice")]
+    assert entries[-1].reason == "approved by reviewer:alice: looks right"
+    assert history.check(client, approval.NAME) == []  # the registry is what the history says

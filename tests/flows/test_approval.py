@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from prefect import flow
@@ -64,6 +65,11 @@ def test_approve_reject_and_timeout_in_real_flow_runs(harness, trained_tiny, mlf
     v1 = reg["version"]
     assert registry.alias_version(client, NAME, "challenger") == v1
     assert registry.alias_version(client, NAME, "champion") is None
+    # the card the form links to: an artifact of the version's run, named on the version (Tracker.log_card)
+    mv = client.get_model_version(NAME, v1)
+    assert mv.tags[T.CARD] == reg["card"] and f"Model card: {reg['card']}" in mv.description
+    card = Path(client.download_artifacts(reg["run_id"], "card/model_card.html", str(tmp_path))).read_text()
+    assert card.lstrip().lower().startswith("<!doctype html") and f"v{v1}" in card
 
     # approve: the form carries the gate's numbers and the card link; v1 becomes champion
     worker, out = _run_in_background(reg, str(tmp_path))

@@ -6,6 +6,13 @@ processes, and two runs of train-pipeline with different UI parameters triggered
 Each run works in its own git worktree (workspace="isolated"), so they train in parallel and
 leave the main workspace as it was, while both land in the main repo's DVC experiments and
 MLflow registry. Tiny configuration (digits, 16 px, one epoch, the slow evaluation extras off).
+
+Promotion waits for a reviewer (`register.approval: required`): both versions pass the gate (the
+first finds no champion, the second no champion yet either) and each flow run pauses. While both
+wait, nothing of vistune's is held (no worktree, the registry's file lock and Prefect concurrency
+slot free); they are resumed with the form's input through the Prefect API, "a" approved (champion),
+"b" rejected (stays challenger if it registered last), and the alias history says so in that order.
+The served deployment's pause and approval are covered by tests/test_pipeline_e2e.py.
 """
 
 from __future__ import annotations
@@ -22,13 +29,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port, stop_process_group, tiny_git_repo, tiny_params_dict, tree_hash, write_params
+from tests.flows import approval_checks as approval
 
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
 POOL = "vistune-process"
 DEPLOYMENT = "train-pipeline/train-pipeline-pool"
-# run "a" may lose nothing and run "b" can never win, so whichever registers first, "a" ends champion
+# run "a" may lose nothing and run "b" never beats a champion; the reviewers approve "a" and reject "b"
 RUNS = {"a": {"lr": 0.01, "min_improvement": -1.0}, "b": {"lr": 0.002, "min_improvement": 1.0}}
 # what changes in the main repo by design: git refs (experiments), the shared DVC cache, the MLflow store
 SHARED_STATE = (".git", ".dvc/tmp", ".dvc/cache", "mlflow")
@@ -36,9 +44,9 @@ SHARED_STATE = (".git", ".dvc/tmp", ".dvc/cache", "mlflow")
 
 
 
-def _gate_without_significance_test(root: Path) -> None:
+def _gate_without_significance_test_and_approval(root: Path) -> None:
     write_params(root / "params.yaml", tiny_params_dict(
-        register={"gate_test": "none"},
+        register={"gate_test": "none", "approval": "required"},
         evaluate={"robustness": False, "gradcam": False, "latency": False}))
 
 
@@ -80,6 +88,67 @@ async def _rows_in_postgres(url: str, run_ids: list) -> list:
         await conn.close()
 
 
+def _registry(repo: Path):
+    import mlflow
+
+    uri = f"sqlite:///{repo / 'mlflow' / 'mlflow.db'}"
+    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def _version_of(client, experiment: str) -> str:
+    """The model version registered by the MLflow run tagged with this DVC experiment (= flow run name)."""
+    experiment_id = client.get_experiment_by_name("vistune").experiment_id
+    lineage = f"tags.`vistune.lineage.dvc_experiment` = '{experiment}'"
+    (run,) = client.search_runs([experiment_id], filter_string=lineage)
+    (version,) = client.search_model_versions(f"name='{approval.NAME}' and run_id='{run.info.run_id}'")
+    return str(version.version)
+
+
+def _review(repo: Path, started: dict, logs: Path) -> dict[str, str]:
+    """Both runs pause for approval with nothing held; "a" is approved, then "b" rejected, with the
+    form's input through the Prefect API. Returns the version each run registered."""
+    from prefect.flow_runs import resume_flow_run
+
+    client = _registry(repo)
+    for run in started.values():
+        approval.wait_state(run.id, {"PAUSED"}, logs, timeout=900)
+    versions = {key: _version_of(client, run.name) for key, run in started.items()}
+    for key, run in started.items():
+        approval.paused_for(run.id, client, versions[key], logs)
+    assert approval.challenger(client) == max(versions.values(), key=int)  # whichever registered last
+    assert approval.champion(client) is None
+    approval.nothing_held(repo)
+
+    resume_flow_run(started["a"].id, run_input={"decision": "approve", "reviewer": "alice", "comment": "looks right"})
+    approval.wait_state(started["a"].id, {"COMPLETED"}, logs)
+    assert approval.champion(client) == versions["a"]
+    resume_flow_run(started["b"].id, run_input={"decision": "reject", "reviewer": "bob", "comment": "not yet"})
+    approval.wait_state(started["b"].id, {"COMPLETED"}, logs)
+    return versions
+
+
+def _assert_reviews(repo: Path, runs: dict, versions: dict) -> None:
+    """Aliases, approval tags and the alias history as the gate and the two reviewers left them."""
+    from integrations import history, tags as T
+
+    client = _registry(repo)
+    va, vb = versions["a"], versions["b"]
+    first, second = sorted(versions, key=lambda key: int(versions[key]))
+    assert approval.champion(client) == va
+    assert approval.challenger(client) == versions[second]
+    assert {v: client.get_model_version(approval.NAME, v).tags[T.APPROVAL] for v in (va, vb)} == {
+        va: "approved", vb: "rejected"}
+    entries = history.read(client, approval.NAME)
+    assert [(e.action, e.alias, e.from_version, e.to_version, e.actor) for e in entries] == [
+        ("gate", "challenger", None, versions[first], f"flow:{runs[first].name}"),
+        ("gate", "challenger", versions[first], versions[second], f"flow:{runs[second].name}"),
+        ("approval", "champion", None, va, "reviewer:alice"),
+        ("approval", "champion", va, va, "reviewer:bob")]
+    assert entries[2].reason == "approved by reviewer:alice: looks right"
+    assert entries[3].reason == f"v{vb} rejected by reviewer:bob: not yet; v{vb} stays challenger"
+    assert history.check(client, approval.NAME) == []  # the registry is what the history says
+
+
 def _assert_experiments_and_registry(repo: Path, env: dict, runs: dict) -> None:
     """Both runs are DVC experiments and MLflow runs of the main repo, with their UI parameters; "a" is champion."""
     exps = {r["Experiment"]: r for r in csv.DictReader(io.StringIO(_run(["dvc", "exp", "show", "--csv"], repo, env)))}
@@ -89,10 +158,7 @@ def _assert_experiments_and_registry(repo: Path, env: dict, runs: dict) -> None:
         assert float(exps[run.name]["register.min_improvement"]) == RUNS[key]["min_improvement"]
 
     # ... and MLflow runs in the main repo's store, tagged with those experiments; "a" is champion
-    import mlflow
-
-    uri = f"sqlite:///{repo / 'mlflow' / 'mlflow.db'}"
-    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client = _registry(repo)
     experiment_id = client.get_experiment_by_name("vistune").experiment_id
     mlflow_runs = {}
     for key, run in runs.items():
@@ -113,7 +179,7 @@ def test_two_workers_run_isolated_pipelines_in_parallel(postgres, tmp_path: Path
 
     from flows.wait import wait_http
 
-    repo = tiny_git_repo(tmp_path / "vistune", prepare=_gate_without_significance_test)
+    repo = tiny_git_repo(tmp_path / "vistune", prepare=_gate_without_significance_test_and_approval)
     postgres.create_database("prefect")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -143,6 +209,7 @@ def test_two_workers_run_isolated_pipelines_in_parallel(postgres, tmp_path: Path
         with temporary_settings({PREFECT_API_URL: f"{url}/api"}):
             started = {key: run_deployment(DEPLOYMENT, parameters={"params": ui}, timeout=0)
                        for key, ui in RUNS.items()}
+            versions = _review(repo, started, tmp_path)
             runs = _wait_final([r.id for r in started.values()], timeout=900)
             retried = _retried_tasks([r.id for r in started.values()])
         runs = {key: runs[r.id] for key, r in started.items()}
@@ -171,3 +238,4 @@ def test_two_workers_run_isolated_pipelines_in_parallel(postgres, tmp_path: Path
     assert not list((repo / ".dvc" / "tmp" / "runs").iterdir())
 
     _assert_experiments_and_registry(repo, env, runs)
+    _assert_reviews(repo, runs, versions)
