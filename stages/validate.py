@@ -152,7 +152,6 @@ def _write_outputs(store: StoredManifest, marked: pd.DataFrame, failures: dict, 
     """One pass over the stored parts: manifest.csv (good rows, appended part by part), the
     quarantined rows with their reasons and the warnings, each formatted from its full row."""
     bad, warnings = [], []
-    layout.validated.mkdir(parents=True, exist_ok=True)
     with atomic_path(layout.manifest) as tmp, open(tmp, "w", encoding="utf-8", newline="") as out:
         for offset, part in store.iter_parts():
             rows = range(offset, offset + len(part))
@@ -173,7 +172,9 @@ def run(cfg: ValidateCfg, layout: Layout, *, before_read: Callable[[Path], None]
     """The manifest is built and kept part by part on disk (`manifest_store`): memory holds a few
     compact facts a file, so it stays flat as the data grows."""
     _check_formats(cfg)
-    with tempfile.TemporaryDirectory(prefix="vistune-validate-") as spill:
+    layout.validated.mkdir(parents=True, exist_ok=True)
+    # beside the outputs, on the data's disk (a RAM-backed /tmp would hold the spilled rows in memory)
+    with tempfile.TemporaryDirectory(prefix=".manifest-parts-", dir=layout.validated) as spill:
         t = [time.perf_counter()]
         store = store_manifest(manifest_parts(layout.raw, max_pixels=cfg.max_pixels, workers=cfg.workers,
                                               cache_path=layout.decode_cache, before_read=before_read,

@@ -220,15 +220,6 @@ class _CacheWriter:
         self.f.write("}}")
 
 
-def save_cache(path: Path, cache: dict) -> None:
-    """sha256 -> facts (a dict, or a tuple in `_DECODE_FACTS` order) as JSON, written entry by entry."""
-    with atomic_path(path) as tmp, open(tmp, "w") as f:
-        writer = _CacheWriter(f)
-        writer.live.update({k: v if isinstance(v, tuple) else tuple(v[x] for x in _DECODE_FACTS)
-                            for k, v in cache.items()})
-        writer.close()
-
-
 def manifest_parts(root: str | Path, max_pixels: int, workers: int = 8, cache_path: str | Path | None = None,
                    before_read: Callable[[Path], None] | None = None,
                    timeout_s: float | None = DEFAULT_DECODE_TIMEOUT_S,
