@@ -84,8 +84,8 @@ def mark_duplicates(manifest: pd.DataFrame, near_distance: int, near_min_side: i
     hashes = np.array([int(h, 16) if ok else 0 for h, ok in zip(out.phash, candidates)], dtype=np.uint64)
     short_side = np.minimum(out.width.fillna(0), out.height.fillna(0)).to_numpy()
     paths = out.path.to_numpy()
-    marks = duplicate_marks(out.split.to_numpy(), sha, hashes, candidates, short_side, lambda rows: paths[rows].tolist(),
-                            near_distance, near_min_side)
+    marks = duplicate_marks(out.split.to_numpy(), sha, hashes, candidates, short_side,
+                            lambda rows: paths[rows].tolist(), near_distance, near_min_side)
     for col in DUPLICATE_COLUMNS:
         out[col] = marked_column(len(out), marks[col])
     return out

@@ -196,8 +196,9 @@ def load_cache(path: Path | None) -> dict:
 
 class _CacheWriter:
     """This run's decode facts, written entry by entry as each chunk of files is done: only the
-    current chunk's entries are held, plus a sorted uint64 array of the digests written (8 bytes a
-    file), so a file seen twice is written once and memory does not grow with a row of facts per file."""
+    current chunk's entries are held, plus a sorted uint64 array of the digests written (their first
+    8 bytes: a file seen twice is written once; a prefix collision only costs a decode next run), so
+    memory does not grow with a row of facts per file. A copy in a later chunk is decoded again."""
 
     def __init__(self, f) -> None:
         self.f, self.live, self.seen, self.n = f, {}, np.empty(0, dtype=np.uint64), 0
@@ -210,7 +211,8 @@ class _CacheWriter:
             new = ~np.isin(keys, self.seen)
             for digest in (d for d, n in zip(digests, new) if n):
                 facts = dict(zip(_DECODE_FACTS, self.live[digest]))
-                self.f.write(("," if self.n else "") + json.dumps(digest) + ":" + json.dumps(facts, separators=(",", ":")))
+                entry = json.dumps(digest) + ":" + json.dumps(facts, separators=(",", ":"))
+                self.f.write(("," if self.n else "") + entry)
                 self.n += 1
             self.seen = np.union1d(self.seen, keys[new])
             self.live.clear()
