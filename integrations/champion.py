@@ -16,6 +16,7 @@ import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -151,10 +152,11 @@ def drift_against(model: RegisteredModel, new: pd.DataFrame, image_root: Path, c
     return result
 
 
-def check(register_cfg: RegisterCfg, validate_cfg, root: Path, new: pd.DataFrame, image_root: Path,
-          device: str = "cpu") -> drift.DriftResult:
+def check(register_cfg: RegisterCfg, validate_cfg, root: Path, new: pd.DataFrame | Callable[[], pd.DataFrame],
+          image_root: Path, device: str = "cpu") -> drift.DriftResult:
     """Drift of `new` against the current champion; skipped (with the reason) when there is none yet
-    or the registry cannot be reached (validation keeps working offline)."""
+    or the registry cannot be reached (validation keeps working offline). `new` may be a function
+    that reads the rows: then they are loaded only when there is a champion to compare with."""
     from mlflow.exceptions import MlflowException
 
     from vistune.errors import VistuneError
@@ -170,4 +172,4 @@ def check(register_cfg: RegisterCfg, validate_cfg, root: Path, new: pd.DataFrame
         if model is None:
             return drift.skipped(f"no champion of {register_cfg.model_name} in the registry yet",
                                  validate_cfg.drift_threshold)
-        return drift_against(model, new, image_root, validate_cfg, device=device)
+        return drift_against(model, new() if callable(new) else new, image_root, validate_cfg, device=device)

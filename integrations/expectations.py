@@ -126,7 +126,8 @@ def run_suite(manifest: pd.DataFrame, cfg: ValidateCfg, docs_dir: Path | None = 
     """Validate the manifest; return per-expectation outcomes with failing row indices."""
     import great_expectations as gx
 
-    df = manifest.reset_index(drop=True)
+    default_index = manifest.index.equals(pd.RangeIndex(len(manifest)))
+    df = manifest if default_index else manifest.reset_index(drop=True)  # no copy of a large manifest
     ctx = _context(docs_dir)
     source = ctx.data_sources.add_pandas("manifest_source")
     asset = source.add_dataframe_asset(name="image_manifest")

@@ -18,23 +18,28 @@ or a failure with `validate.on_drift: fail`. No champion yet: drift.json says it
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
+import numpy as np
 import pandas as pd
 
 from integrations.expectations import QUARANTINE_CODES, run_suite
 from stages.cli import stage_main
 from vistune.config import Params, ValidateCfg
-from vistune.data.dataquality import dataset_findings, leak_messages, mark_duplicates
+from vistune.data.dataquality import (
+    DUPLICATE_COLUMNS, LEAK_EXAMPLES, dataset_findings, duplicate_marks, leak_messages, marked_column,
+)
 from vistune.data.imageio import format_names
 from vistune.errors import ConfigError, DataError
-from vistune.io import read_json, write_json, write_text
+from vistune.io import atomic_path, read_json, write_json, write_text
 from vistune.layout import Layout
-from vistune.data.manifest import build_manifest, preferred_extension
+from vistune.data.manifest import manifest_parts, preferred_extension
+from vistune.data.manifest_store import StoredManifest, store_manifest
 from vistune.data.sources.common import SPLITS
 
 if TYPE_CHECKING:
@@ -42,14 +47,27 @@ if TYPE_CHECKING:
 
 DUPLICATE_CODES = ("duplicate", "near_duplicate")
 QUARANTINE_COLUMNS = ["path", "split", "label", "code", "reason"]
+GOOD_FACTS = ["split", "label", "extension_mismatch", "exif_rotated", "brightness"]
 
 
 @dataclass
 class ValidateResult:
-    good: pd.DataFrame
+    manifest_path: Path  # the good rows (manifest.csv), written part by part; `good` reads them back
     quarantine: pd.DataFrame
     summary: dict
     warnings: list[str]
+
+    @property
+    def good(self) -> pd.DataFrame:
+        return read_good(self.manifest_path)
+
+
+def read_good(path: Path) -> pd.DataFrame:
+    """manifest.csv as a DataFrame (text columns as text, "" kept), for the drift check with a champion."""
+    text = {"path", "split", "label", "sha256", "format", "mode", "error", "phash"}
+    columns = pd.read_csv(path, nrows=0).columns
+    return pd.read_csv(path, dtype={c: str for c in text & set(columns)}, keep_default_na=False,
+                       na_values={c: [""] for c in columns if c not in text})
 
 
 def _warn_codes(cfg: ValidateCfg) -> set[str]:
@@ -58,18 +76,20 @@ def _warn_codes(cfg: ValidateCfg) -> set[str]:
         {"extension"} if cfg.on_extension_mismatch == "warn" else set())
 
 
-def _first_failures(manifest: pd.DataFrame, outcomes, warn_codes: set[str]) -> tuple[dict, dict]:
-    """Row index -> (code, reason) of the first expectation it fails, in suite order: (quarantined,
-    warned). A warned row stays only if no quarantining rule fails too; a warning never hides one."""
-    found: dict[int, tuple[str, str]] = {}
-    warned: dict[int, tuple[str, str]] = {}
+def _first_failures(outcomes, warn_codes: set[str]) -> tuple[dict, dict]:
+    """Row index -> outcome of the first expectation it fails, in suite order: (quarantined, warned).
+    A warned row stays only if no quarantining rule fails too; a warning never hides one."""
+    found: dict[int, object] = {}
+    warned: dict[int, object] = {}
     for oc in outcomes:
         into = warned if oc.code in warn_codes else found
         for i in oc.unexpected_index:
-            if i not in into:
-                row = manifest.iloc[i].to_dict()
-                into[i] = (oc.code, oc.reason.format(**row) or "failed " + oc.expectation)
-    return found, {i: f for i, f in warned.items() if i not in found}
+            into.setdefault(i, oc)
+    return found, {i: oc for i, oc in warned.items() if i not in found}
+
+
+def _reason(oc, row: dict) -> str:
+    return oc.reason.format(**row) or "failed " + oc.expectation
 
 
 def _warning(row: pd.Series, code: str, reason: str) -> str:
@@ -113,37 +133,82 @@ def _summary(manifest, good, quarantine, findings, n_total, suite_ok, n_warnings
     }
 
 
+def _marked(store: StoredManifest, cfg: ValidateCfg) -> pd.DataFrame:
+    """The store's facts, given `leak_of` / `exact_dup_of` / `near_dup_of` in place
+    (`dataquality.duplicate_marks`; no second copy of the facts)."""
+    facts = store.facts
+    candidates = facts.decodable.fillna(False).astype(bool).to_numpy() & (store.sha != b"")
+    short_side = np.minimum(facts.width.fillna(0), facts.height.fillna(0)).to_numpy()
+    marks = duplicate_marks(facts.split.to_numpy(), store.sha, store.phash, candidates, short_side,
+                            lambda rows: store.column_at("path", rows), cfg.near_duplicate_distance,
+                            cfg.near_duplicate_min_side)
+    for col in DUPLICATE_COLUMNS:
+        facts[col] = marked_column(len(facts), marks[col])
+    return facts
+
+
+def _write_outputs(store: StoredManifest, marked: pd.DataFrame, failures: dict, warned: dict,
+                   layout: Layout) -> tuple[pd.DataFrame, list[str]]:
+    """One pass over the stored parts: manifest.csv (good rows, appended part by part), the
+    quarantined rows with their reasons and the warnings, each formatted from its full row."""
+    bad, warnings = [], []
+    with atomic_path(layout.manifest) as tmp, open(tmp, "w", encoding="utf-8", newline="") as out:
+        for offset, part in store.iter_parts():
+            rows = range(offset, offset + len(part))
+            part = part.assign(**{c: marked[c].to_numpy()[offset:offset + len(part)] for c in DUPLICATE_COLUMNS})
+            for i in (i for i in rows if i in failures or i in warned):
+                row = part.iloc[i - offset].to_dict()
+                if i in failures:
+                    bad.append((row["path"], row["split"], row["label"], failures[i].code, _reason(failures[i], row)))
+                else:
+                    warnings.append(_warning(row, warned[i].code, _reason(warned[i], row)))
+            keep = [i not in failures for i in rows]
+            part[keep].to_csv(out, index=False, header=offset == 0)
+    bad_frame = pd.DataFrame(bad, columns=QUARANTINE_COLUMNS)
+    return bad_frame, warnings
+
+
 def run(cfg: ValidateCfg, layout: Layout, *, before_read: Callable[[Path], None] | None = None) -> ValidateResult:
+    """The manifest is built and kept part by part on disk (`manifest_store`): memory holds a few
+    compact facts a file, so it stays flat as the data grows."""
     _check_formats(cfg)
-    t = [time.perf_counter()]
-    manifest = build_manifest(layout.raw, max_pixels=cfg.max_pixels, workers=cfg.workers,
-                              cache_path=layout.decode_cache, before_read=before_read,
-                              timeout_s=cfg.decode_timeout_s or None)
-    if manifest.empty:
-        raise DataError(f"{layout.raw}: no files to validate; check data.source and run `dvc repro ingest`")
-    t.append(time.perf_counter())
-    manifest = mark_duplicates(manifest, cfg.near_duplicate_distance, cfg.near_duplicate_min_side)
-    t.append(time.perf_counter())
-    suite = run_suite(manifest, cfg, docs_dir=layout.validation_docs)
-    t.append(time.perf_counter())
-    print(f"validate phases: read+decode+pHash {t[1] - t[0]:.1f}s, duplicate search {t[2] - t[1]:.1f}s, "
-          f"expectation suite {t[3] - t[2]:.1f}s ({len(manifest)} files)", flush=True)
-    failures, warned = _first_failures(manifest, suite.outcomes, _warn_codes(cfg))
-    warnings = [_warning(manifest.loc[i], code, reason) for i, (code, reason) in sorted(warned.items())]
-    leaked_fraction, leak_errors, leak_warnings = leak_messages(manifest, cfg.max_leaked_fraction, cfg.max_leaked)
-    warnings = leak_warnings + warnings
-    order = sorted(failures)
-    bad = manifest.loc[order, ["path", "split", "label"]].assign(
-        code=[failures[i][0] for i in order], reason=[failures[i][1] for i in order])
+    layout.validated.mkdir(parents=True, exist_ok=True)
+    # beside the outputs, on the data's disk (a RAM-backed /tmp would hold the spilled rows in memory)
+    with tempfile.TemporaryDirectory(prefix=".manifest-parts-", dir=layout.validated) as spill:
+        t = [time.perf_counter()]
+        store = store_manifest(manifest_parts(layout.raw, max_pixels=cfg.max_pixels, workers=cfg.workers,
+                                              cache_path=layout.decode_cache, before_read=before_read,
+                                              timeout_s=cfg.decode_timeout_s or None), Path(spill))
+        if not len(store):
+            raise DataError(f"{layout.raw}: no files to validate; check data.source and run `dvc repro ingest`")
+        t.append(time.perf_counter())
+        marked = _marked(store, cfg)
+        t.append(time.perf_counter())
+        suite = run_suite(marked, cfg, docs_dir=layout.validation_docs)
+        t.append(time.perf_counter())
+        print(f"validate phases: read+decode+pHash {t[1] - t[0]:.1f}s, duplicate search {t[2] - t[1]:.1f}s, "
+              f"expectation suite {t[3] - t[2]:.1f}s ({len(store)} files)", flush=True)
+        failures, warned = _first_failures(suite.outcomes, _warn_codes(cfg))
+        bad, row_warnings = _write_outputs(store, marked, failures, warned, layout)
+        leaked = sorted(marked.index[marked.leak_of.notna()])[:LEAK_EXAMPLES]
+        paths = dict(zip(leaked, store.column_at("path", leaked)))
+    with_paths = marked[["split", "leak_of"]].assign(path=marked_column(len(marked), paths))  # pairs named
+    leaked_fraction, leak_errors, leak_warnings = leak_messages(with_paths, cfg.max_leaked_fraction, cfg.max_leaked)
+    warnings = leak_warnings + row_warnings
     quarantine = pd.concat([bad, _refused_at_ingest(layout)], ignore_index=True)[QUARANTINE_COLUMNS]
-    good = manifest.drop(index=order).reset_index(drop=True)
+    kept = np.ones(len(marked), dtype=bool)
+    kept[list(failures)] = False
+    good = marked.loc[kept, GOOD_FACTS].reset_index(drop=True)  # what the findings and summary count
+    return _finish(cfg, layout, marked, good, bad, quarantine, warnings, leaked_fraction, leak_errors, suite.success)
+
+
+def _finish(cfg, layout, marked, good, bad, quarantine, warnings, leaked_fraction, leak_errors,
+            suite_ok) -> ValidateResult:
+    """Split findings, summary.json, the printed report, and the stage's verdict."""
     findings = dataset_findings(good, cfg.min_images_per_class, cfg.max_imbalance_ratio)
     warnings += findings.warnings
-    n_total = len(manifest) + len(quarantine) - len(bad)
-    summary = _summary(manifest, good, quarantine, findings, n_total, suite.success, len(warnings), leaked_fraction)
-
-    layout.validated.mkdir(parents=True, exist_ok=True)
-    write_text(layout.manifest, good.to_csv(index=False))
+    n_total = len(marked) + len(quarantine) - len(bad)
+    summary = _summary(marked, good, quarantine, findings, n_total, suite_ok, len(warnings), leaked_fraction)
     write_text(layout.quarantine, quarantine.to_csv(index=False))
     write_json(layout.validation_summary, summary)
     print(f"{len(good)} good, {len(quarantine)} quarantined of {n_total} files ({summary['bad_fraction']:.1%})")
@@ -167,16 +232,18 @@ def run(cfg: ValidateCfg, layout: Layout, *, before_read: Callable[[Path], None]
             f"{layout.raw}: " + "; ".join(errors) +
             f". See {layout.quarantine}; fix or remove the files in the source, or relax validate.* in params.yaml"
         )
-    return ValidateResult(good=good, quarantine=quarantine, summary=summary, warnings=warnings)
+    return ValidateResult(manifest_path=layout.manifest, quarantine=quarantine, summary=summary, warnings=warnings)
 
 
-def check_drift(params: Params, layout: Layout, good: pd.DataFrame) -> "DriftResult":
-    """drift.json: the good images against the champion's training data (skipped without a champion)."""
+def check_drift(params: Params, layout: Layout, good: pd.DataFrame | None = None) -> "DriftResult":
+    """drift.json: the good images (default: manifest.csv, read only when there is a champion to
+    compare with) against the champion's training data (skipped without a champion)."""
     from integrations import champion
     from vistune.evaluate import drift
 
     cfg = params.validate
-    result = champion.check(params.register, cfg, layout.root.resolve(), good, layout.raw)
+    new = good if good is not None else (lambda: read_good(layout.manifest))
+    result = champion.check(params.register, cfg, layout.root.resolve(), new, layout.raw)
     write_json(layout.drift, result.as_metrics())
     print(drift.summary_line(result))
     if result.drifted and cfg.on_drift == "fail":
@@ -188,7 +255,7 @@ def check_drift(params: Params, layout: Layout, good: pd.DataFrame) -> "DriftRes
 
 def _run_all(params: Params, layout: Layout) -> ValidateResult:
     result = run(params.validate, layout)
-    check_drift(params, layout, result.good)
+    check_drift(params, layout)
     return result
 
 

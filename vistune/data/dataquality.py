@@ -13,6 +13,7 @@ train copy always survives and val/test stay clean).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -21,9 +22,53 @@ from vistune.data.phash import pairs_within
 from vistune.data.sources.common import SPLITS
 
 
-def _ranked(manifest: pd.DataFrame, mask: pd.Series) -> pd.DataFrame:
-    rank = manifest.split.map({s: i for i, s in enumerate(SPLITS)}).fillna(len(SPLITS))
-    return manifest[mask].assign(_rank=rank[mask]).sort_values(["_rank", "path"], kind="stable")
+DUPLICATE_COLUMNS = ("leak_of", "exact_dup_of", "near_dup_of")
+
+
+def _rank_sorted(rows: np.ndarray, split: np.ndarray, paths_of: Callable[[np.ndarray], list]) -> list:
+    """(row, path) of `rows` in keeping order: train < val < test (others last), then by path."""
+    rank = {s: i for i, s in enumerate(SPLITS)}
+    paths = paths_of(rows)
+    return sorted(zip(rows.tolist(), paths), key=lambda rp: (rank.get(split[rp[0]], len(SPLITS)), rp[1]))
+
+
+def duplicate_marks(split: np.ndarray, sha: np.ndarray, phash: np.ndarray, candidates: np.ndarray,
+                    short_side: np.ndarray, paths_of: Callable[[np.ndarray], list], near_distance: int,
+                    near_min_side: int) -> dict[str, dict[int, str]]:
+    """Column (`DUPLICATE_COLUMNS`) -> {row: path of the kept copy}, from compact arrays (one entry
+    a file: sha256, uint64 pHash, short side); `paths_of(rows)` is asked only for the rows that are
+    in a duplicate group or a near pair, so no path per file is held. See `mark_duplicates`."""
+    marks: dict[str, dict[int, str]] = {c: {} for c in DUPLICATE_COLUMNS}
+
+    def mark(keeper: tuple[int, str], row: int, same_col: str) -> None:
+        marks[same_col if split[row] == split[keeper[0]] else "leak_of"][row] = keeper[1]
+
+    cand = np.flatnonzero(candidates)
+    _, inverse, counts = np.unique(sha[cand], return_inverse=True, return_counts=True)
+    keepers: dict = {}
+    for row, path in _rank_sorted(cand[counts[inverse] > 1], split, paths_of):
+        if sha[row] in keepers:
+            mark(keepers[sha[row]], row, "exact_dup_of")
+        else:
+            keepers[sha[row]] = (row, path)
+    if near_distance < 0:
+        return marks
+    copies = np.zeros(len(split), dtype=bool)
+    copies[list(marks["leak_of"]) + list(marks["exact_dup_of"])] = True
+    rows = np.flatnonzero(candidates & (short_side >= near_min_side) & ~copies)
+    pairs = pairs_within(phash[rows], near_distance)
+    if not pairs:
+        return marks
+    ranked = _rank_sorted(rows[np.unique(np.array([(i, j) for i, j, _ in pairs]))], split, paths_of)
+    position = {row: k for k, (row, _) in enumerate(ranked)}
+    ordered = sorted(tuple(sorted((position[rows[i]], position[rows[j]]))) for i, j, _ in pairs)
+    marked: set[int] = set()
+    for a, b in ordered:  # the keeping order, i-then-j, as the all-rows ranked search made them
+        if a in marked or b in marked:
+            continue  # a is itself a copy; b is compared against kept images only
+        mark(ranked[a], ranked[b][0], "near_dup_of")
+        marked.add(b)
+    return marks
 
 
 def mark_duplicates(manifest: pd.DataFrame, near_distance: int, near_min_side: int) -> pd.DataFrame:
@@ -34,33 +79,24 @@ def mark_duplicates(manifest: pd.DataFrame, near_distance: int, near_min_side: i
     to 32x32 collides for genuinely different images.
     """
     out = manifest.copy()
-    for col in ("leak_of", "exact_dup_of", "near_dup_of"):
-        out[col] = None
-    candidates = out.decodable.fillna(False).astype(bool) & (out.sha256.fillna("") != "")
-
-    def mark(keeper: pd.Series, idx: int, same_col: str) -> None:
-        col = same_col if out.at[idx, "split"] == keeper["split"] else "leak_of"
-        out.at[idx, col] = keeper["path"]
-
-    ranked = _ranked(out, candidates)
-    for _, group in ranked.groupby("sha256", sort=False):
-        if len(group) > 1:
-            keeper = group.iloc[0]
-            for idx in group.index[1:]:
-                mark(keeper, idx, "exact_dup_of")
-
-    if near_distance >= 0:
-        short_side = np.minimum(out.width.fillna(0), out.height.fillna(0))
-        near_ok = candidates & (short_side >= near_min_side) & out.leak_of.isna() & out.exact_dup_of.isna()
-        ranked = _ranked(out, near_ok)
-        hashes = np.array([int(h, 16) for h in ranked.phash], dtype=np.uint64)
-        marked: set[int] = set()
-        for i, j, _ in pairs_within(hashes, near_distance):
-            if i in marked or j in marked:
-                continue  # i is itself a copy; j is compared against kept images only
-            mark(ranked.iloc[i], ranked.index[j], "near_dup_of")
-            marked.add(j)
+    sha = out.sha256.fillna("").astype(str).to_numpy()
+    candidates = out.decodable.fillna(False).astype(bool).to_numpy() & (sha != "")
+    hashes = np.array([int(h, 16) if ok else 0 for h, ok in zip(out.phash, candidates)], dtype=np.uint64)
+    short_side = np.minimum(out.width.fillna(0), out.height.fillna(0)).to_numpy()
+    paths = out.path.to_numpy()
+    marks = duplicate_marks(out.split.to_numpy(), sha, hashes, candidates, short_side,
+                            lambda rows: paths[rows].tolist(), near_distance, near_min_side)
+    for col in DUPLICATE_COLUMNS:
+        out[col] = marked_column(len(out), marks[col])
     return out
+
+
+def marked_column(n: int, marks: dict[int, str]) -> np.ndarray:
+    """An object column of n rows: the kept copy's path where marked, None elsewhere."""
+    col = np.full(n, None, dtype=object)
+    if marks:
+        col[list(marks)] = list(marks.values())
+    return col
 
 
 LEAK_EXAMPLES = 5  # pairs named in a leakage message

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from functools import lru_cache
 from itertools import islice
 from pathlib import Path
@@ -114,7 +115,8 @@ def _facts_for(data: bytes, digest: str, max_pixels: int, timeout_s: float | Non
         return decode_facts(data, max_pixels, timeout_s)
     old, live = cache
     packed = live.get(digest)
-    hit = dict(zip(_DECODE_FACTS, packed)) if packed is not None else old.get(digest)
+    packed = old.get(digest) if packed is None else packed
+    hit = packed if packed is None or isinstance(packed, dict) else dict(zip(_DECODE_FACTS, packed))
     # a cached bomb (never decoded) must be decoded if the limit was raised since
     if hit is None or not (hit["decoded"] or hit["pixels"] > max_pixels or not hit["identified"]):
         hit = decode_facts(data, max_pixels, timeout_s)
@@ -168,49 +170,98 @@ def list_images(root: Path) -> Iterator[tuple[Path, str, str]]:
             yield f, split, label
 
 
-def load_cache(path: Path | None) -> dict:
-    """sha256 -> decode facts from an earlier run; empty when missing, stale or unreadable."""
+def _packed(obj: dict):
+    """json object hook: a facts entry becomes a tuple in `_DECODE_FACTS` order (~1/3 of a dict's memory)."""
+    return tuple(obj[k] for k in _DECODE_FACTS) if obj.keys() == _FACT_KEYS else obj
+
+
+_FACT_KEYS = set(_DECODE_FACTS)
+
+
+def _load_packed(path: Path | None) -> dict:
+    """sha256 -> facts tuple from an earlier run; empty when missing, stale or unreadable."""
     if path is None or not Path(path).is_file():
         return {}
     try:
-        raw = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+        raw = json.loads(Path(path).read_text(), object_hook=_packed)
+    except (OSError, ValueError, KeyError):
         return {}
-    return raw.get("facts", {}) if raw.get("version") == CACHE_VERSION else {}
+    return raw.get("facts", {}) if isinstance(raw, dict) and raw.get("version") == CACHE_VERSION else {}
 
 
-def save_cache(path: Path, cache: dict) -> None:
-    """sha256 -> facts (a dict, or a tuple in `_DECODE_FACTS` order) as JSON, written entry by entry
-    (no second copy of the whole cache as one string)."""
-    with atomic_path(path) as tmp, open(tmp, "w") as f:
+def load_cache(path: Path | None) -> dict:
+    """sha256 -> decode facts (a dict per file) from an earlier run; empty when missing, stale or unreadable."""
+    return {k: v if isinstance(v, dict) else dict(zip(_DECODE_FACTS, v)) for k, v in _load_packed(path).items()}
+
+
+class _CacheWriter:
+    """This run's decode facts, written entry by entry as each chunk of files is done: only the
+    current chunk's entries are held, plus a sorted uint64 array of the digests written (their first
+    8 bytes: a file seen twice is written once; a prefix collision only costs a decode next run), so
+    memory does not grow with a row of facts per file. A copy in a later chunk is decoded again."""
+
+    def __init__(self, f) -> None:
+        self.f, self.live, self.seen, self.n = f, {}, np.empty(0, dtype=np.uint64), 0
         f.write(f'{{"version":{CACHE_VERSION},"facts":{{')
-        for k, (digest, facts) in enumerate(cache.items()):
-            facts = facts if isinstance(facts, dict) else dict(zip(_DECODE_FACTS, facts))
-            f.write(("," if k else "") + json.dumps(digest) + ":" + json.dumps(facts, separators=(",", ":")))
-        f.write("}}")
+
+    def flush(self) -> None:
+        if self.live:
+            digests = list(self.live)
+            keys = np.array([int(d[:16], 16) for d in digests], dtype=np.uint64)
+            new = ~np.isin(keys, self.seen)
+            for digest in (d for d, n in zip(digests, new) if n):
+                facts = dict(zip(_DECODE_FACTS, self.live[digest]))
+                entry = json.dumps(digest) + ":" + json.dumps(facts, separators=(",", ":"))
+                self.f.write(("," if self.n else "") + entry)
+                self.n += 1
+            self.seen = np.union1d(self.seen, keys[new])
+            self.live.clear()
+
+    def close(self) -> None:
+        self.flush()
+        self.f.write("}}")
+
+
+def manifest_parts(root: str | Path, max_pixels: int, workers: int = 8, cache_path: str | Path | None = None,
+                   before_read: Callable[[Path], None] | None = None,
+                   timeout_s: float | None = DEFAULT_DECODE_TIMEOUT_S,
+                   files: list[tuple[Path, str, str]] | None = None) -> Iterator[pd.DataFrame]:
+    """The manifest as DataFrame parts of up to ROWS_PER_CHUNK files, in listing order, so a caller
+    that keeps only what it needs of each part holds memory independent of the number of files.
+
+    With `cache_path` (JSON) files seen before are not decoded again; this run's facts are written
+    as parts are made and the file is replaced once the last part has been taken (only facts for
+    files present in this run: the cache never grows stale). `files` ((file, split, label) under
+    root) replaces the root/<split>/<label>/ listing (batch scoring). `before_read` is called with
+    each file just before it is read (progress, or tests that delete a file mid-run).
+    """
+    root = Path(root)
+    files = iter(list_images(root) if files is None else files)  # a list too is taken a chunk at a time, once
+    root_real = os.path.realpath(root)
+    with ExitStack() as stack:
+        writer, cache = None, None
+        if cache_path is not None:
+            tmp = stack.enter_context(atomic_path(Path(cache_path)))
+            old = _load_packed(Path(cache_path))
+            writer = _CacheWriter(stack.enter_context(open(tmp, "w")))
+            cache = (old, writer.live)
+        pool = stack.enter_context(ThreadPoolExecutor(max_workers=max(1, workers)))
+        while chunk := list(islice(files, ROWS_PER_CHUNK)):  # paths and row dicts: one chunk at a time
+            rows = pool.map(lambda t: _row(root, root_real, t[0], t[1], t[2], max_pixels, timeout_s, cache,
+                                           before_read), chunk)
+            part = pd.DataFrame(list(rows), columns=COLUMNS)
+            if writer is not None:
+                writer.flush()
+            yield part
+        if writer is not None:
+            writer.close()
 
 
 def build_manifest(root: str | Path, max_pixels: int, workers: int = 8, cache_path: str | Path | None = None,
                    before_read: Callable[[Path], None] | None = None,
                    timeout_s: float | None = DEFAULT_DECODE_TIMEOUT_S,
                    files: list[tuple[Path, str, str]] | None = None) -> pd.DataFrame:
-    """One row per file under root; with `cache_path` (JSON) files seen before are not decoded again.
-    `files` ((file, split, label) under root) replaces the root/<split>/<label>/ listing (batch scoring).
-
-    Only facts for files present in this run are written back, so the cache never grows stale.
-    `before_read` is called with each file just before it is read (progress, or tests that delete
-    a file mid-run).
-    """
-    root = Path(root)
-    files = iter(list_images(root) if files is None else files)  # a list too is taken a chunk at a time, once
-    cache = (load_cache(Path(cache_path)), {}) if cache_path is not None else None
-    root_real = os.path.realpath(root)
-    parts = []
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        while chunk := list(islice(files, ROWS_PER_CHUNK)):  # paths and row dicts: one chunk at a time
-            rows = pool.map(lambda t: _row(root, root_real, t[0], t[1], t[2], max_pixels, timeout_s, cache,
-                                           before_read), chunk)
-            parts.append(pd.DataFrame(list(rows), columns=COLUMNS))
-    if cache is not None:
-        save_cache(Path(cache_path), cache[1])
+    """One row per file under root, in one DataFrame (`manifest_parts`, concatenated); for sets
+    that fit in memory (init's inspection, batch scoring, tests). `validate` takes the parts."""
+    parts = list(manifest_parts(root, max_pixels, workers, cache_path, before_read, timeout_s, files))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)
