@@ -120,3 +120,18 @@ def test_small_photo_sets_train_the_head_with_a_larger_lr():
     assert v["train.strategy"] == "linear_probe" and v["train.lr"] == pytest.approx(r.PROBE_LR * 32 / 64)
     digits = profile(n_train=500, side=8, modes={"L": 700}, formats={"PNG": 700})
     assert values(r.make_recipe(digits, CPU, ALL_LITES, "x", Params()))["train.strategy"] == "full"
+
+
+def test_photos_under_a_larger_teacher_get_a_pretrained_lite0_student():
+    big = values(r.make_recipe(profile(), CPU, ALL_LITES, "x", Params(), minutes=10_000))
+    assert big["train.model"] == ALL_LITES[-1]
+    assert big["compress.student"] == ALL_LITES[0] and big["compress.student_pretrained"] == "imagenet"
+    assert big["compress.distill_strategy"] == big["train.strategy"] == "linear_probe"
+    assert (big["compress.distill_epochs"], big["compress.distill_lr"]) == (big["train.epochs"], big["train.lr"])
+    parsed = Params().compress.__class__(**{k.split(".")[1]: v for k, v in big.items() if k.startswith("compress.")})
+    assert parsed.student == ALL_LITES[0]  # the settings pass the section's own checks together
+    # the teacher is already the cheapest offline backbone, or the images are not photos: the defaults stay
+    assert not any(k.startswith("compress.") for k in values(r.make_recipe(profile(), CPU, ALL_LITES, "x", Params())))
+    digits = profile(n_train=500, side=8, modes={"L": 700}, formats={"PNG": 700})
+    assert not any(k.startswith("compress.") for k in values(r.make_recipe(digits, CPU, ALL_LITES, "x", Params(),
+                                                                            minutes=10_000)))
