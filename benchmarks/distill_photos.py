@@ -156,14 +156,14 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     from vistune.config import to_dict
     from vistune.data.prepared import load_prepared
     from vistune.layout import Layout
 
     load_before, started = os.getloadavg(), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    params, recipe = recipe_params(args.data.resolve(), args.minutes, args.params)
+    params, recipe = recipe_params(args.data.resolve(), args.minutes, args.params)  # at torch's default threads
+    if args.threads:
+        torch.set_num_threads(args.threads)
     key = hashlib.sha256(json.dumps({s: to_dict(getattr(params, s)) for s in ("data", "validate", "augment", "train")},
                                     sort_keys=True).encode()).hexdigest()[:12]
     layout = Layout(args.workdir / key)
