@@ -5,7 +5,9 @@ of train images listed in data/compress/calibration.csv), optionally the older d
 magnitude-pruned + fine-tuned, and distilled variants, and measures each on the test split:
 accuracy, file size (raw and gzip), p50/p95 latency at batch 1 and 32, images/s on CPU. Each
 variant is gated against the fp32 model (`vistune.models.compress.gate`: accuracy drop <=
-compress.max_drop, not slower, smaller or faster); the report's `gate` column says which ones
+compress.max_drop on the same test split, not slower, smaller or faster; speed from `speedup_b1`,
+the fp32 model re-timed in alternation with each variant so both see the same load on a shared
+CPU); the report's `gate` column says which ones
 `register` registers as sibling model versions. Writes data/compress/report.csv + metrics.json
 (DVC metrics) and the variant files under data/compress/models/.
 """
@@ -39,7 +41,8 @@ def _plain(backbone) -> dict:
     return {k: v.detach().cpu().contiguous() for k, v in backbone.model.state_dict().items()}
 
 
-def _pruned(cfg: CompressCfg, params: Params, clf: Classifier, data, layout: Layout) -> vc.VariantReport:
+def _pruned(cfg: CompressCfg, params: Params, clf: Classifier, data, layout: Layout, parent: vc.Predict
+            ) -> vc.VariantReport:
     backbone = vc.clone_backbone(clf.backbone)
     vc.magnitude_prune(backbone.model, cfg.prune_amount)
     if cfg.finetune_epochs > 0:
@@ -51,20 +54,22 @@ def _pruned(cfg: CompressCfg, params: Params, clf: Classifier, data, layout: Lay
     save_model(path, backbone, _plain(backbone), clf.classes, clf.image_size,
                extra={"variant": "pruned", "prune_amount": cfg.prune_amount})
     x, y = data.tensors("test")
-    return vc.report_torch("pruned", backbone, path, x, y, cfg.latency_runs)
+    return vc.report_torch("pruned", backbone, path, x, y, cfg.latency_runs, parent=parent)
 
 
-def _distilled(cfg: CompressCfg, params: Params, clf: Classifier, data, layout: Layout) -> vc.VariantReport:
+def _distilled(cfg: CompressCfg, params: Params, clf: Classifier, data, layout: Layout, parent: vc.Predict
+               ) -> vc.VariantReport:
     student = create_backbone(cfg.student, len(clf.classes), cfg.student_pretrained,
                               pretrained_sha256=cfg.student_pretrained_sha256,
                               sha256_setting="compress.student_pretrained_sha256")
     vc.distill(clf.backbone, student, data, params.augment, cfg.distill_epochs, cfg.distill_lr,
-               params.train.batch_size, cfg.distill_temperature, cfg.distill_alpha, cfg.seed)
+               params.train.batch_size, cfg.distill_temperature, cfg.distill_alpha, cfg.seed,
+               strategy=cfg.distill_strategy, unfreeze_blocks=cfg.distill_unfreeze_blocks)
     path = layout.compress_models / "distilled.pt"
     save_model(path, student, _plain(student), clf.classes, clf.image_size,
                extra={"variant": "distilled", "teacher": clf.backbone.spec})
     x, y = data.tensors("test")
-    return vc.report_torch("distilled", student, path, x, y, cfg.latency_runs)
+    return vc.report_torch("distilled", student, path, x, y, cfg.latency_runs, parent=parent)
 
 
 REPORT_COLUMNS = [f.name for f in dataclasses.fields(vc.VariantReport)] + ["gate", "gate_reason"]
@@ -84,7 +89,8 @@ def _calibration(cfg: CompressCfg, data, layout: Layout):
     return x.numpy()[rows]
 
 
-def _onnx_variants(cfg: CompressCfg, clf: Classifier, data, layout: Layout, reference) -> list[vc.VariantReport]:
+def _onnx_variants(cfg: CompressCfg, clf: Classifier, data, layout: Layout, reference, parent: vc.Predict
+                   ) -> list[vc.VariantReport]:
     wanted = [v for v in ("onnx", "onnx_int8", "onnx_int8_dynamic") if v in cfg.variants]
     if not wanted:
         return []
@@ -100,7 +106,8 @@ def _onnx_variants(cfg: CompressCfg, clf: Classifier, data, layout: Layout, refe
     reports = []
     for name in wanted:
         onnx_export.set_metadata(models / files[name], clf.classes, clf.image_size)  # quantizers drop it
-        reports.append(vc.report_onnx(name, models / files[name], clf.backbone, x, y, reference, cfg.latency_runs))
+        reports.append(vc.report_onnx(name, models / files[name], clf.backbone, x, y, reference, cfg.latency_runs,
+                                      parent=parent))
     if "onnx" not in wanted:
         (models / "model.onnx").unlink()
     return reports
@@ -134,13 +141,14 @@ def run(params: Params, layout: Layout) -> pd.DataFrame:
     x, y = data.tensors("test")
     reports = [vc.report_torch("fp32", clf.backbone, layout.model, x, y, cfg.latency_runs)]
     reference = predict_logits(clf.backbone, x, torch.device("cpu"))
-    reports += _onnx_variants(cfg, clf, data, layout, reference)
+    parent = vc.torch_predictor(clf.backbone)  # re-timed beside each variant: the gate's speed comparison
+    reports += _onnx_variants(cfg, clf, data, layout, reference, parent)
     if "onnx_int8" not in cfg.variants:
         write_text(layout.compress_dir / "calibration.csv", "train_row,label,path\n")
     if "pruned" in cfg.variants:
-        reports.append(_pruned(cfg, params, clf, data, layout))
+        reports.append(_pruned(cfg, params, clf, data, layout, parent))
     if "distilled" in cfg.variants:
-        reports.append(_distilled(cfg, params, clf, data, layout))
+        reports.append(_distilled(cfg, params, clf, data, layout, parent))
     table = _table(cfg, reports, layout)
     write_text(layout.compress_report, table.round(6).to_csv(index=False))
     keys = ("accuracy", "size_mb", "p50_ms", "p50_b32_ms", "images_per_s")

@@ -41,6 +41,8 @@ GateTest = Literal["none", "mcnemar", "bootstrap"]  # vistune.evaluate.significa
 Approval = Literal["auto", "required"]  # required: a reviewer approves promotion in the Prefect UI (flows/approval.py)
 CompressVariant = Literal["onnx", "onnx_int8", "onnx_int8_dynamic", "pruned", "distilled"]
 CalibrationMethod = Literal["minmax", "percentile", "entropy"]  # vistune.models.quantize.CALIBRATION_METHODS
+# what a distilled student trains (train.strategy names; adapters are left out: the student file stores plain weights)
+DistillStrategy = Literal["full", "partial", "linear_probe"]
 
 _PYDANTIC_KEYS = ("ge", "gt", "le", "lt", "pattern")
 
@@ -248,9 +250,13 @@ class CompressCfg(_Checked):
     variants: tuple[CompressVariant, ...] = ("onnx", "onnx_int8", "pruned", "distilled")
     prune_amount: float = bounded(0.5, ge=0, lt=1)  # fraction of conv/linear weights zeroed (global magnitude)
     finetune_epochs: int = bounded(1, ge=0)  # fine-tune after pruning, masks held (0 = none)
-    student: str = "timm:mobilenetv3_small_050"
-    student_pretrained: str = "none"
-    student_pretrained_sha256: str = ""  # student_pretrained a file: its sha256 (required)
+    student: str = bounded("timm:mobilenetv3_small_050", pattern=r"(timm|torchvision):.+")  # a backbone spec
+    # as train.pretrained: "imagenet" (offline for timm:tf_efficientnet_lite0/1/2, see list_backbones()), "none"
+    # (from scratch: only for data the student can learn alone, e.g. digits), or a state-dict file
+    student_pretrained: str = bounded("none", pattern=r".+")
+    student_pretrained_sha256: str = bounded("", pattern=r"|[0-9a-fA-F]{64}")  # student_pretrained a file: its sha256
+    distill_strategy: DistillStrategy = "full"  # as train.strategy; linear_probe / partial need a pretrained student
+    distill_unfreeze_blocks: int = bounded(2, ge=1)  # distill_strategy partial: the last blocks that train
     distill_epochs: int = bounded(15, ge=1)
     distill_lr: float = bounded(0.005, gt=0, lt=10)
     distill_temperature: float = bounded(4.0, gt=0)
@@ -261,6 +267,13 @@ class CompressCfg(_Checked):
     calibration_method: CalibrationMethod = "minmax"
     max_drop: float = bounded(0.01, ge=0, le=1)  # a variant's gate: test accuracy at most this far below fp32
     max_slowdown: float = bounded(0.1, ge=0)  # ... and p50 latency at most this fraction above fp32's
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.distill_strategy != "full" and self.student_pretrained == "none":
+            raise ConfigError(f"params.yaml: compress.distill_strategy={self.distill_strategy!r} keeps some of the "
+                              "student's layers frozen, but compress.student_pretrained is 'none' (random layers); "
+                              "valid: distill_strategy 'full', or student_pretrained 'imagenet' or a weights file")
 
 
 @dataclass(frozen=True)

@@ -200,6 +200,25 @@ def _format_settings(p: DataProfile, current: Params) -> list[Setting]:
     return []
 
 
+def _student_settings(p: DataProfile, teacher: BackboneCost, offline: Sequence[str], strategy: str, epochs: int,
+                      lr: float) -> list[Setting]:
+    """Photos under a larger teacher: the cheapest offline Lite as the `compress` student, pretrained and
+    trained the teacher's way (a student from scratch cannot learn a few hundred photos)."""
+    usable = [c for c in CPU_COSTS if c.spec in offline]
+    if not p.is_photo or not usable or usable[0].spec == teacher.spec:
+        return []
+    student = usable[0]
+    why = "distilled student (compress): "
+    return [
+        Setting("compress.student", student.spec, why + f"the cheapest offline backbone, "
+                f"{student.train_img_s / teacher.train_img_s:.1f}x the teacher's train img/s on the measured CPU"),
+        Setting("compress.student_pretrained", "imagenet", why + "its offline ImageNet weights, as the teacher's"),
+        Setting("compress.distill_strategy", strategy, why + "trained as the teacher is (train.strategy)"),
+        Setting("compress.distill_epochs", epochs, why + "the teacher's epochs"),
+        Setting("compress.distill_lr", lr, why + "the teacher's LR"),
+    ]
+
+
 def make_recipe(p: DataProfile, device: DeviceFacts, offline: Sequence[str], source: str, current: Params,
                 minutes: float | None = None) -> Recipe:
     """The params `init` writes for this data on this device (each with the reason printed beside it)."""
@@ -240,6 +259,7 @@ def make_recipe(p: DataProfile, device: DeviceFacts, offline: Sequence[str], sou
         for key, value in PHOTO_AUGMENT.items():
             s.append(Setting(f"augment.{key}", value, "photo augmentation: flips, crops, light colour jitter, no noise"))
     s += _format_settings(p, current)
+    s += _student_settings(p, cost, offline, "linear_probe" if probe else "full", epochs, _lr(batch, p.is_photo, probe))
     return Recipe(tuple(s), est, tuple(notes))
 
 

@@ -81,6 +81,7 @@ def test_variants_are_built_checked_and_gated(compressed):
     assert np.isfinite(table[["p50_ms", "p95_ms", "p50_b32_ms", "p95_b32_ms"]].to_numpy()).all()
     assert (table.images_per_s > 0).all() and (table.p95_b32_ms >= table.p50_b32_ms).all()
     assert table.loc["fp32", "gate"] == "parent"
+    assert table.loc["fp32", "speedup_b1"] == 0 and (table.drop(index="fp32").speedup_b1 > 0).all()  # re-timed pairs
     assert table.loc["distilled", "gate"] == "fail" and "larger than fp32" in table.loc["distilled", "gate_reason"]
     assert table.loc["onnx", "gate"] == "pass"  # same function, ~100x faster than eager torch at batch 1
     metrics = read_json(lay.compress_metrics)
@@ -220,3 +221,45 @@ def test_unknown_variant_is_a_clear_error(trained_tiny):
     with pytest.raises(ConfigError, match="compress.variants"):
         compress.run(dataclasses.replace(_params(), compress=dataclasses.replace(_params().compress, variants=("zip",))),
                      trained_tiny)
+
+
+@pytest.mark.parametrize("strategy", ["linear_probe", "partial"])
+def test_a_pretrained_student_starts_from_its_offline_weights(trained_tiny, tmp_path, strategy):
+    """`student_pretrained: imagenet` loads the offline ImageNet weights the way `train.pretrained` does: the
+    layers the strategy freezes are still exactly those weights after distillation, the trained ones moved,
+    the saved file keeps the student's own normalization, and the variant is measured and gated beside fp32."""
+    from vistune.models.backbones import create_backbone
+
+    lay = Layout(tmp_path)
+    shutil.copytree(trained_tiny.root, lay.root, dirs_exist_ok=True, ignore=shutil.ignore_patterns("checkpoints"))
+    p = _params(enabled=True, variants=["distilled"], student="timm:tf_efficientnet_lite0", student_pretrained="imagenet",
+                distill_strategy=strategy, distill_unfreeze_blocks=1, distill_epochs=1, latency_runs=2)
+    table = compress.run(p, lay).set_index("variant")
+    assert list(table.index) == ["fp32", "distilled"] and table.loc["distilled", "gate"] in ("pass", "fail")
+    student = Classifier.load(lay.compress_models / "distilled.pt")
+    imagenet = create_backbone("timm:tf_efficientnet_lite0", len(student.classes), "imagenet")
+    assert student.backbone.mean == imagenet.mean == (0.5, 0.5, 0.5)  # the offline weights' own normalization
+    got, start = student.backbone.model.state_dict(), imagenet.model.state_dict()
+    assert torch.equal(got["conv_stem.weight"], start["conv_stem.weight"])  # frozen: still ImageNet's
+    assert torch.equal(got["blocks.0.0.bn1.running_mean"], start["blocks.0.0.bn1.running_mean"])
+    assert not torch.equal(got["classifier.weight"], start["classifier.weight"])  # the head trained
+    last_block = [k for k in got if k.startswith("blocks.6.") and k.endswith("conv_pw.weight")][0]
+    assert torch.equal(got[last_block], start[last_block]) == (strategy == "linear_probe")
+
+
+def test_the_gate_judges_speed_on_the_paired_timing():
+    """A variant timed beside fp32 (`speedup_b1`) is judged on that ratio, not on the two p50s taken minutes
+    apart under different loads; without it the p50s decide."""
+    from vistune.models.compress import VariantReport, gate
+
+    parent = VariantReport("fp32", 0.90, 10.0, 9.0, p50_ms=5.0, p95_ms=6.0)
+    late = VariantReport("distilled", 0.90, 10.0, 9.0, p50_ms=50.0, p95_ms=60.0, speedup_b1=2.0)  # timed in a busy minute
+    assert gate(late, parent, 0.01, 0.1) == ""
+    slow = dataclasses.replace(late, p50_ms=1.0, speedup_b1=0.5)
+    assert "batch-1 latency 2.00x fp32's (timed in alternation with fp32)" in gate(slow, parent, 0.01, 0.1)
+    assert "neither smaller nor faster" in gate(slow, parent, 0.01, 1.5)
+    unpaired = dataclasses.replace(late, speedup_b1=0.0)
+    assert "batch-1 latency 10.00x fp32's (fp32's p50 5.00 ms)" in gate(unpaired, parent, 0.01, 0.1)
+    worse = dataclasses.replace(late, accuracy=0.88)
+    assert gate(worse, parent, 0.01, 0.1).startswith("accuracy 0.8800 is more than compress.max_drop=0.01")
+    assert gate(worse, parent, 0.02, 0.1) == ""

@@ -36,8 +36,12 @@ BOUNDS = [(s, f.name, k, v, typing.get_origin(h) is tuple, int in (h, *typing.ge
           for s, f, h in _fields() for k, v in f.metadata.items() if k in ("ge", "gt", "le", "lt")]
 
 
+# keys whose every value is valid only beside another key's value (a cross-key check in the section)
+CONTEXT = {("compress", "distill_strategy"): {"student_pretrained": "imagenet"}}
+
+
 def _raw(section: str, key: str, value) -> dict:
-    return {section: {key: value}}
+    return {section: {**CONTEXT.get((section, key), {}), key: value}}
 
 
 def _with_item(section: str, key: str, item) -> list:
@@ -212,3 +216,15 @@ def test_a_field_without_metadata_has_no_bound_and_a_new_bounded_one_is_checked(
     check_values(NewSection(count=-10**9, name=""))  # no metadata: any value of the type
     with pytest.raises(ConfigError, match=r"NewSection.share=2: value out of range; valid: 0 <= share <= 1$"):
         check_values(NewSection(share=2))
+
+
+@pytest.mark.parametrize("strategy", ["partial", "linear_probe"])
+def test_a_frozen_layer_student_needs_pretrained_weights(strategy):
+    with pytest.raises(ConfigError, match=rf"^params.yaml: compress.distill_strategy='{strategy}' keeps .*"
+                                          r"student_pretrained is .none.*valid: "):
+        parse_params({"compress": {"distill_strategy": strategy, "student_pretrained": "none"}})
+    cfg = parse_params({"compress": {"distill_strategy": strategy, "student_pretrained": "imagenet",
+                                     "student": "timm:tf_efficientnet_lite0"}}).compress
+    assert (cfg.distill_strategy, cfg.student_pretrained) == (strategy, "imagenet")
+    with pytest.raises(ConfigError, match=r"compress.student='tf_efficientnet_lite0': value has the wrong form"):
+        parse_params({"compress": {"student": "tf_efficientnet_lite0"}})

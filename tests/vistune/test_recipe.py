@@ -129,3 +129,18 @@ def test_classes_named_like_imagenet_start_the_head_there_with_a_smaller_lr():
     assert r.SEEDED_PROBE_LR < r.PROBE_LR
     other = values(r.make_recipe(profile(classes=("ants", "widgets")), CPU, ALL_LITES, "x", Params()))
     assert other["train.head_init"] == "random" and other["train.lr"] == pytest.approx(r.PROBE_LR * 32 / 64)
+
+
+def test_photos_under_a_larger_teacher_get_a_pretrained_lite0_student():
+    big = values(r.make_recipe(profile(), CPU, ALL_LITES, "x", Params(), minutes=10_000))
+    assert big["train.model"] == ALL_LITES[-1]
+    assert big["compress.student"] == ALL_LITES[0] and big["compress.student_pretrained"] == "imagenet"
+    assert big["compress.distill_strategy"] == big["train.strategy"] == "linear_probe"
+    assert (big["compress.distill_epochs"], big["compress.distill_lr"]) == (big["train.epochs"], big["train.lr"])
+    parsed = Params().compress.__class__(**{k.split(".")[1]: v for k, v in big.items() if k.startswith("compress.")})
+    assert parsed.student == ALL_LITES[0]  # the settings pass the section's own checks together
+    # the teacher is already the cheapest offline backbone, or the images are not photos: the defaults stay
+    assert not any(k.startswith("compress.") for k in values(r.make_recipe(profile(), CPU, ALL_LITES, "x", Params())))
+    digits = profile(n_train=500, side=8, modes={"L": 700}, formats={"PNG": 700})
+    assert not any(k.startswith("compress.") for k in values(r.make_recipe(digits, CPU, ALL_LITES, "x", Params(),
+                                                                            minutes=10_000)))
