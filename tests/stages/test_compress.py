@@ -130,18 +130,53 @@ def test_int8_graph_is_integer(compressed):
     assert ran["QLinearConv"] == len(convs) and ran["Conv"] == 0
 
 
-def test_int8_outputs_agree_with_fp32_on_real_images(compressed):
-    """The real digits test scans (decoded like training) through fp32 torch and the int8 graph."""
+def _photo_crops(photos: list[np.ndarray], size: int, per_photo: int, seed: int) -> list[np.ndarray]:
+    from vistune.data.preprocess import resize_rgb
+
+    rng, out = np.random.default_rng(seed), []
+    for img in photos:
+        h, w, _ = img.shape
+        for _ in range(per_photo):
+            s = int(min(h, w) * rng.uniform(0.5, 0.9))
+            y, x = rng.integers(0, h - s + 1), rng.integers(0, w - s + 1)
+            out.append(resize_rgb(img[y:y + s, x:x + s], size))
+    return out
+
+
+def test_int8_outputs_agree_with_fp32_on_real_photos(tmp_path):
+    """The static int8 graph of a network that has learned (ImageNet Lite0 with its own 1000-class head)
+    answers like fp32 on real photos (Grace Hopper, scikit-learn's two sample photos): per-image logit
+    correlation >= 0.9 (measured 0.91-0.97; between different photos it is about 0), top-5 mostly shared,
+    Grace Hopper still `military uniform`. Calibrated on other crops of the same photos. (The tiny
+    fixture model is at chance, so its logits are near-constant and say nothing about quantization.)"""
+    from matplotlib import cbook
+    from sklearn.datasets import load_sample_images
+
+    from tests.vistune.test_backbones import MILITARY_UNIFORM
+    from vistune.data.imageio import decode_rgb
+    from vistune.data.preprocess import resize_rgb
+    from vistune.models import onnx_export, quantize
+    from vistune.models.backbones import create_backbone
     from vistune.models.compress import onnx_predictor
 
-    lay, _ = compressed
-    x, _ = load_prepared(lay.prepared, splits=("test",)).tensors("test")
-    fp32 = predict_logits(Classifier.load(lay.model).backbone, x, torch.device("cpu")).numpy()
-    int8 = onnx_predictor(lay.compress_models / "model_int8.onnx")(x.numpy())
-    spread = float(fp32.max() - fp32.min())
-    assert np.abs(int8 - fp32).max() <= 0.1 * spread
-    p32, p8 = torch.from_numpy(fp32).softmax(1), torch.from_numpy(int8).softmax(1)
-    assert float((p8 - p32).abs().max()) <= 0.05
+    b = create_backbone("timm:tf_efficientnet_lite0", 1000, "imagenet", head_rows=list(range(1000)))
+    with cbook.get_sample_data("grace_hopper.jpg") as f:
+        photos = [decode_rgb(f.read()), *load_sample_images().images]
+    size = b.input_size
+    calib = np.stack(_photo_crops(photos, size, 8, seed=0))
+    check = np.stack([resize_rgb(p, size) for p in photos] + _photo_crops(photos, size, 3, seed=1))
+    onnx_export.export_onnx(b, size, tmp_path / "fp32.onnx")
+    quantize.quantize_static_int8(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", calib)
+    ops = quantize.integer_ops(tmp_path / "int8.onnx")
+    assert ops["int8_conv"] == ops["conv"] > 40  # every convolution int8
+    fp32 = predict_logits(b, torch.from_numpy(check), torch.device("cpu")).numpy()
+    int8 = onnx_predictor(tmp_path / "int8.onnx")(check)
+    corr = [float(np.corrcoef(a, q)[0, 1]) for a, q in zip(fp32, int8)]
+    assert min(corr) >= 0.9, corr
+    top5 = [len(set(np.argsort(a)[-5:]) & set(np.argsort(q)[-5:])) for a, q in zip(fp32, int8)]
+    assert np.mean(top5) >= 3, top5
+    assert fp32[0].argmax() == int8[0].argmax() == MILITARY_UNIFORM
+    assert np.abs(int8 - fp32).max() <= 0.25 * float(fp32.max() - fp32.min())
 
 
 def _serve_png(params_file, root, version: str, png: bytes) -> dict:
