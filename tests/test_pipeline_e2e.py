@@ -137,9 +137,9 @@ def test_param_change_reruns_only_downstream(repo: Path):
 @pytest.fixture(scope="module")
 def prefect_server():
     """One Prefect test server for this module's flow runs (in-process and served)."""
-    from prefect.testing.utilities import prefect_test_harness
+    from tests.prefect_harness import prefect_server as temporary_server
 
-    with prefect_test_harness(server_startup_timeout=90):
+    with temporary_server():
         yield
 
 

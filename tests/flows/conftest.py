@@ -7,7 +7,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def harness():
-    from prefect.testing.utilities import prefect_test_harness
+    from tests.prefect_harness import prefect_server
 
-    with prefect_test_harness(server_startup_timeout=90):
+    with prefect_server():
         yield

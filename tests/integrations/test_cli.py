@@ -67,12 +67,12 @@ def test_serve_command_line():
 
 def test_prefect_flows_promote_rollback_archive(store):
     """The same three actions as real Prefect flow runs (one temporary server for the module)."""
-    from prefect.testing.utilities import prefect_test_harness
+    from tests.prefect_harness import prefect_server
 
     from flows.promote import archive_flow, promote_flow, rollback_flow
 
     client, params, root, (v1, v2, v3) = store
-    with prefect_test_harness(server_startup_timeout=90):
+    with prefect_server():
         assert promote_flow(v3, reason="from prefect", repo=str(root)) == v1
         assert registry.alias_version(client, NAME, "champion") == v3
         assert tuple(rollback_flow(repo=str(root))) == (v3, v1)
