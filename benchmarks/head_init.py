@@ -30,9 +30,15 @@ from vistune.models.imagenet_names import imagenet_rows  # noqa: E402
 
 
 def features(prepared: Path, spec: str) -> dict[str, np.ndarray]:
-    """Pooled features (the head's input) of every split, as is and mirrored, plus labels."""
+    """Pooled features (the head's input) of every split of a prepared set, as is and mirrored, plus labels."""
     data = load_prepared(prepared)
-    b = create_backbone(spec, len(data.classes), "imagenet")
+    splits = {s: (np.asarray(a.images), np.asarray(a.labels)) for s, a in data.splits.items()}
+    return features_of(splits, data.classes, spec)
+
+
+def features_of(splits: dict[str, tuple[np.ndarray, np.ndarray]], classes: list[str], spec: str) -> dict[str, np.ndarray]:
+    """`{split: (uint8 NCHW images, labels)}` -> `{split}_clean`, `{split}_flip`, `{split}_y` and `classes`."""
+    b = create_backbone(spec, len(classes), "imagenet")
     net = b.net.eval().to(memory_format=torch.channels_last)
     seen: dict[str, torch.Tensor] = {}
     b.head_module().register_forward_hook(lambda m, i, o: seen.__setitem__("x", i[0].detach()))
@@ -46,10 +52,9 @@ def features(prepared: Path, spec: str) -> dict[str, np.ndarray]:
                 out.append(seen["x"].clone())
         return torch.cat(out).numpy()
 
-    res: dict[str, np.ndarray] = {"classes": np.array(data.classes)}
-    for split, arr in data.splits.items():
-        images = np.asarray(arr.images)
-        res[f"{split}_y"] = np.asarray(arr.labels)
+    res: dict[str, np.ndarray] = {"classes": np.array(classes)}
+    for split, (images, labels) in splits.items():
+        res[f"{split}_y"] = labels
         res[f"{split}_clean"] = run(images)
         res[f"{split}_flip"] = run(images[..., ::-1])
     return res

@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO, free_port, stop_process_group, tiny_git_repo
+from tests.flows.approval_checks import wait_for_deployment
 
 pytestmark = pytest.mark.slow
 
@@ -49,21 +50,6 @@ def _env(tmp_path: Path, url: str) -> dict:
     env.pop("MLFLOW_TRACKING_URI", None)
     return env | {"PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}", "PREFECT_HOME": str(tmp_path / "prefect"),
                   "PREFECT_API_URL": f"{url}/api", "PREFECT_RUNNER_POLL_FREQUENCY": "2"}
-
-
-def _wait_for_deployment(name: str, timeout: float = 120) -> None:
-    from prefect.client.orchestration import get_client
-
-    deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
-        while True:
-            try:
-                client.read_deployment_by_name(name)
-                return
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"deployment {name} never appeared; see serve.log")
-                time.sleep(1)
 
 
 def _flow_run_state(flow_run_id: str) -> str:
@@ -190,7 +176,7 @@ def test_quick_run_from_the_prefect_ui_completes(tmp_path: Path):
                                   stdout=(logs / "serve.log").open("w"), stderr=subprocess.STDOUT,
                                   start_new_session=True)
         with temporary_settings({PREFECT_API_URL: f"{url}/api"}), sync_playwright() as p:
-            _wait_for_deployment(f"{DEPLOYMENT}/{DEPLOYMENT}")
+            wait_for_deployment(f"{DEPLOYMENT}/{DEPLOYMENT}", [server, served], logs, timeout=120)
             browser = p.chromium.launch(executable_path=str(CHROMIUM),
                                         args=["--headless", "--no-sandbox", "--disable-background-networking"])
             page = browser.new_page(viewport={"width": 1400, "height": 1000})

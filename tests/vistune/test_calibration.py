@@ -41,6 +41,18 @@ def test_temperature_recovers_known_overconfidence():
     assert expected_calibration_error(probs_after, y.numpy()) < expected_calibration_error(probs_before, y.numpy())
 
 
+def test_validation_without_errors_keeps_t_one():
+    """Every val answer right: the NLL keeps falling as T -> 0, so there is no T to fit."""
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 2, (76,), generator=g)
+    logits = torch.randn(76, 2, generator=g)
+    logits[torch.arange(76), y] += 5.0  # all right, with a margin
+    assert (logits.argmax(1) == y).all()
+    assert fit_temperature(logits, y) == 1.0
+    logits[0] = logits[0].flip(0)  # one error: a finite T again
+    assert 0.05 < fit_temperature(logits, y) < 20
+
+
 def test_empty_validation_keeps_t_one():
     assert fit_temperature(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long)) == 1.0
 

@@ -42,11 +42,18 @@ def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, n_bins: in
 
 
 def fit_temperature(logits: torch.Tensor, y_true: torch.Tensor, max_iter: int = 100) -> float:
-    """T > 0 minimizing the NLL of softmax(logits / T) on held-out data (LBFGS over log T)."""
+    """T > 0 minimizing the NLL of softmax(logits / T) on held-out data (LBFGS over log T).
+
+    T stays 1 when that data holds no error: then the NLL falls all the way to T -> 0 (no minimum),
+    and the "fitted" T made every test answer certain (hymenoptera, 76 val images all right: T = 0.0016,
+    test NLL 19.8 and ECE worse than before scaling; benchmarks/RESULTS.md 2026-12-03).
+    """
     if logits.numel() == 0:
         return 1.0
     logits = logits.detach().float()
     y_true = y_true.long()
+    if bool((logits.argmax(dim=1) == y_true).all()):
+        return 1.0
     log_t = torch.zeros(1, requires_grad=True)
     opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=max_iter, line_search_fn="strong_wolfe")
 

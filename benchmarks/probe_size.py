@@ -1,0 +1,99 @@
+"""Which input size for a frozen backbone on photos: its native size, or larger?
+
+A linear probe keeps the ImageNet backbone as it was trained: on random-resized crops, where objects
+fill more of the frame than in a whole photo squashed to the same size (the FixRes train/test
+discrepancy). This measures it on a pipeline run's validated photos (`--run`: a repo where `validate`
+ran, e.g. `benchmarks/accuracy.py --workdir`): every good image is decoded once and squashed
+(`resize_rgb`, the pipeline's decode) to each size; then
+
+- zero-shot: errors of the ImageNet rows named by the classes alone, per split (no training, so
+  train+val is a fair set to choose the size on);
+- probe: a head started at those rows, trained the way `fit` trains `linear_probe` (head_init.py's
+  optimiser) on train features at one size, val/test errors by epoch at the same size.
+
+    .venv/bin/python benchmarks/probe_size.py --run /tmp/acc --out benchmarks/results/probe_size_lite0.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from head_init import errors, features_of, imagenet_head, train_head  # noqa: E402
+
+from vistune.data.imageio import decode_file  # noqa: E402
+from vistune.data.preprocess import resize_rgb  # noqa: E402
+from vistune.models.imagenet_names import imagenet_rows  # noqa: E402
+
+SPLITS = ("train", "val", "test")
+REPORT_EPOCHS = (1, 2, 3, 5, 11)
+
+
+def good_images(run: Path) -> tuple[list[str], dict[str, tuple[list[np.ndarray], np.ndarray]]]:
+    """(classes, {split: (decoded RGB photos, labels)}) for the rows `validate` kept."""
+    refused = {r["path"] for r in csv.DictReader((run / "data/validated/quarantine.csv").open())}
+    rows = [r for r in csv.DictReader((run / "data/validated/manifest.csv").open()) if r["path"] not in refused]
+    classes = sorted({r["label"] for r in rows})
+    out = {}
+    for split in SPLITS:
+        mine = [r for r in rows if r["split"] == split]
+        out[split] = ([decode_file(run / "data/raw" / r["path"]) for r in mine],
+                      np.array([classes.index(r["label"]) for r in mine]))
+    return classes, out
+
+
+def at_size(photos: dict, classes: list[str], spec: str, size: int) -> dict[str, np.ndarray]:
+    splits = {s: (np.stack([resize_rgb(p, size) for p in rgb]), y) for s, (rgb, y) in photos.items()}
+    return features_of(splits, classes, spec)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--run", type=Path, required=True, help="repo of a pipeline run (data/validated, data/raw)")
+    p.add_argument("--model", default="timm:tf_efficientnet_lite0")
+    p.add_argument("--sizes", type=int, nargs="+", default=[224, 256, 288, 320])
+    p.add_argument("--epochs", type=int, default=11)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True)
+    a = p.parse_args(argv)
+    torch.set_num_threads(torch.get_num_threads())
+    t0 = time.perf_counter()
+    classes, photos = good_images(a.run)
+    rows, unmatched = imagenet_rows(classes)
+    if rows is None:
+        p.error(f"classes {unmatched} name no single ImageNet class")
+    by_size = {}
+    for size in a.sizes:
+        t = time.perf_counter()
+        z = at_size(photos, classes, a.model, size)
+        dim = z["train_clean"].shape[1]
+        zero = {s: errors(imagenet_head(a.model, rows, dim), z, s) for s in SPLITS}
+        torch.manual_seed(a.seed)
+        probe = train_head(imagenet_head(a.model, rows, dim), z, a.lr, a.epochs, a.seed)
+        by_size[size] = {"zero_shot_errors": zero, "probe_val_test_errors_by_epoch": probe,
+                         "seconds": round(time.perf_counter() - t, 1)}
+        shown = " ".join(f"ep{e} {probe[e][0]}/{probe[e][1]}" for e in REPORT_EPOCHS if e < len(probe))
+        print(f"{size:4d} px  zero-shot errors train {zero['train']} val {zero['val']} test {zero['test']} "
+              f"(train+val {zero['train'] + zero['val']})  probe val/test: {shown}", flush=True)
+    n = {s: int(len(photos[s][1])) for s in SPLITS}
+    result = {"date": str(date.today()), "model": a.model, "classes": classes, "imagenet_rows": rows, "n": n,
+              "lr": a.lr, "epochs": a.epochs, "sizes": by_size, "seconds": round(time.perf_counter() - t0, 1)}
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
