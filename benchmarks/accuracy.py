@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 HYMENOPTERA = REPO.parent / "shared" / "datasets" / "hymenoptera"
 SKIP = ("tests/", "benchmarks/", "data/raw", "data/prepared")
 RECIPE_KEYS = {"data": ["source"], "augment": None, "train": ["model", "pretrained", "head_init", "strategy", "epochs", "batch_size",
-                                                               "lr", "warmup_epochs", "patience", "device"],
+                                                               "lr", "warmup_epochs", "patience", "keep", "device"],
                "validate": ["allowed_formats"]}
 ENV = {"HF_HUB_OFFLINE": "1", "MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1",
        "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}

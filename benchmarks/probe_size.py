@@ -9,7 +9,9 @@ ran, e.g. `benchmarks/accuracy.py --workdir`): every good image is decoded once 
 - zero-shot: errors of the ImageNet rows named by the classes alone, per split (no training, so
   train+val is a fair set to choose the size on);
 - probe: a head started at those rows, trained the way `fit` trains `linear_probe` (head_init.py's
-  optimiser) on train features at one size, val/test errors by epoch at the same size.
+  optimiser) on train features at one size, val/test errors by epoch at the same size;
+- cv: the same head with fit's cosine schedule and a random flip per image, in repeated k-fold
+  cross-validation on train+val (test untouched): held-out errors by epoch, summed over folds and repeats.
 
     .venv/bin/python benchmarks/probe_size.py --run /tmp/acc --out benchmarks/results/probe_size_lite0.json
 """
@@ -26,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -58,6 +61,46 @@ def at_size(photos: dict, classes: list[str], spec: str, size: int) -> dict[str,
     return features_of(splits, classes, spec)
 
 
+def cosine_head_errors(head: torch.nn.Linear, z: dict, train: np.ndarray, held: np.ndarray, lr: float,
+                       epochs: int, seed: int) -> np.ndarray:
+    """Held-out errors after 0..epochs epochs: AdamW + cosine to 0 over the run, batch 32, flip p=0.5."""
+    g = torch.Generator().manual_seed(seed)
+    clean, flip = torch.from_numpy(z["clean"][train]).float(), torch.from_numpy(z["flip"][train]).float()
+    y, x_held = torch.from_numpy(z["y"][train]).long(), torch.from_numpy(z["clean"][held]).float()
+    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=0.05)
+    steps, k = epochs * -(-len(y) // 32), 0
+
+    def wrong() -> int:
+        with torch.no_grad():
+            return int((head(x_held).argmax(1).numpy() != z["y"][held]).sum())
+
+    out = [wrong()]
+    for _ in range(epochs):
+        for idx in torch.randperm(len(y), generator=g).split(32):
+            mirrored = torch.rand(len(idx), generator=g) < 0.5
+            for group in opt.param_groups:
+                group["lr"] = lr * 0.5 * (1 + np.cos(np.pi * k / steps))
+            k += 1
+            loss = F.cross_entropy(head(torch.where(mirrored[:, None], flip[idx], clean[idx])), y[idx], label_smoothing=0.1)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        out.append(wrong())
+    return np.array(out)
+
+
+def cv_errors(z: dict, spec: str, rows: list[int], lr: float, epochs: int, folds: int, repeats: int) -> list[int]:
+    """Held-out errors by epoch in `repeats` x `folds`-fold CV over train+val, summed."""
+    pool = {key: np.concatenate([z[f"train_{key}"], z[f"val_{key}"]]) for key in ("clean", "flip", "y")}
+    total = np.zeros(epochs + 1, dtype=int)
+    for rep in range(repeats):
+        fold = np.random.default_rng(rep).permutation(len(pool["y"])) % folds
+        for f in range(folds):
+            head = imagenet_head(spec, rows, pool["clean"].shape[1])
+            total += cosine_head_errors(head, pool, fold != f, fold == f, lr, epochs, seed=rep)
+    return total.tolist()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", type=Path, required=True, help="repo of a pipeline run (data/validated, data/raw)")
@@ -66,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=11)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cv-folds", type=int, default=5)
+    p.add_argument("--cv-repeats", type=int, default=3)
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args(argv)
     torch.set_num_threads(torch.get_num_threads())
@@ -82,14 +127,15 @@ def main(argv: list[str] | None = None) -> int:
         zero = {s: errors(imagenet_head(a.model, rows, dim), z, s) for s in SPLITS}
         torch.manual_seed(a.seed)
         probe = train_head(imagenet_head(a.model, rows, dim), z, a.lr, a.epochs, a.seed)
+        cv = cv_errors(z, a.model, rows, a.lr, a.epochs, a.cv_folds, a.cv_repeats)
         by_size[size] = {"zero_shot_errors": zero, "probe_val_test_errors_by_epoch": probe,
-                         "seconds": round(time.perf_counter() - t, 1)}
+                         "cv_train_val_errors_by_epoch": cv, "seconds": round(time.perf_counter() - t, 1)}
         shown = " ".join(f"ep{e} {probe[e][0]}/{probe[e][1]}" for e in REPORT_EPOCHS if e < len(probe))
         print(f"{size:4d} px  zero-shot errors train {zero['train']} val {zero['val']} test {zero['test']} "
-              f"(train+val {zero['train'] + zero['val']})  probe val/test: {shown}", flush=True)
+              f"(train+val {zero['train'] + zero['val']})  probe val/test: {shown}  cv errors by epoch: {cv}", flush=True)
     n = {s: int(len(photos[s][1])) for s in SPLITS}
     result = {"date": str(date.today()), "model": a.model, "classes": classes, "imagenet_rows": rows, "n": n,
-              "lr": a.lr, "epochs": a.epochs, "sizes": by_size, "seconds": round(time.perf_counter() - t0, 1)}
+              "lr": a.lr, "epochs": a.epochs, "cv": {"folds": a.cv_folds, "repeats": a.cv_repeats}, "sizes": by_size, "seconds": round(time.perf_counter() - t0, 1)}
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=1) + "\n")
     return 0

@@ -84,18 +84,22 @@ def _run(cfg: TrainCfg, augment: AugmentCfg, layout: Layout, progress: bool, dis
     if not dist.is_main:
         return result
     save_model(layout.model, backbone, result.state_dict, data.classes, data.image_size,
-               extra={"train": to_dict(cfg), "augment": to_dict(augment), "best_epoch": result.best_epoch})
+               extra={"train": to_dict(cfg), "augment": to_dict(augment), "best_epoch": result.best_epoch,
+                      "kept_epoch": result.kept_epoch})
     _preview(data.splits["train"].images, augment, layout)
     history = pd.DataFrame(result.history)
     write_text(layout.train_history, history.to_csv(index=False))
     last = result.history[-1] if result.history else {}
     write_json(layout.train_metrics, {
-        "best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy,
+        "best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy, "kept_epoch": result.kept_epoch,
         "epochs_run": len(result.history), "stopped_early": result.stopped_early,
         "final_train_loss": last.get("train_loss"), "images_per_s": float(history["images_per_s"].mean()) if len(history) else 0.0,
         "trainable_params": trainable, "total_params": total, "world_size": dist.world_size,
     })
-    say(f"best val accuracy {result.best_val_accuracy:.4f} at epoch {result.best_epoch} -> {layout.model}")
+    kept = (f"best val accuracy {result.best_val_accuracy:.4f} at epoch {result.best_epoch}" if cfg.keep == "best" else
+            f"last epoch {result.kept_epoch} kept (train.keep: last; best val accuracy {result.best_val_accuracy:.4f} "
+            f"at epoch {result.best_epoch})")
+    say(f"{kept} -> {layout.model}")
     return result
 
 

@@ -32,6 +32,7 @@ ClassWeighting = Literal["none", "loss", "sampler"]
 AdversarialKind = Literal["none", "fgsm", "pgd"]  # vistune.train.adversarial.ATTACKS
 LrScaling = Literal["none", "linear", "sqrt"]  # vistune.train.steps.LR_SCALING
 HeadInit = Literal["random", "imagenet_names"]  # vistune.models.imagenet_names
+KeepWeights = Literal["best", "last"]  # vistune.train.checkpoint.Progress
 AmpDtype = Literal["auto", "bfloat16", "float16"]  # vistune.models.inference.amp_dtype
 AutoAugment = Literal["none", "trivial", "rand"]
 OnDuplicate = Literal["quarantine", "warn", "fail"]
@@ -180,6 +181,8 @@ class TrainCfg(_Checked):
     adv_step_size: float = bounded(0.0, ge=0)  # pgd step; 0 = 2.5 * adv_epsilon / adv_steps
     adv_fraction: float = bounded(0.5, ge=0, le=1)  # share of batches trained on adversarial images (the rest clean)
     patience: int = bounded(3, ge=0)  # epochs without val improvement before stopping; 0 disables
+    # weights kept: "best" val accuracy (the first epoch on a tie) or the "last" epoch (val too small to rank epochs)
+    keep: KeepWeights = "best"
     amp: bool = True  # CUDA autocast: bf16 where supported, else fp16 + GradScaler; ignored on CPU (fp32)
     amp_dtype: AmpDtype = "auto"  # CUDA autocast dtype: auto (bf16 if supported) | bfloat16 | float16
     compile: bool = False  # torch.compile the model (CUDA; slow first epoch)

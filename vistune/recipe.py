@@ -68,6 +68,12 @@ PROBE_LR = 1e-2  # rule of thumb: a head alone takes a 10x larger LR than full f
 # a head started at the ImageNet rows (train.head_init: imagenet_names) is near its answer already: on hymenoptera's
 # Lite0 features, 11 epochs at 1e-3 (batch 32) kept val at 0-1 errors of 76, 5e-3 drifted to 1-4 (RESULTS.md)
 SEEDED_PROBE_LR = 2e-3
+# a frozen backbone sees a whole squashed photo at a smaller apparent object size than the random-resized crops it
+# was trained on (the FixRes train/test discrepancy); a larger input restores it. Lite0 on hymenoptera, chosen
+# without the test split: a head trained to the end of its schedule made 24 / 16 / 16 / 17 errors at
+# 224 / 256 / 288 / 320 px in 3x5-fold cross-validation on train+val (zero-shot: 10 / 8 / 7 / 8); 256 is the
+# cheapest size at the minimum, ~1.31x the compute per image (benchmarks/probe_size.py, RESULTS.md 2026-12-03)
+PROBE_UPSIZE = 256 / 224
 # val sets smaller than this are too noisy for early stopping: on hymenoptera (76 val images) patience 3 stopped
 # the first run at epoch 4 of 11 with the best at epoch 1, still in warm-up (RESULTS.md)
 NOISY_VAL = 1000
@@ -117,11 +123,14 @@ def epochs_for(n_train: int) -> int:
     return max(MIN_EPOCHS, min(MAX_EPOCHS, math.ceil(SEEN_TARGET / max(n_train, 1))))
 
 
-def image_size_for(p: DataProfile, native: int) -> int:
-    """Photos: the backbone's native size. Smaller images: their own median short side rounded up to a
-    multiple of 32 (at least 32): upscaling further adds compute, not detail."""
+def image_size_for(p: DataProfile, native: int, probe: bool = False) -> int:
+    """Photos: the backbone's native size, or PROBE_UPSIZE x it for a frozen backbone (linear probe) as far as
+    the photos have the detail. Smaller images: their own median short side rounded up to a multiple of 32
+    (at least 32): upscaling further adds compute, not detail."""
     if p.is_photo:
-        return native
+        if not probe:
+            return native
+        return max(native, min(32 * round(native * PROBE_UPSIZE / 32), 32 * int(p.short_side.median // 32)))
     return min(native, max(32, 32 * math.ceil(p.short_side.median / 32)))
 
 
@@ -136,7 +145,7 @@ def estimate_seconds(cost: BackboneCost, size: int, epochs: int, p: DataProfile,
 
 
 def _pick_backbone(p: DataProfile, device: DeviceFacts, offline: Sequence[str], minutes: float | None,
-                   n_train: int) -> tuple[BackboneCost, int, int, float | None, list[str]]:
+                   n_train: int, probe: bool = False) -> tuple[BackboneCost, int, int, float | None, list[str]]:
     """(backbone, image size, epochs, estimated minutes, notes): the largest offline Lite that fits."""
     usable = [c for c in CPU_COSTS if c.spec in offline] or [CPU_COSTS[0]]
     epochs = epochs_for(n_train)
@@ -144,19 +153,19 @@ def _pick_backbone(p: DataProfile, device: DeviceFacts, offline: Sequence[str], 
         best = usable[-1]
         notes = [f"{device.name}: GPU speed was not measured here, so no time budget is applied; "
                  f"the largest offline backbone ({best.spec}) is used"]
-        return best, image_size_for(p, best.native), epochs, None, notes
+        return best, image_size_for(p, best.native, probe), epochs, None, notes
     if minutes is None:  # no budget: the cheapest (lite2's fixed-feature gain: 1 image in 153, at ~2.3x the cost)
         cost = usable[0]
-        size = image_size_for(p, cost.native)
+        size = image_size_for(p, cost.native, probe)
         return cost, size, epochs, estimate_seconds(cost, size, epochs, p, device.threads) / 60, []
     budget = minutes
     for cost in reversed(usable):
-        size = image_size_for(p, cost.native)
+        size = image_size_for(p, cost.native, probe)
         est = estimate_seconds(cost, size, epochs, p, device.threads) / 60
         if est <= budget:
             return cost, size, epochs, est, []
     cost = usable[0]
-    size = image_size_for(p, cost.native)
+    size = image_size_for(p, cost.native, probe)
     per_epoch = estimate_seconds(cost, size, 1, p, device.threads) - estimate_seconds(cost, size, 0, p, device.threads)
     room = budget * 60 - estimate_seconds(cost, size, 0, p, device.threads)
     fit = max(1, int(room // per_epoch)) if per_epoch > 0 else epochs
@@ -164,6 +173,15 @@ def _pick_backbone(p: DataProfile, device: DeviceFacts, offline: Sequence[str], 
     notes = [f"even {cost.spec} with {epochs} epochs does not fit {budget:g} min; epochs cut to {min(fit, epochs)} "
              f"(estimated {est:.1f} min): expect lower accuracy, or give more --minutes"]
     return cost, size, min(fit, epochs), est, notes
+
+
+def _size_reason(p: DataProfile, cost: BackboneCost, size: int) -> str:
+    if size == cost.native:
+        return f"{cost.spec}'s native input size"
+    if size > cost.native:
+        return (f"{size / cost.native:.2f}x {cost.spec}'s native {cost.native} px: a frozen backbone sees whole photos "
+                "at the object size of its random-crop training (FixRes; measured on hymenoptera)")
+    return f"images are {p.short_side.median:g} px (median short side); no upscaling beyond that"
 
 
 def _lr_for(photo: bool, probe: bool, seeded: bool) -> str:
@@ -226,7 +244,7 @@ def make_recipe(p: DataProfile, device: DeviceFacts, offline: Sequence[str], sou
     probe = p.is_photo and n_train < SMALL_TRAIN
     head = _head_init(p)
     seeded = head.value == "imagenet_names"
-    cost, size, epochs, est, notes = _pick_backbone(p, device, offline, minutes, n_train)
+    cost, size, epochs, est, notes = _pick_backbone(p, device, offline, minutes, n_train, probe)
     device_batch = CPU_BATCH if device.kind == "cpu" else GPU_BATCH
     batch = min(device_batch, max(8, 2 ** int(math.log2(max(n_train // 4, 1)))))
     budget = "" if est is None else f"; estimated {est:.1f} min for the whole pipeline on {device.name}"
@@ -239,8 +257,7 @@ def make_recipe(p: DataProfile, device: DeviceFacts, offline: Sequence[str], sou
         Setting("train.strategy", "linear_probe" if probe else "full",
                 f"{n_train} train images (< {SMALL_TRAIN}): train the head on the pretrained features, which "
                 "beat full fine-tuning on hymenoptera" if probe else "fine-tune every layer"),
-        Setting("augment.image_size", size, f"{cost.spec}'s native input size" if size == cost.native else
-                f"images are {p.short_side.median:g} px (median short side); no upscaling beyond that"),
+        Setting("augment.image_size", size, _size_reason(p, cost, size)),
         Setting("train.epochs", epochs, f"~{SEEN_TARGET} training images seen for {n_train} train images "
                 f"(clamped to {MIN_EPOCHS}..{MAX_EPOCHS})"),
         Setting("train.batch_size", batch, ("fastest measured train step on this CPU" if device.kind == "cpu" else
@@ -254,7 +271,10 @@ def make_recipe(p: DataProfile, device: DeviceFacts, offline: Sequence[str], sou
     if p.n_split("val") < NOISY_VAL:
         s.append(Setting("train.patience", 0, f"no early stop: one of {p.n_split('val')} val images is "
                          f"{100 / max(p.n_split('val'), 1):.1f}%, too noisy to stop on; the cosine schedule runs to its "
-                         "end and the best-val epoch is kept"))
+                         "end"))
+        s.append(Setting("train.keep", "last", f"keep the last epoch's weights: {p.n_split('val')} val images cannot "
+                         "rank epochs (on hymenoptera all 76 were right from epoch 1, so `best` kept the barely trained "
+                         "epoch 1; in cross-validation on train+val at 256 px, epoch 11 made 16 errors, epoch 1 18)"))
     if p.is_photo:
         for key, value in PHOTO_AUGMENT.items():
             s.append(Setting(f"augment.{key}", value, "photo augmentation: flips, crops, light colour jitter, no noise"))

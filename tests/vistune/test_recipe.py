@@ -46,7 +46,8 @@ def test_budget_picks_the_largest_backbone_that_fits():
         assert rec.estimated_minutes <= minutes
         if i + 1 < len(ALL_LITES):
             cost = r.CPU_COSTS[i + 1]
-            assert r.estimate_seconds(cost, cost.native, values(rec)["train.epochs"], p, 2) / 60 > minutes
+            size = r.image_size_for(p, cost.native, probe=values(rec)["train.strategy"] == "linear_probe")
+            assert r.estimate_seconds(cost, size, values(rec)["train.epochs"], p, 2) / 60 > minutes
 
 
 def test_a_budget_too_small_cuts_epochs_and_says_so():
@@ -57,8 +58,26 @@ def test_a_budget_too_small_cuts_epochs_and_says_so():
 
 
 def test_only_installed_backbones_are_picked():
-    rec = r.make_recipe(profile(), CPU, ALL_LITES[:1], "x", Params(), minutes=10_000)
+    rec = r.make_recipe(profile(n_train=2000), CPU, ALL_LITES[:1], "x", Params(), minutes=10_000)
     assert values(rec)["train.model"] == ALL_LITES[0] and values(rec)["augment.image_size"] == r.CPU_COSTS[0].native
+
+
+def test_a_frozen_backbone_gets_a_larger_input_when_the_photos_have_the_detail():
+    probe = values(r.make_recipe(profile(n_train=245, side=374), CPU, ALL_LITES, "x", Params()))
+    assert probe["train.strategy"] == "linear_probe" and probe["augment.image_size"] == 256  # Lite0: 224 x 1.14
+    full = values(r.make_recipe(profile(n_train=2000, side=374), CPU, ALL_LITES, "x", Params()))
+    assert full["train.strategy"] == "full" and full["augment.image_size"] == 224  # fine-tuning adapts: native
+    small = values(r.make_recipe(profile(n_train=245, side=250), CPU, ALL_LITES, "x", Params()))
+    assert small["augment.image_size"] == 224  # 250 px photos: not upscaled past their own detail
+    lite2 = values(r.make_recipe(profile(n_train=245, side=374), CPU, ALL_LITES, "x", Params(), minutes=10_000))
+    assert lite2["train.model"] == ALL_LITES[-1] and lite2["augment.image_size"] == 288  # 260 x 1.14 = 297 -> 288
+
+
+def test_a_val_set_too_small_to_rank_epochs_keeps_the_last_weights():
+    small = values(r.make_recipe(profile(n_val=76), CPU, ALL_LITES, "x", Params()))
+    assert small["train.patience"] == 0 and small["train.keep"] == "last"
+    large = values(r.make_recipe(profile(n_train=5000, n_val=2000), CPU, ALL_LITES, "x", Params()))
+    assert "train.keep" not in large and "train.patience" not in large  # params.yaml's own (best, early stop)
 
 
 @pytest.mark.parametrize("n_train, epochs", [(100, 25), (245, 11), (1259, 4), (100_000, 4), (10, 30)])

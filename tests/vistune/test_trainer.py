@@ -168,3 +168,19 @@ def test_fit_takes_its_own_loss():
     _, res = _fit(dataclasses.replace(TCFG, epochs=2), loss_fn=loss_fn)
     assert calls == [16, 16, 8] * 2  # 40 images, batch 16, two epochs
     assert all(np.isfinite(r["train_loss"]) for r in res.history)
+
+
+def test_keep_last_returns_the_final_weights_and_best_the_best_epochs(tmp_path):
+    """train.keep: `last` hands back the weights of the final epoch (what the checkpoint's model holds),
+    `best` those of the best-val epoch; both report which epoch they kept."""
+    tcfg = dataclasses.replace(TCFG, epochs=3)
+    _, last = _fit(dataclasses.replace(tcfg, keep="last"), checkpoint=tmp_path / "last.pt")
+    final = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert last.kept_epoch == 3 and final["kept_epoch"] == 3
+    for k, v in final["model"].items():
+        assert torch.equal(v, last.state_dict[k]), k
+    _, best = _fit(tcfg)
+    assert best.kept_epoch == best.best_epoch
+    val = [r["val_accuracy"] for r in best.history]
+    assert best.best_epoch == 1 + val.index(max(val))  # the first epoch with the best val accuracy
+    assert [r["val_accuracy"] for r in last.history] == val  # same run; only the weights handed back differ

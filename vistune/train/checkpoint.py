@@ -22,29 +22,33 @@ from vistune.io import save_torch
 from vistune.train.steps import Run
 
 _RUNTIME_KEYS = ("device", "compile", "threads", "channels_last")
-_NEWER_DEFAULTS = {"sync_bn": False, "lr_scaling": "linear", "amp_dtype": "auto"}  # at these values, older checkpoints still resume
+_NEWER_DEFAULTS = {"sync_bn": False, "lr_scaling": "linear", "amp_dtype": "auto", "keep": "best"}  # at these values, older checkpoints still resume
 
 
 @dataclass
 class Progress:
     """Where a run stands after each epoch (what a checkpoint stores besides the weights)."""
 
-    best_state: dict[str, torch.Tensor] = field(repr=False)
+    best_state: dict[str, torch.Tensor] = field(repr=False)  # the weights kept (train.keep: best or last)
     history: list[dict[str, float]] = field(default_factory=list)
     best_acc: float = -1.0
     best_epoch: int = -1
+    kept_epoch: int = -1  # the epoch of `best_state`: best_epoch under keep=best, the latest under keep=last
     bad_epochs: int = 0
     start: int = 0  # first epoch still to run
     stopped_early: bool = False
 
     def record(self, row: dict[str, float], run: Run, epoch: int) -> None:
-        """Append an epoch's row, keep the best weights, decide early stopping."""
+        """Append an epoch's row, keep the best (or latest) weights, decide early stopping."""
         self.history.append(row)
-        if row["val_accuracy"] > self.best_acc:
+        better = row["val_accuracy"] > self.best_acc
+        if better:
             self.best_acc, self.best_epoch, self.bad_epochs = row["val_accuracy"], epoch + 1, 0
-            self.best_state = cpu_state(run.ema.module if run.ema else run.model)
         else:
             self.bad_epochs += 1
+        if better or run.tcfg.keep == "last":
+            self.kept_epoch = epoch + 1
+            self.best_state = cpu_state(run.ema.module if run.ema else run.model)
         t = run.tcfg
         self.stopped_early = t.patience > 0 and self.bad_epochs >= t.patience and epoch + 1 < t.epochs
 
@@ -77,7 +81,8 @@ def resume(run: Run, path: Path | None, fp: str) -> Progress:
     if state.get("scaler"):
         run.scaler.load_state_dict(state["scaler"])
     return Progress(best_state=state["best_state"], history=state["history"], best_acc=state["best_acc"],
-                    best_epoch=state["best_epoch"], bad_epochs=state["bad_epochs"], start=state["epoch"] + 1,
+                    best_epoch=state["best_epoch"], kept_epoch=state.get("kept_epoch", state["best_epoch"]),
+                    bad_epochs=state["bad_epochs"], start=state["epoch"] + 1,
                     stopped_early=bool(state.get("stopped_early")))
 
 
@@ -94,6 +99,6 @@ def save(path: Path, run: Run, progress: Progress, epoch: int, fp: str) -> None:
         "fingerprint": fp, "epoch": epoch, "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
         "ema": run.ema.state_dict() if run.ema else None, "scaler": run.scaler.state_dict(),
         "history": progress.history, "best_acc": progress.best_acc, "best_epoch": progress.best_epoch,
-        "bad_epochs": progress.bad_epochs, "best_state": progress.best_state, "stopped_early": progress.stopped_early,
+        "kept_epoch": progress.kept_epoch, "bad_epochs": progress.bad_epochs, "best_state": progress.best_state, "stopped_early": progress.stopped_early,
     }
     save_torch(state, path)  # same bytes for the same state, like model.pt

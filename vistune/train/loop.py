@@ -42,6 +42,7 @@ class FitResult:
     history: list[dict[str, float]]
     best_epoch: int
     best_val_accuracy: float
+    kept_epoch: int  # the epoch whose weights are returned (train.keep)
     stopped_early: bool
     resumed_from_epoch: int
     state_dict: dict[str, torch.Tensor] = field(repr=False)
@@ -120,7 +121,7 @@ def fit(
             on_epoch_end(epoch)
     run.model.load_state_dict(prog.best_state)
     return FitResult(
-        history=prog.history, best_epoch=prog.best_epoch, best_val_accuracy=prog.best_acc,
+        history=prog.history, best_epoch=prog.best_epoch, best_val_accuracy=prog.best_acc, kept_epoch=prog.kept_epoch,
         stopped_early=prog.stopped_early, resumed_from_epoch=prog.start,
         state_dict={k: v.detach().cpu().contiguous() for k, v in strategy.export_state_dict(run.model).items()},
     )
