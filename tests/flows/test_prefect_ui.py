@@ -82,7 +82,8 @@ def _check_form_shows_params_yaml(page, url: str, repo: Path, tmp_path: Path) ->
 
     params = yaml.safe_load((repo / "params.yaml").read_text())
     page.goto(f"{url}/deployments")
-    page.get_by_role("link", name="train-pipeline", exact=True).first.click()
+    # the deployment's link, not its flow's (both are called train-pipeline; the row shows both)
+    page.locator('a[href*="/deployments/deployment/"]').filter(has_text="train-pipeline").first.click()
     page.wait_for_url("**/deployments/deployment/**")
     page.get_by_role("button", name="Run", exact=True).first.click()
     page.get_by_text("Custom run", exact=True).first.click()
