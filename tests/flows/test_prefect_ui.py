@@ -76,15 +76,19 @@ def _save(page, tmp_path: Path, name: str = "prefect-ui-run-completed.png") -> P
     return shot
 
 
+def _open_deployment(page, url: str, name: str) -> None:
+    """Deployments page -> the deployment's own link (its row also links its flow, which may share the name)."""
+    page.goto(f"{url}/deployments")
+    page.locator('a[href*="/deployments/deployment/"]').filter(has_text=name).first.click()
+    page.wait_for_url("**/deployments/deployment/**")
+
+
 def _check_form_shows_params_yaml(page, url: str, repo: Path, tmp_path: Path) -> None:
     """Deployments -> train-pipeline -> Run -> Custom run: each field holds the repo's params.yaml value."""
     from playwright.sync_api import expect
 
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    page.goto(f"{url}/deployments")
-    # the deployment's link, not its flow's (both are called train-pipeline; the row shows both)
-    page.locator('a[href*="/deployments/deployment/"]').filter(has_text="train-pipeline").first.click()
-    page.wait_for_url("**/deployments/deployment/**")
+    _open_deployment(page, url, "train-pipeline")
     page.get_by_role("button", name="Run", exact=True).first.click()
     page.get_by_text("Custom run", exact=True).first.click()
     page.wait_for_url("**/run**")
@@ -184,9 +188,7 @@ def test_quick_run_from_the_prefect_ui_completes(tmp_path: Path):
             page.set_default_timeout(30_000)
             try:
                 _check_form_shows_params_yaml(page, url, repo, tmp_path)
-                page.goto(f"{url}/deployments")
-                page.get_by_role("link", name=DEPLOYMENT, exact=True).first.click()
-                page.wait_for_url("**/deployments/deployment/**")
+                _open_deployment(page, url, DEPLOYMENT)
                 page.get_by_role("button", name="Run", exact=True).first.click()
                 page.get_by_text("Quick run", exact=True).first.click()
                 toast = page.get_by_text("scheduled to start now").first  # "<run name> scheduled to start now"
