@@ -113,7 +113,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cv-repeats", type=int, default=3)
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args(argv)
-    torch.set_num_threads(torch.get_num_threads())
     t0 = time.perf_counter()
     classes, photos = good_images(a.run)
     rows, unmatched = imagenet_rows(classes)
@@ -135,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
               f"(train+val {zero['train'] + zero['val']})  probe val/test: {shown}  cv errors by epoch: {cv}", flush=True)
     n = {s: int(len(photos[s][1])) for s in SPLITS}
     result = {"date": str(date.today()), "model": a.model, "classes": classes, "imagenet_rows": rows, "n": n,
-              "lr": a.lr, "epochs": a.epochs, "cv": {"folds": a.cv_folds, "repeats": a.cv_repeats}, "sizes": by_size, "seconds": round(time.perf_counter() - t0, 1)}
+              "lr": a.lr, "epochs": a.epochs, "cv": {"folds": a.cv_folds, "repeats": a.cv_repeats}, "sizes": by_size,
+              "seconds": round(time.perf_counter() - t0, 1)}
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=1) + "\n")
     return 0
