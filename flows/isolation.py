@@ -64,7 +64,10 @@ def _dvc(args: list[str], cwd: Path) -> str:
 
 
 def share_dvc_config(repo: Path, worktree: Path) -> None:
-    """The worktree's `.dvc/config.local`: the main repo's cache dir, remote URLs and default remote.
+    """The worktree's `.dvc/config.local`: the main repo's cache dir, remote URLs and default remote,
+    and `core.autostage` off. DVC stages through dulwich, which writes a git object behind an O_EXCL lock
+    file: two worktrees staging the same blob at once (their stages end together) failed with EEXIST on
+    the shared object store. `stage_run_files` stages the run's files with git, under `repo_git_lock`.
 
     Read with `dvc config --list` in the main repo, which resolves a relative `cache.dir` or remote
     URL against it (relative to the worktree they would point elsewhere). Remote credentials are
@@ -76,8 +79,16 @@ def share_dvc_config(repo: Path, worktree: Path) -> None:
     shared |= {key: url for key, url in conf.items() if key.startswith("remote.") and key.endswith(".url")}
     if conf.get("core.remote"):
         shared["core.remote"] = conf["core.remote"]
+    shared["core.autostage"] = "false"
     for key, value in shared.items():
         _dvc(["config", "--local", key, value], worktree)
+
+
+def stage_run_files(worktree: Path) -> None:
+    """`git add` what DVC's autostage would have staged in a run's worktree: dvc.lock and the `.gitignore`s
+    of its outputs. The caller holds `repo_git_lock`."""
+    paths = ["dvc.lock"] if (worktree / "dvc.lock").is_file() else []
+    git(["add", "--all", "--", *paths, ":(glob)**/.gitignore"], worktree)
 
 
 def remove_worktree(repo: Path, path: Path, owner: int | None = None, lock_path: Path | None = None) -> None:

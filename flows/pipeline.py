@@ -34,7 +34,7 @@ from prefect.runtime import flow_run
 
 from flows.approval import await_approval
 from flows.dvc_cli import STAGES, StageFailed, dvc_output, run_dvc
-from flows.isolation import isolated_workspace, repo_git_lock
+from flows.isolation import isolated_workspace, repo_git_lock, stage_run_files
 from flows.form import form_baseline
 from flows.params import PipelineParams, apply_overrides, form_values
 from flows.registry_guard import flag_outside_changes
@@ -150,6 +150,9 @@ def record_experiment(repo: str, name: str, main_repo: str = "") -> str:
         get_run_logger().warning("no git commit in %s: DVC experiments need one; run not saved as an experiment", repo)
         return ""
     with repo_git_lock(Path(main_repo or repo)):
+        # an isolated worktree: DVC's autostage is off there (flows.isolation.share_dvc_config)
+        if main_repo and Path(main_repo).resolve() != Path(repo).resolve():
+            stage_run_files(Path(repo))
         run_dvc(["exp", "save", "--name", name, "--force"], Path(repo), log=get_run_logger().info)
     return name
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.isolation import RUNS_DIR, isolated_workspace
+from flows.isolation import RUNS_DIR, isolated_workspace, repo_git_lock, stage_run_files
 from tests.conftest import tree_hash
 
 BIN = Path(sys.executable).parent
@@ -77,6 +77,25 @@ def test_worktree_at_head_on_the_main_cache_and_removed_after(repo: Path):
     assert _workspace_hash(repo) == before  # params.yaml, dvc.lock, out.txt of the main workspace
     assert "exp-run-1" in _run(["dvc", "exp", "list", "--name-only"], repo).split()
     assert len(list((repo.parent / "remote").rglob("*"))) > 0  # pushed to the main repo's remote
+
+
+def test_a_worktree_stages_nothing_itself_and_its_experiment_holds_the_run(repo: Path):
+    """DVC's autostage is off in a run's worktree (two worktrees staging one blob at once raced on the shared
+    object store); `stage_run_files` stages the run's dvc.lock under the git lock and the experiment holds it."""
+    head_lock = _run(["git", "show", "HEAD:dvc.lock"], repo)
+    with isolated_workspace(repo, "run-2", log=lambda _: None) as path:
+        (path / "params.yaml").write_text("a: 2\n")
+        _run(["dvc", "repro", "-q"], path)
+        assert _run(["git", "diff", "--cached", "--name-only"], path) == ""  # dvc repro staged nothing
+        with repo_git_lock(repo):
+            stage_run_files(path)
+        assert _run(["git", "diff", "--cached", "--name-only"], path).split() == ["dvc.lock"]
+        _run(["dvc", "exp", "save", "--name", "exp-run-2"], path)
+        run_lock = (path / "dvc.lock").read_text()
+    ref = next(line.split()[-1] for line in _run(["git", "for-each-ref", "refs/exps"], repo).splitlines()
+               if line.endswith("/exp-run-2"))
+    saved = _run(["git", "show", f"{ref}:dvc.lock"], repo)
+    assert saved == run_lock != head_lock and "a: 2" in saved
 
 
 def test_failed_run_removes_its_worktree_and_only_its_own(repo: Path):
