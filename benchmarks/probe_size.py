@@ -147,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         zero = {s: errors(imagenet_head(a.model, rows, dim), z, s) for s in SPLITS}
         torch.manual_seed(a.seed)
         probe = train_head(imagenet_head(a.model, rows, dim), z, a.lr, a.epochs, a.seed)
-        cv = {f"{lr:g}": cv_errors(z, a.model, rows, lr, a.epochs, a.cv_folds, a.cv_repeats) for lr in a.cv_lrs or [a.lr]}
+        cv = {f"{lr:g}": cv_errors(z, a.model, rows, lr, a.epochs, a.cv_folds, a.cv_repeats)
+              for lr in a.cv_lrs or [a.lr]}
         by_size[size] = {"zero_shot_errors": zero, "probe_val_test_errors_by_epoch": probe,
                          "cv_train_val_errors_by_epoch_per_lr": cv, "seconds": round(time.perf_counter() - t, 1)}
         shown = " ".join(f"ep{e} {probe[e][0]}/{probe[e][1]}" for e in REPORT_EPOCHS if e < len(probe))

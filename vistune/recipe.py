@@ -5,8 +5,8 @@ writes files. Measured (benchmarks/RESULTS.md, 2026-12-02, 2-core CPU shared wit
 the images/s of each offline backbone (`CPU_COSTS`) and the pipeline's fixed and decode cost, which
 decide which backbone fits the time budget (`--minutes`, DEFAULT_MINUTES without it); the photo decode
 policy (squash, kept); early stopping off for small val sets; the input size and head LR of a frozen
-backbone (cross-validated on train+val, 2026-12-03). Rules of thumb, said as such beside each: the images seen that set
-the epochs, the per-64 LRs, the photo augmentation strengths, the odd-format share.
+backbone (cross-validated on train+val, 2026-12-03). Rules of thumb, said as such beside each: the
+images seen that set the epochs, the per-64 LRs, the photo augmentation strengths, the odd-format share.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ class BackboneCost:
 
 MEASURED_THREADS = 2
 # benchmarks/recipe_probe.py on the 2-core CPU when it was quiet (load ~1), 2026-12-02: configs interleaved round
-# by round, batch 32 (batch 16 trains lite0 1.3x faster per image; the measured accuracy recipe used 32)
 # by round, batch 32 (batch 16 trains lite0 1.3x faster per image; the measured accuracy recipe used 32).
 # seeded_probe_lr: see the head-start rule below
 CPU_COSTS = (  # smallest first
@@ -189,7 +188,8 @@ def _pick_backbone(p: DataProfile, device: DeviceFacts, offline: Sequence[str], 
     size = image_size_for(p, cost.native, probe)
     if minutes is None:
         return cost, size, epochs, minutes_for(cost, size, epochs), [
-            f"no backbone fits {DEFAULT_MINUTES:g} min here; the cheapest is used with every epoch (--minutes cuts them)"]
+            f"no backbone fits {DEFAULT_MINUTES:g} min here; the cheapest is used with every epoch "
+            "(--minutes cuts them)"]
     per_epoch = (minutes_for(cost, size, 1) - minutes_for(cost, size, 0)) * 60
     room = budget * 60 - minutes_for(cost, size, 0) * 60
     fit = min(epochs, max(1, int(room // per_epoch)) if per_epoch > 0 else epochs)
