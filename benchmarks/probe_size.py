@@ -64,7 +64,7 @@ def at_size(photos: dict, classes: list[str], spec: str, size: int) -> dict[str,
 
 
 def cached_features(folder: Path | None, photos: dict, classes: list[str], spec: str, size: int) -> dict:
-    """`at_size`, kept as `<folder>/<backbone>_<size>.npz` when a folder is given (for backbone ensembles)."""
+    """`at_size`, kept as `<folder>/<backbone>_<size>.npz` when a folder is given: a rerun skips the forwards."""
     path = None if folder is None else folder / f"{spec.split(':')[-1]}_{size}.npz"
     if path is not None and path.is_file():
         return dict(np.load(path))
