@@ -35,8 +35,7 @@ class BackboneCost:
 
 MEASURED_THREADS = 2
 # benchmarks/recipe_probe.py on the 2-core CPU when it was quiet (load ~1), 2026-12-02: configs interleaved round
-# by round, batch 32 (batch 16 trains lite0 1.3x faster per image; the measured accuracy recipe used 32).
-# seeded_probe_lr: see the head-start rule below
+# by round, batch 32 (batch 16 trains lite0 1.3x faster per image; the measured accuracy recipe used 32)
 CPU_COSTS = (  # smallest first
     BackboneCost("timm:tf_efficientnet_lite0", 224, 15.1, 56.6, 2e-3),
     BackboneCost("timm:tf_efficientnet_lite1", 240, 9.3, 37.5, 2e-4),

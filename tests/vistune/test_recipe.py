@@ -46,8 +46,8 @@ def test_budget_picks_the_largest_backbone_that_fits():
         assert rec.estimated_minutes <= minutes
         if i + 1 < len(ALL_LITES):
             cost = r.CPU_COSTS[i + 1]
-            size = r.image_size_for(p, cost.native, probe=values(rec)["train.strategy"] == "linear_probe")
             probe = values(rec)["train.strategy"] == "linear_probe"
+            size = r.image_size_for(p, cost.native, probe=probe)
             assert r.estimate_seconds(cost, size, values(rec)["train.epochs"], p, 2, probe) / 60 > minutes
 
 
