@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         in_progress = copy_tree(root)
         git_repo(root)
         load_before = os.getloadavg()
-        init_cmd = [sys.executable, "-m", "integrations.cli", "init", str(a.data.resolve())]
+        init_cmd = [sys.executable, "-m", "app.cli", "init", str(a.data.resolve())]
         init_s = run(init_cmd + ([f"--minutes={a.minutes:g}"] if a.minutes else []), root, log)
         repro_s = run(["dvc", "repro"], root, log)
         found = results(root)

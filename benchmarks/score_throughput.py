@@ -4,7 +4,7 @@ Generates N small synthetic PNG images (10 classes of smooth random patterns) pl
 set, registers a real model (EfficientNet-Lite0 with its offline ImageNet weights and a fresh
 10-class head; the speed does not depend on the head's training) in a temp MLflow store as
 `champion`, with the training manifest and drift reference a pipeline run logs, then times
-`integrations.scoring.score` (validation of every file, predictions, drift, outputs) on the folder.
+`app.scoring.score` (validation of every file, predictions, drift, outputs) on the folder.
 
     python benchmarks/score_throughput.py --n 10000 --image-size 32 --device cpu
 """
@@ -88,7 +88,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "score_throughput.json")
     args = ap.parse_args()
 
-    from integrations import scoring
+    from app import scoring
 
     with tempfile.TemporaryDirectory(prefix="vistune-score-bench-") as t:
         tmp = Path(t)

@@ -40,7 +40,7 @@ from flows.params import PipelineParams, apply_overrides, form_values
 from flows.registry_guard import flag_outside_changes
 from flows.summary import publish_summary, read_json
 from flows.workspace import Snapshot, stage_cache_key
-from integrations.init_cmd import write_recipe
+from app.init_cmd import write_recipe
 from vistune.layout import Layout
 
 REPO = Path(__file__).resolve().parent.parent

@@ -1,7 +1,7 @@
 """The `score` flow: batch predictions with a registered model, as a Prefect run with artifacts.
 
 `python -m flows.score SOURCE` runs it from a shell; the served deployment `score` (flows/serve.py)
-takes the same parameters from the UI. The work is `integrations.scoring.score` (the same as
+takes the same parameters from the UI. The work is `app.scoring.score` (the same as
 `vistune score`): validation, predictions.csv tracked by DVC, drift against the model's training data.
 Artifacts: label counts, the least confident images, and the drift verdict.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from integrations import scoring
+from app import scoring
 from vistune.config import load_params
 from vistune.errors import VistuneError
 from vistune.evaluate import drift

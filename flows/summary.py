@@ -20,7 +20,7 @@ from prefect import get_run_logger
 from prefect.artifacts import (create_image_artifact, create_link_artifact, create_markdown_artifact,
                                create_table_artifact)
 
-from integrations.metrics_cmd import HEADLINE
+from app.metrics_cmd import HEADLINE
 from vistune.layout import Layout
 
 VALIDATION_KEYS = ("n_files", "n_good", "n_quarantined", "n_train", "n_val", "n_test", "n_classes",

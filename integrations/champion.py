@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from integrations import gate_report, tracking
+from app import gate_report
+from integrations import tracking
 from vistune.config import RegisterCfg
 from vistune.evaluate import drift
 

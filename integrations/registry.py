@@ -18,7 +18,8 @@ from filelock import FileLock
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from integrations import cross_host_lock, history, tags as T
+from flows import cross_host_lock
+from integrations import history, tags as T
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -73,7 +74,7 @@ def threshold_failures(metrics: Mapping[str, float], cfg) -> list[str]:
 
 @dataclass(frozen=True)
 class Comparison:
-    """Challenger vs champion, both re-scored on this run's test split (see `integrations.gate_report`).
+    """Challenger vs champion, both re-scored on this run's test split (see `app.gate_report`).
 
     `significant` is None when no test is required (`register.gate_test: none`): the gate then keeps
     the margin rule on the recorded metrics. `error` says why the champion could not be re-scored.

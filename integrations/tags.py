@@ -45,7 +45,7 @@ LAST_ACTION_AT = f"{PREFIX}last_action_at"
 ROLLED_BACK = f"{PREFIX}rolled_back"
 ARCHIVED = f"{PREFIX}archived"
 APPROVAL = f"{PREFIX}approval"  # pending | approved | rejected | timed_out | stale (register.approval: required)
-CARD = f"{PREFIX}card"  # runs:/<run>/card/model_card.html, the version's model card (integrations.card)
+CARD = f"{PREFIX}card"  # runs:/<run>/card/model_card.html, the version's model card (app.card)
 
 ALIAS_HISTORY = f"{PREFIX}alias_history."
 

@@ -366,7 +366,7 @@ class Tracker:
     def log_card(self, run_id: str, version: str, html: str, uri: str) -> None:
         """The version's model card: an HTML artifact of its run (card/model_card.html, retried like every
         upload), then linked from the version's tags and description (`registry.link_card`)."""
-        from integrations.card import CARD_ARTIFACT
+        from app.card import CARD_ARTIFACT
 
         self.retrying("log model card", lambda: self.client.log_text(run_id, html, CARD_ARTIFACT))
         registry.link_card(self.client, self.model_name, version, uri)

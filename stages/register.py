@@ -17,7 +17,8 @@ from typing import Sequence
 
 import pandas as pd
 
-from integrations import card, gate_report, lineage, registry, tags as T, tracking
+from app import card, gate_report
+from integrations import lineage, registry, tags as T, tracking
 from stages.cli import stage_main
 from vistune.config import Params, to_dict
 from vistune.errors import VistuneError
@@ -140,7 +141,7 @@ def _write_receipt(tracker: tracking.Tracker, layout: Layout, run_id: str, reuse
 
 
 def _log_card(tracker: tracking.Tracker, layout: Layout, params: Params, receipt: dict) -> None:
-    """The version's model card (integrations/card.py): an artifact of its run, linked from the version."""
+    """The version's model card (app/card.py): an artifact of its run, linked from the version."""
     html = card.build(layout, to_dict(params), receipt, layout.root.resolve())
     tracker.log_card(receipt["run_id"], receipt["version"], html, receipt["card"])
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("vistune", "stages", "integrations", "flows")
+PACKAGES = ("vistune", "stages", "integrations", "flows", "app")
 
 
 def _module_file(name: str) -> Path | None:

@@ -41,7 +41,7 @@ from integrations import registry, tracking
 from vistune.config import load_params
 cfg = dataclasses.replace(load_params(Path("params.yaml")).register, tracking_uri=url)
 client, lock = tracking.open_registry(cfg, Path(workspace))
-import integrations.cross_host_lock  # noqa: F401  (every import done before the start line)
+import flows.cross_host_lock  # noqa: F401  (every import done before the start line)
 Path(ready).touch()
 while not Path(go).exists():
     time.sleep(0.005)

@@ -16,7 +16,7 @@ import json, sys, time
 from pathlib import Path
 from integrations.registry import registry_lock
 lock_dir, out, ready, go = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4])
-import integrations.cross_host_lock  # noqa: F401  (imports done before the start line)
+import flows.cross_host_lock  # noqa: F401  (imports done before the start line)
 ready.touch()
 while not go.exists():
     time.sleep(0.05)

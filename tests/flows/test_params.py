@@ -147,8 +147,8 @@ def _apply_in_a_flow(params: PipelineParams, repo: Path) -> dict:
 
 def test_a_run_that_sets_only_the_data_source_fits_the_recipe_like_init(harness, tmp_path: Path):
     """The Prefect form with only `data_source` changed writes the same params.yaml as `vistune init`."""
-    from integrations import cli
-    from tests.integrations.test_init import make_photos
+    from app import cli
+    from tests.app.test_init import make_photos
 
     photos = make_photos(tmp_path / "photos", {"train": 6, "val": 3})
     by_flow, by_cli = tmp_path / "flow", tmp_path / "cli"

@@ -6,7 +6,8 @@ from __future__ import annotations
 from prefect import flow
 
 from flows.registry_guard import flag_outside_changes
-from integrations import cli, history, registry, tracking
+from app import cli
+from integrations import history, registry, tracking
 
 from tests.integrations.registry_helpers import register, write_params_file
 

@@ -46,7 +46,7 @@ def folder(repo: Path) -> Path:
 
 
 def test_cli_scores_a_folder_lists_the_bad_file_and_tracks_predictions(repo, folder, capsys):
-    from integrations.cli import main
+    from app.cli import main
 
     rc = main(["--params", str(repo / "params.yaml"), "--root", str(repo), "score", str(folder), "--no-progress"])
     out, err = capsys.readouterr()
@@ -85,7 +85,7 @@ def test_scores_equal_the_served_models_answers(repo, folder, monkeypatch):
 
 
 def test_bad_source_or_version_is_one_line_and_exit_2(repo, tmp_path, capsys):
-    from integrations.cli import main
+    from app.cli import main
 
     rc = main(["--params", str(repo / "params.yaml"), "--root", str(repo), "score", str(tmp_path / "nope")])
     err = capsys.readouterr().err

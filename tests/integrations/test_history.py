@@ -7,7 +7,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from integrations import cli, history, registry, tracking
+from app import cli
+from integrations import history, registry, tracking
 
 from tests.integrations.registry_helpers import register, write_params_file
 

@@ -13,7 +13,8 @@ import pytest
 import torch
 import yaml
 
-from integrations import cli, lineage, tracking
+from app import cli
+from integrations import lineage, tracking
 from stages import register as register_stage
 from vistune.config import to_dict
 from vistune.errors import VistuneError

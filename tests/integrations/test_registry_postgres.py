@@ -14,7 +14,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from integrations import cli, history, registry, tracking
+from app import cli
+from integrations import history, registry, tracking
 from stages import register as register_stage
 from vistune.config import RegisterCfg, parse_params
 

@@ -183,11 +183,11 @@ def _serve_png(params_file, root, version: str, png: bytes) -> dict:
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(REPO))
     env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.Popen([sys.executable, "-m", "integrations.cli", "--params", str(params_file), "--root", str(root),
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "--params", str(params_file), "--root", str(root),
                              "serve", "--version", version, "--port", str(port)], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
-        from tests.integrations.test_serve import _wait_ping
+        from tests.app.test_serve import _wait_ping
 
         url = f"http://127.0.0.1:{port}"
         _wait_ping(url, proc)
@@ -227,7 +227,7 @@ def test_passing_variants_are_registered_siblings_without_alias(compressed, mlfl
     again = register_stage.run(params_with(mlflow_cfg), lay)  # idempotent: nothing registered twice
     assert again["reused"] and again["variants"] == receipt["variants"]
     assert len(client.search_model_versions(f"name='{name}'")) == len(all_versions)
-    from integrations import card  # the parent's model card lists every variant, its gate and its version
+    from app import card  # the parent's model card lists every variant, its gate and its version
 
     html = card.fetch(client, name, parent, tmp_path / "card.html").read_text()
     rows = html.split('<table id="variants">')[1].split("</table>")[0].split("<tr>")[2:]

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from stages.augment import _decode_split
-from tests.integrations.test_init import _photo
+from tests.app.test_init import _photo
 from vistune.layout import Layout
 from vistune.models.classifier import Classifier
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integrations.test_init import make_photos
+from tests.app.test_init import make_photos
 from vistune.config import DataCfg, ValidateCfg
 from vistune.data.inspect import describe, inspect_source
 from vistune.data.sources import ingest

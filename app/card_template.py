@@ -1,5 +1,5 @@
 """The model card's HTML (a Jinja2 template, autoescaped): inline CSS, images as data URIs, no script,
-no external resource, so the file renders the same offline. Filled by `integrations.card.context`."""
+no external resource, so the file renders the same offline. Filled by `app.card.context`."""
 
 from __future__ import annotations
 
@@ -106,6 +106,6 @@ _ENV = jinja2.Environment(autoescape=True, undefined=jinja2.ChainableUndefined, 
 
 
 def render(ctx: dict) -> str:
-    """The card's HTML; `ctx` from `integrations.card.context` (short names: r, p, q, l)."""
+    """The card's HTML; `ctx` from `app.card.context` (short names: r, p, q, l)."""
     return _ENV.from_string(TEMPLATE).render(r=ctx["receipt"], p=ctx["params"], q=ctx["quality"], l=ctx["lineage"],
                                              **{k: v for k, v in ctx.items() if k not in ("quality", "lineage")})

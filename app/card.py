@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from integrations import card_template, dvcfiles, lineage
+from app import card_template
+from integrations import dvcfiles, lineage
 from vistune.evaluate.significance import bootstrap_ci
 from vistune.layout import Layout
 

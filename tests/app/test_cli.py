@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from integrations import cli, registry, tracking
+from app import cli
+from integrations import registry, tracking
 
 from tests.integrations.registry_helpers import register, write_params_file
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from integrations import init_cmd, metrics_cmd
+from app import init_cmd, metrics_cmd
 from vistune.config import load_params
 from vistune.errors import VistuneError
 
@@ -78,7 +78,7 @@ def _score_parser(sub) -> None:
 
 def _score(args) -> int:
     """`vistune score`: predictions.csv (+ quarantine, drift, summary), tracked by DVC."""
-    from integrations import scoring
+    from app import scoring
     from vistune.layout import Layout
 
     root = Path(args.root).resolve()
@@ -151,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print(history.table(history.read(client, name), history.check(client, name)))
         elif args.cmd == "card":
-            from integrations import card
+            from app import card
 
             out = card.fetch(client, name, args.version, Path(args.out or f"model_card_v{args.version}.html"))
             print(f"{name} v{args.version}: model card written to {out}")

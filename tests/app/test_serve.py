@@ -48,7 +48,7 @@ def test_serve_answers_a_png_over_http(trained_tiny, mlflow_cfg, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO))
     env.pop("MLFLOW_TRACKING_URI", None)  # the store comes from the params file
     proc = subprocess.Popen(
-        [sys.executable, "-m", "integrations.cli", "--params", str(params), "--root", str(tmp_path), "serve",
+        [sys.executable, "-m", "app.cli", "--params", str(params), "--root", str(tmp_path), "serve",
          "--port", str(port)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -106,7 +106,7 @@ def test_malformed_requests_get_4xx_and_the_server_keeps_answering(trained_tiny,
     env = dict(os.environ, PYTHONPATH=str(REPO))
     env.pop("MLFLOW_TRACKING_URI", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "integrations.cli", "--params", str(params), "--root", str(tmp_path), "serve",
+        [sys.executable, "-m", "app.cli", "--params", str(params), "--root", str(tmp_path), "serve",
          "--port", str(port)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True)
     url = f"http://127.0.0.1:{port}"

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import pandas as pd
 
-from integrations import gate_report, registry, tracking
+from app import gate_report
+from integrations import registry, tracking
 from stages import register as register_stage
 from vistune.evaluate import significance as sig
 from vistune.layout import Layout

@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from integrations import cli
+from app import cli
 from tests.conftest import REPO
 
 

@@ -8,7 +8,8 @@ import json
 import pandas as pd
 import pytest
 
-from integrations import cli, tags as T, tracking
+from app import cli
+from integrations import tags as T, tracking
 from vistune.layout import Layout
 
 from tests.flows.test_prefect_ui import CHROMIUM, _skip_reason

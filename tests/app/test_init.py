@@ -12,7 +12,7 @@ import pytest
 import yaml
 from PIL import Image, ImageDraw
 
-from integrations import cli
+from app import cli
 from vistune.config import load_params, to_dict
 
 REPO = Path(__file__).resolve().parents[2]
