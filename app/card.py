@@ -14,54 +14,25 @@ nothing from the network, so it opens from a mail attachment or an air-gapped sh
 
 from __future__ import annotations
 
-import base64
-import json
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 
 from app import card_template
+from app.report import CARD_HEADLINE, IMAGES, data_uri, read_json as _json
 from integrations import dvcfiles, lineage
+from integrations.tags import CARD_ARTIFACT
 from vistune.evaluate.significance import bootstrap_ci
 from vistune.layout import Layout
 
-CARD_ARTIFACT = "card/model_card.html"
 # validate's drift report against the champion (Layout.drift); the section is left out when absent
 DRIFT_FILES = ("validated/drift.json",)
 N_BOOT, CONFIDENCE, SEED = 1000, 0.95, 0
-# (metrics.json key, label, bootstrap metric or None): the headline rows, in this order
-HEADLINE = (
-    ("test_accuracy", "accuracy", "accuracy"),
-    ("test_macro_f1", "macro-F1", "macro_f1"),
-    ("test_top5_accuracy", "top-5 accuracy", None),
-    ("test_weighted_f1", "weighted F1", None),
-    ("test_ece", "ECE (after temperature scaling)", None),
-    ("test_ece_uncalibrated", "ECE (before)", None),
-    ("test_robust_accuracy", "accuracy under corruptions", None),
-    ("test_fgsm_accuracy", "accuracy under FGSM", None),
-    ("test_latency_p50_ms", "latency p50 (ms, batch 1)", None),
-    ("test_model_size_mb", "model size (MB)", None),
-)
-IMAGES = (("confusion_png", "Confusion matrix (test)"), ("reliability_png", "Reliability diagram: before / after "
-          "temperature scaling"), ("roc_pr_png", "ROC and precision-recall"),
-          ("robustness_png", "Accuracy under corruptions and attacks"), ("gradcam_png", "Grad-CAM: correct and wrong"))
 
 
 def card_uri(run_id: str) -> str:
     return f"runs:/{run_id}/{CARD_ARTIFACT}"
-
-
-def data_uri(path: Path) -> str | None:
-    """A PNG/JPEG inlined as a data URI (None when the stage did not write it)."""
-    if not path.is_file() or path.stat().st_size == 0:
-        return None
-    mime = "image/jpeg" if path.suffix.lower() in (".jpg", ".jpeg") else "image/png"
-    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
-
-
-def _json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def headline(layout: Layout, metrics: dict, classes: list[str]) -> list[dict]:
@@ -72,7 +43,7 @@ def headline(layout: Layout, metrics: dict, classes: list[str]) -> list[dict]:
         index = {c: i for i, c in enumerate(classes)}
         y, pred = df["actual"].map(index).to_numpy(), df["predicted"].map(index).to_numpy()
     rows = []
-    for key, label, boot in HEADLINE:
+    for key, label, boot in CARD_HEADLINE:
         if key not in metrics:
             continue
         row = {"key": key, "label": label, "value": float(metrics[key]), "low": None, "high": None}

@@ -9,20 +9,11 @@ commits and experiments).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from app.report import HEADLINE, read_json
 from vistune.layout import Layout
 
-# (label, metrics.json key, format): the headline of the run report (flows/summary.py) and of this table
-HEADLINE = (
-    ("accuracy", "test_accuracy", "{:.4f}"),
-    ("macro-F1", "test_macro_f1", "{:.4f}"),
-    ("ECE (calibrated)", "test_ece", "{:.4f}"),
-    ("robust accuracy (corruptions)", "test_robust_accuracy", "{:.4f}"),
-    ("latency p50 (ms / image)", "test_latency_p50_ms", "{:.2f}"),
-    ("model size (MB)", "test_model_size_mb", "{:.2f}"),
-)
 MORE_EVAL = (
     ("top-5 accuracy", "test_top5_accuracy", "{:.4f}"),
     ("ECE before temperature scaling", "test_ece_uncalibrated", "{:.4f}"),
@@ -35,10 +26,6 @@ DATA = (("images good / quarantined", ("n_good", "n_quarantined"), "{}"),
         ("leaked, near duplicates", ("n_leaked", "n_near_duplicates"), "{}"))
 TRAIN = (("epochs run, best val accuracy", ("epochs_run", "best_val_accuracy"), "{}"),
          ("train images / s", "images_per_s", "{:.1f}"))
-
-
-def _read(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def _rows(values: dict, spec) -> list[tuple[str, str]]:
@@ -60,7 +47,7 @@ def table(root: Path, show_all: bool = False) -> str:
     files = {layout.eval_metrics: HEADLINE + MORE_EVAL, layout.validation_summary: DATA, layout.train_metrics: TRAIN}
     lines = []
     for path, spec in files.items():
-        values = _read(path)
+        values = read_json(path)
         if not values:
             continue
         rel = path.relative_to(root) if path.is_relative_to(root) else path

@@ -56,9 +56,10 @@ def form_text(reg: dict) -> str:
 @task(retries=2, retry_delay_seconds=5, task_run_name="record-review")
 def record_review(reg: dict, repo: str, outcome: str, comment: str, actor: str) -> dict:
     """The outcome into the registry (alias + history entry + version tags), under the registry lock."""
+    from flows import cross_host_lock
     from integrations import registry, tracking
 
-    client, lock = tracking.open_receipt_registry(reg, Path(repo).resolve())
+    client, lock = tracking.open_receipt_registry(reg, Path(repo).resolve(), shared=cross_host_lock.hold)
     outcome, reason = registry.review(client, reg["model_name"], str(reg["version"]), lock, outcome, comment, actor,
                                       reg.get("champion_before"))
     return {"outcome": outcome, "reason": reason, "version": str(reg["version"]), "actor": actor}

@@ -32,15 +32,16 @@ from filelock import FileLock, Timeout
 from prefect import flow, get_run_logger, task
 from prefect.runtime import flow_run
 
+from app.fit_recipe import write_recipe
+from app.report import read_json
 from flows.approval import await_approval
 from flows.dvc_cli import STAGES, StageFailed, dvc_output, run_dvc
 from flows.isolation import isolated_workspace, repo_git_lock, stage_run_files
 from flows.form import form_baseline
 from flows.params import PipelineParams, apply_overrides, form_values
 from flows.registry_guard import flag_outside_changes
-from flows.summary import publish_summary, read_json
+from flows.summary import publish_summary
 from flows.workspace import Snapshot, stage_cache_key
-from app.init_cmd import write_recipe
 from vistune.layout import Layout
 
 REPO = Path(__file__).resolve().parent.parent

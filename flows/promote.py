@@ -11,6 +11,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 
+from flows import cross_host_lock
 from integrations import registry, tracking
 from vistune.config import load_params
 
@@ -26,7 +27,7 @@ def _actor() -> str:
 
 def _open(repo: str):
     cfg = load_params(Path(repo) / "params.yaml").register
-    client, lock = tracking.open_registry(cfg, Path(repo).resolve())
+    client, lock = tracking.open_registry(cfg, Path(repo).resolve(), shared=cross_host_lock.hold)
     return cfg.model_name, client, lock
 
 

@@ -11,8 +11,6 @@ any other server running. Every file is found through `vistune.layout.Layout`.
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 from pathlib import Path
 
@@ -20,23 +18,12 @@ from prefect import get_run_logger
 from prefect.artifacts import (create_image_artifact, create_link_artifact, create_markdown_artifact,
                                create_table_artifact)
 
-from app.metrics_cmd import HEADLINE
+from app.report import HEADLINE, LOWER_IS_BETTER, RUN_IMAGES, data_uri, read_json
 from vistune.layout import Layout
 
 VALIDATION_KEYS = ("n_files", "n_good", "n_quarantined", "n_train", "n_val", "n_test", "n_classes",
                    "imbalance_ratio", "bad_fraction", "n_exact_duplicates", "n_near_duplicates", "n_leaked",
                    "n_warnings", "expectations_passed")
-
-
-LOWER_IS_BETTER = {"test_ece", "test_latency_p50_ms", "test_model_size_mb"}  # of HEADLINE's keys
-IMAGES = (("vistune-confusion-matrix-plot", "confusion_png", "test confusion matrix (rows actual, columns predicted)"),
-          ("vistune-reliability-diagram", "reliability_png", "reliability diagram: confidence vs accuracy, "
-                                                              "before and after temperature scaling"))
-
-
-def read_json(path: Path) -> dict:
-    """A stage's JSON output, {} when that stage has not written it."""
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def mlflow_ui() -> str:
@@ -115,10 +102,6 @@ def headline_rows(metrics: dict, champion: dict, reg: dict) -> list[dict]:
     return rows + [gate_row(reg)]
 
 
-def data_uri(png: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
-
-
 def md_table(rows: list[dict]) -> str:
     if not rows:
         return "_none_\n"
@@ -178,10 +161,9 @@ def publish_summary(repo: str, experiment: str, isolated: bool = False) -> dict:
                           description="headline: this run vs the champion it was gated against")
     create_markdown_artifact(markdown=markdown(layout, experiment, headline, quality, reg, links, isolated),
                              key="vistune-run-summary", description="vistune run summary")
-    for key, attr, description in IMAGES:
-        png = getattr(layout, attr)
-        if png.is_file():
-            create_image_artifact(image_url=data_uri(png), key=key, description=description)
+    for key, attr, description in RUN_IMAGES:
+        if uri := data_uri(getattr(layout, attr)):
+            create_image_artifact(image_url=uri, key=key, description=description)
     if validation:
         create_table_artifact(table=validation, key="vistune-validation", description="data validation summary")
     if confusion:

@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from app import gate_report
 from integrations import tracking
+from integrations.weights import version_weights
 from vistune.config import RegisterCfg
 from vistune.evaluate import drift
 
@@ -93,7 +93,7 @@ def fetch(cfg: RegisterCfg, root: Path, dest: Path, alias: str | None = "champio
         return None
     client, mv = found
     v = str(mv.version)
-    weights = gate_report.champion_weights(client, cfg.model_name, v, dest / "model")
+    weights = version_weights(client, cfg.model_name, v, dest / "model")
     temperature = _calibration(client, cfg.model_name, v, dest / "model")
     manifest_file = _run_artifact(client, mv.run_id, MANIFEST_ARTIFACT, dest / "run")
     manifest = None

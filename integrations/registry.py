@@ -3,13 +3,15 @@
 Production is the `champion` alias, the latest candidate is `challenger` (never the deprecated
 stages). Every alias change writes its reason onto the model version's tags and description and
 appends an entry to the registry's alias history (`integrations.history`), which rollback reads;
-the gate runs under a lock so two registrations racing end with one consistent champion.
+the gate runs under a lock so two registrations racing end with one consistent champion: a file lock
+(one host) plus, when the caller hands one in (`RegistryLock.shared`, e.g. `flows.cross_host_lock.hold`),
+a lock every host sees.
 """
 
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
@@ -18,7 +20,6 @@ from filelock import FileLock
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from flows import cross_host_lock
 from integrations import history, tags as T
 
 CHAMPION = "champion"
@@ -105,16 +106,32 @@ def version_metric(client: MlflowClient, name: str, version: str, metric: str) -
     return run_metrics.get(metric)
 
 
+SharedLock = Callable[[str], AbstractContextManager]  # model name -> a lock every host sees
+
+
+@dataclass(frozen=True)
+class RegistryLock:
+    """Where the file lock lives (`dir`, one host) and an optional lock all hosts see: `shared(model_name)`
+    is a context manager held inside the file lock (`flows.cross_host_lock.hold` is the Prefect one)."""
+
+    dir: Path
+    shared: SharedLock | None = None
+
+    def __str__(self) -> str:
+        return str(self.dir)
+
+
 @contextmanager
-def registry_lock(lock_dir: Path, model_name: str | None = None) -> Iterator[None]:
+def registry_lock(lock_dir: Path | RegistryLock, model_name: str | None = None) -> Iterator[None]:
     """Serialize alias changes across processes sharing this store: a file lock (one host) and, for
-    `model_name` when runs report to a Prefect server, its one-slot global concurrency limit (all hosts)."""
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(lock_dir / ".registry.lock"), timeout=300):
-        if model_name is None:
+    `model_name`, the lock's `shared` context manager when it has one (all hosts)."""
+    lock = lock_dir if isinstance(lock_dir, RegistryLock) else RegistryLock(Path(lock_dir))
+    lock.dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(lock.dir / ".registry.lock"), timeout=300):
+        if model_name is None or lock.shared is None:
             yield
             return
-        with cross_host_lock.hold(model_name):
+        with lock.shared(model_name):
             yield
 
 
@@ -178,7 +195,7 @@ def _decide(value: float, champ: str | None, champ_value: float | None, metric: 
 
 
 def gate(client: MlflowClient, name: str, version: str, metric: str, value: float, min_improvement: float,
-         lock_dir: Path, failures: list[str] | None = None,
+         lock_dir: Path | RegistryLock, failures: list[str] | None = None,
          compare: Callable[[str], Comparison] | None = None, actor: str | None = None,
          approval_required: bool = False) -> Decision:
     """Make `version` the challenger; promote it to champion if it passes every threshold
@@ -223,7 +240,7 @@ def gate(client: MlflowClient, name: str, version: str, metric: str, value: floa
 REVIEW_OUTCOMES = ("approved", "rejected", "timed_out")
 
 
-def review(client: MlflowClient, name: str, version: str, lock_dir: Path, outcome: str, comment: str, actor: str,
+def review(client: MlflowClient, name: str, version: str, lock_dir: Path | RegistryLock, outcome: str, comment: str, actor: str,
            compared_with: str | None) -> tuple[str, str]:
     """Close a pending approval (`register.approval: required`): approved -> champion, rejected or
     timed out -> stays challenger. An approval given after `champion` moved away from the version the
@@ -259,7 +276,7 @@ def review(client: MlflowClient, name: str, version: str, lock_dir: Path, outcom
         return outcome, reason
 
 
-def promote(client: MlflowClient, name: str, version: str, lock_dir: Path, reason: str = "manual promotion",
+def promote(client: MlflowClient, name: str, version: str, lock_dir: Path | RegistryLock, reason: str = "manual promotion",
             actor: str | None = None) -> str | None:
     """Point `champion` at `version`; returns the previous champion."""
     with registry_lock(lock_dir, name):
@@ -294,7 +311,7 @@ def _rollback_target(client: MlflowClient, name: str, current: str, to_time: str
     return target
 
 
-def rollback(client: MlflowClient, name: str, lock_dir: Path, to_time: str | None = None,
+def rollback(client: MlflowClient, name: str, lock_dir: Path | RegistryLock, to_time: str | None = None,
              actor: str | None = None) -> tuple[str, str]:
     """Move `champion` back to the previous champion (the latest earlier one not archived or
     rolled back), or to the champion as of `to_time`; returns (from, to)."""
@@ -311,7 +328,7 @@ def rollback(client: MlflowClient, name: str, lock_dir: Path, to_time: str | Non
         return current, target
 
 
-def archive(client: MlflowClient, name: str, version: str, lock_dir: Path, actor: str | None = None) -> None:
+def archive(client: MlflowClient, name: str, version: str, lock_dir: Path | RegistryLock, actor: str | None = None) -> None:
     """Take a version out of service: drop its aliases and tag it archived (never the champion)."""
     with registry_lock(lock_dir, name):
         history.record_outside(client, name, actor)

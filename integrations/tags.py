@@ -46,6 +46,7 @@ ROLLED_BACK = f"{PREFIX}rolled_back"
 ARCHIVED = f"{PREFIX}archived"
 APPROVAL = f"{PREFIX}approval"  # pending | approved | rejected | timed_out | stale (register.approval: required)
 CARD = f"{PREFIX}card"  # runs:/<run>/card/model_card.html, the version's model card (app.card)
+CARD_ARTIFACT = "card/model_card.html"  # the card's path inside its run
 
 ALIAS_HISTORY = f"{PREFIX}alias_history."
 

@@ -178,17 +178,21 @@ def lock_dir(cfg: RegisterCfg, root: Path, uri: str | None = None) -> Path:
     return Path(uri.removeprefix("sqlite:///")).parent if uri.startswith("sqlite:///") else store_root(root) / "mlflow"
 
 
-def open_registry(cfg: RegisterCfg, root: Path) -> tuple[mlflow.MlflowClient, Path]:
-    """A client on the configured store plus the lock directory for alias changes."""
+def open_registry(cfg: RegisterCfg, root: Path, shared: registry.SharedLock | None = None
+                  ) -> tuple[mlflow.MlflowClient, registry.RegistryLock]:
+    """A client on the configured store plus the lock for alias changes (`shared`: the lock all hosts
+    see, handed in by the caller, e.g. `flows.cross_host_lock.hold`)."""
     uri = resolve_tracking_uri(cfg, root)
-    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri), lock_dir(cfg, root, uri)
+    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri), registry.RegistryLock(lock_dir(cfg, root, uri), shared)
 
 
-def open_receipt_registry(receipt: dict, root: Path) -> tuple[mlflow.MlflowClient, Path]:
+def open_receipt_registry(receipt: dict, root: Path, shared: registry.SharedLock | None = None
+                          ) -> tuple[mlflow.MlflowClient, registry.RegistryLock]:
     """A client on the store a `register` receipt names (its resolved URI), and its registry lock:
     the flow acts on the version after the stage's process is gone, params possibly restored."""
     uri = receipt["tracking_uri"]
-    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri), lock_dir(None, root, uri)  # type: ignore[arg-type]
+    lock = registry.RegistryLock(lock_dir(None, root, uri), shared)  # type: ignore[arg-type]
+    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri), lock
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -304,14 +308,14 @@ class Tracker:
     cfg: RegisterCfg
     uri: str
     experiment_id: str
-    lock: Path
+    lock: registry.RegistryLock
     client: mlflow.MlflowClient
 
     @classmethod
-    def open(cls, cfg: RegisterCfg, root: Path) -> "Tracker":
+    def open(cls, cfg: RegisterCfg, root: Path, shared: registry.SharedLock | None = None) -> "Tracker":
         uri = resolve_tracking_uri(cfg, root)
         experiment_id = setup(cfg, root, uri)
-        return cls(cfg, uri, experiment_id, lock_dir(cfg, root, uri),
+        return cls(cfg, uri, experiment_id, registry.RegistryLock(lock_dir(cfg, root, uri), shared),
                    mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri))
 
     @property
@@ -366,9 +370,7 @@ class Tracker:
     def log_card(self, run_id: str, version: str, html: str, uri: str) -> None:
         """The version's model card: an HTML artifact of its run (card/model_card.html, retried like every
         upload), then linked from the version's tags and description (`registry.link_card`)."""
-        from app.card import CARD_ARTIFACT
-
-        self.retrying("log model card", lambda: self.client.log_text(run_id, html, CARD_ARTIFACT))
+        self.retrying("log model card", lambda: self.client.log_text(run_id, html, T.CARD_ARTIFACT))
         registry.link_card(self.client, self.model_name, version, uri)
 
     def tag_lineage(self, run_id: str, version: str, facts: dict[str, str], version_tags: dict[str, str]) -> None:

@@ -18,6 +18,7 @@ from typing import Sequence
 import pandas as pd
 
 from app import card, gate_report
+from flows import cross_host_lock
 from integrations import lineage, registry, tags as T, tracking
 from stages.cli import stage_main
 from vistune.config import Params, to_dict
@@ -102,7 +103,7 @@ def run(params: Params, layout: Layout) -> dict:
     root = layout.root.resolve()
     metrics = _check_inputs(params, layout)
     dirty = lineage.check_clean(root, cfg.allow_dirty)  # refuses uncommitted source unless allowed
-    tracker = tracking.Tracker.open(cfg, root)
+    tracker = tracking.Tracker.open(cfg, root, shared=cross_host_lock.hold)  # + the lock all hosts see
     # idempotency: the same weights + params registered before (e.g. a re-run after the server came back)
     key_tags = tracking.idempotency_tags(layout.model, to_dict(params), metrics)
     existing = tracker.find_version(key_tags)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app import cli
+from app.cli import serve_cmd
 from integrations import registry, tracking
 
 from tests.integrations.registry_helpers import register, write_params_file
@@ -61,7 +62,7 @@ def test_missing_params_file_is_one_line(tmp_path, capsys):
 
 
 def test_serve_command_line():
-    cmd = cli.serve_command("models:/vistune-classifier@champion", "127.0.0.1", 5123)
+    cmd = serve_cmd.serve_command("models:/vistune-classifier@champion", "127.0.0.1", 5123)
     assert cmd[1:] == ["models", "serve", "-m", "models:/vistune-classifier@champion", "--env-manager", "local",
                        "--host", "127.0.0.1", "--port", "5123"]
 

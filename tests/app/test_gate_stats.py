@@ -12,7 +12,7 @@ import pandas as pd
 from app import gate_report
 from integrations import registry, tracking
 from stages import register as register_stage
-from vistune.evaluate import significance as sig
+from vistune.evaluate import rescore, significance as sig
 from vistune.layout import Layout
 
 from tests.integrations.registry_helpers import constant_model, copy_layout, params_with, register
@@ -27,13 +27,13 @@ def test_real_pair_rescored_report_and_verdicts(trained_tiny, mlflow_cfg, tmp_pa
     assert "No champion comparison" in (tmp_path / "a" / first["gate_report"]).read_text()
 
     # challenger: a constant model that claims a great macro-F1; the gate re-scores both instead
-    data = gate_report.load_eval_set(trained_tiny)
-    champ_pred = gate_report.predict(trained_tiny.model, data)
+    data = rescore.load_eval_set(trained_tiny)
+    champ_pred = rescore.predict(trained_tiny.model, data)
     cls = (int(np.bincount(champ_pred).argmax()) + 1) % len(data.classes)
     worse = copy_layout(trained_tiny, tmp_path / "b", macro_f1=0.99)
     constant_model(trained_tiny.model, worse.model, cls)
     second = register_stage.run(params_with(mlflow_cfg, **cfg), worse)
-    chal_pred = gate_report.predict(worse.model, data)
+    chal_pred = rescore.predict(worse.model, data)
     assert set(chal_pred) == {cls}
     y = data.labels
     k = len(data.classes)

@@ -40,8 +40,8 @@ workspace, url, name, version, value, ready, go, out = sys.argv[1:9]
 from integrations import registry, tracking
 from vistune.config import load_params
 cfg = dataclasses.replace(load_params(Path("params.yaml")).register, tracking_uri=url)
-client, lock = tracking.open_registry(cfg, Path(workspace))
-import flows.cross_host_lock  # noqa: F401  (every import done before the start line)
+from flows import cross_host_lock  # every import done before the start line
+client, lock = tracking.open_registry(cfg, Path(workspace), shared=cross_host_lock.hold)
 Path(ready).touch()
 while not Path(go).exists():
     time.sleep(0.005)

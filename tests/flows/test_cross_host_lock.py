@@ -14,15 +14,15 @@ from tests.conftest import REPO
 HOLD = r"""
 import json, sys, time
 from pathlib import Path
-from integrations.registry import registry_lock
+from integrations.registry import RegistryLock, registry_lock
 lock_dir, out, ready, go = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4])
-import flows.cross_host_lock  # noqa: F401  (imports done before the start line)
+from flows.cross_host_lock import hold  # imports done before the start line
 ready.touch()
 while not go.exists():
     time.sleep(0.05)
 spans = []
 for _ in range(2):
-    with registry_lock(lock_dir, "vistune-classifier"):
+    with registry_lock(RegistryLock(lock_dir, hold), "vistune-classifier"):
         start = time.time()
         time.sleep(1.0)
         spans.append((start, time.time()))

@@ -70,10 +70,10 @@ def constant_model(src: Path, dest: Path, cls: int) -> None:
 def worse_challenger(trained: Layout, dest: Path, **metric_overrides: float) -> tuple[Layout, int]:
     """A copy of `trained` whose model always answers one class (not the real model's most frequent
     answer): the gate's re-scoring must find it worse whatever metrics.json claims. Returns (layout, class)."""
-    from app import gate_report
+    from vistune.evaluate import rescore
 
-    data = gate_report.load_eval_set(trained)
-    cls = (int(np.bincount(gate_report.predict(trained.model, data)).argmax()) + 1) % len(data.classes)
+    data = rescore.load_eval_set(trained)
+    cls = (int(np.bincount(rescore.predict(trained.model, data)).argmax()) + 1) % len(data.classes)
     lay = copy_layout(trained, dest, **metric_overrides)
     constant_model(trained.model, lay.model, cls)
     return lay, cls

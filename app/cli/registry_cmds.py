@@ -1,0 +1,92 @@
+"""`vistune promote | rollback | archive | status | history | lineage | card`: the registry's actions.
+
+Each action is also a Prefect flow in `flows/promote.py`; both call `integrations.registry` under the
+registry lock (`flows.cross_host_lock` adds the lock every host sees when a Prefect server is set).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+COMMANDS = ("promote", "rollback", "archive", "status", "history", "lineage", "card")
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("promote", help="make VERSION the champion")
+    p.add_argument("version")
+    p.add_argument("--reason", default="manual promotion")
+    r = sub.add_parser("rollback", help="move champion back to the previous champion (or the one as of --to-time)")
+    r.add_argument("--to-time", default=None, help="ISO time, UTC unless it has a zone: champion as of that time")
+    a = sub.add_parser("archive", help="drop a version's aliases and tag it archived")
+    a.add_argument("version")
+    sub.add_parser("status", help="list versions, aliases and gate decisions")
+    sub.add_parser("history", help="every alias change: when, who, from which version to which, why")
+    lg = sub.add_parser("lineage", help="a version's lineage tags and the commands that rebuild it")
+    lg.add_argument("version")
+    lg.add_argument("--params-out", default=None, help="write the version's resolved params to this YAML file")
+    c = sub.add_parser("card", help="write a version's model card (self-contained HTML) to a local file")
+    c.add_argument("version")
+    c.add_argument("--out", default=None, help="output file (default: model_card_v<VERSION>.html)")
+
+
+def status(client, name: str) -> None:
+    from integrations import history
+    from integrations.registry import TAG_PREFIX
+
+    for drift in history.check(client, name):
+        print(f"WARNING: {drift.line(name)}")
+    found = client.search_model_versions(f"name='{name}'")
+    # search results leave `aliases` empty on some stores; fetch each version for its aliases
+    versions = sorted((client.get_model_version(name, v.version) for v in found), key=lambda v: int(v.version))
+    if not versions:
+        print(f"no versions of {name!r} registered yet; run `make demo` or `dvc repro`")
+        return
+    print(f"{'version':>7}  {'aliases':<22} {'gate':<9} last action")
+    for mv in versions:
+        aliases = ",".join(sorted(mv.aliases or []))
+        variant = mv.tags.get(TAG_PREFIX + "variant")
+        last = f"variant {variant} of v{mv.tags.get(TAG_PREFIX + 'variant_of')}" if variant else (mv.description or "")
+        print(f"{mv.version:>7}  {aliases:<22} {mv.tags.get(TAG_PREFIX + 'gate', '-'):<9} {last}")
+
+
+def lineage(client, name: str, version: str, params_out: str | None) -> None:
+    from integrations import lineage as lineage_tags
+
+    print(lineage_tags.describe(client, name, version))
+    if params_out:
+        import yaml
+
+        from vistune.io import write_text
+
+        write_text(Path(params_out), yaml.safe_dump(lineage_tags.version_params(client, name, version),
+                                                    sort_keys=False))
+        print(f"wrote v{version}'s params to {params_out}")
+
+
+def run(args: argparse.Namespace, client, lock, name: str) -> None:
+    """One registry action on an open registry (`lock`: the registry lock for alias changes)."""
+    from integrations import registry
+
+    if args.cmd == "promote":
+        prev = registry.promote(client, name, args.version, lock, reason=args.reason)
+        print(f"{name}: champion v{prev or '-'} -> v{args.version}")
+    elif args.cmd == "rollback":
+        frm, to = registry.rollback(client, name, lock, to_time=args.to_time)
+        print(f"{name}: champion rolled back v{frm} -> v{to}")
+    elif args.cmd == "history":
+        from integrations import history
+
+        print(history.table(history.read(client, name), history.check(client, name)))
+    elif args.cmd == "card":
+        from app import card
+
+        out = card.fetch(client, name, args.version, Path(args.out or f"model_card_v{args.version}.html"))
+        print(f"{name} v{args.version}: model card written to {out}")
+    elif args.cmd == "lineage":
+        lineage(client, name, args.version, args.params_out)
+    elif args.cmd == "archive":
+        registry.archive(client, name, args.version, lock)
+        print(f"{name}: v{args.version} archived")
+    elif args.cmd == "status":
+        status(client, name)
