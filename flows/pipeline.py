@@ -40,6 +40,7 @@ from flows.isolation import isolated_workspace, repo_git_lock, stage_run_files
 from flows.form import form_baseline
 from flows.params import PipelineParams, apply_overrides, form_values
 from flows.registry_guard import flag_outside_changes
+from flows.retry import retry_unless_user_error
 from flows.summary import publish_summary
 from flows.workspace import Snapshot, stage_cache_key
 from vistune.layout import Layout
@@ -94,19 +95,7 @@ def _dvc_cache_key(context, parameters: dict) -> str | None:
     return stage_cache_key(Path(parameters["repo"]), parameters["stage"])
 
 
-def _retry_unless_user_error(task, task_run, state) -> bool:
-    """Retry crashes, kills and timeouts (a killed `train` resumes from its checkpoint); a stage that
-    refused its config or data, or could not write its outputs, fails at once: a rerun changes nothing."""
-    try:
-        state.result()
-    except StageFailed as exc:
-        return exc.retryable
-    except BaseException:
-        return True
-    return True
-
-
-@task(retries=3, retry_delay_seconds=[5, 30, 60], retry_condition_fn=_retry_unless_user_error,
+@task(retries=3, retry_delay_seconds=[5, 30, 60], retry_condition_fn=retry_unless_user_error,
       timeout_seconds=6 * 3600, task_run_name="{stage}", cache_key_fn=_dvc_cache_key, persist_result=True)
 def run_stage(stage: str, repo: str, force: bool = False, experiment: str = "", store_root: str = "") -> str:
     """One DVC stage; retried with backoff (a killed `train` resumes from its checkpoint)."""

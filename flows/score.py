@@ -15,26 +15,15 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from app import scoring
+from flows.retry import retry_unless_user_error
 from vistune.config import load_params
-from vistune.errors import VistuneError
 from vistune.evaluate import drift
 from vistune.layout import Layout
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _retry_unless_user_error(task, task_run, state) -> bool:
-    """A bad source or a missing model fails at once; anything else (a crash) is retried."""
-    try:
-        state.result()
-    except (VistuneError, ValueError):
-        return False
-    except BaseException:
-        return True
-    return True
-
-
-@task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=_retry_unless_user_error)
+@task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_unless_user_error)
 def score_images(source: str, alias: str, version: int | None, out: str, repo: str, track: bool) -> dict:
     root = Path(repo).resolve()
     out_dir = Path(out) if Path(out).is_absolute() else root / out
