@@ -13,7 +13,20 @@ from pathlib import Path
 # value (or none), not whatever URI an earlier flow in this process opened
 _USER_MLFLOW_URI = os.environ.get("MLFLOW_TRACKING_URI")
 
-STAGES = ("ingest", "validate", "augment", "train", "evaluate", "compress", "register")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def stages(repo: Path = REPO) -> tuple[str, ...]:
+    """The pipeline's stages in `dvc.yaml`'s order: the flow runs what DVC declares, no second list."""
+    from integrations.dvcfiles import yaml_stages
+
+    return tuple(yaml_stages(Path(repo)))
+
+
+def __getattr__(name: str):
+    if name == "STAGES":  # the stages of this checkout's dvc.yaml, read when asked for (not at import)
+        return stages()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # stages/cli.py exits 2 on a configuration or data error and on an output it cannot write:

@@ -35,7 +35,7 @@ from prefect.runtime import flow_run
 from app.fit_recipe import write_recipe
 from app.report import read_json
 from flows.approval import await_approval
-from flows.dvc_cli import STAGES, StageFailed, dvc_output, run_dvc
+from flows.dvc_cli import StageFailed, dvc_output, run_dvc, stages as dvc_stages
 from flows.isolation import isolated_workspace, repo_git_lock, stage_run_files
 from flows.form import form_baseline
 from flows.params import PipelineParams, apply_overrides, form_values
@@ -234,7 +234,7 @@ def train_pipeline(params: PipelineParams = PipelineParams(), repo: str = str(RE
     with run_workspace(Path(repo), workspace, logger) as root:
         work = str(root)
         snapshot = _snapshot(root, isolated)
-        overrides, states = _run_stages(STAGES, params, work, force, experiment, logger, snapshot, store_root,
+        overrides, states = _run_stages(dvc_stages(root), params, work, force, experiment, logger, snapshot, store_root,
                                         fit_recipe=True)
         saved = record_experiment(work, experiment, repo) if save_experiment else ""
         pushed = push_outputs(work)
