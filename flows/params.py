@@ -12,7 +12,6 @@ changed since (`PipelineParams.overrides`).
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 from typing import Any, Optional
@@ -121,23 +120,16 @@ def prefill_schema(schema: dict, values: dict[str, Any], backbones: list[str]) -
 
 
 def apply_overrides(params_file: Path, overrides: dict[str, Any]) -> None:
-    """Write dotted-key overrides into params.yaml, keeping comments; validates the result."""
+    """Write dotted-key overrides into params.yaml, keeping comments; validates the result first.
+    The one params.yaml writer (`integrations.params_file`) does the edit, YAML-1.1-safe floats included."""
     import yaml as pyyaml
-    from ruamel.yaml import YAML
 
+    from integrations.params_file import apply_settings
     from vistune.config import parse_params
-    from vistune.io import atomic_path
+    from vistune.io import write_text
 
     if not overrides:
         return
-    yaml = YAML()
-    yaml.preserve_quotes = True
-    doc = yaml.load(params_file.read_text())
-    for dotted, value in overrides.items():
-        section, key = dotted.split(".", 1)
-        doc[section][key] = value
-    buf = io.StringIO()
-    yaml.dump(doc, buf)
-    parse_params(pyyaml.safe_load(buf.getvalue()))  # reject bad values before touching the file
-    with atomic_path(params_file) as tmp:
-        tmp.write_text(buf.getvalue())
+    text = apply_settings(params_file.read_text(), overrides.items(), str(params_file))
+    parse_params(pyyaml.safe_load(text))  # reject bad values before touching the file
+    write_text(params_file, text)
