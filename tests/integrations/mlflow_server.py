@@ -1,6 +1,6 @@
 """A real `mlflow server` for the integration tests: PostgreSQL backend store, served artifact store.
 
-The same shape as the deployment in docs/deploy.md (and `make up MLFLOW_BACKEND_STORE_URI=...`):
+The same shape as the deployment in docs/scale-out.md (and `make up MLFLOW_BACKEND_STORE_URI=...`):
 runs and the registry in PostgreSQL, artifacts proxied by the server (`--artifacts-destination`,
 `mlflow-artifacts:/` URIs), bound to 127.0.0.1. Clients only ever see the http URL.
 """

@@ -1,5 +1,5 @@
 """The registry on shared infrastructure: one real `mlflow server` for the module, PostgreSQL backend
-store, artifacts served by the server (the deployment of docs/deploy.md). The `register` stage, the
+store, artifacts served by the server (the deployment of docs/scale-out.md). The `register` stage, the
 default McNemar gate, promote / rollback / archive, the alias history and the CLI all talk to it by
 its http URL only; results are read back through a fresh client and straight from PostgreSQL's tables.
 """
