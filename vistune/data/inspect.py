@@ -24,13 +24,13 @@ import numpy as np
 import pandas as pd
 
 from vistune.config import DataCfg, ValidateCfg
-from vistune.data.sources.archive import dataset_root, extract_archive, is_archive
+from vistune.data.sources.archive import dataset_root, extract_archive
 from vistune.data.sources.common import SPLITS, IngestReport
-from vistune.data.sources.csv_manifest import csv_groups, is_csv_manifest
+from vistune.data.sources.csv_manifest import csv_groups
 from vistune.data.sources.folder import folder_groups
-from vistune.data.sources.registry import list_sources
+from vistune.data.sources.registry import find_source, list_sources, source_hook
 from vistune.data.sources.sklearn_digits import DIGITS, digits_items
-from vistune.data.sources.torchvision_ds import TORCHVISION_PREFIX, torchvision_items
+from vistune.data.sources.torchvision_ds import torchvision_items
 from vistune.data.dataquality import mark_duplicates
 from vistune.data.manifest import decode_facts
 from vistune.errors import DataError
@@ -116,11 +116,13 @@ def _folder(cfg: DataCfg, root: Path, report: IngestReport) -> tuple[list[Item],
     return [it for s, g in groups.items() for it in _file_items(g, s, root)], kind, carved
 
 
-def _csv(cfg: DataCfg, report: IngestReport) -> tuple[list[Item], str, tuple[str, ...]]:
+@source_hook("csv", "inspect")
+@contextlib.contextmanager
+def _csv(cfg: DataCfg, report: IngestReport) -> Iterator[tuple[list[Item], str, tuple[str, ...]]]:
     """Rows `path,label[,split]` read in place, refused and split as `ingest` does (`csv_manifest.csv_groups`)."""
     manifest = Path(cfg.source).expanduser()
     groups, carved = csv_groups(cfg, manifest, report)
-    return [it for s, g in groups.items() for it in _file_items(g, s, manifest.parent)], "csv", carved
+    yield [it for s, g in groups.items() for it in _file_items(g, s, manifest.parent)], "csv", carved
 
 
 def _png(image) -> bytes:
@@ -129,53 +131,62 @@ def _png(image) -> bytes:
     return buf.getvalue()
 
 
-def _digits(cfg: DataCfg) -> tuple[list[Item], str, tuple[str, ...]]:
+@source_hook(DIGITS, "inspect")
+@contextlib.contextmanager
+def _digits(cfg: DataCfg, report: IngestReport) -> Iterator[tuple[list[Item], str, tuple[str, ...]]]:
     """scikit-learn's digits as `ingest` writes them (PNG bytes), in memory."""
     from PIL import Image
 
     items = [Item(fname, split, label, lambda image=image: _png(Image.fromarray(image, mode="L")))
              for image, split, label, fname in digits_items(cfg)]
-    return items, "sklearn", SPLITS
+    yield items, "sklearn", SPLITS
 
 
-def _torchvision(cfg: DataCfg) -> tuple[list[Item], str, tuple[str, ...]]:
+@source_hook("torchvision", "inspect")
+@contextlib.contextmanager
+def _torchvision(cfg: DataCfg, report: IngestReport) -> Iterator[tuple[list[Item], str, tuple[str, ...]]]:
     """A torchvision dataset from `data.cache_dir` (downloaded only when `data.download` allows), in memory."""
     items = [Item(fname, split, folder, lambda ds=ds, i=i: _png(ds[i][0]))
              for ds, split, i, folder, fname in torchvision_items(cfg)]
-    return items, "torchvision", ("val",)
+    yield items, "torchvision", ("val",)
 
 
+@source_hook("archive", "inspect")
 @contextlib.contextmanager
-def list_source(cfg: DataCfg, report: IngestReport) -> Iterator[tuple[list[Item], str, tuple[str, ...]]]:
-    """(items, kind, carved splits) for any source `ingest` accepts; bad sources raise DataError.
-
-    A context manager because an archive's files exist only while it is open.
-    """
+def _archive(cfg: DataCfg, report: IngestReport) -> Iterator[tuple[list[Item], str, tuple[str, ...]]]:
+    """An archive's members, extracted as `ingest` extracts them, for as long as the caller reads them."""
     source = cfg.source
-    if source == DIGITS:
-        yield _digits(cfg)
-    elif source.startswith(TORCHVISION_PREFIX):
-        yield _torchvision(cfg)
-    elif is_csv_manifest(source):
-        yield _csv(cfg, report)
-    elif is_archive(source):
-        with tempfile.TemporaryDirectory(prefix="vistune-inspect-") as tmp:
-            try:
-                extract_archive(Path(source).expanduser(), Path(tmp), report)
-            except Exception as exc:  # zipfile/tarfile raise several types for a damaged archive
-                raise DataError(f"{source}: not a readable archive ({exc.__class__.__name__}); re-create it "
-                                "or point at a directory") from None
-            root = dataset_root(Path(tmp))
-            items, _, carved = _folder(cfg, root, report)
-            yield items, "archive", carved
-    else:
-        root = Path(source).expanduser()
-        if not root.exists():
-            raise DataError(f"{source}: no such file or directory; give an ImageFolder directory, an archive, "
-                            f"a .csv manifest or one of {list_sources()[:1] + ['torchvision:<Dataset>']}")
-        if not root.is_dir():
-            raise DataError(f"{source}: not a directory, archive (.zip/.tar/.tar.gz) or .csv manifest")
-        yield _folder(cfg, root, report)
+    with tempfile.TemporaryDirectory(prefix="vistune-inspect-") as tmp:
+        try:
+            extract_archive(Path(source).expanduser(), Path(tmp), report)
+        except Exception as exc:  # zipfile/tarfile raise several types for a damaged archive
+            raise DataError(f"{source}: not a readable archive ({exc.__class__.__name__}); re-create it "
+                            "or point at a directory") from None
+        root = dataset_root(Path(tmp))
+        items, _, carved = _folder(cfg, root, report)
+        yield items, "archive", carved
+
+
+@source_hook("folder", "inspect")
+@contextlib.contextmanager
+def _directory(cfg: DataCfg, report: IngestReport) -> Iterator[tuple[list[Item], str, tuple[str, ...]]]:
+    source = cfg.source
+    root = Path(source).expanduser()
+    if not root.exists():
+        raise DataError(f"{source}: no such file or directory; give an ImageFolder directory, an archive, "
+                        f"a .csv manifest or one of {list_sources()[:1] + ['torchvision:<Dataset>']}")
+    if not root.is_dir():
+        raise DataError(f"{source}: not a directory, archive (.zip/.tar/.tar.gz) or .csv manifest")
+    yield _folder(cfg, root, report)
+
+
+def list_source(cfg: DataCfg, report: IngestReport):
+    """(items, kind, carved splits) for any source `ingest` accepts, as a context manager (an archive's
+    files exist only while it is open); bad sources raise DataError. The kind is the registry's."""
+    kind = find_source(cfg.source)
+    if "inspect" not in kind.hooks:
+        raise DataError(f"{cfg.source}: `vistune init` cannot inspect a {kind.name} source yet")
+    return kind.hooks["inspect"](cfg, report)
 
 
 # ---- facts and the profile -----------------------------------------------------------------------

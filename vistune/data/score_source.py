@@ -18,7 +18,8 @@ from pathlib import Path
 
 from vistune.data import sources
 from vistune.data.files import join_relative
-from vistune.data.sources.csv_manifest import _problem_code, manifest_problem
+from vistune.data.sources.csv_manifest import manifest_problem, problem_code
+from vistune.data.sources.registry import find_source, source_hook
 from vistune.errors import DataError
 
 
@@ -43,14 +44,15 @@ def _walk(root: Path, classes: set[str]) -> list[tuple[Path, str, str]]:
     return found
 
 
-def _from_csv(manifest: Path) -> ScoreFiles:
+@source_hook("csv", "score")
+def _from_csv(manifest: Path, workdir: Path, classes: set[str]) -> ScoreFiles:
     base = manifest.parent
     header, rows = sources.read_csv_manifest(manifest) if _has_label(manifest) else _paths_only(manifest)
     files, refused = [], []
     for n, row in enumerate(rows, start=2):
         rel = row.get("path", "")
         if problem := (manifest_problem(rel, base) if rel else f"manifest row {n} has no path"):
-            refused.append({"path": f"{manifest.name}:{rel}", "code": _problem_code(problem), "reason": problem})
+            refused.append({"path": f"{manifest.name}:{rel}", "code": problem_code(problem), "reason": problem})
             continue
         files.append((join_relative(base, rel), "", row.get("label", "")))
     return ScoreFiles(base, files, refused)
@@ -73,21 +75,31 @@ def _paths_only(manifest: Path) -> tuple[list[str], list[dict[str, str]]]:
         return header, [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
 
 
-def collect(source: str | Path, workdir: Path, classes: list[str] | tuple[str, ...] = ()) -> ScoreFiles:
-    """The files of `source` to score; an archive is extracted (member by member, safely) into `workdir`."""
-    src = Path(source).expanduser()
-    if sources.is_csv_manifest(str(src)):
-        return _from_csv(src)
-    if sources.is_archive(str(src)):
-        report = sources.IngestReport(source=str(src))
-        try:
-            sources.extract_archive(src, workdir, report)
-        except (zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
-            raise DataError(f"{src}: not a readable archive ({exc}); re-create it or score a folder") from None
-        return ScoreFiles(workdir, _walk(workdir, set(classes)), report.skipped)
+@source_hook("archive", "score")
+def _from_archive(src: Path, workdir: Path, classes: set[str]) -> ScoreFiles:
+    """Every member, extracted (member by member, safely) into `workdir`; refused members as rows."""
+    report = sources.IngestReport(source=str(src))
+    try:
+        sources.extract_archive(src, workdir, report)
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
+        raise DataError(f"{src}: not a readable archive ({exc}); re-create it or score a folder") from None
+    return ScoreFiles(workdir, _walk(workdir, classes), report.skipped)
+
+
+@source_hook("folder", "score")
+def _from_folder(src: Path, workdir: Path, classes: set[str]) -> ScoreFiles:
     if not src.is_dir():
         raise DataError(f"{src}: not a folder, archive (.zip/.tar/.tar.gz) or .csv manifest of images to score")
-    files = _walk(src, set(classes))
+    files = _walk(src, classes)
     if not files:
         raise DataError(f"{src}: no files to score")
     return ScoreFiles(src, files)
+
+
+def collect(source: str | Path, workdir: Path, classes: list[str] | tuple[str, ...] = ()) -> ScoreFiles:
+    """The files of `source` to score, read by the registry's kind for it (folder, archive, CSV manifest)."""
+    src = Path(source).expanduser()
+    kind = find_source(str(src))
+    if "score" not in kind.hooks:  # sklearn:digits, torchvision:<Dataset>: training sets, nothing to score
+        raise DataError(f"{src}: not a folder, archive (.zip/.tar/.tar.gz) or .csv manifest of images to score")
+    return kind.hooks["score"](src, workdir, set(classes))

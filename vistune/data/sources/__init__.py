@@ -12,12 +12,13 @@ and end up in quarantine.csv; the path-safety rules live in `vistune.data.files`
 from vistune.data.sources.archive import ARCHIVE_SUFFIXES, extract_archive, is_archive
 from vistune.data.sources.common import SPLITS, IngestReport
 from vistune.data.sources.csv_manifest import is_csv_manifest, read_csv_manifest
-from vistune.data.sources.registry import SourceKind, create_source, ingest, list_sources, register_source
+from vistune.data.sources.registry import (SourceKind, create_source, find_source, ingest, list_sources,
+                                           register_source, source_hook)
 from vistune.data.sources.sklearn_digits import DIGITS
 from vistune.data.sources.torchvision_ds import TORCHVISION_PREFIX, torchvision_root
 
 __all__ = [
     "ARCHIVE_SUFFIXES", "DIGITS", "SPLITS", "TORCHVISION_PREFIX", "IngestReport", "SourceKind", "create_source",
-    "extract_archive", "ingest", "is_archive", "is_csv_manifest", "list_sources", "read_csv_manifest",
-    "register_source", "torchvision_root",
+    "extract_archive", "find_source", "ingest", "is_archive", "is_csv_manifest", "list_sources", "read_csv_manifest",
+    "register_source", "source_hook", "torchvision_root",
 ]

@@ -39,7 +39,8 @@ def read_csv_manifest(manifest: Path) -> tuple[list[str], list[dict[str, str]]]:
     return header, rows
 
 
-def _problem_code(problem: str) -> str:
+def problem_code(problem: str) -> str:
+    """The quarantine code of a `manifest_problem` (missing, outside_root, unsafe_name)."""
     if "not an existing" in problem:
         return "missing"
     return "outside_root" if "outside" in problem or "escapes" in problem or "absolute" in problem else "unsafe_name"
@@ -62,7 +63,7 @@ def csv_groups(cfg: DataCfg, manifest: Path, report: IngestReport,
                                    "reason": f"manifest row {n} needs a path and a plain label (no '/', not '..')"})
             continue
         if problem := manifest_problem(rel, base):
-            report.skipped.append({"path": where, "code": _problem_code(problem), "reason": problem})
+            report.skipped.append({"path": where, "code": problem_code(problem), "reason": problem})
             continue
         item = (join_relative(base, rel), label)
         if with_split and split:
