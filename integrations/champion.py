@@ -52,7 +52,7 @@ def _store_missing(cfg: RegisterCfg, root: Path) -> bool:
     return not (path if path.is_absolute() else tracking.store_root(root) / path).is_file()
 
 
-def find_version(cfg: RegisterCfg, root: Path, alias: str | None = "champion", version: str | None = None):
+def open_version(cfg: RegisterCfg, root: Path, alias: str | None = "champion", version: str | None = None):
     """(client, model version) for `version` or `alias`, or None when there is none (yet)."""
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -88,7 +88,7 @@ def fetch(cfg: RegisterCfg, root: Path, dest: Path, alias: str | None = "champio
     if _store_missing(cfg, root):
         return None
     found = tracking.with_retries(cfg, tracking.resolve_tracking_uri(cfg, root), "find model version",
-                                  lambda: find_version(cfg, root, alias, version))
+                                  lambda: open_version(cfg, root, alias, version))
     if found is None:
         return None
     client, mv = found
@@ -153,7 +153,7 @@ def drift_against(model: RegisteredModel, new: pd.DataFrame, image_root: Path, c
     return result
 
 
-def check(register_cfg: RegisterCfg, validate_cfg, root: Path, new: pd.DataFrame | Callable[[], pd.DataFrame],
+def drift_vs_champion(register_cfg: RegisterCfg, validate_cfg, root: Path, new: pd.DataFrame | Callable[[], pd.DataFrame],
           image_root: Path, device: str = "cpu") -> drift.DriftResult:
     """Drift of `new` against the current champion; skipped (with the reason) when there is none yet
     or the registry cannot be reached (validation keeps working offline). `new` may be a function

@@ -14,7 +14,7 @@ import getpass
 import json
 import os
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 from integrations import tags as T
 
@@ -59,7 +59,7 @@ def parse_time(text: str) -> datetime:
         t = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         raise ValueError(f"time {text!r} is not ISO-8601; use e.g. 2026-11-23T12:00:00 (UTC)") from None
-    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
 def read(client, name: str) -> list[Entry]:
@@ -83,7 +83,7 @@ def append(client, name: str, alias: str, from_version: str | None, to_version: 
     """Add one entry; call under `registry.registry_lock` so sequence numbers never collide."""
     existing = [int(k[len(PREFIX):]) for k in (client.get_registered_model(name).tags or {})
                 if k.startswith(PREFIX) and k[len(PREFIX):].isdigit()]
-    entry = Entry(max(existing, default=0) + 1, datetime.now(timezone.utc).isoformat(timespec="microseconds"),
+    entry = Entry(max(existing, default=0) + 1, datetime.now(UTC).isoformat(timespec="microseconds"),
                   actor or default_actor(), action, alias,
                   None if from_version is None else str(from_version), None if to_version is None else str(to_version),
                   reason if len(reason) <= MAX_REASON else reason[:MAX_REASON - 3] + "...")
@@ -125,7 +125,7 @@ OUTSIDE = "outside vistune"
 
 
 @dataclass(frozen=True)
-class Drift:
+class OutsideChange:
     """An alias whose registry value differs from the last value the history recorded for it."""
 
     alias: str
@@ -139,7 +139,7 @@ class Drift:
                 f"client); `vistune history` shows it, `vistune promote`/`rollback` restores a recorded state")
 
 
-def outside_changes(entries: list[Entry], aliases: dict[str, str]) -> list[Drift]:
+def outside_changes(entries: list[Entry], aliases: dict[str, str]) -> list[OutsideChange]:
     """The managed aliases the registry (`aliases`: alias -> version) holds differently from the history."""
     recorded: dict[str, str | None] = {}
     for e in entries:
@@ -149,11 +149,11 @@ def outside_changes(entries: list[Entry], aliases: dict[str, str]) -> list[Drift
         actual = aliases.get(alias)
         actual = None if actual is None else str(actual)
         if actual != recorded.get(alias):
-            found.append(Drift(alias, recorded.get(alias), actual))
+            found.append(OutsideChange(alias, recorded.get(alias), actual))
     return found
 
 
-def check(client, name: str) -> list[Drift]:
+def unrecorded_changes(client, name: str) -> list[OutsideChange]:
     """`outside_changes` of registered model `name` ([] when it does not exist yet)."""
     try:
         model = client.get_registered_model(name)
@@ -164,17 +164,17 @@ def check(client, name: str) -> list[Drift]:
     return outside_changes(read(client, name), dict(model.aliases or {}))
 
 
-def record_outside(client, name: str, actor: str | None = None) -> list[Drift]:
+def record_outside(client, name: str, actor: str | None = None) -> list[OutsideChange]:
     """Write each outside change into the log as an `outside` entry (call under the registry lock, before
     vistune changes an alias), so the history stays complete and rollback sees the real sequence."""
-    drifts = check(client, name)
-    for d in drifts:
+    changes = unrecorded_changes(client, name)
+    for d in changes:
         append(client, name, d.alias, d.recorded, d.actual, "outside",
                f"set {OUTSIDE}; found by {actor or default_actor()}", OUTSIDE)
-    return drifts
+    return changes
 
 
-def table(entries: list[Entry], outside: list[Drift] = ()) -> str:
+def table(entries: list[Entry], outside: list[OutsideChange] = ()) -> str:
     """A fixed-width table for `vistune history`; `outside`: current unrecorded changes, shown last."""
     if not entries and not outside:
         return "no alias changes recorded yet"

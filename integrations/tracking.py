@@ -153,7 +153,7 @@ def idempotency_tags(model_file: Path, params: dict[str, Any], metrics: dict[str
     return {T.MODEL_SHA256: sha256_file(model_file), T.PARAMS_SHA256: digest, T.METRICS_SHA256: metrics_digest}
 
 
-def find_version(client: mlflow.MlflowClient, name: str, tags: dict[str, str]):
+def version_with_tags(client: mlflow.MlflowClient, name: str, tags: dict[str, str]):
     """The registered version of `name` carrying all of `tags` (the lowest if several), else None."""
     try:
         found = client.search_model_versions(f"name='{name}'")
@@ -312,7 +312,7 @@ class Tracker:
     client: mlflow.MlflowClient
 
     @classmethod
-    def open(cls, cfg: RegisterCfg, root: Path, shared: registry.SharedLock | None = None) -> "Tracker":
+    def open(cls, cfg: RegisterCfg, root: Path, shared: registry.SharedLock | None = None) -> Tracker:
         uri = resolve_tracking_uri(cfg, root)
         experiment_id = setup(cfg, root, uri)
         return cls(cfg, uri, experiment_id, registry.RegistryLock(lock_dir(cfg, root, uri), shared),
@@ -325,9 +325,9 @@ class Tracker:
     def retrying(self, what: str, fn: Callable[[], _R]) -> _R:
         return with_retries(self.cfg, self.uri, what, fn)
 
-    def find_version(self, tags: dict[str, str]):
+    def version_with_tags(self, tags: dict[str, str]):
         """The version registered earlier with all of `tags`, else None."""
-        return self.retrying("search model versions", lambda: find_version(self.client, self.model_name, tags))
+        return self.retrying("search model versions", lambda: version_with_tags(self.client, self.model_name, tags))
 
     def log_run(self, rec: RunRecord) -> tuple[str, str]:
         """One MLflow run (params, metrics, dataset, artifacts, the pyfunc model) and the registered

@@ -106,7 +106,7 @@ def run(params: Params, layout: Layout) -> dict:
     tracker = tracking.Tracker.open(cfg, root, shared=cross_host_lock.hold)  # + the lock all hosts see
     # idempotency: the same weights + params registered before (e.g. a re-run after the server came back)
     key_tags = tracking.idempotency_tags(layout.model, to_dict(params), metrics)
-    existing = tracker.find_version(key_tags)
+    existing = tracker.version_with_tags(key_tags)
     if existing is not None:
         return _reuse(tracker, existing, params, layout, metrics, dirty)
     run_id, version = tracker.log_run(_record(params, layout, metrics, key_tags))

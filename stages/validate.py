@@ -235,7 +235,7 @@ def _finish(cfg, layout, marked, good, bad, quarantine, warnings, leaked_fractio
     return ValidateResult(manifest_path=layout.manifest, quarantine=quarantine, summary=summary, warnings=warnings)
 
 
-def check_drift(params: Params, layout: Layout, good: pd.DataFrame | None = None) -> "DriftResult":
+def check_drift(params: Params, layout: Layout, good: pd.DataFrame | None = None) -> DriftResult:
     """drift.json: the good images (default: manifest.csv, read only when there is a champion to
     compare with) against the champion's training data (skipped without a champion)."""
     from integrations import champion
@@ -243,7 +243,7 @@ def check_drift(params: Params, layout: Layout, good: pd.DataFrame | None = None
 
     cfg = params.validate
     new = good if good is not None else (lambda: read_good(layout.manifest))
-    result = champion.check(params.register, cfg, layout.root.resolve(), new, layout.raw)
+    result = champion.drift_vs_champion(params.register, cfg, layout.root.resolve(), new, layout.raw)
     write_json(layout.drift, result.as_metrics())
     print(drift.summary_line(result))
     if result.drifted and cfg.on_drift == "fail":

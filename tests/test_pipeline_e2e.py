@@ -208,4 +208,4 @@ def test_served_run_pauses_for_approval_and_is_approved_through_the_api(repo: Pa
         ("gate", "challenger", challenger, version, f"flow:{served.name}"),
         ("approval", "champion", champion, version, "reviewer:alice")]
     assert entries[-1].reason == "approved by reviewer:alice: looks right"
-    assert history.check(client, approval.NAME) == []  # the registry is what the history says
+    assert history.unrecorded_changes(client, approval.NAME) == []  # the registry is what the history says

@@ -34,8 +34,8 @@ def status(client, name: str) -> None:
     from integrations import history
     from integrations.registry import TAG_PREFIX
 
-    for drift in history.check(client, name):
-        print(f"WARNING: {drift.line(name)}")
+    for change in history.unrecorded_changes(client, name):
+        print(f"WARNING: {change.line(name)}")
     found = client.search_model_versions(f"name='{name}'")
     # search results leave `aliases` empty on some stores; fetch each version for its aliases
     versions = sorted((client.get_model_version(name, v.version) for v in found), key=lambda v: int(v.version))
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace, client, lock, name: str) -> None:
     elif args.cmd == "history":
         from integrations import history
 
-        print(history.table(history.read(client, name), history.check(client, name)))
+        print(history.table(history.read(client, name), history.unrecorded_changes(client, name)))
     elif args.cmd == "card":
         from app import card
 

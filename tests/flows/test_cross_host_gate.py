@@ -112,8 +112,8 @@ def _problems(client, name: str, decisions: dict[str, dict], v1: str, best: str)
         if len(gated) != 1 or len(crowned) != int(d["promoted"]):
             problems.append(f"v{d['version']}: {len(gated)} challenger and {len(crowned)} champion entries for one "
                             f"decision (promoted={d['promoted']})")
-    if history.check(client, name):
-        problems.append(f"registry and history disagree: {history.check(client, name)}")
+    if history.unrecorded_changes(client, name):
+        problems.append(f"registry and history disagree: {history.unrecorded_changes(client, name)}")
     return problems
 
 

@@ -25,13 +25,13 @@ def test_alias_moved_outside_vistune_is_flagged_and_recorded(harness, trained_ti
     client, lock = tracking.open_registry(mlflow_cfg, tmp_path)
     params = write_params_file(tmp_path / "params.yaml", mlflow_cfg)
     base = ["--params", str(params), "--root", str(tmp_path)]
-    assert history.check(client, NAME) == [] and guard_flow(str(tmp_path)) == []
+    assert history.unrecorded_changes(client, NAME) == [] and guard_flow(str(tmp_path)) == []
 
     mv = client.get_model_version(NAME, v1)
     v2 = str(client.create_model_version(NAME, mv.source, run_id=mv.run_id).version)
     client.set_registered_model_alias(NAME, "champion", v2)  # behind vistune's back
 
-    assert history.check(client, NAME) == [history.Drift("champion", v1, v2)]
+    assert history.unrecorded_changes(client, NAME) == [history.OutsideChange("champion", v1, v2)]
     capsys.readouterr()
     assert cli.main([*base, "status"]) == 0
     warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("WARNING")]
@@ -48,5 +48,5 @@ def test_alias_moved_outside_vistune_is_flagged_and_recorded(harness, trained_ti
     entries = history.read(client, NAME)
     assert [(e.actor, e.action, e.from_version, e.to_version) for e in entries[-2:]] == [
         ("outside vistune", "outside", v1, v2), ("cli:ops", "promote", v2, v1)]
-    assert history.check(client, NAME) == []
+    assert history.unrecorded_changes(client, NAME) == []
     assert registry.rollback(client, NAME, lock) == (v1, v2)  # the outside holder counts as a previous champion

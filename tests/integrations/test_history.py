@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import pytest
 
@@ -16,7 +16,7 @@ NAME = "vistune-classifier"
 
 
 def _now() -> str:
-    t = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    t = datetime.now(UTC).isoformat(timespec="microseconds")
     time.sleep(0.01)  # the next event is strictly later
     return t
 

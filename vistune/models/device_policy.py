@@ -1,6 +1,6 @@
-"""Inference shared by evaluation, compression and the served model: device choice, precision,
-memory format, batching and host-to-device copies. Kept apart from the training loop so serving
-never imports it.
+"""The device and precision policy every model run follows (training, evaluation, compression, the served
+model): device choice, autocast precision, memory format, batched prediction and host-to-device copies.
+Kept apart from the training loop so serving never imports it.
 
 One rule everywhere (train, evaluate, robustness, latency, serving): channels_last weights and
 inputs on every device, and `autocast(device, amp)` — bf16 on a CUDA device that supports it,
