@@ -33,7 +33,7 @@ from vistune.evaluate import drift
 from vistune.io import write_json, write_text
 from vistune.models.batch_predict import predict_files
 from vistune.models.classifier import Classifier
-from vistune.models.inference import setup_device
+from vistune.models.device_policy import setup_device
 
 NOT_APPLICABLE = {"leakage", "duplicate", "near_duplicate", "no_label"}  # training-set rules
 QUARANTINE_COLUMNS = ["path", "code", "reason"]

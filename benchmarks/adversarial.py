@@ -30,7 +30,7 @@ from vistune.train.finetune import create_strategy  # noqa: E402
 from vistune.data.preprocess import resize_rgb  # noqa: E402
 from vistune.evaluate.robustness import _accuracy, attack  # noqa: E402
 from vistune.train.loop import fit, set_seed
-from vistune.models.inference import resolve_device  # noqa: E402
+from vistune.models.device_policy import resolve_device  # noqa: E402
 
 
 def digits(size: int, seed: int = 0) -> tuple[list[str], dict[str, SplitArrays]]:

@@ -20,7 +20,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -29,7 +28,7 @@ from benchmarks._common import write_result  # noqa: E402
 from vistune.config import load_params  # noqa: E402
 from vistune.data.prepared import load_prepared  # noqa: E402
 from vistune.layout import Layout  # noqa: E402
-from vistune.models import compress as vc  # noqa: E402
+from vistune.evaluate.latency import latency  # noqa: E402
 from vistune.models.classifier import Classifier  # noqa: E402
 from vistune.models.onnx_export import freeze_same_padding  # noqa: E402
 from vistune.models.quantize import calibration_indices  # noqa: E402
@@ -72,7 +71,7 @@ def main() -> None:
         compiled(x[:1])
         compile_s = time.perf_counter() - t0
         acc = float((logits.argmax(1) == y).float().mean())
-        lat = vc.latency(lambda b: compiled(torch.from_numpy(b)).numpy(), x.numpy(), cfg.latency_runs)
+        lat = latency(lambda b: compiled(torch.from_numpy(b)).numpy(), x.numpy(), cfg.latency_runs)
     row = {"variant": "pt2e_x86_inductor_int8", "accuracy": acc, "quantize_s": quantize_s,
            "compile_s": compile_s, **vars(lat)}
     print(row)

@@ -98,16 +98,16 @@ def teacher(params, data, path: Path):
 
 def student(args, params, teacher_backbone, data, path: Path):
     """The student distilled from the teacher with the core `distill` on the recipe's augmentation."""
-    from vistune.models import compress as vc
     from vistune.models.backbones import create_backbone
     from vistune.models.classifier import Classifier, save_model
+    from vistune.train.distill import distill
 
     torch.manual_seed(args.seed)
     backbone = create_backbone(args.student, len(data.classes), args.student_pretrained)
     t0 = time.perf_counter()
-    losses = vc.distill(teacher_backbone, backbone, data, params.augment, args.epochs, args.lr,
-                        args.batch_size or params.train.batch_size, args.temperature, args.alpha, args.seed,
-                        strategy=args.strategy, unfreeze_blocks=args.unfreeze_blocks)
+    losses = distill(teacher_backbone, backbone, data, params.augment, args.epochs, args.lr,
+                     args.batch_size or params.train.batch_size, args.temperature, args.alpha, args.seed,
+                     strategy=args.strategy, unfreeze_blocks=args.unfreeze_blocks)
     seconds = time.perf_counter() - t0
     state = {k: v.detach().cpu().contiguous() for k, v in backbone.model.state_dict().items()}
     save_model(path, backbone, state, data.classes, data.image_size, extra={"variant": "distilled"})
@@ -118,8 +118,8 @@ def measure(name: str, backbone, path: Path, data, runs: int, parent=None):
     """Held-out test accuracy / macro-F1, parameters, file size and CPU latency (the compress stage's
     `report_torch`; `parent` given: the batch-1 speedup over it, timed in alternation)."""
     from vistune.evaluate.metrics import summarize
-    from vistune.models import compress as vc
-    from vistune.models.inference import predict_logits
+    from vistune.evaluate import variants as vc
+    from vistune.models.device_policy import predict_logits
 
     x, y = data.tensors("test")
     pred = predict_logits(backbone, x, torch.device("cpu")).argmax(1).numpy()
@@ -173,14 +173,14 @@ def main(argv: list[str] | None = None) -> int:
     t_backbone, t_info = teacher(params, data, layout.root / "teacher.pt")
     s_path = layout.root / f"student_{args.name}.pt"
     s_backbone, s_info = student(args, params, t_backbone, data, s_path)
-    from vistune.models import compress as vc
+    from vistune.evaluate import variants as vc
 
     t_rep, t_row = measure("teacher", t_backbone, layout.root / "teacher.pt", data, args.latency_runs)
     s_rep, s_row = measure("student", s_backbone, s_path, data, args.latency_runs, vc.torch_predictor(t_backbone))
     rows = {"teacher": t_row, "student": s_row}
     gap = rows["teacher"]["test_accuracy"] - rows["student"]["test_accuracy"]
     cc = params.compress  # the compress stage's gate with the committed max_drop / max_slowdown
-    gate = vc.gate(s_rep, t_rep, cc.max_drop, cc.max_slowdown)
+    gate = vc.variant_gate(s_rep, t_rep, cc.max_drop, cc.max_slowdown)
     result = {
         "started": started, "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "load_avg_before": [round(v, 2) for v in load_before], "load_avg_after": [round(v, 2) for v in os.getloadavg()],

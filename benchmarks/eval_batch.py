@@ -28,7 +28,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from vistune.models.backbones import create_backbone  # noqa: E402
-from vistune.models.inference import place  # noqa: E402
+from vistune.models.device_policy import place  # noqa: E402
 
 
 def forward_pass(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int) -> None:

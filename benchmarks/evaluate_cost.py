@@ -25,7 +25,7 @@ from vistune.models.backbones import create_backbone
 from vistune.models.classifier import save_model
 from vistune.config import load_params
 from vistune.layout import Layout
-from vistune.models.inference import resolve_device
+from vistune.models.device_policy import resolve_device
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -38,7 +38,7 @@ from benchmarks._common import decode_items, device_name, folder_items, prepared
 from vistune.config import AugmentCfg, TrainCfg  # noqa: E402
 from vistune.data.prepared import SplitArrays  # noqa: E402
 from vistune.models.backbones import create_backbone  # noqa: E402
-from vistune.models.inference import amp_dtype, autocast, place, resolve_device, setup_device  # noqa: E402
+from vistune.models.device_policy import amp_dtype, autocast, place, resolve_device, setup_device  # noqa: E402
 from vistune.train.finetune import create_strategy  # noqa: E402
 from vistune.train.loop import fit  # noqa: E402
 

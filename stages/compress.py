@@ -4,7 +4,7 @@ Builds ONNX (checked against torch), static int8 ONNX (every conv, calibrated on
 of train images listed in data/compress/calibration.csv), optionally the older dynamic int8,
 magnitude-pruned + fine-tuned, and distilled variants, and measures each on the test split:
 accuracy, file size (raw and gzip), p50/p95 latency at batch 1 and 32, images/s on CPU. Each
-variant is gated against the fp32 model (`vistune.models.compress.gate`: accuracy drop <=
+variant is gated against the fp32 model (`vistune.evaluate.variants.variant_gate`: accuracy drop <=
 compress.max_drop on the same test split, not slower, smaller or faster; speed from `speedup_b1`,
 the fp32 model re-timed in alternation with each variant so both see the same load on a shared
 CPU); the report's `gate` column says which ones
@@ -23,8 +23,9 @@ import pandas as pd
 import torch
 
 from stages.cli import stage_main
-from vistune.models import compress as vc
+from vistune.evaluate import variants as vc
 from vistune.models import onnx_export, quantize
+from vistune.models.prune import magnitude_prune, make_permanent
 from vistune.models.backbones import create_backbone
 from vistune.models.classifier import Classifier, save_model
 from vistune.config import CompressCfg, Params
@@ -32,8 +33,9 @@ from vistune.data.prepared import load_prepared
 from vistune.train.finetune import create_strategy
 from vistune.io import write_json, write_text
 from vistune.layout import Layout
+from vistune.train.distill import distill
 from vistune.train.loop import fit
-from vistune.models.inference import predict_logits
+from vistune.models.device_policy import predict_logits
 
 
 def _plain(backbone) -> dict:
@@ -44,12 +46,12 @@ def _plain(backbone) -> dict:
 def _pruned(cfg: CompressCfg, params: Params, clf: Classifier, data, layout: Layout, parent: vc.Predict
             ) -> vc.VariantReport:
     backbone = vc.clone_backbone(clf.backbone)
-    vc.magnitude_prune(backbone.model, cfg.prune_amount)
+    magnitude_prune(backbone.model, cfg.prune_amount)
     if cfg.finetune_epochs > 0:
         tune = dataclasses.replace(params.train, epochs=cfg.finetune_epochs, lr=params.train.lr * 0.1, warmup_epochs=0.0,
                                    patience=0, device="cpu", strategy="full", model_ema=False)
         fit(backbone, create_strategy("full"), data, tune, params.augment, checkpoint=None, progress=False)
-    vc.make_permanent(backbone.model)
+    make_permanent(backbone.model)
     path = layout.compress_models / "pruned.pt"
     save_model(path, backbone, _plain(backbone), clf.classes, clf.image_size,
                extra={"variant": "pruned", "prune_amount": cfg.prune_amount})
@@ -62,9 +64,9 @@ def _distilled(cfg: CompressCfg, params: Params, clf: Classifier, data, layout: 
     student = create_backbone(cfg.student, len(clf.classes), cfg.student_pretrained,
                               pretrained_sha256=cfg.student_pretrained_sha256,
                               sha256_setting="compress.student_pretrained_sha256")
-    vc.distill(clf.backbone, student, data, params.augment, cfg.distill_epochs, cfg.distill_lr,
-               params.train.batch_size, cfg.distill_temperature, cfg.distill_alpha, cfg.seed,
-               strategy=cfg.distill_strategy, unfreeze_blocks=cfg.distill_unfreeze_blocks)
+    distill(clf.backbone, student, data, params.augment, cfg.distill_epochs, cfg.distill_lr,
+            params.train.batch_size, cfg.distill_temperature, cfg.distill_alpha, cfg.seed,
+            strategy=cfg.distill_strategy, unfreeze_blocks=cfg.distill_unfreeze_blocks)
     path = layout.compress_models / "distilled.pt"
     save_model(path, student, _plain(student), clf.classes, clf.image_size,
                extra={"variant": "distilled", "teacher": clf.backbone.spec})
@@ -116,7 +118,7 @@ def _onnx_variants(cfg: CompressCfg, clf: Classifier, data, layout: Layout, refe
 def _table(cfg: CompressCfg, reports: list[vc.VariantReport], layout: Layout) -> pd.DataFrame:
     parent, rows = reports[0], []
     for r in reports:
-        why = "" if r is parent else vc.gate(r, parent, cfg.max_drop, cfg.max_slowdown)
+        why = "" if r is parent else vc.variant_gate(r, parent, cfg.max_drop, cfg.max_slowdown)
         rows.append({**dataclasses.asdict(r), "gate": "parent" if r is parent else ("fail" if why else "pass"),
                      "gate_reason": why})
     table = pd.DataFrame(rows, columns=REPORT_COLUMNS)

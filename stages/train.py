@@ -31,7 +31,7 @@ from vistune.io import atomic_path, write_json, write_text
 from vistune.train.augment import BatchAugment
 from vistune.layout import Layout
 from vistune.train.loop import FitResult, fit, set_seed
-from vistune.models.inference import amp_dtype, resolve_device
+from vistune.models.device_policy import amp_dtype, resolve_device
 
 
 def _preview(images: np.ndarray, cfg: AugmentCfg, layout: Layout, n: int = 32, seed: int = 0) -> None:

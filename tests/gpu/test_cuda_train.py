@@ -15,7 +15,7 @@ import torch
 
 from tests.vistune.test_trainer import ACFG, TCFG, _backbone, tiny_data
 from vistune.models.classifier import Classifier, save_model
-from vistune.models.inference import amp_dtype
+from vistune.models.device_policy import amp_dtype
 from vistune.train.feed import TrainFeed
 from vistune.train.finetune import create_strategy
 from vistune.train.loop import fit

@@ -54,7 +54,7 @@ def register_digits_model(tmp: Path, register_cfg, size: int = 32) -> str:
     from vistune.evaluate import drift
     from vistune.models.backbones import create_backbone
     from vistune.models.classifier import Classifier, save_model
-    from vistune.models.inference import place
+    from vistune.models.device_policy import place
 
     ref = tmp / "train_data"
     files = write_digits(ref, TRAIN, split="train")

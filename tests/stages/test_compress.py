@@ -26,7 +26,7 @@ from vistune.config import parse_params
 from vistune.data.prepared import load_prepared
 from vistune.io import read_json
 from vistune.layout import Layout
-from vistune.models.inference import predict_logits
+from vistune.models.device_policy import predict_logits
 
 ALL = ["onnx", "onnx_int8", "onnx_int8_dynamic", "pruned", "distilled"]
 
@@ -157,7 +157,7 @@ def test_int8_outputs_agree_with_fp32_on_real_photos(tmp_path):
     from vistune.data.preprocess import resize_rgb
     from vistune.models import onnx_export, quantize
     from vistune.models.backbones import create_backbone
-    from vistune.models.compress import onnx_predictor
+    from vistune.evaluate.variants import onnx_predictor
 
     b = create_backbone("timm:tf_efficientnet_lite0", 1000, "imagenet", head_rows=list(range(1000)))
     with cbook.get_sample_data("grace_hopper.jpg") as f:
@@ -285,7 +285,7 @@ def test_a_pretrained_student_starts_from_its_offline_weights(trained_tiny, tmp_
 def test_the_gate_judges_speed_on_the_paired_timing():
     """A variant timed beside fp32 (`speedup_b1`) is judged on that ratio, not on the two p50s taken minutes
     apart under different loads; without it the p50s decide."""
-    from vistune.models.compress import VariantReport, gate
+    from vistune.evaluate.variants import VariantReport, variant_gate as gate
 
     parent = VariantReport("fp32", 0.90, 10.0, 9.0, p50_ms=5.0, p95_ms=6.0)
     late = VariantReport("distilled", 0.90, 10.0, 9.0, p50_ms=50.0, p95_ms=60.0, speedup_b1=2.0)  # timed in a busy minute

@@ -10,7 +10,7 @@ import torch
 from vistune.data.preprocess import Normalize, normalize
 from vistune.models.backbones import create_backbone
 from vistune.models.classifier import Classifier, save_model
-from vistune.models.inference import place, predict_logits
+from vistune.models.device_policy import place, predict_logits
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -69,7 +69,8 @@ def test_saved_model_serves_the_training_function(tmp_path, state_of_net):
 
 def test_onnx_graph_takes_raw_pixels_and_normalizes_itself(tmp_path):
     pytest.importorskip("onnxruntime")
-    from vistune.models.compress import export_onnx, onnx_predictor
+    from vistune.evaluate.variants import onnx_predictor
+    from vistune.models.onnx_export import export_onnx
 
     b, _ = _saved(tmp_path)
     x = _images()

@@ -14,7 +14,7 @@ from vistune.data.prepared import PreparedData, SplitArrays
 from vistune.errors import ConfigError
 from vistune.train.finetune import create_strategy
 from vistune.train.loop import class_weights, fit
-from vistune.models.inference import predict_logits, resolve_device
+from vistune.models.device_policy import predict_logits, resolve_device
 
 HISTORY_KEYS = {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "images_per_s"}
 

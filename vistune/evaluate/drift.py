@@ -157,7 +157,7 @@ def embed(backbone, images: torch.Tensor, device: torch.device, batch_size: int 
 
     A forward hook on `backbone.head_module()` works for every timm/torchvision backbone the
     registry builds; the batch runs exactly as prediction does (normalization inside the net)."""
-    from vistune.models.inference import autocast, batches, to_device
+    from vistune.models.device_policy import autocast, batches, to_device
 
     feats: list[torch.Tensor] = []
     hook = backbone.head_module().register_forward_hook(lambda mod, inp, out: feats.append(inp[0].float().flatten(1)))

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vistune.models.backbones import Backbone
-from vistune.models.inference import to_device
+from vistune.models.device_policy import to_device
 
 
 def target_layer(model: nn.Module, sample: torch.Tensor, min_side: int = 4) -> nn.Module:

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from vistune.models.backbones import Backbone
-from vistune.models.inference import autocast, to_device
+from vistune.models.device_policy import autocast, to_device
 from vistune.train.adversarial import fgsm, pgd
 
 # severity 1..5 -> strength; index 0 unused

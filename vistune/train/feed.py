@@ -15,7 +15,7 @@ from typing import Iterator
 
 import torch
 
-from vistune.models.inference import to_device
+from vistune.models.device_policy import to_device
 
 DEVICE_DATA_FRACTION = 0.25
 

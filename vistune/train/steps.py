@@ -1,5 +1,5 @@
 """The named steps of a fine-tuning run — setup, resume, one epoch, validate, checkpoint — each
-usable alone: `fit` chains them with cross-entropy, `vistune.models.compress.distill` with its
+usable alone: `fit` chains them with cross-entropy, `vistune.train.distill.distill` with its
 own loss, and the GPU tests run one epoch under `torch.cuda.set_sync_debug_mode("error")`.
 
 Nothing inside `run_epoch` reads a device value back to the host: losses and hits accumulate in
@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from vistune.config import AugmentCfg, TrainCfg
 from vistune.errors import ConfigError
 from vistune.models.backbones import Backbone
-from vistune.models.inference import amp_dtype, autocast, place, predict_logits, resolve_device, setup_device
+from vistune.models.device_policy import amp_dtype, autocast, place, predict_logits, resolve_device, setup_device
 from vistune.train import adversarial as vadv
 from vistune.train import distributed as vdist
 from vistune.train.augment import BatchAugment
