@@ -4,6 +4,14 @@ Epochs then read `data/prepared/*.npy` (memory-mappable) and augment per batch o
 device; no JPEG decoding or PIL in the training loop. Images are decoded straight into the
 memory-mapped `.npy` in chunks of `CHUNK` (at most that many decoded images in flight), so the
 stage's resident memory does not grow with the data set (benchmarks/scale.py measures it).
+
+Why the stage is still called `augment` though it only decodes and resizes (issue 29 allowed either):
+the name is one key in many places at once, the DVC stage and its `dvc.lock` entry, the `augment:`
+params section (whose other keys are the per-batch augmentation policy `train` reads, so old params
+files and DVC experiments keep their meaning), the Prefect task, the MLflow `vistune.dvc.augment:*`
+lineage tags of every registered version, and `flows.workspace`'s cache keys. Renaming it would
+re-run the pipeline for every user and split lineage across two names for one thing; the
+documentation says what it does instead (docs/pipeline.md).
 """
 
 from __future__ import annotations
