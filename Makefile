@@ -1,4 +1,5 @@
-# vistune: `make demo` runs the whole pipeline on the embedded data; `make test` runs the tests.
+# vistune: `make demo` runs the whole pipeline on the embedded data; `make test` runs the tests;
+# `make lint` checks style and builds the docs (CI runs it before the tests).
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 VENV ?= .venv
@@ -17,7 +18,7 @@ export HF_HUB_OFFLINE := 1
 export GX_ANALYTICS_ENABLED := false
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test browser postgres serve status up pool workers down
+.PHONY: setup demo test lint browser postgres serve status up pool workers down
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -46,6 +47,12 @@ PYTEST_XDIST ?= -n 2 --dist loadfile
 test: setup browser postgres
 	$(PY) -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
 
+# ruff (rules in pyproject.toml) and the MkDocs site built with broken-link checking into a temp dir
+lint: setup
+	ruff check .
+	ruff format --check .
+	site=$$(mktemp -d) && trap 'rm -rf "$$site"' EXIT && mkdocs build --strict --quiet --site-dir "$$site"
+
 # Debian chromium for the Prefect UI browser test (Playwright drives it; no browser download).
 browser:
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1; } \
@@ -70,7 +77,7 @@ PREFECT_PORT ?= 4200
 MLFLOW_PORT ?= 5000
 # MLflow backend store (runs + registry): sqlite by default; or postgresql+psycopg2://USER:PW@HOST:5432/mlflow
 # (driver: pip install -e '.[postgres]'). The server serves the artifacts (mlflow-artifacts:/) from
-# MLFLOW_ARTIFACTS_DESTINATION: a directory, or s3://bucket/prefix. See docs/deploy.md.
+# MLFLOW_ARTIFACTS_DESTINATION: a directory, or s3://bucket/prefix. See docs/scale-out.md.
 MLFLOW_BACKEND_STORE_URI ?= sqlite:///$(abspath mlflow/mlflow.db)
 MLFLOW_ARTIFACTS_DESTINATION ?= $(abspath mlflow/artifacts)
 PREFECT_URL := http://127.0.0.1:$(PREFECT_PORT)

@@ -14,7 +14,7 @@ nothing from the network, so it opens from a mail attachment or an air-gapped sh
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 import pandas as pd
@@ -103,7 +103,7 @@ def context(layout: Layout, params: dict, receipt: dict, root: Path) -> dict:
     gate_md = layout.registration.parent / "gate_report.md"
     return {
         "receipt": receipt, "params": params, "classes": classes, "metrics": metrics,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "headline": headline(layout, metrics, classes), "confidence": CONFIDENCE, "n_boot": N_BOOT,
         "per_class": report.to_dict("records") if report is not None else [],
         "robustness": robust.to_dict("records") if robust is not None and len(robust) else [],

@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 import numpy as np
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     a.out.parent.mkdir(parents=True, exist_ok=True)
     data_dir = a.data_dir or Path(tempfile.mkdtemp(prefix="vistune-scale-data-"))
     sizes = [int(s) for s in a.sizes.split(",")]
-    result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    result = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
               "machine": f"{os.cpu_count()} CPU cores, {os.uname().machine}", "px": a.px, "classes": a.classes,
               "params": PARAMS, "load_average_before": [round(x, 2) for x in os.getloadavg()], "runs": []}
     try:

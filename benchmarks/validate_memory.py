@@ -20,7 +20,7 @@ import re
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     layout.decode_cache.unlink(missing_ok=True)  # a first run: every file decoded
     start = rss_mb()
     validate.run(ValidateCfg(max_leaked_fraction=1.0, max_bad_fraction=1.0), layout)
-    result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "n": a.n,
+    result = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "n": a.n,
               "load_average": [round(x, 2) for x in os.getloadavg()], "start_mb": round(start, 1),
               "peak_mb": max(ph["peak_mb"] for ph in phases), "phases": phases}
     print(json.dumps(result, indent=1))

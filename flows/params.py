@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -48,21 +48,21 @@ class PipelineParams(BaseModel):
     Limits and allowed values come from `vistune.config`, so the form accepts what params.yaml does.
     """
 
-    data_source: Optional[str] = _field("data_source", "sklearn:digits, torchvision:<Dataset>, a CSV manifest, an "
+    data_source: str | None = _field("data_source", "sklearn:digits, torchvision:<Dataset>, a CSV manifest, an "
                                         "archive or an ImageFolder path", "Data source")
-    model: Optional[str] = _field("model", "backbone; the list holds those with offline ImageNet weights, any "
+    model: str | None = _field("model", "backbone; the list holds those with offline ImageNet weights, any "
                                   "timm:<name> / torchvision:<name> goes into params.yaml", "Backbone")
-    strategy: Optional[StrategyName] = _field("strategy", "what trains: head only (linear_probe), the last blocks "
+    strategy: StrategyName | None = _field("strategy", "what trains: head only (linear_probe), the last blocks "
                                               "(partial), everything (full), LoRA adapters, biases (bitfit)",
                                               "Fine-tuning strategy")
-    epochs: Optional[int] = _field("epochs", "training epochs", "Epochs")
-    lr: Optional[float] = _field("lr", "peak learning rate (after warmup)", "Learning rate")
-    batch_size: Optional[int] = _field("batch_size", "training batch size", "Batch size")
-    image_size: Optional[int] = _field("image_size", "images are decoded once at this size (pixels)", "Image size")
-    hflip: Optional[float] = _field("hflip", "probability of a horizontal flip", "Horizontal flip")
-    rotation: Optional[float] = _field("rotation", "largest random rotation in degrees", "Rotation")
-    salt_pepper: Optional[float] = _field("salt_pepper", "fraction of pixels set to black or white", "Salt and pepper")
-    min_improvement: Optional[float] = _field("min_improvement", "how much the gate metric must beat the champion "
+    epochs: int | None = _field("epochs", "training epochs", "Epochs")
+    lr: float | None = _field("lr", "peak learning rate (after warmup)", "Learning rate")
+    batch_size: int | None = _field("batch_size", "training batch size", "Batch size")
+    image_size: int | None = _field("image_size", "images are decoded once at this size (pixels)", "Image size")
+    hflip: float | None = _field("hflip", "probability of a horizontal flip", "Horizontal flip")
+    rotation: float | None = _field("rotation", "largest random rotation in degrees", "Rotation")
+    salt_pepper: float | None = _field("salt_pepper", "fraction of pixels set to black or white", "Salt and pepper")
+    min_improvement: float | None = _field("min_improvement", "how much the gate metric must beat the champion "
                                               "by to promote (negative: accept a tie)", "Promotion margin")
 
     def overrides(self, *unchanged: dict[str, Any]) -> dict[str, Any]:

@@ -213,7 +213,8 @@ def _give_workspace_back(snapshot: Snapshot, experiment: str, logger) -> None:
 
 
 @flow(name="train-pipeline", log_prints=True)
-def train_pipeline(params: PipelineParams = PipelineParams(), repo: str = str(REPO), force: bool = False,
+def train_pipeline(params: PipelineParams = PipelineParams(),  # noqa: B008 (never mutated; the UI form shows it)
+                   repo: str = str(REPO), force: bool = False,
                    save_experiment: bool = True, workspace: Workspace = "shared") -> dict:
     """Run every stage of dvc.yaml in order through DVC, record the DVC experiment, publish a summary.
 

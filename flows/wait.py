@@ -15,7 +15,7 @@ def wait_http(url: str, timeout: float = 120.0) -> None:
             return
         except Exception:
             if time.monotonic() > deadline:
-                raise SystemExit(f"timed out after {timeout:.0f}s waiting for {url}")
+                raise SystemExit(f"timed out after {timeout:.0f}s waiting for {url}") from None
             time.sleep(1)
 
 

@@ -51,7 +51,7 @@ class Postgres:
             raise RuntimeError(f"{' '.join(args[:2])} failed: {(proc.stdout + proc.stderr)[-2000:]}")
         return proc
 
-    def start(self) -> "Postgres":
+    def start(self) -> Postgres:
         pwfile = self.base / "pw"
         pwfile.write_text(PASSWORD + "\n")
         if self.owner:

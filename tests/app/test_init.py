@@ -104,7 +104,7 @@ def test_init_writes_a_photo_recipe_it_printed_and_keeps_comments(photos, params
         elif "#" in line:
             key = line.split("#")[0].split(":")[0].strip()
             comment = line[line.index("#"):]
-            assert any(comment in l and l.split(":")[0].strip() == key for l in after_text.splitlines()), line
+            assert any(comment in row and row.split(":")[0].strip() == key for row in after_text.splitlines()), line
     assert len(after_text.splitlines()) == len(before_text.splitlines())
 
 
@@ -114,7 +114,7 @@ def test_second_init_is_idempotent(photos, params, capsys):
     capsys.readouterr()
     assert _init(params, str(photos)) == 0
     out = capsys.readouterr().out
-    assert "no changes" in out and not [l for l in out.splitlines() if CHANGE.match(l)]
+    assert "no changes" in out and not [row for row in out.splitlines() if CHANGE.match(row)]
     assert params.read_bytes() == first
 
 

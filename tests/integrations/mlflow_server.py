@@ -51,7 +51,7 @@ class MlflowServer:
     def log_tail(self, chars: int = 3000) -> str:
         return self.log_path.read_text()[-chars:] if self.log_path.exists() else ""
 
-    def start(self, timeout_s: float = 120) -> "MlflowServer":
+    def start(self, timeout_s: float = 120) -> MlflowServer:
         """Start and wait for /health (the first start on a fresh database also runs MLflow's migrations)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "a")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 import pandas as pd
@@ -47,7 +47,7 @@ def _cfg(server: PostgresMlflowServer, tmp: Path, model_name: str) -> RegisterCf
 
 
 def _now() -> str:
-    t = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    t = datetime.now(UTC).isoformat(timespec="microseconds")
     time.sleep(0.01)  # the next alias change is strictly later
     return t
 

@@ -26,7 +26,7 @@ def png(seed: int) -> bytes:
 
 def test_refused_files_reach_quarantine(tmp_path: Path) -> None:
     src = tmp_path / "src"
-    for i, (split, label, k) in enumerate((s, l, k) for s in ("train", "val", "test") for l in ("a", "b") for k in range(3)):
+    for i, (split, label, k) in enumerate((s, c, k) for s in ("train", "val", "test") for c in ("a", "b") for k in range(3)):
         (src / split / label).mkdir(parents=True, exist_ok=True)
         (src / split / label / f"{k}.png").write_bytes(png(i))
     (tmp_path / "outside.png").write_bytes(png(100))

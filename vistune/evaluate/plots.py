@@ -75,7 +75,7 @@ def roc_pr_png(curves: dict[str, dict], path: Path) -> None:
     _save(fig, path)
 
 
-def reliability_png(tables: dict[str, "object"], path: Path) -> None:
+def reliability_png(tables: dict[str, object], path: Path) -> None:
     """Reliability diagram: accuracy vs confidence per bin, one line per variant (raw, scaled)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.5, 5))

@@ -22,7 +22,7 @@ from vistune.errors import WeightsError
 from vistune.data.imageio import decode_rgb
 from vistune.io import save_torch
 from vistune.data.preprocess import resize_rgb
-from vistune.models.inference import place, predict_logits, resolve_device
+from vistune.models.device_policy import place, predict_logits, resolve_device
 
 
 def save_model(path: Path, backbone: Backbone, state_dict: dict, classes: list[str], image_size: int, extra: dict) -> None:
@@ -62,7 +62,7 @@ class Classifier:
     temperature: float = 1.0  # softmax(logits / T): T fitted on val by evaluate; 1.0 = uncalibrated
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu", temperature: float = 1.0) -> "Classifier":
+    def load(cls, path: str | Path, device: str = "cpu", temperature: float = 1.0) -> Classifier:
         path = Path(path)
         if not path.is_file():
             raise WeightsError(f"{path}: model file not found; run `dvc repro train` first")

@@ -28,7 +28,7 @@ class OnnxClassifier:
     temperature: float = 1.0
 
     @classmethod
-    def load(cls, path: str | Path, temperature: float = 1.0) -> "OnnxClassifier":
+    def load(cls, path: str | Path, temperature: float = 1.0) -> OnnxClassifier:
         import onnxruntime as ort
 
         path = Path(path)
