@@ -3,7 +3,7 @@
 source (folder, archive, CSV) -> the training validation rules (the same GX suite; bad files go to
 quarantine.csv with a code and reason, never a crash) -> predictions of the version chosen by alias
 or number (weights and temperature from the registry, device and batch size as in training and
-evaluate: `train.device`, `train.threads`, `evaluate.batch_size`) -> in the output folder:
+evaluate: `train.device`, `runtime.threads`, `evaluate.batch_size`) -> in the output folder:
 
 - predictions.csv: path (relative to the source), label, confidence, p_<class>, model_version
   (plus given_label when the source carries labels); tracked by DVC with `dvc add` when the folder
@@ -107,8 +107,8 @@ def _load(params: Params, root: Path, alias: str | None, version: str | None, de
                            f"{params.register.tracking_uri}; register a model first (`dvc repro`) or pass --version")
     clf = Classifier.load(model.weights, device=params.train.device, temperature=model.temperature)
     setup_device(clf.device)  # as in training: cuDNN autotuning + TF32 on CUDA
-    if params.train.threads > 0:
-        torch.set_num_threads(params.train.threads)
+    if params.runtime.threads > 0:
+        torch.set_num_threads(params.runtime.threads)
     return model, clf
 
 

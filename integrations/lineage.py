@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 
 from integrations import dvcfiles, tags as T
+from vistune import runtime
 from vistune.errors import VistuneError
 from vistune.io import sha256_file
 
@@ -119,6 +120,9 @@ def facts(params: dict, manifest: Path, root: Path, dirty: list[str], stage: str
         "prefect_flow_run_url": prefect_url(ctx["prefect_flow_run_id"]),
         "python": platform.python_version(),
         "torch": torch.__version__,
+        # what the stages computed with (runtime.cpu_kernels / runtime.threads, applied by stages/cli.py)
+        "cpu_kernels": runtime.active_cpu_kernels(),
+        "cpu_threads": str(torch.get_num_threads()),
     }
     out = {T.lineage(k): v for k, v in values.items() if v}
     out |= {T.dvc_out(st, path): md5 for (st, path), md5 in dvcfiles.out_hashes(root, written_by=stage).items()}

@@ -1,5 +1,5 @@
-"""The shared shape of every stage CLI: parse `--params`/`--root`, print a banner, turn user
-mistakes into one line on stderr and exit code 2 (no traceback)."""
+"""The shared shape of every stage CLI: parse `--params`/`--root`, run at the params' CPU kernel level and
+thread count, print a banner, turn user mistakes into one line on stderr and exit code 2 (no traceback)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from vistune.config import Params, load_params
+from vistune import runtime
+from vistune.config import Params, RuntimeCfg, load_params
 from vistune.errors import VistuneError
 from vistune.layout import Layout
 
@@ -32,6 +33,39 @@ def write_failure(exc: BaseException) -> str | None:
     return None
 
 
+def _params_arg(argv: Sequence[str]) -> str:
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--params", default="params.yaml")
+    try:
+        return parser.parse_known_args(argv)[0].params
+    except SystemExit:  # a malformed command line: stage_main's own parser reports it
+        return "params.yaml"
+
+
+def pin_kernels_from_argv(argv: Sequence[str]) -> None:
+    """Cap the CPU kernels at `runtime.cpu_kernels` of the params file this stage will read.
+
+    Called when `stages` is first imported, before any stage module imports torch; a params file
+    that does not parse is left to `stage_main`, which reports it in one line."""
+    try:
+        runtime.pin_cpu_kernels(load_params(_params_arg(argv)).runtime.cpu_kernels)
+    except VistuneError:
+        pass
+
+
+def apply_runtime(cfg: RuntimeCfg) -> str:
+    """Set torch's thread count; one line saying which kernels and threads this stage computes with."""
+    import torch
+
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    line = f"cpu: {runtime.active_cpu_kernels()} kernels, {torch.get_num_threads()} threads"
+    if not runtime.pin_holds(cfg.cpu_kernels):
+        line += (f" (runtime.cpu_kernels={cfg.cpu_kernels} not applied: torch was imported before the stage; "
+                 f"run it as `python -m stages.<name>`)")
+    return line
+
+
 def stage_main(name: str, argv: Sequence[str] | None, body: Callable[[Params, Layout], object]) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m stages.{name}", description=f"vistune stage `{name}`")
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
@@ -41,6 +75,7 @@ def stage_main(name: str, argv: Sequence[str] | None, body: Callable[[Params, La
     t0 = time.perf_counter()
     try:
         params = load_params(args.params)
+        print(apply_runtime(params.runtime), flush=True)
         body(params, Layout(Path(args.root)))
     except VistuneError as exc:
         print(f"vistune {name}: error: {exc}", file=sys.stderr, flush=True)

@@ -44,6 +44,7 @@ CompressVariant = Literal["onnx", "onnx_int8", "onnx_int8_dynamic", "pruned", "d
 CalibrationMethod = Literal["minmax", "percentile", "entropy"]  # vistune.models.quantize.CALIBRATION_METHODS
 # what a distilled student trains (train.strategy names; adapters are left out: the student file stores plain weights)
 DistillStrategy = Literal["full", "partial", "linear_probe"]
+CpuKernels = Literal["avx2", "native"]  # vistune.runtime: portable bytes (avx2) or the host's fastest kernels
 
 _PYDANTIC_KEYS = ("ge", "gt", "le", "lt", "pattern")
 
@@ -187,7 +188,6 @@ class TrainCfg(_Checked):
     amp_dtype: AmpDtype = "auto"  # CUDA autocast dtype: auto (bf16 if supported) | bfloat16 | float16
     compile: bool = False  # torch.compile the model (CUDA; slow first epoch)
     channels_last: bool = True  # NHWC weights and inputs on every device (train, evaluate, serve)
-    threads: int = bounded(0, ge=0)  # CPU intra-op threads; 0 = torch's default (all cores)
     sync_bn: bool = False  # DDP on CUDA: BatchNorm statistics over the global batch (SyncBatchNorm)
     lr_scaling: LrScaling = "linear"  # DDP: lr x world_size ("linear"), x sqrt(world_size) ("sqrt") or "none"
     device: str = bounded("auto", pattern=r"auto|cpu|mps|cuda(:\d+)?")  # "auto", "cpu", "cuda", "cuda:1"
@@ -280,7 +280,16 @@ class CompressCfg(_Checked):
 
 
 @dataclass(frozen=True)
+class RuntimeCfg(_Checked):
+    """How the stages execute on a CPU, not what they compute; every torch stage lists it as a DVC param."""
+
+    cpu_kernels: CpuKernels = "avx2"  # avx2: same bytes on any x86-64 CPU | native: the CPU's fastest kernels
+    threads: int = bounded(2, ge=0)  # CPU intra-op threads; the bytes depend on it too; 0 = all cores
+
+
+@dataclass(frozen=True)
 class Params:
+    runtime: RuntimeCfg = field(default_factory=RuntimeCfg)
     data: DataCfg = field(default_factory=DataCfg)
     validate: ValidateCfg = field(default_factory=ValidateCfg)
     augment: AugmentCfg = field(default_factory=AugmentCfg)
@@ -379,6 +388,10 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     return value
 
 
+# keys that moved to another section: an older params.yaml gets told where, not just "unknown key"
+MOVED_KEYS = {"train.threads": "runtime.threads"}
+
+
 def _build(cls: type, raw: Any, where: str) -> Any:
     if raw is None:
         raw = {}
@@ -387,6 +400,9 @@ def _build(cls: type, raw: Any, where: str) -> Any:
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(raw) - set(names))
+    moved = [f"{where}.{k} is now {MOVED_KEYS[f'{where}.{k}']}" for k in unknown if f"{where}.{k}" in MOVED_KEYS]
+    if moved:
+        raise ConfigError(f"params.yaml: {'; '.join(moved)}; move the key there")
     if unknown:
         raise ConfigError(
             f"params.yaml: unknown key(s) {unknown} in {where or 'top level'}; valid keys: {names}"

@@ -124,8 +124,6 @@ def setup(backbone: Backbone, strategy: Strategy, tcfg: TrainCfg, acfg: AugmentC
     dist = dist or vdist.DistInfo()
     device = resolve_device(tcfg.device)
     setup_device(device)
-    if tcfg.threads > 0:
-        torch.set_num_threads(tcfg.threads)
     strategy.prepare(backbone)  # adapters exist before the model moves, so they move with it
     _sync_bn(backbone, tcfg, device, dist)
     net = place(backbone, device, tcfg.channels_last)
