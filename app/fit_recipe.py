@@ -40,7 +40,8 @@ def _device(params: Params):
     cuda = torch.cuda.is_available() if spec == "auto" else spec.startswith("cuda")
     if cuda:
         return DeviceFacts("cuda", torch.cuda.get_device_name(0), torch.get_num_threads())
-    return DeviceFacts("cpu", f"this CPU ({torch.get_num_threads()} threads)", torch.get_num_threads())
+    threads = params.runtime.threads or torch.get_num_threads()  # what the stages will run on
+    return DeviceFacts("cpu", f"this CPU ({threads} threads)", threads)
 
 
 def _show(value: Any) -> str:
