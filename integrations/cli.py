@@ -122,6 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     which = s.add_mutually_exclusive_group()
     which.add_argument("--alias", default="champion")
     which.add_argument("--version", default=None, help="serve this version, e.g. a compress variant (no alias)")
+    s.add_argument("--poll-s", type=float, default=5.0, help="how often to check where the alias points")
     init_cmd.add_parser(sub)
     metrics_cmd.add_parser(sub)
     _score_parser(sub)
@@ -162,18 +163,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{name}: v{args.version} archived")
         elif args.cmd == "status":
             _status(client, name)
-        elif args.cmd == "serve":
-            env = dict(os.environ, MLFLOW_TRACKING_URI=tracking.resolve_tracking_uri(cfg, root))
-            env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-            if args.version:  # e.g. a compress variant, which has no alias; unknown version: one line
-                version = str(client.get_model_version(name, args.version).version)
-                uri, alias = f"models:/{name}/{args.version}", "none"
-            else:
-                version = str(client.get_model_version_by_alias(name, args.alias).version)  # unknown alias: one line
-                uri, alias = f"models:/{name}@{args.alias}", args.alias
-            cmd = serve_command(uri, args.host, args.port)
-            print(serving_banner(name, version, alias, args.host, args.port, env), flush=True)
-            os.execvpe(cmd[0], cmd, env)
+        elif args.cmd == "serve":  # app.serving follows the alias (or serves one pinned --version)
+            import mlflow
+
+            from app.serving import server, watcher
+
+            mlflow.set_tracking_uri(uri := tracking.resolve_tracking_uri(cfg, root))
+            mlflow.set_registry_uri(uri)
+            w = watcher.AliasWatcher(client, name, alias=None if args.version else args.alias,
+                                     version=args.version, interval_s=args.poll_s)
+            print(serving_banner(name, w.target(), "none" if args.version else args.alias, args.host,
+                                 args.port, os.environ), flush=True)
+            return server.run(w, args.host, args.port)
     except (VistuneError, ValueError) as exc:
         print(f"vistune {args.cmd}: error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,1 @@
+"""vistune's front door: the CLI, serving and what users run."""
