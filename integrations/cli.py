@@ -165,7 +165,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             _status(client, name)
         elif args.cmd == "serve":  # app.serving follows the alias (or serves one pinned --version)
             import mlflow
-
             from app.serving import server, watcher
 
             mlflow.set_tracking_uri(uri := tracking.resolve_tracking_uri(cfg, root))

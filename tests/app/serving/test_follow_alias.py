@@ -17,7 +17,12 @@ import pytest
 
 from integrations import registry, tracking
 from tests.conftest import REPO, free_port, stop_process_group
-from tests.integrations.registry_helpers import params_with, register, worse_challenger, write_params_file
+from tests.integrations.registry_helpers import (
+    params_with,
+    register,
+    worse_challenger,
+    write_params_file,
+)
 from tests.integrations.test_serve import _post, _split, _wait_ping
 
 
