@@ -63,9 +63,21 @@ def champion_changed(change: ChampionChange, emitter: str = "vistune") -> None:
         "summary": f"{change.model} champion v{change.old or '-'} -> v{change.new} ({change.action}: {change.reason})"})
 
 
-def install(emitter: str = "vistune") -> None:
-    """Emit `vistune.champion.changed` for every champion move this process makes from now on."""
-    on_champion_change(lambda change: champion_changed(change, emitter))
+def _emitter() -> str:
+    """The flow this process is running now (its name), else "vistune"."""
+    from prefect.runtime import flow_run
+
+    return str(flow_run.flow_name or "vistune")
+
+
+def _on_change(change: ChampionChange) -> None:
+    champion_changed(change, _emitter())
+
+
+def install() -> None:
+    """Emit `vistune.champion.changed` for every champion move this process makes from now on
+    (one listener per process however often it is called; the emitter is the flow running then)."""
+    on_champion_change(_on_change)
 
 
 def fired_tests(drift: dict) -> list[dict]:

@@ -288,7 +288,7 @@ def train_pipeline(params: PipelineParams = PipelineParams(), repo: str = str(RE
     started_by, ignored = _check_trigger(trigger, repo, logger)
     if ignored:
         return {**started_by, "ignored_trigger": ignored}
-    events.install("train-pipeline")  # an approval's champion move, in this process
+    events.install()  # an approval's champion move, in this process
     experiment = str(flow_run.name or "vistune-run")
     isolated = workspace == "isolated"
     store_root = str(Path(repo).resolve()) if isolated else ""

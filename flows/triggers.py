@@ -19,8 +19,9 @@ from flows.events import DATA_ARRIVED, DATA_DRIFTED
 
 DEBOUNCE_S = 600
 DRIFT_EMITTERS = ["validate-only", "watch"]  # not train-pipeline: its drift result is about the run itself
-# train-pipeline's `trigger` parameter, rendered from the event: checked by `check_trigger`, named in the report
-TRIGGER_PARAMETER = {"trigger": {k: "{{ event.%s }}" % v for k, v in {
+# train-pipeline's `trigger` parameter, rendered from the event as text (a bare "{{ x }}" would be sent
+# through `tojson`, which fails on the event's UUID and datetime): checked by `check_trigger`, named in the report
+TRIGGER_PARAMETER = {"trigger": {k: {"__prefect_kind": "jinja", "template": f"{{{{ event.{v} }}}}"} for k, v in {
     "event": "event", "id": "id", "occurred": "occurred", "model": "payload.model", "summary": "payload.summary",
     "n_new": "payload.n_new", "drift_score": "payload.drift_score", "threshold": "payload.threshold"}.items()}}
 
