@@ -183,10 +183,13 @@ def emit_drift(repo: str, emitter: str) -> None:
     from vistune.config import load_params
 
     layout = Layout(Path(repo))
-    drift = read_json(layout.drift)
-    if drift:
-        model = load_params(Path(repo) / "params.yaml").register.model_name
-        events.data_drifted(model, drift, layout.manifest, repo, emitter)
+    try:
+        drift = read_json(layout.drift)
+        if drift:
+            model = load_params(Path(repo) / "params.yaml").register.model_name
+            events.data_drifted(model, drift, layout.manifest, repo, emitter)
+    except Exception as exc:  # noqa: BLE001 - a notice: it never fails the run
+        get_run_logger().warning("vistune.data.drifted not sent: %s", exc)
 
 
 def _run_stages(stages: tuple[str, ...], params: PipelineParams, repo: str, force: bool, experiment: str,
