@@ -34,6 +34,7 @@ from prefect.runtime import flow_run
 
 from app.fit_recipe import write_recipe
 from app.report import read_json
+from flows import events
 from flows.approval import await_approval
 from flows.dvc_cli import StageFailed, dvc_output, run_dvc, stages as dvc_stages
 from flows.isolation import isolated_workspace, repo_git_lock, stage_run_files
@@ -166,8 +167,24 @@ def push_outputs(repo: str) -> str:
     return remote
 
 
+def emit_drift(repo: str, emitter: str) -> None:
+    """After `validate`: `vistune.data.drifted` when its drift result against the champion says so.
+    From the flow, not the stage: stages stay free of Prefect."""
+    from vistune.config import load_params
+
+    layout = Layout(Path(repo))
+    try:
+        drift = read_json(layout.drift)
+        if drift:
+            model = load_params(Path(repo) / "params.yaml").register.model_name
+            events.data_drifted(model, drift, layout.manifest, repo, emitter)
+    except Exception as exc:  # noqa: BLE001 - a notice: it never fails the run
+        get_run_logger().warning("vistune.data.drifted not sent: %s", exc)
+
+
 def _run_stages(stages: tuple[str, ...], params: PipelineParams, repo: str, force: bool, experiment: str,
-                logger, snapshot: Snapshot | None, store_root: str = "", fit_recipe: bool = False) -> tuple[dict, dict]:
+                logger, snapshot: Snapshot | None, store_root: str = "", fit_recipe: bool = False,
+                emitter: str = "train-pipeline") -> tuple[dict, dict]:
     """Apply params (`fit_recipe`: see `apply_params`) and run the stages; on failure say where it broke and
     roll the workspace back to `snapshot` (None for an isolated run: its worktree is thrown away)."""
     states: dict[str, str] = {}
@@ -176,6 +193,8 @@ def _run_stages(stages: tuple[str, ...], params: PipelineParams, repo: str, forc
         overrides = apply_params(params, repo, fit_recipe)
         for stage in stages:
             states[stage] = run_stage(stage, repo, force, experiment, store_root)
+            if stage == "validate":
+                emit_drift(repo, emitter)
     except BaseException as exc:
         logger.error("stage '%s' failed: %s; the MLflow registry is unchanged unless `register` ran", stage,
                      "rolling the workspace back" if snapshot else "discarding the run's worktree")
@@ -212,10 +231,41 @@ def _give_workspace_back(snapshot: Snapshot, experiment: str, logger) -> None:
     logger.info("this run's params and outputs are kept in %s; the workspace is as before the run", where)
 
 
+def _gate_event(reg: dict) -> None:
+    """The register stage's gate ran in DVC's subprocess: its champion move is sent from here."""
+    if reg.get("promoted") and not reg.get("reused") and reg.get("champion_before") != reg.get("version"):
+        events.champion_changed(events.ChampionChange(
+            str(reg.get("model_name")), reg.get("champion_before"), str(reg["version"]), "gate",
+            str(reg.get("reason", "")), f"flow:{flow_run.name}"), emitter="train-pipeline")
+
+
+def _check_trigger(trigger: dict | None, repo: str, logger) -> tuple[dict, str | None]:
+    """({"started_by": ...}, None), or (.., why the event is ignored) for a malformed event or another model.
+    The report of a triggered run says what started it (a markdown artifact and the run's result)."""
+    if not trigger:
+        return {}, None
+    from prefect.artifacts import create_markdown_artifact
+
+    from flows.triggers import check_trigger, describe
+    from vistune.config import load_params
+
+    line = describe(trigger)
+    why = check_trigger(trigger, load_params(Path(repo) / "params.yaml").register.model_name)
+    if why:
+        logger.warning("ignored the event that triggered this run, no retrain: %s", why)
+    else:
+        logger.info("started by %s", line)
+    create_markdown_artifact(markdown=f"# What started this run\n\n{line}\n\n"
+                             + (f"**Ignored, no retrain:** {why}\n" if why else "The event is under Events in the "
+                                "Prefect UI (its id is above).\n"), key="vistune-trigger",
+                             description="the event whose deployment trigger started this run")
+    return {"started_by": line}, why
+
+
 @flow(name="train-pipeline", log_prints=True)
 def train_pipeline(params: PipelineParams = PipelineParams(),  # noqa: B008 (never mutated; the UI form shows it)
                    repo: str = str(REPO), force: bool = False,
-                   save_experiment: bool = True, workspace: Workspace = "shared") -> dict:
+                   save_experiment: bool = True, workspace: Workspace = "shared", trigger: dict | None = None) -> dict:
     """Run every stage of dvc.yaml in order through DVC, record the DVC experiment, publish a summary.
 
     Args:
@@ -226,8 +276,13 @@ def train_pipeline(params: PipelineParams = PipelineParams(),  # noqa: B008 (nev
         save_experiment: save the run as a DVC experiment named after the flow run (`dvc exp show`)
         workspace: `shared` runs in the repository itself, one run at a time; `isolated` runs in a
             throwaway git worktree of HEAD, so parallel runs do not wait for each other
+        trigger: set by a deployment trigger (flows/triggers.py): the event that started this run; leave empty
     """
     logger = get_run_logger()
+    started_by, ignored = _check_trigger(trigger, repo, logger)
+    if ignored:
+        return {**started_by, "ignored_trigger": ignored}
+    events.install()  # an approval's champion move, in this process
     experiment = str(flow_run.name or "vistune-run")
     isolated = workspace == "isolated"
     store_root = str(Path(repo).resolve()) if isolated else ""
@@ -242,10 +297,11 @@ def train_pipeline(params: PipelineParams = PipelineParams(),  # noqa: B008 (nev
         summary = publish_summary(work, saved or experiment, isolated or bool(overrides))
         if overrides and snapshot:
             _give_workspace_back(snapshot, saved, logger)
+    _gate_event(summary.get("registration") or {})
     if (summary.get("registration") or {}).get("pending_approval"):  # outside the lock: a waiting run blocks nobody
         summary["approval"] = await_approval(summary["registration"], repo)
     summary.update(outside_changes=outside, stages=states, overrides=overrides, experiment=saved, pushed_to=pushed, workspace=workspace,
-                   flow_run={"id": str(flow_run.id), "name": flow_run.name})
+                   flow_run={"id": str(flow_run.id), "name": flow_run.name}, **started_by)
     return summary
 
 
@@ -262,7 +318,7 @@ def validate_only(data_source: str | None = None, repo: str = str(REPO)) -> dict
     with workspace_lock(Path(repo), logger):
         snapshot = _snapshot(Path(repo), False)
         overrides, states = _run_stages(("ingest", "validate"), PipelineParams(data_source=data_source), repo, False,
-                                        "", logger, snapshot)
+                                        "", logger, snapshot, emitter="validate-only")
         summary = read_json(Layout(Path(repo)).validation_summary)
         if overrides:
             _give_workspace_back(snapshot, "", logger)

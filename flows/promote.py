@@ -11,7 +11,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 
-from flows import cross_host_lock
+from flows import cross_host_lock, events
 from integrations import registry, tracking
 from vistune.config import load_params
 
@@ -46,6 +46,7 @@ def promote_flow(version: int, reason: str = "manual promotion from Prefect", re
         reason: why, recorded in the version's description and the alias history
         repo: the vistune repository whose params.yaml names the MLflow store and model
     """
+    events.install()  # vistune.champion.changed from the registry's one place
     previous = set_champion(str(version), reason, repo)
     get_run_logger().info("champion v%s -> v%s", previous, version)
     return previous
@@ -60,6 +61,7 @@ def rollback_flow(repo: str = str(REPO), to_time: str = "") -> tuple[str, str]:
         to_time: empty = the previous champion; or an ISO time (UTC unless it has a zone, e.g.
             2026-11-23T12:00:00) to restore the champion as of then
     """
+    events.install()
     name, client, lock = _open(repo)
     frm, to = registry.rollback(client, name, lock, to_time=to_time or None, actor=_actor())
     get_run_logger().info("champion rolled back v%s -> v%s", frm, to)

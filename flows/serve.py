@@ -6,9 +6,16 @@ paused until a user turns it on. `train-pipeline` runs one at a time (deployment
 and the flow itself also holds a workspace lock. The run forms of train-pipeline and validate-only
 are pre-filled with params.yaml as it is now (flows/form.py; restart this to refresh them); the
 scheduled `retrain` takes no form values, so it always trains on the workspace's params.yaml.
+
+The loop (docs/continuous-training.md): `watch` runs hourly and emits `vistune.data.arrived` when
+`data.source` holds labelled images the champion never trained on; train-pipeline carries deployment
+triggers on that and on `vistune.data.drifted` (flows/triggers.py), debounced; `--no-retrain-on-arrival`,
+`--no-retrain-on-drift` create them switched off, `--no-watch` leaves the watch unscheduled.
 """
 
 from __future__ import annotations
+
+import argparse
 
 from prefect import serve
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
@@ -17,15 +24,21 @@ from flows.form import prefill
 from flows.pipeline import REPO, train_pipeline, validate_only
 from flows.promote import archive_flow, promote_flow, rollback_flow
 from flows.score import score_flow
+from flows.triggers import DEBOUNCE_S, retrain_triggers
+from flows.watch import watch_flow
+from vistune.config import load_params
 
 PARAMS = REPO / "params.yaml"  # the repository the deployments' `repo` parameter defaults to
 ONE_AT_A_TIME = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
 
 
-def deployments() -> list:
+def deployments(retrain_on_arrival: bool = True, retrain_on_drift: bool = True, debounce_s: int = DEBOUNCE_S,
+                watch_every_s: int = 3600) -> list:
+    model = load_params(PARAMS).register.model_name
+    triggers = retrain_triggers(model, retrain_on_arrival, retrain_on_drift, debounce_s)
     return [
         prefill(train_pipeline.to_deployment(
-            name="train-pipeline", concurrency_limit=ONE_AT_A_TIME, tags=["vistune"],
+            name="train-pipeline", concurrency_limit=ONE_AT_A_TIME, tags=["vistune"], triggers=triggers,
             description="Full chain through DVC: validate, augment, train, evaluate, register"), PARAMS),
         prefill(validate_only.to_deployment(name="validate-only", tags=["vistune"],
                                             description="Ingest + validate a data source, no training"),
@@ -41,11 +54,21 @@ def deployments() -> list:
         train_pipeline.to_deployment(name="retrain", cron="0 3 * * 1", paused=True, concurrency_limit=ONE_AT_A_TIME,
                                      tags=["vistune", "scheduled"],
                                      description="Weekly retrain (Mondays 03:00); paused until you resume it"),
+        watch_flow.to_deployment(name="watch", interval=watch_every_s or None, tags=["vistune", "loop"],
+                                 description="Emit vistune.data.arrived when data.source has images the champion "
+                                             "never trained on"),
     ]
 
 
-def main() -> None:
-    serve(*deployments(), limit=2)
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--no-retrain-on-arrival", action="store_true", help="create the arrival trigger switched off")
+    ap.add_argument("--no-retrain-on-drift", action="store_true", help="create the drift trigger switched off")
+    ap.add_argument("--debounce-s", type=int, default=DEBOUNCE_S, help="one retrain per burst of events this long")
+    ap.add_argument("--watch-every-s", type=int, default=3600, help="watch schedule; 0 = not scheduled")
+    args = ap.parse_args(argv)
+    serve(*deployments(not args.no_retrain_on_arrival, not args.no_retrain_on_drift, args.debounce_s,
+                       args.watch_every_s), limit=2)
 
 
 if __name__ == "__main__":

@@ -106,6 +106,19 @@ def fetch(cfg: RegisterCfg, root: Path, dest: Path, alias: str | None = "champio
                            drift.load_reference(reference) if reference is not None else None)
 
 
+def champion_manifest(cfg: RegisterCfg, root: Path, dest: Path) -> tuple[str, pd.DataFrame | None] | None:
+    """(version, every manifest row its run logged, all splits) of the champion; None without one.
+    The `watch` flow compares a source with it (the rows' sha256 are the bytes it trained on)."""
+    if _store_missing(cfg, root):
+        return None
+    found = open_version(cfg, root)
+    if found is None:
+        return None
+    client, mv = found
+    path = _run_artifact(client, mv.run_id, MANIFEST_ARTIFACT, dest)
+    return str(mv.version), (pd.read_csv(path, dtype={"label": str}) if path is not None else None)
+
+
 def _calibration(client, name: str, version: str, dest: Path) -> float:
     """The version's served temperature (its `calibration` artifact), 1.0 when it has none."""
     import mlflow

@@ -10,6 +10,7 @@ a lock every host sees.
 
 from __future__ import annotations
 
+import logging
 import time
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
@@ -47,6 +48,36 @@ class Decision:
 
 
 # (metric key in metrics.json, RegisterCfg field, "min" = floor / "max" = ceiling)
+@dataclass(frozen=True)
+class ChampionChange:
+    """One move of `champion`: what a listener (flows/events.py: `vistune.champion.changed`) is told."""
+
+    model: str
+    old: str | None
+    new: str
+    action: str  # gate | approval | promote | rollback
+    reason: str
+    actor: str | None
+
+
+_LISTENERS: list[Callable[[ChampionChange], None]] = []
+
+
+def on_champion_change(listener: Callable[[ChampionChange], None]) -> None:
+    """Call `listener` after every champion move in this process (once per listener). The registry
+    stays free of Prefect: flows/events.py registers the emitter of `vistune.champion.changed`."""
+    if listener not in _LISTENERS:
+        _LISTENERS.append(listener)
+
+
+def _notify(change: ChampionChange) -> None:
+    for listener in tuple(_LISTENERS):  # a copy: a listener may add another
+        try:
+            listener(change)
+        except Exception as exc:  # noqa: BLE001 - a listener never undoes or blocks an alias move
+            logging.getLogger(__name__).warning("champion change listener failed: %s", exc)
+
+
 THRESHOLDS = (
     ("test_accuracy", "min_accuracy", "min"),
     ("test_ece", "max_ece", "max"),
@@ -164,6 +195,8 @@ def _set_champion(client: MlflowClient, name: str, version: str, previous: str |
     tags = client.get_model_version(name, version).tags
     if tags.get(T.ROLLED_BACK):  # deliberately brought back: eligible for rollback again
         client.delete_model_version_tag(name, version, T.ROLLED_BACK)
+    if previous != version:
+        _notify(ChampionChange(name, previous, str(version), action, reason, actor))
 
 
 def _decide(value: float, champ: str | None, champ_value: float | None, metric: str, min_improvement: float,

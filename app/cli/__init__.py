@@ -43,7 +43,7 @@ def _on_registry(args: argparse.Namespace) -> int:
         root = Path(args.root).resolve()
         client, lock = tracking.open_registry(cfg, root, shared=cross_host_lock.hold)
         if args.cmd == "serve":
-            serve_cmd.run(args, client, cfg, root)
+            return serve_cmd.run(args, client, cfg, root)
         else:
             registry_cmds.run(args, client, lock, cfg.model_name)
     except (VistuneError, ValueError, MlflowException) as exc:

@@ -1,10 +1,9 @@
-"""`vistune serve`: the champion (or one version) behind `mlflow models serve` on 127.0.0.1."""
+"""`vistune serve`: the champion (or one pinned version) on 127.0.0.1, following the alias as it moves (app.serving)."""
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 
@@ -15,12 +14,7 @@ def add_parser(sub) -> None:
     which = s.add_mutually_exclusive_group()
     which.add_argument("--alias", default="champion")
     which.add_argument("--version", default=None, help="serve this version, e.g. a compress variant (no alias)")
-
-
-def serve_command(model_uri: str, host: str, port: int) -> list[str]:
-    mlflow_bin = Path(sys.executable).with_name("mlflow")
-    return [str(mlflow_bin), "models", "serve", "-m", model_uri, "--env-manager", "local",
-            "--host", host, "--port", str(port)]
+    s.add_argument("--poll-s", type=float, default=5.0, help="how often to check where the alias points")
 
 
 def serving_banner(name: str, version: str, alias: str, host: str, port: int, env: dict) -> str:
@@ -32,19 +26,17 @@ def serving_banner(name: str, version: str, alias: str, host: str, port: int, en
             f"image root for `path` inputs: {root} (set {IMAGE_ROOT_ENV} to change it); ready when GET /ping answers")
 
 
-def run(args: argparse.Namespace, client, cfg, root: Path) -> None:
-    """Resolve the version (an unknown one fails in one line) and exec the MLflow server in this process."""
+def run(args: argparse.Namespace, client, cfg, root: Path) -> int:
+    """Serve in this process until stopped; an unknown model or version fails in one line."""
+    import mlflow
+
+    from app.serving import server, watcher
     from integrations import tracking
 
-    name = cfg.model_name
-    env = dict(os.environ, MLFLOW_TRACKING_URI=tracking.resolve_tracking_uri(cfg, root))
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    if args.version:  # e.g. a compress variant, which has no alias
-        version = str(client.get_model_version(name, args.version).version)
-        uri, alias = f"models:/{name}/{args.version}", "none"
-    else:
-        version = str(client.get_model_version_by_alias(name, args.alias).version)
-        uri, alias = f"models:/{name}@{args.alias}", args.alias
-    cmd = serve_command(uri, args.host, args.port)
-    print(serving_banner(name, version, alias, args.host, args.port, env), flush=True)
-    os.execvpe(cmd[0], cmd, env)
+    mlflow.set_tracking_uri(uri := tracking.resolve_tracking_uri(cfg, root))
+    mlflow.set_registry_uri(uri)
+    w = watcher.AliasWatcher(client, cfg.model_name, alias=None if args.version else args.alias,
+                             version=args.version, interval_s=args.poll_s)
+    print(serving_banner(cfg.model_name, w.target(), "none" if args.version else args.alias, args.host,
+                         args.port, os.environ), flush=True)
+    return server.run(w, args.host, args.port)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from app import cli
-from app.cli import serve_cmd
 from integrations import registry, tracking
 
 from tests.integrations.registry_helpers import register, write_params_file
@@ -59,12 +58,6 @@ def test_user_mistakes_exit_2_with_one_line(store, capsys, args, message):
 def test_missing_params_file_is_one_line(tmp_path, capsys):
     assert cli.main(["--params", str(tmp_path / "nope.yaml"), "status"]) == 2
     assert "params file not found" in capsys.readouterr().err
-
-
-def test_serve_command_line():
-    cmd = serve_cmd.serve_command("models:/vistune-classifier@champion", "127.0.0.1", 5123)
-    assert cmd[1:] == ["models", "serve", "-m", "models:/vistune-classifier@champion", "--env-manager", "local",
-                       "--host", "127.0.0.1", "--port", "5123"]
 
 
 def test_prefect_flows_promote_rollback_archive(store):

@@ -1,0 +1,124 @@
+"""The loop's events and triggers on a real `prefect server start` (temp PREFECT_HOME, free port):
+a champion move sends `vistune.champion.changed`; a burst of `vistune.data.arrived` starts exactly one
+train-pipeline run that names its event; events for another model, train-pipeline's own drift and a
+switched-off trigger start none; a malformed event's run is logged and ignored (no retrain)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from tests.conftest import free_port, stop_process_group
+from tests.integrations.registry_helpers import register, write_params_file
+
+pytestmark = pytest.mark.slow
+BIN = Path(sys.executable).parent
+MODEL = "vistune-classifier"
+
+
+def _runs_of(client, deployment_id) -> list:
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    return client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])))
+
+
+def _events(client, name: str) -> list:
+    from prefect.events.filters import EventFilter, EventNameFilter
+
+    return client.read_events(EventFilter(event=EventNameFilter(name=[name])), limit=50).events
+
+
+def _wait(what, fn, timeout_s: float = 120):
+    deadline = time.monotonic() + timeout_s
+    while not (found := fn()):
+        assert time.monotonic() < deadline, f"{what}: nothing after {timeout_s:.0f} s"
+        time.sleep(1)
+    return found
+
+
+def _arrived(n_new, model: str = MODEL) -> dict:
+    return {"model": model, "champion_version": "1", "source": "/data/new", "n_new": n_new, "n_files": 9,
+            "summary": f"{n_new} labelled file(s) new to {model} v1"}
+
+
+def test_events_start_one_debounced_retrain_and_bad_events_none(trained_tiny, mlflow_cfg, tmp_path):
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows import events
+    from flows.pipeline import train_pipeline
+    from flows.triggers import retrain_triggers
+    from flows.wait import wait_http
+    from flows.watch import watch_flow
+
+    url = f"http://127.0.0.1:{free_port()}"
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"} | {
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "PREFECT_HOME": str(tmp_path / "prefect")}
+    server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port",
+                               url.rsplit(":", 1)[1]], env=env, stdout=(tmp_path / "server.log").open("w"),
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_http(f"{url}/api/health", 180)
+        with temporary_settings({PREFECT_API_URL: f"{url}/api"}), get_client(sync_client=True) as client:
+            events.install()  # the registry's one place: the gate's promotion below is sent
+            assert register(trained_tiny, tmp_path / "lay", mlflow_cfg)["promoted"]
+            on = train_pipeline.to_deployment(name="train-pipeline", triggers=retrain_triggers(MODEL, within_s=120))
+            off = train_pipeline.to_deployment(name="train-pipeline-off", triggers=retrain_triggers(
+                MODEL, on_arrival=False, on_drift=False, within_s=120))
+            on_id, off_id = on.apply(), off.apply()
+            time.sleep(5)  # the triggers service picks up new automations
+            for n in (3, 4, 5):  # a burst: one retrain
+                events.emit(events.DATA_ARRIVED, MODEL, "watch", _arrived(n))
+            events.emit(events.DATA_ARRIVED, "someone-elses-model", "watch", _arrived(7, "someone-elses-model"))
+            events.emit(events.DATA_DRIFTED, MODEL, "train-pipeline",  # a retrain's own drift: no new retrain
+                        {"model": MODEL, "drift_score": 9.0, "threshold": 2.0, "summary": "own drift"})
+            events.flush()
+
+            runs = _wait("a triggered train-pipeline run", lambda: _runs_of(client, on_id))
+            time.sleep(15)  # the rest of the burst had time to start more runs: it must not
+            runs = _runs_of(client, on_id)
+            assert len(runs) == 1, [r.parameters for r in runs]
+            trigger = runs[0].parameters["trigger"]
+            assert (trigger["event"], trigger["model"], str(trigger["n_new"])) == (events.DATA_ARRIVED, MODEL, "3")
+            assert trigger["id"] and "new to vistune-classifier v1" in trigger["summary"]
+            assert _runs_of(client, off_id) == []  # switched off: the same events start nothing
+
+            changed = _events(client, events.CHAMPION_CHANGED)
+            assert [(e.payload["new_version"], e.payload["action"], e.payload["old_version"]) for e in changed] == [
+                ("1", "gate", None)]
+            assert changed[0].resource.id == f"vistune.model.{MODEL}"
+
+            # the triggered run itself, given a malformed event (no n_new), logs it and trains nothing
+            repo = tmp_path / "repo"
+            repo.mkdir()
+            write_params_file(repo / "params.yaml", mlflow_cfg)
+            result = train_pipeline(repo=str(repo), trigger={**trigger, "n_new": ""})
+            assert "no positive n_new" in result["ignored_trigger"] and "stages" not in result
+            assert result["started_by"].startswith(f"{events.DATA_ARRIVED} (event {trigger['id']}")
+
+            # watch: the champion's training images (renamed into <class>/<file>) plus two new ones
+            manifest = pd.read_csv(trained_tiny.manifest, dtype={"label": str})
+            source = tmp_path / "source"
+            for row in manifest[manifest.split == "train"].itertuples():
+                (source / row.label).mkdir(parents=True, exist_ok=True)
+                shutil.copy(trained_tiny.raw / row.path, source / row.label / f"copy_{Path(row.path).name}")
+            for i in range(2):
+                Image.new("RGB", (16, 16), (90 * i, 200, 30)).save(source / "0" / f"new{i}.png")
+            watched = watch_flow(source=str(source), repo=str(repo))
+            assert (watched["arrived"], watched["n_new"], watched["champion_version"]) == (True, 2, "1")
+            sent = _wait("the watch's event", lambda: [e for e in _events(client, events.DATA_ARRIVED)
+                                                       if e.payload.get("source") == str(source)])
+            assert sent[0].resource["vistune.emitter"] == "watch" and sent[0].payload["examples"] == [
+                "0/new0.png", "0/new1.png"]
+            time.sleep(10)
+            assert len(_runs_of(client, on_id)) == 1  # inside the debounce window: still one retrain
+    finally:
+        stop_process_group(server)
