@@ -64,6 +64,9 @@ def test_version_carries_lineage_and_lineage_reproduces_params(trained_tiny, mlf
     assert tags[f"{t}prefect_flow_run_id"] == "0b5e-run-id"
     assert tags[f"{t}prefect_flow_run_url"] == "http://127.0.0.1:4200/runs/flow-run/0b5e-run-id"
     assert tags[f"{t}python"] == platform.python_version() and tags[f"{t}torch"] == torch.__version__
+    # the CPU kernel level and threads the registering process computed with (runtime.*)
+    assert tags[f"{t}cpu_kernels"] == torch.backends.cpu.get_cpu_capability()
+    assert tags[f"{t}cpu_threads"] == str(torch.get_num_threads())
     lock = yaml.safe_load((REPO / "dvc.lock").read_text())["stages"]
     for stage, body in lock.items():  # the dvc.lock hash of every earlier stage's output ...
         for out in body.get("outs", []):
