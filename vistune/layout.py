@@ -45,6 +45,16 @@ class Layout:
         return self.validated / "decode_cache.json"
 
     @property
+    def label_issues(self) -> Path:
+        """Images whose label looks wrong, most suspicious first (`vistune.data.label_issues`)."""
+        return self.validated / "label_issues.csv"
+
+    @property
+    def feature_cache(self) -> Path:
+        """sha256 -> pretrained-backbone features, kept between runs (`vistune.data.features`)."""
+        return self.validated / "feature_cache.npz"
+
+    @property
     def validation_summary(self) -> Path:
         return self.validated / "summary.json"
 
