@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from app import labels_cmd
 from integrations import init_cmd, metrics_cmd
 from vistune.config import load_params
 from vistune.errors import VistuneError
@@ -124,8 +125,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     which.add_argument("--version", default=None, help="serve this version, e.g. a compress variant (no alias)")
     init_cmd.add_parser(sub)
     metrics_cmd.add_parser(sub)
+    labels_cmd.add_parser(sub)
     _score_parser(sub)
     args = parser.parse_args(argv)
+    if args.cmd == "labels":  # no registry: label_issues.csv -> labels.csv
+        return labels_cmd.main(args)
     if args.cmd == "init":  # no registry: it only reads the data and writes params.yaml
         return init_cmd.main(args, args.params)
     if args.cmd == "metrics":  # no registry: the workspace's metrics files

@@ -23,6 +23,11 @@ class Layout:
         return self.data / "raw"
 
     @property
+    def label_overrides(self) -> Path:
+        """The reviewer's `path,label` decisions that ingest applies (`vistune.data.label_overrides`)."""
+        return self.root / "labels.csv"
+
+    @property
     def ingest_report(self) -> Path:
         return self.data / "ingest" / "report.json"
 

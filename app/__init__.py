@@ -1,0 +1,1 @@
+"""vistune's front door: the commands people type (`vistune ...`), apart from the tracking adapters."""
