@@ -3,8 +3,8 @@
 For a photo set in ImageFolder form (`train/`, `val/`): every image is embedded once by the frozen
 pretrained backbone (`vistune.data.features.embed_files`, the stage's code and cache), then per noise
 rate and seed a share of the **train** labels is flipped to another class at random, and the stage's
-rule runs on the train split (`out_of_sample_probs` + `confident_learning`; the stage runs it on
-train+val, here val is kept out as the test set):
+rule runs on the train split (`out_of_sample_probs` + `confident_learning`), or with `--scope trainval`
+on train+val as the stage does (val labels clean; flags counted among train images only):
 
 - precision@k / recall@k: flips among the k most suspicious flagged train images (k = number of flips);
   also precision / recall of every flag;
@@ -92,12 +92,16 @@ def cleanlab_flags(python: str, labels: np.ndarray, probs: np.ndarray) -> dict[s
     return json.loads(out.stdout)
 
 
-def one_run(x, y, x_val, y_val, n_classes, rate, seed, folds, cleanlab):
+def one_run(x, y, x_val, y_val, n_classes, rate, seed, folds, cleanlab, trainval=False):
     noisy, flipped = flip(y, rate, n_classes, seed) if rate else (y.copy(), np.array([], dtype=int))
     t0 = time.perf_counter()
-    probs = out_of_sample_probs(x, noisy, folds, seed)
-    issues = confident_learning(noisy, probs)
+    xs, ys = (np.concatenate([x, x_val]), np.concatenate([noisy, y_val])) if trainval else (x, noisy)
+    probs_all = out_of_sample_probs(xs, ys, folds, seed)
+    issues_all = confident_learning(ys, probs_all)
     seconds = time.perf_counter() - t0
+    probs = probs_all[:len(y)]
+    issues = type(issues_all)(issues_all.flagged[:len(y)], issues_all.suggested[:len(y)], issues_all.score[:len(y)],
+                              issues_all.thresholds)
     ranked, truth, k = issues.ranked(), set(flipped.tolist()), len(flipped)
     top = ranked[:k]
     hits_all = len(truth & set(ranked.tolist()))
@@ -115,8 +119,8 @@ def one_run(x, y, x_val, y_val, n_classes, rate, seed, folds, cleanlab):
         "probe_acc_clean": probe_accuracy(x, y, x_val, y_val),
     }
     if cleanlab:
-        cl = cleanlab_flags(cleanlab, noisy, probs)
-        mine = set(np.flatnonzero(issues.flagged).tolist())
+        cl = cleanlab_flags(cleanlab, ys, probs_all)
+        mine = set(np.flatnonzero(issues_all.flagged).tolist())
         for name, flags in cl.items():
             s = set(flags)
             row[f"cleanlab_{name}_n"] = len(s)
@@ -135,6 +139,7 @@ def main(argv=None) -> int:
     ap.add_argument("--noise", type=float, nargs="+", default=[0.0, 0.05, 0.10])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--scope", choices=["train", "trainval"], default="train")
     ap.add_argument("--cache", type=Path, default=None, help="feature cache .npz (the stage's format)")
     ap.add_argument("--cleanlab", default="", help="python of a throwaway venv with cleanlab installed")
     ap.add_argument("--out", type=Path, required=True)
@@ -150,9 +155,9 @@ def main(argv=None) -> int:
     feats, n_new = embed_files(all_files, [sha256_bytes(f.read_bytes()) for f in all_files], spec, args.cache)
     embed_s = time.perf_counter() - t0
     x, x_val = feats[:len(files)], feats[len(files):]
-    rows = [one_run(x, y, x_val, y_val, len(classes), rate, seed, args.folds, args.cleanlab)
+    rows = [one_run(x, y, x_val, y_val, len(classes), rate, seed, args.folds, args.cleanlab, args.scope == "trainval")
             for rate in args.noise for seed in (args.seeds if rate else args.seeds[:1])]
-    print(f"{args.data.name}: {len(files)} train, {len(val_files)} val, {len(classes)} classes; {args.model} @{args.size}: "
+    print(f"{args.data.name} (scope {args.scope}): {len(files)} train, {len(val_files)} val, {len(classes)} classes; {args.model} @{args.size}: "
           f"{n_new} images embedded in {embed_s:.1f}s ({embed_s / max(n_new, 1):.3f}s each, 0 = cached)")
     cols = ["noise", "seed", "n_flips", "n_flagged", "precision_at_k", "recall_at_k", "precision_all", "recall_all",
             "false_flag_rate", "seconds_kfold_rank", "probe_acc_noisy", "probe_acc_exclude", "probe_acc_clean"]
@@ -161,7 +166,7 @@ def main(argv=None) -> int:
         print(" | ".join(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols))
     uptime = Path("/proc/loadavg").read_text().split()[:3]
     write_result(args.out, {"date": date.today().isoformat(), "dataset": args.data.name, "model": args.model,
-                            "size": args.size, "n_train": len(files), "n_val": len(val_files),
+                            "size": args.size, "scope": args.scope, "n_train": len(files), "n_val": len(val_files),
                             "n_embedded": n_new, "seconds_embed": round(embed_s, 1), "loadavg_at_end": uptime,
                             "max_train": args.max_train, "max_val": args.max_val, "runs": rows})
     return 0
