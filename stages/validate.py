@@ -266,6 +266,22 @@ def run(cfg: ValidateCfg, layout: Layout, *, before_read: Callable[[Path], None]
                    review)
 
 
+SHEET_SUSPECTS = 12  # thumbnails in data/reports/label_issues.png
+SHEET_SIZE = 96
+
+
+def _label_sheet(layout: Layout, table: pd.DataFrame) -> None:
+    """The top suspects as captioned thumbnails, decoded as training decodes them."""
+    from vistune.evaluate.plots import label_issue_sheet_png
+    from vistune.models.classifier import prepare_images
+
+    top = table.head(SHEET_SUSPECTS)
+    images = prepare_images([(layout.raw / p).read_bytes() for p in top.path], SHEET_SIZE)
+    captions = [f"{r.given_label} -> {r.suggested_label} ({r.score:.2f})\n{Path(r.path).name[:24]}"
+                for r in top.itertuples()]
+    label_issue_sheet_png(list(images), captions, layout.label_issue_sheet)
+
+
 def _label_messages(cfg: ValidateCfg, review: LabelReview | None) -> tuple[list[str], list[str]]:
     """(warnings, errors) about label issues under `validate.on_label_issue`."""
     if review is None or review.table.empty:
@@ -291,6 +307,7 @@ def _finish(cfg, layout, marked, good, bad, quarantine, warnings, leaked_fractio
     summary = _summary(marked, good, quarantine, findings, n_total, suite_ok, len(warnings), leaked_fraction, review)
     table = review.table if review is not None else empty_table()
     write_text(layout.label_issues, table.to_csv(index=False))
+    _label_sheet(layout, table)
     write_text(layout.quarantine, quarantine.to_csv(index=False))
     write_json(layout.validation_summary, summary)
     print(f"{len(good)} good, {len(quarantine)} quarantined of {n_total} files ({summary['bad_fraction']:.1%})")

@@ -25,7 +25,8 @@ def test_every_layout_output_is_declared_in_dvc_yaml():
     outputs = [lay.raw, lay.manifest, lay.quarantine, lay.validation_summary, lay.validation_docs, lay.prepared,
                lay.augment_preview, lay.model, lay.train_metrics, lay.train_history, lay.eval_metrics,
                lay.predictions, lay.confusion_png, lay.class_report, lay.registration,
-               lay.compress_models, lay.compress_report, lay.compress_metrics, lay.drift, lay.drift_reference]
+               lay.compress_models, lay.compress_report, lay.compress_metrics, lay.drift, lay.drift_reference,
+               lay.label_issues, lay.label_issue_sheet]
     missing = [str(p) for p in outputs if str(p) not in declared]
     assert not missing, f"outputs written by stages but not declared in dvc.yaml: {missing}"
     assert str(lay.checkpoint.parent) in declared

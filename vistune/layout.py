@@ -55,6 +55,11 @@ class Layout:
         return self.validated / "label_issues.csv"
 
     @property
+    def label_issue_sheet(self) -> Path:
+        """Thumbnails of the top suspects, given -> suggested label (the Prefect run's artifact)."""
+        return self.data / "reports" / "label_issues.png"
+
+    @property
     def feature_cache(self) -> Path:
         """sha256 -> pretrained-backbone features, kept between runs (`vistune.data.features`)."""
         return self.validated / "feature_cache.npz"

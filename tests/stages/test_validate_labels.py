@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from PIL import Image
 
 from stages import validate
 from tests.conftest import tree_hash
@@ -46,6 +47,8 @@ def test_label_issues_warn_exclude_fail_and_raw_untouched(tmp_path: Path) -> Non
     assert warned.summary["label_issue_fraction"] == round(len(issues) / (3 * (12 + 5) + len(MISFILED)), 6)
     assert any("look mislabelled" in w and "validate.on_label_issue=warn" in w for w in warned.warnings)
     assert set(MISFILED) <= set(pd.read_csv(lay.manifest).path)  # warn: kept
+    with Image.open(lay.label_issue_sheet) as sheet:  # thumbnails of the suspects for the Prefect artifact
+        assert sheet.format == "PNG" and sheet.width >= 6 * 100
 
     excluded = validate.run(dataclasses.replace(CFG, on_label_issue="exclude"), lay, features=LITE0)
     q = pd.read_csv(lay.quarantine)
