@@ -44,7 +44,8 @@ HEADLINE = (
 )
 IMAGES = (("confusion_png", "Confusion matrix (test)"), ("reliability_png", "Reliability diagram: before / after "
           "temperature scaling"), ("roc_pr_png", "ROC and precision-recall"),
-          ("robustness_png", "Accuracy under corruptions and attacks"), ("gradcam_png", "Grad-CAM: correct and wrong"))
+          ("robustness_png", "Accuracy under corruptions and attacks"), ("gradcam_png", "Grad-CAM: correct and wrong"),
+          ("label_issue_sheet", "Training photos whose label looks wrong (validate): given -> suggested label, score"))
 
 
 def card_uri(run_id: str) -> str:
@@ -135,7 +136,8 @@ def context(layout: Layout, params: dict, receipt: dict, root: Path) -> dict:
         "headline": headline(layout, metrics, classes), "confidence": CONFIDENCE, "n_boot": N_BOOT,
         "per_class": report.to_dict("records") if report is not None else [],
         "robustness": robust.to_dict("records") if robust is not None and len(robust) else [],
-        "images": [(title, uri) for attr, title in IMAGES if (uri := data_uri(getattr(layout, attr)))],
+        "images": [(title, uri) for attr, title in IMAGES if (attr != "label_issue_sheet" or summary.get("n_label_issues"))
+                   and (uri := data_uri(getattr(layout, attr)))],  # no suspects: no placeholder picture
         "quality": quality(summary), "drift": drift(layout), "lineage": lineage_rows(root),
         "gate_report": gate_md.read_text() if gate_md.is_file() else "",
         "calibration": _json(layout.calibration),
