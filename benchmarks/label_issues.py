@@ -66,7 +66,7 @@ def split_items(root: Path, split: str, cap: int, seed: int) -> tuple[list[str],
 def flip(y: np.ndarray, rate: float, n_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(noisy labels, flipped indices): round(rate * n) labels moved to a random other class."""
     rng = np.random.default_rng(seed)
-    idx = np.sort(rng.choice(len(y), int(round(rate * len(y))), replace=False))
+    idx = np.sort(rng.choice(len(y), round(rate * len(y)), replace=False))
     noisy = y.copy()
     noisy[idx] = (y[idx] + rng.integers(1, n_classes, len(idx))) % n_classes
     return noisy, idx
@@ -99,7 +99,6 @@ def one_run(x, y, x_val, y_val, n_classes, rate, seed, folds, cleanlab, trainval
     probs_all = out_of_sample_probs(xs, ys, folds, seed)
     issues_all = confident_learning(ys, probs_all)
     seconds = time.perf_counter() - t0
-    probs = probs_all[:len(y)]
     issues = type(issues_all)(issues_all.flagged[:len(y)], issues_all.suggested[:len(y)], issues_all.score[:len(y)],
                               issues_all.thresholds)
     ranked, truth, k = issues.ranked(), set(flipped.tolist()), len(flipped)

@@ -32,8 +32,8 @@ LOWER_IS_BETTER = {"test_ece", "test_latency_p50_ms", "test_model_size_mb"}  # o
 IMAGES = (("vistune-confusion-matrix-plot", "confusion_png", "test confusion matrix (rows actual, columns predicted)"),
           ("vistune-reliability-diagram", "reliability_png", "reliability diagram: confidence vs accuracy, "
                                                               "before and after temperature scaling"),
-          ("vistune-label-issues", "label_issue_sheet", "photos whose label looks wrong: given -> suggested label "
-                                                        "(score); data/validated/label_issues.csv, `vistune labels`"))
+          ("vistune-label-issues", "label_issue_sheet", ("photos whose label looks wrong: given -> suggested label "
+                                                         "(score); data/validated/label_issues.csv, `vistune labels`")))
 
 
 def read_json(path: Path) -> dict:

@@ -8,10 +8,10 @@ from typing import Sequence
 
 from stages.cli import stage_main
 from vistune.config import DataCfg
-from vistune.io import write_json
-from vistune.layout import Layout
 from vistune.data import label_overrides
 from vistune.data.sources import IngestReport, ingest
+from vistune.io import write_json
+from vistune.layout import Layout
 
 
 def run(cfg: DataCfg, layout: Layout) -> IngestReport:

@@ -35,11 +35,11 @@ import pandas as pd
 from integrations.expectations import QUARANTINE_CODES, run_suite
 from stages.cli import stage_main
 from vistune.config import Params, ValidateCfg
-from vistune.data.features import FeatureSpec
-from vistune.data.label_issues import LabelReview, empty_table, review_labels
 from vistune.data.dataquality import (
     DUPLICATE_COLUMNS, LEAK_EXAMPLES, dataset_findings, duplicate_marks, leak_messages, marked_column,
 )
+from vistune.data.features import FeatureSpec
+from vistune.data.label_issues import LabelReview, empty_table, review_labels
 from vistune.data.imageio import format_names
 from vistune.errors import ConfigError, DataError
 from vistune.io import atomic_path, read_json, write_json, write_text
@@ -291,8 +291,9 @@ def _label_messages(cfg: ValidateCfg, review: LabelReview | None) -> tuple[list[
             + ", ".join(f"{r.path} ({r.given_label} -> {r.suggested_label})" for r in t.head(3).itertuples()))
     fraction = len(t) / review.n_checked
     if cfg.on_label_issue == "fail" and fraction > cfg.max_label_issue_fraction:
-        return [], [f"{line} ({fraction:.1%} > validate.max_label_issue_fraction={cfg.max_label_issue_fraction}; "
-                    f"see data/validated/label_issues.csv, fix the labels or set validate.on_label_issue: warn)"]
+        error = (f"{line} ({fraction:.1%} > validate.max_label_issue_fraction={cfg.max_label_issue_fraction}; "
+                 "see data/validated/label_issues.csv, fix the labels or set validate.on_label_issue: warn)")
+        return [], [error]
     action = "train ones quarantined" if cfg.on_label_issue == "exclude" else "kept"
     return [f"{line}; see data/validated/label_issues.csv ({action}: validate.on_label_issue={cfg.on_label_issue})"], []
 

@@ -14,7 +14,10 @@ def test_card_shows_the_label_issue_sheet_only_with_suspects(tmp_path: Path) -> 
     lay = Layout(tmp_path)
     label_issue_sheet_png([], [], lay.label_issue_sheet)  # what validate writes when nothing is flagged
     lay.validated.mkdir(parents=True)
-    titles = lambda: [t for t, _ in card.context(lay, {}, {}, tmp_path)["images"]]  # noqa: E731
+
+    def titles() -> list[str]:
+        return [t for t, _ in card.context(lay, {}, {}, tmp_path)["images"]]
+
     lay.validation_summary.write_text(json.dumps({"n_label_issues": 0}))
     assert not any("label looks wrong" in t for t in titles())
     lay.validation_summary.write_text(json.dumps({"n_label_issues": 3}))

@@ -49,10 +49,9 @@ def load_cache(path: Path | None, key: str) -> dict[bytes, np.ndarray]:
 def save_cache(path: Path, key: str, shas: Sequence[str], features: np.ndarray) -> None:
     from vistune.io import atomic_path
 
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, key=np.array(key), sha256=np.array([s.encode() for s in shas], dtype="S64"),
-                     features=features.astype(np.float16))
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, key=np.array(key), sha256=np.array([s.encode() for s in shas], dtype="S64"),
+                 features=features.astype(np.float16))
 
 
 def embed_files(files: Sequence[Path], shas: Sequence[str], spec: FeatureSpec,
