@@ -107,7 +107,8 @@ def context(layout: Layout, params: dict, receipt: dict, root: Path) -> dict:
         "headline": headline(layout, metrics, classes), "confidence": CONFIDENCE, "n_boot": N_BOOT,
         "per_class": report.to_dict("records") if report is not None else [],
         "robustness": robust.to_dict("records") if robust is not None and len(robust) else [],
-        "images": [(title, uri) for attr, title in IMAGES if (uri := data_uri(getattr(layout, attr)))],
+        "images": [(title, uri) for attr, title in IMAGES if (attr != "label_issue_sheet" or summary.get("n_label_issues"))
+                   and (uri := data_uri(getattr(layout, attr)))],  # no suspects: no placeholder picture
         "quality": quality(summary), "drift": drift(layout), "lineage": lineage_rows(root),
         "gate_report": gate_md.read_text() if gate_md.is_file() else "",
         "calibration": _json(layout.calibration),

@@ -98,7 +98,7 @@ def row_rules(cfg: ValidateCfg) -> list[Rule]:
 # every code validate may report, including refusals made at ingest; summary keys are built from it
 QUARANTINE_CODES = ("missing", "unreadable", "unsafe_name", "outside_root", "empty", "not_image", "bomb",
                     "corrupt", "undecodable", "format", "extension", "mode", "size", "aspect", "no_label", "leakage",
-                    "duplicate", "near_duplicate", "refused")
+                    "duplicate", "near_duplicate", "label_issue", "refused")
 
 
 def _context(docs_dir: Path | None):

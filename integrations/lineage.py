@@ -26,6 +26,7 @@ from integrations import dvcfiles, tags as T
 from vistune import runtime
 from vistune.errors import VistuneError
 from vistune.io import sha256_file
+from vistune.layout import Layout
 
 TAG = T.LINEAGE
 INLINE_PARAMS_MAX = 4500  # tag values hold 5000 characters on sqlite
@@ -116,6 +117,8 @@ def facts(params: dict, manifest: Path, root: Path, dirty: list[str], stage: str
         "params_md5": hashlib.md5(text.encode()).hexdigest(),
         "params": text if len(text) <= INLINE_PARAMS_MAX else "",
         "data_manifest_sha256": sha256_file(manifest) if manifest.is_file() else "",
+        # the reviewer's relabel / exclude decisions ingest applied (vistune.data.label_overrides)
+        "label_overrides_sha256": sha256_file(overrides) if (overrides := Layout(root).label_overrides).is_file() else "",
         **ctx,
         "prefect_flow_run_url": prefect_url(ctx["prefect_flow_run_id"]),
         "python": platform.python_version(),

@@ -24,8 +24,8 @@ PREFIX = "vistune."
 LINEAGE = f"{PREFIX}lineage."
 # the facts under LINEAGE (see integrations.lineage.facts)
 LINEAGE_FACTS = ("git_commit", "git_dirty", "git_dirty_files", "params_md5", "params", "data_manifest_sha256",
-                 "dvc_experiment", "prefect_flow_run_id", "prefect_flow_run_name", "prefect_flow_run_url",
-                 "python", "torch", "cpu_kernels", "cpu_threads")
+                 "label_overrides_sha256", "dvc_experiment", "prefect_flow_run_id", "prefect_flow_run_name",
+                 "prefect_flow_run_url", "python", "torch", "cpu_kernels", "cpu_threads")
 DVC = f"{PREFIX}dvc."
 LINEAGE_JSON = f"{PREFIX}lineage"  # on a model version: every lineage fact and DVC hash as one JSON object
 # the lineage facts a model version also carries as tags of their own (what a registry reader looks for)

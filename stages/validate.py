@@ -10,6 +10,10 @@ when more than `validate.max_leaked_fraction` of val+test leaked (a broken split
 when more than `validate.max_bad_fraction` of files are bad (leaked copies are not bad files), a
 split is empty, splits disagree on classes, or a train class is too small.
 summary.json is a flat DVC metric (counts per failure code, imbalance, split sizes).
+Label issues (`vistune.data.label_issues`): the good train+val images are scored by a linear head in
+K-fold on `train.model`'s pretrained features (cached by sha256); confident learning flags those whose
+label looks wrong into label_issues.csv, most suspicious first. `validate.on_label_issue`: warn,
+exclude (flagged train images are quarantined as `label_issue`, so training leaves them out) or fail.
 When a champion is registered, drift.json (also a DVC metric) compares the good images with the
 champion's training data (`vistune.evaluate.drift`); above `validate.drift_threshold` a warning,
 or a failure with `validate.on_drift: fail`. No champion yet: drift.json says it was skipped.
@@ -34,6 +38,8 @@ from vistune.config import Params, ValidateCfg
 from vistune.data.dataquality import (
     DUPLICATE_COLUMNS, LEAK_EXAMPLES, dataset_findings, duplicate_marks, leak_messages, marked_column,
 )
+from vistune.data.features import FeatureSpec
+from vistune.data.label_issues import LabelReview, empty_table, review_labels
 from vistune.data.imageio import format_names
 from vistune.errors import ConfigError, DataError
 from vistune.io import atomic_path, read_json, write_json, write_text
@@ -68,6 +74,54 @@ def read_good(path: Path) -> pd.DataFrame:
     columns = pd.read_csv(path, nrows=0).columns
     return pd.read_csv(path, dtype={c: str for c in text & set(columns)}, keep_default_na=False,
                        na_values={c: [""] for c in columns if c not in text})
+
+
+@dataclass(frozen=True)
+class _Flag:
+    """A quarantine entry found outside the expectation suite (label issues), shaped like its outcomes."""
+
+    code: str
+    text: str
+    expectation: str = "label_issues"
+
+    @property
+    def reason(self) -> str:  # `_reason` formats it with the row: literal text here
+        return self.text.replace("{", "{{").replace("}", "}}")
+
+
+def _label_review(cfg: ValidateCfg, layout: Layout, store: StoredManifest, failures: dict,
+                  spec: FeatureSpec | None) -> tuple[LabelReview | None, dict[str, int]]:
+    """Label issues among the good, labelled train+val rows; (review or None when off, path -> row)."""
+    if spec is None or cfg.label_issue_folds == 0:
+        return None, {}
+    if spec.pretrained == "none":
+        print("label issues: skipped (train.pretrained is none: no pretrained features to judge labels by)")
+        return None, {}
+    facts = store.facts
+    keep = np.ones(len(store), dtype=bool)
+    keep[list(failures)] = False
+    rows = np.flatnonzero(keep & facts.split.isin(["train", "val"]).to_numpy() & facts.label.ne("").to_numpy())
+    labels = facts.label.to_numpy()[rows].tolist()
+    counts = Counter(labels)
+    if len(counts) < 2 or min(counts.values()) < 2:
+        print("label issues: skipped (needs 2+ classes with 2+ good train/val images each)")
+        return None, {}
+    paths = store.column_at("path", rows)
+    review = review_labels(layout.raw, paths, facts.split.to_numpy()[rows].tolist(), labels,
+                           store.column_at("sha256", rows), spec, cfg.label_issue_folds,
+                           cache_path=layout.feature_cache)
+    print(f"label issues: {len(review.table)} of {review.n_checked} train/val images look mislabelled "
+          f"(features {review.seconds_embed:.1f}s for {review.n_embedded} new, K-fold + ranking "
+          f"{review.seconds_rank:.1f}s)", flush=True)
+    return review, dict(zip(paths, rows.tolist()))
+
+
+def _exclude_flagged(review: LabelReview, row_of: dict[str, int], failures: dict) -> None:
+    """on_label_issue exclude: flagged train rows join the quarantined ones (code label_issue)."""
+    for r in review.table[review.table.split == "train"].itertuples():
+        failures.setdefault(row_of[r.path], _Flag("label_issue", (
+            f"labelled {r.given_label} but looks like {r.suggested_label} (score {r.score:.3f}); "
+            "validate.on_label_issue=exclude")))
 
 
 def _warn_codes(cfg: ValidateCfg) -> set[str]:
@@ -113,11 +167,13 @@ def _refused_at_ingest(layout: Layout) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=QUARANTINE_COLUMNS)
 
 
-def _summary(manifest, good, quarantine, findings, n_total, suite_ok, n_warnings, leaked_fraction) -> dict:
+def _summary(manifest, good, quarantine, findings, n_total, suite_ok, n_warnings, leaked_fraction,
+             review: LabelReview | None) -> dict:
+    n_issues = len(review.table) if review is not None else 0
     codes = Counter(c if c in QUARANTINE_CODES else "refused" for c in quarantine.code)
     return {
         "n_files": n_total, "n_good": len(good), "n_quarantined": len(quarantine),
-        "bad_fraction": round(int((quarantine.code != "leakage").sum()) / max(n_total, 1), 6),
+        "bad_fraction": round(int((~quarantine.code.isin(["leakage", "label_issue"])).sum()) / max(n_total, 1), 6),
         **{f"n_{s}": int((good.split == s).sum()) for s in SPLITS},
         "n_classes": int(good.label.nunique()),
         **{f"quarantined_{c}": int(codes.get(c, 0)) for c in QUARANTINE_CODES},
@@ -129,6 +185,8 @@ def _summary(manifest, good, quarantine, findings, n_total, suite_ok, n_warnings
         "imbalance_ratio": findings.imbalance_ratio,
         "train_class_counts": findings.class_counts,
         "mean_brightness": round(float(good.brightness.mean()), 4) if len(good) else 0.0,
+        "n_label_issues": n_issues,
+        "label_issue_fraction": round(n_issues / review.n_checked, 6) if review is not None else 0.0,
         "n_warnings": n_warnings, "expectations_passed": suite_ok,
     }
 
@@ -168,9 +226,11 @@ def _write_outputs(store: StoredManifest, marked: pd.DataFrame, failures: dict, 
     return bad_frame, warnings
 
 
-def run(cfg: ValidateCfg, layout: Layout, *, before_read: Callable[[Path], None] | None = None) -> ValidateResult:
+def run(cfg: ValidateCfg, layout: Layout, *, before_read: Callable[[Path], None] | None = None,
+        features: FeatureSpec | None = None) -> ValidateResult:
     """The manifest is built and kept part by part on disk (`manifest_store`): memory holds a few
-    compact facts a file, so it stays flat as the data grows."""
+    compact facts a file, so it stays flat as the data grows. `features`: the backbone whose
+    pretrained features judge the labels (None: no label-issue search)."""
     _check_formats(cfg)
     layout.validated.mkdir(parents=True, exist_ok=True)
     # beside the outputs, on the data's disk (a RAM-backed /tmp would hold the spilled rows in memory)
@@ -189,6 +249,9 @@ def run(cfg: ValidateCfg, layout: Layout, *, before_read: Callable[[Path], None]
         print(f"validate phases: read+decode+pHash {t[1] - t[0]:.1f}s, duplicate search {t[2] - t[1]:.1f}s, "
               f"expectation suite {t[3] - t[2]:.1f}s ({len(store)} files)", flush=True)
         failures, warned = _first_failures(suite.outcomes, _warn_codes(cfg))
+        review, row_of = _label_review(cfg, layout, store, failures, features)
+        if review is not None and cfg.on_label_issue == "exclude":
+            _exclude_flagged(review, row_of, failures)
         bad, row_warnings = _write_outputs(store, marked, failures, warned, layout)
         leaked = sorted(marked.index[marked.leak_of.notna()])[:LEAK_EXAMPLES]
         paths = dict(zip(leaked, store.column_at("path", leaked)))
@@ -199,16 +262,53 @@ def run(cfg: ValidateCfg, layout: Layout, *, before_read: Callable[[Path], None]
     kept = np.ones(len(marked), dtype=bool)
     kept[list(failures)] = False
     good = marked.loc[kept, GOOD_FACTS].reset_index(drop=True)  # what the findings and summary count
-    return _finish(cfg, layout, marked, good, bad, quarantine, warnings, leaked_fraction, leak_errors, suite.success)
+    return _finish(cfg, layout, marked, good, bad, quarantine, warnings, leaked_fraction, leak_errors, suite.success,
+                   review)
+
+
+SHEET_SUSPECTS = 12  # thumbnails in data/reports/label_issues.png
+SHEET_SIZE = 96
+
+
+def _label_sheet(layout: Layout, table: pd.DataFrame) -> None:
+    """The top suspects as captioned thumbnails, decoded as training decodes them."""
+    from vistune.evaluate.plots import label_issue_sheet_png
+    from vistune.models.classifier import prepare_images
+
+    top = table.head(SHEET_SUSPECTS)
+    images = prepare_images([(layout.raw / p).read_bytes() for p in top.path], SHEET_SIZE)
+    captions = [f"{r.given_label} -> {r.suggested_label} ({r.score:.2f})\n{Path(r.path).name[:24]}"
+                for r in top.itertuples()]
+    label_issue_sheet_png(list(images), captions, layout.label_issue_sheet)
+
+
+def _label_messages(cfg: ValidateCfg, review: LabelReview | None) -> tuple[list[str], list[str]]:
+    """(warnings, errors) about label issues under `validate.on_label_issue`."""
+    if review is None or review.table.empty:
+        return [], []
+    t = review.table
+    line = (f"{len(t)} of {review.n_checked} train/val images look mislabelled, e.g. "
+            + ", ".join(f"{r.path} ({r.given_label} -> {r.suggested_label})" for r in t.head(3).itertuples()))
+    fraction = len(t) / review.n_checked
+    if cfg.on_label_issue == "fail" and fraction > cfg.max_label_issue_fraction:
+        error = (f"{line} ({fraction:.1%} > validate.max_label_issue_fraction={cfg.max_label_issue_fraction}; "
+                 "see data/validated/label_issues.csv, fix the labels or set validate.on_label_issue: warn)")
+        return [], [error]
+    action = "train ones quarantined" if cfg.on_label_issue == "exclude" else "kept"
+    return [f"{line}; see data/validated/label_issues.csv ({action}: validate.on_label_issue={cfg.on_label_issue})"], []
 
 
 def _finish(cfg, layout, marked, good, bad, quarantine, warnings, leaked_fraction, leak_errors,
-            suite_ok) -> ValidateResult:
+            suite_ok, review: LabelReview | None = None) -> ValidateResult:
     """Split findings, summary.json, the printed report, and the stage's verdict."""
     findings = dataset_findings(good, cfg.min_images_per_class, cfg.max_imbalance_ratio)
-    warnings += findings.warnings
+    label_warnings, label_errors = _label_messages(cfg, review)
+    warnings += findings.warnings + label_warnings
     n_total = len(marked) + len(quarantine) - len(bad)
-    summary = _summary(marked, good, quarantine, findings, n_total, suite_ok, len(warnings), leaked_fraction)
+    summary = _summary(marked, good, quarantine, findings, n_total, suite_ok, len(warnings), leaked_fraction, review)
+    table = review.table if review is not None else empty_table()
+    write_text(layout.label_issues, table.to_csv(index=False))
+    _label_sheet(layout, table)
     write_text(layout.quarantine, quarantine.to_csv(index=False))
     write_json(layout.validation_summary, summary)
     print(f"{len(good)} good, {len(quarantine)} quarantined of {n_total} files ({summary['bad_fraction']:.1%})")
@@ -217,11 +317,11 @@ def _finish(cfg, layout, marked, good, bad, quarantine, warnings, leaked_fractio
     for w in warnings[:10]:
         print(f"  warning: {w}")
 
-    errors = list(findings.errors) + leak_errors
+    errors = list(findings.errors) + leak_errors + label_errors
     by_code = {c[len("quarantined_"):]: n for c, n in summary.items()
-               if c.startswith("quarantined_") and n and c != "quarantined_leakage"}
+               if c.startswith("quarantined_") and n and c not in ("quarantined_leakage", "quarantined_label_issue")}
     if summary["bad_fraction"] > cfg.max_bad_fraction:
-        bad_files = quarantine[quarantine.code != "leakage"]
+        bad_files = quarantine[~quarantine.code.isin(["leakage", "label_issue"])]
         errors.insert(0, f"{summary['bad_fraction']:.1%} of files are bad (> validate.max_bad_fraction="
                          f"{cfg.max_bad_fraction}): {by_code}, e.g. {list(bad_files.path.head(3))}")
     n_dup = int(bad.code.isin(DUPLICATE_CODES).sum())
@@ -253,8 +353,14 @@ def check_drift(params: Params, layout: Layout, good: pd.DataFrame | None = None
     return result
 
 
+def feature_spec(params: Params) -> FeatureSpec:
+    """The backbone `train` starts from, at `augment`'s decode size: what judges the labels."""
+    t = params.train
+    return FeatureSpec(t.model, t.pretrained, t.pretrained_sha256, params.augment.image_size)
+
+
 def _run_all(params: Params, layout: Layout) -> ValidateResult:
-    result = run(params.validate, layout)
+    result = run(params.validate, layout, features=feature_spec(params))
     check_drift(params, layout)
     return result
 

@@ -25,7 +25,8 @@ def test_every_layout_output_is_declared_in_dvc_yaml():
     outputs = [lay.raw, lay.manifest, lay.quarantine, lay.validation_summary, lay.validation_docs, lay.prepared,
                lay.augment_preview, lay.model, lay.train_metrics, lay.train_history, lay.eval_metrics,
                lay.predictions, lay.confusion_png, lay.class_report, lay.registration,
-               lay.compress_models, lay.compress_report, lay.compress_metrics, lay.drift, lay.drift_reference]
+               lay.compress_models, lay.compress_report, lay.compress_metrics, lay.drift, lay.drift_reference,
+               lay.label_issues, lay.label_issue_sheet]
     missing = [str(p) for p in outputs if str(p) not in declared]
     assert not missing, f"outputs written by stages but not declared in dvc.yaml: {missing}"
     assert str(lay.checkpoint.parent) in declared
@@ -65,8 +66,9 @@ def test_flow_runs_every_dvc_stage_in_order():
 # stand in for hand-written statistics; they are imported inside the functions that use them, so a
 # served model or a training run never loads them.
 CORE_LIBRARIES = {"torch", "torchvision", "timm", "numpy", "pandas", "PIL", "yaml", "tqdm", "matplotlib",
-                  "onnxruntime", "onnx", "sklearn", "scipy"}
-LAZY_ONLY = {"sklearn", "scipy", "onnx"}  # onnx: graph edits and checks in compress only
+                  "onnxruntime", "onnx", "sklearn", "scipy", "threadpoolctl"}
+# threadpoolctl (a scikit-learn dependency): one BLAS thread for label issues' K-fold fits
+LAZY_ONLY = {"sklearn", "scipy", "onnx", "threadpoolctl"}  # onnx: graph edits and checks in compress only
 
 
 def _core_imports() -> dict[str, list[tuple[str, bool]]]:

@@ -38,6 +38,7 @@ AutoAugment = Literal["none", "trivial", "rand"]
 OnDuplicate = Literal["quarantine", "warn", "fail"]
 OnExtensionMismatch = Literal["warn", "quarantine"]
 OnDrift = Literal["warn", "fail"]  # vistune.evaluate.drift: new data unlike the champion's training data
+OnLabelIssue = Literal["warn", "exclude", "fail"]  # vistune.data.label_issues: images that look mislabelled
 GateTest = Literal["none", "mcnemar", "bootstrap"]  # vistune.evaluate.significance.GATE_TESTS
 Approval = Literal["auto", "required"]  # required: a reviewer approves promotion in the Prefect UI (flows/approval.py)
 CompressVariant = Literal["onnx", "onnx_int8", "onnx_int8_dynamic", "pruned", "distilled"]
@@ -120,6 +121,16 @@ class ValidateCfg(_Checked):
     drift_threshold: float = bounded(2.0, ge=0)  # above it: drift (2.0 = adjusted p < 0.01)
     on_drift: OnDrift = "warn"  # "warn" or "fail" the stage
     drift_sample: int = bounded(500, ge=2, le=20000)  # new images embedded for the feature test (seeded)
+    # label issues (vistune.data.label_issues): confident learning on K-fold probabilities of a linear head on
+    # train.model's pretrained features of train+val; "exclude" quarantines flagged train images (code label_issue)
+    on_label_issue: OnLabelIssue = "warn"
+    label_issue_folds: int = bounded(5, ge=0, le=20)  # K of the K-fold; 0 = no label-issue search, 1 is refused
+    max_label_issue_fraction: float = bounded(0.0, ge=0, le=1)  # on_label_issue fail: above this share of train+val
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.label_issue_folds == 1:
+            raise ConfigError("params.yaml: validate.label_issue_folds=1 leaves no image out; valid: 0 (off) or 2-20")
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,11 @@ class Layout:
         return self.data / "raw"
 
     @property
+    def label_overrides(self) -> Path:
+        """The reviewer's `path,label` decisions that ingest applies (`vistune.data.label_overrides`)."""
+        return self.root / "labels.csv"
+
+    @property
     def ingest_report(self) -> Path:
         return self.data / "ingest" / "report.json"
 
@@ -43,6 +48,21 @@ class Layout:
     def decode_cache(self) -> Path:
         """sha256 -> decode facts, kept between runs so unchanged files are not re-decoded."""
         return self.validated / "decode_cache.json"
+
+    @property
+    def label_issues(self) -> Path:
+        """Images whose label looks wrong, most suspicious first (`vistune.data.label_issues`)."""
+        return self.validated / "label_issues.csv"
+
+    @property
+    def label_issue_sheet(self) -> Path:
+        """Thumbnails of the top suspects, given -> suggested label (the Prefect run's artifact)."""
+        return self.data / "reports" / "label_issues.png"
+
+    @property
+    def feature_cache(self) -> Path:
+        """sha256 -> pretrained-backbone features, kept between runs (`vistune.data.features`)."""
+        return self.validated / "feature_cache.npz"
 
     @property
     def validation_summary(self) -> Path:

@@ -1,5 +1,5 @@
-"""`vistune` command: `init` (a params.yaml recipe for a data source), `metrics`, registry actions (promote,
-rollback, archive, status, history, lineage, card), serving and batch scoring (`score`).
+"""`vistune` command: `init` (a params.yaml recipe for a data source), `metrics`, `labels` (review), registry
+actions (promote, rollback, archive, status, history, lineage, card), serving and batch scoring (`score`).
 
 Each registry action is also a Prefect flow in `flows/promote.py`; both call `integrations.registry`.
 """
@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from app import init_cmd, metrics_cmd
+from app import init_cmd, labels_cmd, metrics_cmd
 from app.cli import registry_cmds, score_cmd, serve_cmd
 from vistune.config import load_params
 from vistune.errors import VistuneError
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cmd.add_parser(sub)
     init_cmd.add_parser(sub)
     metrics_cmd.add_parser(sub)
+    labels_cmd.add_parser(sub)
     score_cmd.add_parser(sub)
     return parser
 
@@ -58,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return init_cmd.main(args, args.params)
     if args.cmd == "metrics":  # no registry: the workspace's metrics files
         return metrics_cmd.main(args)
+    if args.cmd == "labels":  # no registry: label_issues.csv -> labels.csv
+        return labels_cmd.main(args)
     if args.cmd == "score":
         return score_cmd.main(args)
     return _on_registry(args)

@@ -38,6 +38,7 @@ def _repo(root: Path) -> str:
     shutil.copy(REPO / "dvc.lock", root / "dvc.lock")
     shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
     (root / ".gitignore").write_text("data/\nmlflow.db\nartifacts/\n")
+    (root / "labels.csv").write_text("path,label\ntrain/a/0.png,b\n")  # a reviewer's decision (label_overrides)
     _git(root, "init", "-q")
     _git(root, "add", "-A")
     _git(root, "commit", "-qm", "init")
@@ -61,6 +62,7 @@ def test_version_carries_lineage_and_lineage_reproduces_params(trained_tiny, mlf
     assert tags[f"{t}git_commit"] == sha and tags[f"{t}git_dirty"] == "false"
     assert not {"vistune.git_commit", "vistune.run_id", "vistune.dvc_experiment"} & set(tags)  # each fact once
     assert tags[f"{t}data_manifest_sha256"] == sha256_file(lay.manifest)
+    assert tags[f"{t}label_overrides_sha256"] == sha256_file(lay.root / "labels.csv")
     assert tags[f"{t}prefect_flow_run_id"] == "0b5e-run-id"
     assert tags[f"{t}prefect_flow_run_url"] == "http://127.0.0.1:4200/runs/flow-run/0b5e-run-id"
     assert tags[f"{t}python"] == platform.python_version() and tags[f"{t}torch"] == torch.__version__

@@ -131,3 +131,19 @@ def placeholder_png(path: Path, text: str) -> None:
     ax.axis("off")
     ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=9, wrap=True)
     _save(fig, path)
+
+
+def label_issue_sheet_png(images: list[np.ndarray], captions: list[str], path: Path, cols: int = 6) -> None:
+    """Thumbnails of the top label-issue suspects (N x 3 x H x W uint8), captioned given -> suggested, score."""
+    if not images:
+        placeholder_png(path, "no label issues flagged")
+        return
+    plt = _plt()
+    rows = -(-len(images) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 2.2 * rows), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k < len(images):
+            ax.imshow(images[k].transpose(1, 2, 0))
+            ax.set_title(captions[k], fontsize=7)
+    _save(fig, path)
