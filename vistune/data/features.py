@@ -78,7 +78,7 @@ def _embed(files: Sequence[Path], shas: Sequence[str], spec: FeatureSpec) -> dic
     from vistune.evaluate.drift import embed
     from vistune.models.backbones import create_backbone
     from vistune.models.classifier import prepare_images
-    from vistune.models.inference import place, resolve_device
+    from vistune.models.device_policy import place, resolve_device
 
     backbone = create_backbone(spec.model, 1, pretrained=spec.pretrained, pretrained_sha256=spec.pretrained_sha256)
     device = resolve_device("auto")
