@@ -137,7 +137,7 @@ def test_code_edit_in_vistune_train_reruns_exactly_its_dependents(repo: Path):
     original = edited.read_text()
     try:
         edited.write_text(original + "\n# edited by a test\n")
-        proc = subprocess.run(["dvc", "status", "--json"], cwd=repo, env=_env(), capture_output=True, text=True)
+        proc = subprocess.run(["dvc", "status", "--json"], cwd=repo, env=_env(), capture_output=True, text=True, check=False)
         assert proc.returncode == 0, proc.stderr
         status = json.loads(proc.stdout)
         assert set(status) == {"train", "evaluate", "compress"}, status
