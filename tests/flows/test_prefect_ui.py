@@ -3,7 +3,7 @@
 A real `prefect server start` (temp PREFECT_HOME, free port) and `python -m flows.serve` in a
 temp copy of the repo with tiny params. The browser opens Deployments -> train-pipeline -> Run ->
 Custom run and reads the form: every field shows the repo's params.yaml value. Then it types new
-epochs and learning rate, submits, opens the new run from the deployment's list and waits until its
+epochs and learning rate, submits, opens the new run's page (found by the name the toast shows) and waits until its
 page says Completed: the flow run's parameters, its DVC experiment and its MLflow run carry the typed values.
 Last, a flow run that publishes the run report (flows/summary.py) over the
 committed demo outputs: its Artifacts tab lists the headline table and the images, the headline's
@@ -59,6 +59,15 @@ def _flow_run_state(flow_run_id: str) -> str:
 
     with get_client(sync_client=True) as client:
         return client.read_flow_run(flow_run_id).state.name
+
+
+def _flow_run_id(name: str) -> str:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    with get_client(sync_client=True) as client:
+        (run,) = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])))
+    return str(run.id)
 
 
 def _deployment_of(flow_run_id: str) -> str:
@@ -234,9 +243,8 @@ def test_custom_run_from_the_prefect_ui_carries_its_fields(tmp_path: Path):
                 field = _check_form_shows_params_yaml(page, url, repo, tmp_path)
                 run_name = _submit_custom_run(page, field, tmp_path)
                 page.wait_for_url("**/deployments/deployment/**")  # the UI goes back to the deployment
-                page.get_by_role("link", name=run_name, exact=True).first.click()  # the run in the deployment's list
-                page.wait_for_url("**/runs/flow-run/**")
-                flow_run_id = page.url.split("/runs/flow-run/", 1)[1].split("?")[0]
+                flow_run_id = _flow_run_id(run_name)  # the toast's link can vanish under load before a click
+                page.goto(f"{url}/runs/flow-run/{flow_run_id}")
                 assert _deployment_of(flow_run_id) == DEPLOYMENT
 
                 deadline = time.monotonic() + 420
