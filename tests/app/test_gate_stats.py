@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import pandas as pd
+from scipy.stats import binomtest
 
 from app import gate_report
 from integrations import registry, tracking
@@ -17,10 +18,26 @@ from vistune.layout import Layout
 
 from tests.integrations.registry_helpers import constant_model, copy_layout, params_with, register
 
+ALPHA = 0.05  # params.yaml's register.gate_alpha, checked below
+
 NAME = "vistune-classifier"
 
 
-def test_real_pair_rescored_report_and_verdicts(trained_tiny, mlflow_cfg, tmp_path):
+def _scored(model_file, data) -> tuple[np.ndarray, float]:
+    """(which test images the model gets right, its macro-F1), scored here with scikit-learn."""
+    from sklearn.metrics import f1_score
+
+    pred = gate_report.predict(model_file, data)
+    return pred == data.labels, float(f1_score(data.labels, pred, labels=np.unique(data.labels), average="macro"))
+
+
+def _mcnemar_p(champion: np.ndarray, challenger: np.ndarray) -> float:
+    """Exact McNemar p-value, computed here with scipy: the discordant images split 50/50 under H0."""
+    gained, lost = int((challenger & ~champion).sum()), int((champion & ~challenger).sum())
+    return float(binomtest(gained, gained + lost, 0.5).pvalue)
+
+
+def test_real_pair_rescored_report_and_verdicts(trained_tiny, probed_tiny, mlflow_cfg, tmp_path):
     cfg = {"gate_test": "mcnemar", "gate_n_boot": 200}
     first = register(trained_tiny, tmp_path / "a", mlflow_cfg, cfg, macro_f1=0.5)
     assert first["promoted"] and first["gate_report"] == "data/registry/gate_report.md"
@@ -76,3 +93,33 @@ def test_real_pair_rescored_report_and_verdicts(trained_tiny, mlflow_cfg, tmp_pa
     d = registry.gate(client, NAME, same, "test_macro_f1", 0.5, -1.0, lock, compare=compare)
     assert d.promoted and "not required" in d.significance
     assert json.loads((worse.registration).read_text())["gate_report"] == "data/registry/gate_report.md"
+
+    # a truly better model (other weights: the head refit as a linear probe) claiming a poor macro-F1:
+    # McNemar at params.yaml's alpha finds the gain by re-scoring both, and promotes it
+    assert (rcfg.gate_test, rcfg.gate_alpha, rcfg.min_improvement) == ("mcnemar", ALPHA, 0.0)
+    better = copy_layout(probed_tiny, tmp_path / "p", macro_f1=0.01)
+    (champ_ok, champ_f1), (chal_ok, chal_f1) = (_scored(m, data) for m in (trained_tiny.model, better.model))
+    want_p = _mcnemar_p(champ_ok, chal_ok)
+    assert want_p < ALPHA and chal_f1 > champ_f1  # a real difference, not a coin flip
+    third = register_stage.run(params_with(mlflow_cfg, **cfg), better)
+    assert third["promoted"] and third["champion_before"] == same, third["reason"]
+    assert third["verdict"] == "significantly better" and third["p_value"] == pytest.approx(want_p)
+    assert (third["value"], third["champion_value"]) == (pytest.approx(chal_f1), pytest.approx(champ_f1))
+    assert registry.alias_version(client, NAME, "champion") == third["version"]
+
+
+
+def _scored(model_file, data) -> tuple[np.ndarray, float]:
+    """(which test images the model gets right, its macro-F1), scored here with scikit-learn."""
+    from sklearn.metrics import f1_score
+
+    pred = gate_report.predict(model_file, data)
+    return pred == data.labels, float(f1_score(data.labels, pred, labels=np.unique(data.labels), average="macro"))
+
+
+
+def _mcnemar_p(champion: np.ndarray, challenger: np.ndarray) -> float:
+    """Exact McNemar p-value, computed here with scipy: the discordant images split 50/50 under H0."""
+    gained, lost = int((challenger & ~champion).sum()), int((champion & ~challenger).sum())
+    return float(binomtest(gained, gained + lost, 0.5).pvalue)
+

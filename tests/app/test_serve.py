@@ -11,8 +11,13 @@ import time
 import urllib.error
 import urllib.request
 
+import mlflow
+import numpy as np
 import pandas as pd
 import pytest
+
+from integrations import tracking
+from vistune.models.classifier import Classifier
 
 from tests.conftest import REPO, free_port, stop_process_group
 from tests.integrations.registry_helpers import register, write_params_file
@@ -35,7 +40,17 @@ def _wait_ping(url: str, proc: subprocess.Popen, limit_s: float = 180) -> None:
     raise AssertionError("server did not answer /ping in time")
 
 
-def test_serve_answers_a_png_over_http(trained_tiny, mlflow_cfg, tmp_path):
+def _served_frame(predictions: list[dict], classes: list[str]) -> tuple[list[str], np.ndarray]:
+    return [p["label"] for p in predictions], np.array([[p[f"p_{c}"] for c in classes] for p in predictions])
+
+
+def _own_predictions(lay, blobs: list[bytes]) -> tuple[list[str], np.ndarray]:
+    """What the model file itself answers on these bytes (vistune's Classifier, evaluate's temperature)."""
+    temperature = json.loads(lay.calibration.read_text())["temperature"]
+    return Classifier.load(lay.model, temperature=temperature).predict_bytes(blobs)
+
+
+def test_serve_answers_a_png_over_http(trained_tiny, probed_tiny, mlflow_cfg, tmp_path):
     receipt = register(trained_tiny, tmp_path / "lay", mlflow_cfg)
     assert receipt["promoted"]
     params = write_params_file(tmp_path / "params.yaml", mlflow_cfg)
@@ -66,6 +81,16 @@ def test_serve_answers_a_png_over_http(trained_tiny, mlflow_cfg, tmp_path):
         assert sum(probs) == pytest.approx(1.0, abs=1e-5)
         assert pred["confidence"] == pytest.approx(max(probs))
         assert pred["label"] == classes[probs.index(max(probs))]
+        # every test image in one request: the HTTP answers are the model's own predictions on those bytes
+        blobs = [(trained_tiny.raw / p).read_bytes() for p in manifest[manifest.split == "test"].path]
+        body = {"dataframe_split": {"columns": ["image_b64"],
+                                    "data": [[base64.b64encode(b).decode("ascii")] for b in blobs]}}
+        code, text = _post(url, json.dumps(body).encode())
+        assert code == 200, text[:300]
+        served_labels, served_probs = _served_frame(json.loads(text)["predictions"], classes)
+        own_labels, own_probs = _own_predictions(trained_tiny, blobs)
+        assert served_labels == own_labels
+        np.testing.assert_allclose(served_probs, own_probs, rtol=1e-5, atol=1e-7)
         # a malformed request is refused with the model's own message, and the server stays up
         bad = {"dataframe_split": {"columns": ["image_b64"], "data": [["%% not base64 %%"]]}}
         req = urllib.request.Request(url + "/invocations", data=json.dumps(bad).encode(),
@@ -81,6 +106,22 @@ def test_serve_answers_a_png_over_http(trained_tiny, mlflow_cfg, tmp_path):
                                  f"http://127.0.0.1:{port}/invocations; image root for `path` inputs: {REPO}")
     finally:
         stop_process_group(proc)
+
+    # v2 (other weights, truly better) passes the real gate; `vistune rollback`; the reloaded @champion is v1 again
+    v2 = register(probed_tiny, tmp_path / "lay2", mlflow_cfg)
+    assert v2["promoted"] and v2["champion_before"] == receipt["version"], v2["reason"]
+    v2_labels, _ = _own_predictions(probed_tiny, blobs)
+    assert v2_labels != own_labels  # the two versions answer differently, so the check below means something
+    out = subprocess.run([sys.executable, "-m", "integrations.cli", "--params", str(params), "--root", str(tmp_path),
+                          "rollback"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"rolled back v{v2['version']} -> v{receipt['version']}" in out.stdout
+    tracking.setup(mlflow_cfg, tmp_path)
+    champion = mlflow.pyfunc.load_model("models:/vistune-classifier@champion")
+    answer = champion.predict(pd.DataFrame({"image": blobs}))
+    labels, probs = _served_frame(answer.to_dict("records"), classes)
+    assert labels == own_labels
+    np.testing.assert_allclose(probs, own_probs, rtol=1e-5, atol=1e-7)
 
 
 def _post(url: str, data: bytes, content_type: str = "application/json") -> tuple[int, str]:

@@ -2,9 +2,10 @@
 
 A real `prefect server start` (temp PREFECT_HOME, free port) and `python -m flows.serve` in a
 temp copy of the repo with tiny params. The browser opens Deployments -> train-pipeline -> Run ->
-Custom run and reads the form: every field shows the repo's params.yaml value. Then
-Deployments -> validate-only, Run -> Quick run, opens the new run from the list and waits until its
-page says Completed. Last, a flow run that publishes the run report (flows/summary.py) over the
+Custom run and reads the form: every field shows the repo's params.yaml value. Then it types new
+epochs and learning rate, submits, opens the new run's page (found by the name the toast shows) and waits until its
+page says Completed: the flow run's parameters, its DVC experiment and its MLflow run carry the typed values.
+Last, a flow run that publishes the run report (flows/summary.py) over the
 committed demo outputs: its Artifacts tab lists the headline table and the images, the headline's
 page shows its rows, and the confusion-matrix image loads (naturalWidth > 0).
 The screenshots land in the test's tmp dir (and in $VISTUNE_SCREENSHOT_DIR when set).
@@ -32,7 +33,8 @@ pytestmark = pytest.mark.slow
 
 CHROMIUM = Path("/usr/bin/chromium")
 BIN = Path(sys.executable).parent
-DEPLOYMENT = "validate-only"
+DEPLOYMENT = "train-pipeline"
+CUSTOM = {"epochs": 2, "lr": 0.0042}  # typed into the Custom run form; tiny params.yaml has 1 and 0.003
 
 
 def _skip_reason() -> str | None:
@@ -57,6 +59,15 @@ def _flow_run_state(flow_run_id: str) -> str:
 
     with get_client(sync_client=True) as client:
         return client.read_flow_run(flow_run_id).state.name
+
+
+def _flow_run_id(name: str) -> str:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    with get_client(sync_client=True) as client:
+        (run,) = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])))
+    return str(run.id)
 
 
 def _deployment_of(flow_run_id: str) -> str:
@@ -103,6 +114,48 @@ def _check_form_shows_params_yaml(page, url: str, repo: Path, tmp_path: Path) ->
     for title, value in (("Fine-tuning strategy", params["train"]["strategy"]), ("Backbone", params["train"]["model"])):
         expect(field(title)).to_contain_text(value)  # a dropdown showing the current value
     _save(page, tmp_path, "prefect-ui-form.png")
+    return field
+
+
+def _submit_custom_run(page, field, tmp_path: Path) -> str:
+    """On the Custom run form: type new epochs and learning rate, Submit; the new run's name (from the toast)."""
+    from playwright.sync_api import expect
+
+    for title, value in (("Epochs", CUSTOM["epochs"]), ("Learning rate", CUSTOM["lr"])):
+        box = field(title).locator("input").first
+        box.fill(str(value))
+        expect(box).to_have_value(str(value))
+    _save(page, tmp_path, "prefect-ui-custom-run.png")
+    page.get_by_role("button", name="Submit", exact=True).click()
+    toast = page.get_by_text("scheduled to start now").first  # "<run name> scheduled to start now"
+    return toast.inner_text().split(" scheduled to start now")[0].strip()
+
+
+def _assert_run_carries(flow_run_id: str, repo: Path, env: dict) -> None:
+    """The edited values reach the flow run's parameters, its DVC experiment and its MLflow run."""
+    import csv
+    import io
+
+    import mlflow
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(flow_run_id)
+    sent = run.parameters["params"]
+    assert (sent["epochs"], sent["lr"]) == (CUSTOM["epochs"], CUSTOM["lr"]), sent
+    shown = subprocess.run([str(BIN / "dvc"), "exp", "show", "--csv"], cwd=repo, env=env, capture_output=True, text=True,
+                           check=False)
+    assert shown.returncode == 0, shown.stderr
+    exps = {r["Experiment"]: r for r in csv.DictReader(io.StringIO(shown.stdout))}
+    assert run.name in exps, list(exps)
+    assert (int(exps[run.name]["train.epochs"]), float(exps[run.name]["train.lr"])) == (CUSTOM["epochs"], CUSTOM["lr"])
+    uri = f"sqlite:///{repo / 'mlflow' / 'mlflow.db'}"
+    store = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    experiment_id = store.get_experiment_by_name("vistune").experiment_id
+    (tagged,) = store.search_runs([experiment_id], filter_string=f"tags.`vistune.lineage.dvc_experiment` = '{run.name}'")
+    assert tagged.info.run_name == run.name
+    logged = tagged.data.params
+    assert (int(logged["train.epochs"]), float(logged["train.lr"])) == (CUSTOM["epochs"], CUSTOM["lr"]), logged
 
 
 def _report_outputs(root: Path) -> Path:
@@ -157,7 +210,7 @@ def _check_report_artifacts(page, url: str, tmp_path: Path) -> None:
     _save(page, tmp_path, "prefect-ui-image.png")
 
 
-def test_quick_run_from_the_prefect_ui_completes(tmp_path: Path):
+def test_custom_run_from_the_prefect_ui_carries_its_fields(tmp_path: Path):
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)
@@ -187,18 +240,14 @@ def test_quick_run_from_the_prefect_ui_completes(tmp_path: Path):
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(30_000)
             try:
-                _check_form_shows_params_yaml(page, url, repo, tmp_path)
-                _open_deployment(page, url, DEPLOYMENT)
-                page.get_by_role("button", name="Run", exact=True).first.click()
-                page.get_by_text("Quick run", exact=True).first.click()
-                toast = page.get_by_text("scheduled to start now").first  # "<run name> scheduled to start now"
-                run_name = toast.inner_text().split(" scheduled to start now")[0].strip()
-                page.get_by_role("link", name=run_name, exact=True).first.click()  # the run in the deployment's list
-                page.wait_for_url("**/runs/flow-run/**")
-                flow_run_id = page.url.split("/runs/flow-run/", 1)[1].split("?")[0]
+                field = _check_form_shows_params_yaml(page, url, repo, tmp_path)
+                run_name = _submit_custom_run(page, field, tmp_path)
+                page.wait_for_url("**/deployments/deployment/**")  # the UI goes back to the deployment
+                flow_run_id = _flow_run_id(run_name)  # the toast's link can vanish under load before a click
+                page.goto(f"{url}/runs/flow-run/{flow_run_id}")
                 assert _deployment_of(flow_run_id) == DEPLOYMENT
 
-                deadline = time.monotonic() + 240
+                deadline = time.monotonic() + 420
                 while (final := _flow_run_state(flow_run_id)) not in ("Completed", "Failed", "Crashed", "Cancelled"):
                     assert time.monotonic() < deadline, f"flow run {flow_run_id} did not finish; see {logs}"
                     time.sleep(2)
@@ -206,12 +255,12 @@ def test_quick_run_from_the_prefect_ui_completes(tmp_path: Path):
                 page.reload()  # the flow-run page as the user sees it once the run is over
                 expect(page.get_by_text("Completed").first).to_be_visible(timeout=30_000)
                 shot = _save(page, tmp_path)
+                _assert_run_carries(flow_run_id, repo, env)
                 _check_report_artifacts(page, url, tmp_path)
             finally:
                 _save(page, tmp_path, "prefect-ui-last.png")
                 browser.close()
         assert shot.stat().st_size > 10_000
-        assert (repo / "data/validated/summary.json").is_file()  # the DVC stages really ran in the served repo
     finally:
         stop_process_group(served)
         stop_process_group(server)

@@ -76,3 +76,41 @@ def test_augment_decodes_into_the_memory_map_a_chunk_at_a_time(prepared_tiny, tm
     train = manifest[manifest.split == "train"]
     expected = np.stack([reference_decode(lay.raw / p, 128) for p in train.path])
     np.testing.assert_array_equal(data.splits["train"].images, expected)
+
+
+def test_exif_turned_photos_reach_the_prepared_arrays_upright(tmp_path):
+    """EXIF orientations 6 and 8 (JPEG and PNG) through the `augment` stage: the prepared arrays hold the
+    upright image (the red corner where the display puts it), and serving prepares the same pixels."""
+    import dataclasses
+
+    from stages import augment
+    from tests.conftest import tiny_params_dict
+    from tests.vistune.test_imageio import corner_marked, with_orientation
+    from vistune.config import parse_params
+    from vistune.layout import Layout
+    from vistune.models.classifier import prepare_images
+
+    lay = Layout(tmp_path)
+    rows = []
+    for split in SPLITS:
+        for orientation in (6, 8):
+            for fmt, ext in (("JPEG", "jpg"), ("PNG", "png")):
+                rel = f"{split}/o{orientation}/{ext}.{ext}"
+                (lay.raw / rel).parent.mkdir(parents=True, exist_ok=True)
+                (lay.raw / rel).write_bytes(with_orientation(corner_marked(), fmt, orientation))
+                rows.append({"path": rel, "split": split, "label": f"o{orientation}"})
+    lay.manifest.parent.mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(lay.manifest, index=False)
+    size = 16
+    augment.run(dataclasses.replace(parse_params(tiny_params_dict()).augment, image_size=size), lay)
+    data = load_prepared(lay.prepared)
+    for split in SPLITS:
+        part = [r for r in rows if r["split"] == split]
+        images = data.splits[split].images
+        np.testing.assert_array_equal(images, np.stack([reference_decode(lay.raw / r["path"], size) for r in part]))
+        served = prepare_images([(lay.raw / r["path"]).read_bytes() for r in part], size)
+        np.testing.assert_array_equal(images, served)
+        for img, row in zip(images, part):
+            red = (img[0] > 200) & (img[2] < 60)
+            top_right, bottom_left = red[:3, -3:].all(), red[-3:, :3].all()
+            assert (top_right, bottom_left) == ((True, False) if row["label"] == "o6" else (False, True)), row

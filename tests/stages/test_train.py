@@ -78,11 +78,17 @@ def assert_preview_shows_eight_training_images_then_24_augmented_ones(lay: Layou
     assert not any(t.tobytes() in originals for t in cut[8:])  # the rest went through the augmentation
 
 
+def _train_cmd(root: Path) -> list[str]:
+    return [sys.executable, "-m", "stages.train", "--params", str(root / "params.yaml"), "--root", str(root)]
+
+
 def test_train_resumes_after_sigkill(prepared_tiny, tmp_path):
+    """Killed after epoch 1's checkpoint, resumed in a new process: the same weights, bit for bit, as
+    one uninterrupted run (`keep: last`, so the model written is the last epoch's, not epoch 1's)."""
     lay = _copy_prepared(prepared_tiny, tmp_path)
-    params = tiny_params_dict(train={**FAST, "epochs": 3, "batch_size": 4})
+    params = tiny_params_dict(train={**FAST, "epochs": 3, "batch_size": 4, "keep": "last"})
     write_params(tmp_path / "params.yaml", params)
-    cmd = [sys.executable, "-m", "stages.train", "--params", str(tmp_path / "params.yaml"), "--root", str(tmp_path)]
+    cmd = _train_cmd(tmp_path)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 120
@@ -99,3 +105,13 @@ def test_train_resumes_after_sigkill(prepared_tiny, tmp_path):
     assert list(pd.read_csv(lay.train_history).epoch) == [1, 2, 3]
     assert [p.name for p in lay.checkpoint.parent.iterdir()] == ["last.pt"]  # no temp files left
     Classifier.load(lay.model)
+
+    straight = _copy_prepared(prepared_tiny, tmp_path / "uninterrupted")
+    write_params(straight.root / "params.yaml", params)
+    out = subprocess.run(_train_cmd(straight.root), cwd=REPO, env=env, capture_output=True, text=True, timeout=180,
+                         check=False)
+    assert out.returncode == 0 and "resumed" not in out.stdout, out.stdout + out.stderr
+    resumed, reference = (torch.load(m, weights_only=True)["state_dict"] for m in (lay.model, straight.model))
+    assert resumed.keys() == reference.keys()
+    assert [k for k in resumed if not torch.equal(resumed[k], reference[k])] == []  # bit-identical weights
+    assert lay.model.read_bytes() == straight.model.read_bytes()  # so the same md5 for DVC

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, features
+from PIL import Image, ImageOps, features
 
 from vistune.data.imageio import (
     RGB_CONVERTIBLE_MODES, ImageDecodeError, decode_rgb, exif_rotated, format_names, inspect_bytes, open_header,
@@ -118,6 +118,40 @@ def test_exif_orientation_is_applied() -> None:
     assert exif_rotated(open_header(data))
     assert inspect_bytes(data).width == 40
     assert decode_rgb(data).shape == (40, 20, 3)
+
+
+def corner_marked(width: int = 48, height: int = 24) -> Image.Image:
+    """A landscape image, blue with a red top-left corner: which way it was turned is visible."""
+    arr = np.zeros((height, width, 3), np.uint8)
+    arr[..., 2] = 200
+    arr[: height // 3, : width // 3] = (255, 0, 0)
+    return Image.fromarray(arr)
+
+
+def with_orientation(img: Image.Image, fmt: str, orientation: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return encode(img, fmt, exif=exif.tobytes())
+
+
+# EXIF 2.3, tag 0x0112: 6 = the stored image must turn 90 degrees clockwise to display (np.rot90 k=-1),
+# 8 = 90 degrees counter-clockwise (k=1). The direction is the spec's, not read from Pillow.
+TURN = {6: -1, 8: 1}
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+@pytest.mark.parametrize("orientation", sorted(TURN))
+def test_exif_orientations_6_and_8_turn_the_right_way(orientation: int, fmt: str) -> None:
+    data = with_orientation(corner_marked(), fmt, orientation)
+    with Image.open(io.BytesIO(data)) as im:
+        stored = np.asarray(im.convert("RGB"))  # the pixels as stored, before any turn
+        reference = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    rgb = decode_rgb(data)
+    np.testing.assert_array_equal(rgb, reference)
+    np.testing.assert_array_equal(rgb, np.rot90(stored, k=TURN[orientation]))
+    red = (rgb[..., 0] > 200) & (rgb[..., 2] < 60)
+    top_right, bottom_left = red[:4, -4:].all(), red[-4:, :4].all()
+    assert (top_right, bottom_left) == ((True, False) if orientation == 6 else (False, True))
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
