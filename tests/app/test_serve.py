@@ -112,7 +112,7 @@ def test_serve_answers_a_png_over_http(trained_tiny, probed_tiny, mlflow_cfg, tm
     assert v2["promoted"] and v2["champion_before"] == receipt["version"], v2["reason"]
     v2_labels, _ = _own_predictions(probed_tiny, blobs)
     assert v2_labels != own_labels  # the two versions answer differently, so the check below means something
-    out = subprocess.run([sys.executable, "-m", "integrations.cli", "--params", str(params), "--root", str(tmp_path),
+    out = subprocess.run([sys.executable, "-m", "app.cli", "--params", str(params), "--root", str(tmp_path),
                           "rollback"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
     assert f"rolled back v{v2['version']} -> v{receipt['version']}" in out.stdout
