@@ -1,4 +1,4 @@
-"""Fixtures shared by the registry, gate and serving tests."""
+"""Fixtures shared by the gate and serving tests."""
 
 from __future__ import annotations
 

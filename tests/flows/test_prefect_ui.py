@@ -117,8 +117,9 @@ def _check_form_shows_params_yaml(page, url: str, repo: Path, tmp_path: Path) ->
     return field
 
 
-def _submit_custom_run(page, field, tmp_path: Path) -> str:
-    """On the Custom run form: type new epochs and learning rate, Submit; the new run's name (from the toast)."""
+def _submit_custom_run(page, field, tmp_path: Path) -> str | None:
+    """On the Custom run form: type new epochs and learning rate, Submit; the new run's name (from the toast),
+    None when the UI showed its error page instead (seen 1 in 6 runs on a loaded 2-core machine, no run made)."""
     from playwright.sync_api import expect
 
     for title, value in (("Epochs", CUSTOM["epochs"]), ("Learning rate", CUSTOM["lr"])):
@@ -128,7 +129,19 @@ def _submit_custom_run(page, field, tmp_path: Path) -> str:
     _save(page, tmp_path, "prefect-ui-custom-run.png")
     page.get_by_role("button", name="Submit", exact=True).click()
     toast = page.get_by_text("scheduled to start now").first  # "<run name> scheduled to start now"
+    oops = page.get_by_text("Something went wrong").first  # the UI's page for a failed API call
+    expect(toast.or_(oops)).to_be_visible(timeout=60_000)
+    if not toast.is_visible():
+        _save(page, tmp_path, "prefect-ui-submit-error.png")
+        return None
     return toast.inner_text().split(" scheduled to start now")[0].strip()
+
+
+def _n_flow_runs() -> int:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return len(client.read_flow_runs())
 
 
 def _assert_run_carries(flow_run_id: str, repo: Path, env: dict) -> None:
@@ -242,6 +255,11 @@ def test_custom_run_from_the_prefect_ui_carries_its_fields(tmp_path: Path):
             try:
                 field = _check_form_shows_params_yaml(page, url, repo, tmp_path)
                 run_name = _submit_custom_run(page, field, tmp_path)
+                if run_name is None:  # the server failed the create call under load: only if no run exists, once more
+                    assert _n_flow_runs() == 0, "the UI showed an error but a run was created"
+                    run_name = _submit_custom_run(page, _check_form_shows_params_yaml(page, url, repo, tmp_path),
+                                                  tmp_path)
+                assert run_name, f"the Prefect UI failed the Custom run twice; see {logs / 'server.log'}"
                 page.wait_for_url("**/deployments/deployment/**")  # the UI goes back to the deployment
                 flow_run_id = _flow_run_id(run_name)  # the toast's link can vanish under load before a click
                 page.goto(f"{url}/runs/flow-run/{flow_run_id}")
