@@ -62,12 +62,17 @@ def quality(summary: dict) -> dict:
     return {"counts": {k: summary[k] for k in keys if k in summary}, "reasons": reasons}
 
 
-def drift(layout: Layout) -> dict | None:
-    """Scalars of validate's drift report, None when there is none."""
+def drift(layout: Layout, gate_champion: str | None = None) -> dict | None:
+    """Scalars of validate's drift report, None when there is none; marked stale (first row) when it
+    was not measured against the champion the gate compared with (`integrations.champion`)."""
+    from integrations.champion import drift_staleness
+
     for rel in DRIFT_FILES:
         found = _json(layout.data / rel)
         if found:
-            return {k: v for k, v in found.items() if isinstance(v, (int, float, str, bool))}
+            scalars = {k: v for k, v in found.items() if isinstance(v, (int, float, str, bool))}
+            stale = drift_staleness(scalars, gate_champion)
+            return {"stale": stale, **scalars} if stale else scalars
     return None
 
 
@@ -109,7 +114,8 @@ def context(layout: Layout, params: dict, receipt: dict, root: Path) -> dict:
         "robustness": robust.to_dict("records") if robust is not None and len(robust) else [],
         "images": [(title, uri) for attr, title in IMAGES if (attr != "label_issue_sheet" or summary.get("n_label_issues"))
                    and (uri := data_uri(getattr(layout, attr)))],  # no suspects: no placeholder picture
-        "quality": quality(summary), "drift": drift(layout), "lineage": lineage_rows(root),
+        "quality": quality(summary), "drift": drift(layout, receipt.get("champion_before")),
+        "lineage": lineage_rows(root),
         "gate_report": gate_md.read_text() if gate_md.is_file() else "",
         "calibration": _json(layout.calibration),
         "variants": variants(layout, receipt.get("variants") or {}),

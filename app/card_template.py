@@ -77,7 +77,7 @@ served with the model.</p>{% endif %}
 
 <h2>Promotion gate</h2>
 <p class="verdict {{ 'ok' if r.promoted else ('wait' if r.pending_approval else 'no') }}">
-{% if r.promoted %}promoted to champion{% elif r.pending_approval %}gate passed: waiting for a reviewer's approval
+{% if r.promoted %}promoted{% elif r.pending_approval %}waiting for approval
 {% else %}kept as challenger{% endif %}</p>
 <table id="gate">
 <tr><th>compared with</th><td>{% if r.champion_before %}champion v{{ r.champion_before }}{% else %}no champion{% endif %}</td></tr>

@@ -61,7 +61,8 @@ def record_review(reg: dict, repo: str, outcome: str, comment: str, actor: str) 
 
     client, lock = tracking.open_receipt_registry(reg, Path(repo).resolve(), shared=cross_host_lock.hold)
     outcome, reason = registry.review(client, reg["model_name"], str(reg["version"]), lock, outcome, comment, actor,
-                                      reg.get("champion_before"))
+                                      reg.get("champion_before"),
+                                      **({"metric": reg["metric"]} if reg.get("metric") else {}))
     return {"outcome": outcome, "reason": reason, "version": str(reg["version"]), "actor": actor}
 
 

@@ -57,6 +57,25 @@ def dvc_output(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([dvc_executable(), *args], cwd=cwd, capture_output=True, text=True, env=env)
 
 
+_WARNED: dict[str, set[str]] = {}  # per flow run: the DVC warnings already logged
+ONCE = ("WARNING:", "Use `dvc push`")  # lines every `dvc repro` repeats, logged once per flow run
+
+
+def warn_once(log, run_key: str):
+    """`log`, minus the DVC warnings (`ONCE`) this flow run (`run_key`) has already logged: every
+    `dvc repro` of a run repeats the same ones ("'data/compress/models' is empty.", "Use `dvc push` ...")."""
+    seen = _WARNED.setdefault(run_key, set())
+
+    def once(line: str) -> None:
+        if line.startswith(ONCE):
+            if line in seen:
+                return
+            seen.add(line)
+        log(line)
+
+    return once
+
+
 def run_dvc(args: list[str], repo: Path, log=print, env: dict[str, str] | None = None) -> str:
     base = dict(os.environ)
     base.pop("MLFLOW_TRACKING_URI", None)

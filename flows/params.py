@@ -13,6 +13,7 @@ changed since (`PipelineParams.overrides`).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +37,26 @@ PARAM_KEYS = {
 }
 
 
+def bounds_text(bounds: dict[str, float]) -> str:
+    """`{'ge': 1, 'le': 1000}` -> "1 ≤ value ≤ 1000": the form's limits in words (the UI shows none)."""
+    low = {"ge": "≤", "gt": "<"}
+    high = {"le": "≤", "lt": "<"}
+    left = "".join(f"{bounds[k]:g} {op} " for k, op in low.items() if k in bounds)
+    right = "".join(f" {op} {bounds[k]:g}" for k, op in high.items() if k in bounds)
+    return f"{left}value{right}" if bounds else ""
+
+
+def ui_text(text: str) -> str:
+    """`<name>` -> `‹name›`: the Prefect UI renders descriptions as HTML, where `<Dataset>` vanishes."""
+    return re.sub(r"<([^<>]*)>", "\u2039\\1\u203a", text)
+
+
 def _field(ui_name: str, description: str, title: str) -> Any:
-    """An optional form field with the bounds `vistune.config` checks for its params.yaml key."""
-    return Field(None, title=title, description=f"{description} (`{PARAM_KEYS[ui_name]}`)",
-                 **limits(PARAM_KEYS[ui_name]))
+    """An optional form field with the bounds `vistune.config` checks for its params.yaml key, stated
+    in its description too."""
+    bounds = limits(PARAM_KEYS[ui_name])
+    said = f"; {bounds_text(bounds)}" if bounds else ""
+    return Field(None, title=title, description=ui_text(f"{description} (`{PARAM_KEYS[ui_name]}`{said})"), **bounds)
 
 
 class PipelineParams(BaseModel):

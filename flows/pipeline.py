@@ -36,7 +36,7 @@ from app.fit_recipe import write_recipe
 from app.report import read_json
 from flows import events
 from flows.approval import await_approval
-from flows.dvc_cli import StageFailed, dvc_output, run_dvc, stages as dvc_stages
+from flows.dvc_cli import StageFailed, dvc_output, run_dvc, stages as dvc_stages, warn_once
 from flows.isolation import isolated_workspace, repo_git_lock, stage_run_files
 from flows.form import form_baseline
 from flows.params import PipelineParams, apply_overrides, form_values
@@ -102,7 +102,8 @@ def run_stage(stage: str, repo: str, force: bool = False, experiment: str = "", 
     """One DVC stage; retried with backoff (a killed `train` resumes from its checkpoint)."""
     logger = get_run_logger()
     args = ["repro", "--single-item", stage] + (["--force"] if force else [])
-    out = run_dvc(args, Path(repo), log=logger.info, env=_stage_env(experiment, store_root))
+    out = run_dvc(args, Path(repo), log=warn_once(logger.info, str(flow_run.id or "local")),
+                  env=_stage_env(experiment, store_root))
     return "skipped (unchanged)" if "didn't change, skipping" in out else "ran"
 
 
@@ -144,7 +145,8 @@ def record_experiment(repo: str, name: str, main_repo: str = "") -> str:
         # an isolated worktree: DVC's autostage is off there (flows.isolation.share_dvc_config)
         if main_repo and Path(main_repo).resolve() != Path(repo).resolve():
             stage_run_files(Path(repo))
-        run_dvc(["exp", "save", "--name", name, "--force"], Path(repo), log=get_run_logger().info)
+        run_dvc(["exp", "save", "--name", name, "--force"], Path(repo),
+                log=warn_once(get_run_logger().info, str(flow_run.id or "local")))
     return name
 
 
@@ -163,7 +165,7 @@ def push_outputs(repo: str) -> str:
     if not remote:
         logger.info("no default DVC remote: outputs stay in the local cache (`dvc remote add -d NAME URL` to push)")
         return ""
-    run_dvc(["push"], Path(repo), log=logger.info)
+    run_dvc(["push"], Path(repo), log=warn_once(logger.info, str(flow_run.id or "local")))
     return remote
 
 

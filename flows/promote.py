@@ -12,6 +12,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 
 from flows import cross_host_lock, events
+from flows.retry import retry_unless_user_error
 from integrations import registry, tracking
 from vistune.config import load_params
 
@@ -31,24 +32,29 @@ def _open(repo: str):
     return cfg.model_name, client, lock
 
 
-@task(retries=2, retry_delay_seconds=5, task_run_name="set-champion-v{version}")
-def set_champion(version: str, reason: str, repo: str) -> str | None:
+@task(retries=2, retry_delay_seconds=5, task_run_name="set-champion-v{version}",
+      retry_condition_fn=retry_unless_user_error)
+def set_champion(version: str, reason: str, repo: str, force: bool = False) -> str | None:
     name, client, lock = _open(repo)
-    return registry.promote(client, name, version, lock, reason=reason, actor=_actor())
+    metric = load_params(Path(repo) / "params.yaml").register.gate_metric
+    return registry.promote(client, name, version, lock, reason=reason, actor=_actor(), metric=metric, force=force)
 
 
 @flow(name="promote")
-def promote_flow(version: int, reason: str = "manual promotion from Prefect", repo: str = str(REPO)) -> str | None:
-    """Make `version` the champion; the version it replaces is recorded for rollback.
+def promote_flow(version: int, reason: str = "", force: bool = False, repo: str = str(REPO)) -> str | None:
+    """Make `version` the champion; the version it replaces is recorded for rollback. A version the
+    gate kept as challenger, or one worse than the champion, is refused unless `force` and a reason.
 
     Args:
         version: the model version number to promote (`vistune status` lists them)
-        reason: why, recorded in the version's description and the alias history
+        reason: why, recorded in the version's description and the alias history (required with force)
+        force: promote even if the gate kept this version as challenger or it is worse than the champion
         repo: the vistune repository whose params.yaml names the MLflow store and model
     """
-    events.install()  # vistune.champion.changed from the registry's one place
-    previous = set_champion(str(version), reason, repo)
-    get_run_logger().info("champion v%s -> v%s", previous, version)
+    events.install()  # vistune.champion.changed from the registry's one place (a forced promotion too)
+    previous = set_champion(str(version), reason.strip() or ("" if force else "manual promotion from Prefect"),
+                            repo, force)
+    get_run_logger().info("champion v%s -> v%s%s", previous, version, " (forced)" if force else "")
     return previous
 
 

@@ -15,15 +15,18 @@ import os
 from pathlib import Path
 
 from prefect import get_run_logger
-from prefect.artifacts import (create_image_artifact, create_link_artifact, create_markdown_artifact,
-                               create_table_artifact)
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
 from app.report import HEADLINE, LOWER_IS_BETTER, RUN_IMAGES, data_uri, read_json
+from integrations import tags as T
 from vistune.layout import Layout
 
 VALIDATION_KEYS = ("n_files", "n_good", "n_quarantined", "n_train", "n_val", "n_test", "n_classes",
                    "imbalance_ratio", "bad_fraction", "n_exact_duplicates", "n_near_duplicates", "n_leaked",
                    "n_warnings", "expectations_passed")
+
+
+P50, P95 = "test_latency_p50_ms", "test_latency_p95_ms"
 
 
 def mlflow_ui() -> str:
@@ -67,19 +70,31 @@ def champion_metrics(reg: dict) -> dict:
         return {}
 
 
-def _delta(value: float, before: float, fmt: str, better: str) -> str:
+def latency_band(metrics: dict, champion: dict) -> float | None:
+    """The noise of a p50 latency difference: the larger of the two runs' p95 - p50 spread of single-image
+    times (each run times `evaluate.latency_runs` calls on a machine whose load varies). None: unknown."""
+    spreads = [float(m[P95]) - float(m[P50]) for m in (metrics, champion) if P95 in m and P50 in m]
+    return max(max(spreads), 0.0) if spreads else None
+
+
+def _delta(value: float, before: float, fmt: str, better: str, band: float | None = 0.0) -> str:
+    """Signed difference, labelled better/worse only beyond `band` (None: no stated band, no label)."""
     diff = value - before
     if diff == 0:
         return "±0"
+    signed = fmt.format(diff) if diff < 0 else "+" + fmt.format(diff)
+    if band is None:
+        return f"{signed} (no noise band)"
+    if abs(diff) <= band:
+        return f"{signed} (within noise ±{fmt.format(band)})"
     good = (diff > 0) == (better == "higher")
-    return f"{fmt.format(diff) if diff < 0 else '+' + fmt.format(diff)} ({'better' if good else 'worse'})"
+    return f"{signed} ({'better' if good else 'worse'})"
 
 
 def gate_row(reg: dict) -> dict:
     """The gate decision as a headline row: promoted or not, and the test's verdict with its p-value."""
     champ = reg.get("champion_before")
-    decision = ("promoted to champion" if reg.get("promoted") else
-                "passed, waiting for approval" if reg.get("pending_approval") else "kept as challenger")
+    decision = T.gate_outcome(reg.get("promoted"), reg.get("pending_approval"))
     if not reg:
         decision = "not registered"
     test = reg.get("verdict") or ("thresholds failed" if reg.get("failures") else "no test")
@@ -96,9 +111,10 @@ def headline_rows(metrics: dict, champion: dict, reg: dict) -> list[dict]:
             continue
         value, before = float(metrics[key]), champion.get(key)
         better = "lower" if key in LOWER_IS_BETTER else "higher"
+        band = latency_band(metrics, champion) if key == P50 else 0.0
         rows.append({"metric": label, "this run": fmt.format(value),
                      "champion": fmt.format(before) if before is not None else "-",
-                     "delta": _delta(value, float(before), fmt, better) if before is not None else "-"})
+                     "delta": _delta(value, float(before), fmt, better, band) if before is not None else "-"})
     return rows + [gate_row(reg)]
 
 
@@ -129,8 +145,7 @@ def markdown(layout: Layout, experiment: str, headline: list[dict], quality: dic
     plots = (f"Plots: `dvc exp apply {experiment}` brings this run's outputs into the workspace, then "
              f"`dvc plots show`\n" if isolated else f"Plots: `{layout.eval_dir}` (`dvc plots show`)\n")
     champ = f" (deltas against champion v{reg['champion_before']})" if reg.get("champion_before") else ""
-    verdict = ("promoted to champion" if reg.get("promoted") else
-               "waiting for a reviewer's approval" if reg.get("pending_approval") else "kept as challenger")
+    verdict = T.gate_outcome(reg.get("promoted"), reg.get("pending_approval"))
     card = (f"**Model card:** [{reg['card']}]({links['card']}) (`vistune card {reg.get('version')}` writes it "
             f"locally)\n\n" if "card" in links else "")
     return (
@@ -163,7 +178,8 @@ def publish_summary(repo: str, experiment: str, isolated: bool = False) -> dict:
                              key="vistune-run-summary", description="vistune run summary")
     for key, attr, description in RUN_IMAGES:
         if uri := data_uri(getattr(layout, attr)):
-            create_image_artifact(image_url=uri, key=key, description=description)
+            # a markdown image: the UI's image artifact prints its whole data: URL under the picture
+            create_markdown_artifact(markdown=f"![{description}]({uri})", key=key, description=description)
     if validation:
         create_table_artifact(table=validation, key="vistune-validation", description="data validation summary")
     if confusion:

@@ -46,7 +46,10 @@ class Snapshot:
         (self.dir / "present.json").write_text(json.dumps(present))
 
     def restore(self, log=print, persistent: bool = False) -> None:
-        """Put every snapshot file back (removing ones the run created), then `dvc checkout`."""
+        """Put every snapshot file back (removing ones the run created), then `dvc checkout`; said before
+        it is done, so checkout's own lines (`M data/model/model.pt`) read as part of the rollback."""
+        log(f"rolling the workspace back to its state before this run: params.yaml, dvc.lock and outputs of "
+            f"{self.repo}")
         present = set(json.loads((self.dir / "present.json").read_text()))
         for rel in [*self.files, *(self.persistent if persistent else [])]:
             src, dst = self.dir / rel, self.repo / rel
@@ -59,7 +62,7 @@ class Snapshot:
                 shutil.copytree(src, dst) if src.is_dir() else shutil.copy2(src, dst)
         if (self.repo / "dvc.lock").is_file():
             run_dvc(["checkout", "--force", "--allow-missing"], self.repo, log=log)
-        log(f"workspace rolled back to its state before this run: params.yaml, dvc.lock and outputs of {self.repo}")
+        log("workspace rolled back")
 
 
 def stage_cache_key(repo: Path, stage: str) -> str | None:

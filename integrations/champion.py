@@ -13,6 +13,7 @@ A store that does not exist yet, a model never registered or an alias not set is
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,3 +188,18 @@ def drift_vs_champion(register_cfg: RegisterCfg, validate_cfg, root: Path, new: 
             return drift.skipped(f"no champion of {register_cfg.model_name} in the registry yet",
                                  validate_cfg.drift_threshold)
         return drift_against(model, new() if callable(new) else new, image_root, validate_cfg, device=device)
+
+
+def drift_staleness(report: dict | None, gate_champion: str | None) -> str | None:
+    """Why a drift report (validate's drift.json scalars) does not describe the champion the gate used,
+    or None when it does. DVC caches `validate` and cannot see the registry: a report written before
+    that champion existed says "no champion yet" next to a gate that compared with one."""
+    if not report or not gate_champion:
+        return None
+    found = re.search(r" v(\d+)\b", str(report.get("reference") or ""))
+    measured = found.group(1) if found and report.get("status") == "compared" else None
+    if measured == str(gate_champion):
+        return None
+    was = f"measured against v{measured}" if measured else f"not measured ({report.get('reason') or 'skipped'})"
+    return (f"stale: drift was {was} when validate ran; the gate compared with champion v{gate_champion}; "
+            f"`dvc repro --force validate` measures it against v{gate_champion}")

@@ -3,7 +3,11 @@
 Input: a DataFrame with one of the columns `image_b64` (base64 text, what HTTP clients send),
 `image` (raw bytes) or `path` (a file under the image root: `VISTUNE_IMAGE_ROOT`, default the
 working directory, so a request to a served model cannot read files elsewhere on the host). Output: `label`, `confidence` and one `p_<class>`
-column per class. Decoding and resizing are `vistune.models.classifier`'s, so serving sees
+column per class, `energy` and `out_of_distribution` (the energy score of the logits over the
+threshold evaluate fitted on val, `vistune.evaluate.ood`: ~5% of in-distribution images are flagged;
+null for models logged without one). An image over the pixel limit (`validate.max_pixels`
+recorded with the model, or $VISTUNE_MAX_PIXELS / `vistune serve --max-pixels` if lower) is
+refused from its header, before decoding, with HTTP 400. Decoding and resizing are `vistune.models.classifier`'s, so serving sees
 exactly the pixels training saw (an ONNX variant from `compress` runs through
 `vistune.models.onnx_classifier.OnnxClassifier`, same input and output); probabilities use the temperature evaluate fitted on val
 (artifact `calibration`, absent = 1.0).
@@ -25,6 +29,7 @@ from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE
 
 INPUT_COLUMNS = ("image_b64", "image", "path")
 IMAGE_ROOT_ENV = "VISTUNE_IMAGE_ROOT"
+MAX_PIXELS_ENV = "VISTUNE_MAX_PIXELS"
 _log = logging.getLogger(__name__)
 
 
@@ -117,12 +122,20 @@ class VistuneClassifierModel(mlflow.pyfunc.PythonModel):
         expected = (getattr(context, "model_config", None) or {}).get("model_sha256")
         if expected:  # models logged before the digest was recorded load as they are
             verify_sha256(Path(context.artifacts["model"]), expected, "the model's MLmodel model_config.model_sha256")
-        temperature = 1.0
+        from vistune.data.imageio import DEFAULT_MAX_PIXELS
+
+        config = getattr(context, "model_config", None) or {}
+        self.max_pixels = min(int(config.get("max_pixels") or DEFAULT_MAX_PIXELS),
+                              int(os.environ.get(MAX_PIXELS_ENV) or DEFAULT_MAX_PIXELS))
+        temperature, self.ood_threshold = 1.0, None
         calibration = context.artifacts.get("calibration")
         if calibration:
-            temperature = float(json.loads(Path(calibration).read_text()).get("temperature") or 1.0)
+            cal = json.loads(Path(calibration).read_text())
+            temperature = float(cal.get("temperature") or 1.0)
+            self.ood_threshold = cal.get("ood_energy_threshold")
         model = Path(context.artifacts["model"])
-        if model.suffix == ".onnx":  # a compress variant (vistune.variant tag): ONNX Runtime, same input format
+        self.onnx = model.suffix == ".onnx"
+        if self.onnx:  # a compress variant (vistune.variant tag): ONNX Runtime, same input format
             from vistune.models.onnx_classifier import OnnxClassifier
 
             self.clf = OnnxClassifier.load(model, temperature=temperature)
@@ -142,17 +155,29 @@ class VistuneClassifierModel(mlflow.pyfunc.PythonModel):
     def _predict(self, model_input: pd.DataFrame) -> pd.DataFrame:
         import torch
 
-        from vistune.data.imageio import ImageDecodeError
+        from vistune.data.imageio import ImageDecodeError, open_header
+        from vistune.evaluate import ood
 
         images = []
         for i, blob in enumerate(_blobs(model_input)):
             try:
+                open_header(blob, max_pixels=self.max_pixels)  # the header's size, before any pixel is decoded
                 images.append(self.clf.prepare([blob]))
             except ImageDecodeError as exc:
+                if exc.code == "bomb":
+                    size, side = exc.args[0].removeprefix("decompression bomb: "), self.clf.image_size
+                    raise InputError(f"row {i}: image too large: {size} (the served model's limit, validate.max_pixels "
+                                     f"or --max-pixels); send it downscaled (the model sees {side}x{side})") from None
                 raise InputError(f"row {i}: not a usable image: {exc}; send the original image file "
                                  f"(PNG, JPEG, WEBP, ...)") from None
-        labels, probs = self.clf.predict_images(torch.cat(images))
-        out = pd.DataFrame({"label": labels, "confidence": probs.max(axis=1)})
+        batch = torch.cat(images)
+        z = torch.from_numpy(self.clf.logits(batch.numpy())) if self.onnx else self.clf.logits(batch)
+        probs = (z.float() / self.clf.temperature).softmax(dim=1).numpy()
+        threshold = self.ood_threshold
+        out = pd.DataFrame({"label": [self.clf.classes[j] for j in probs.argmax(axis=1)],
+                            "confidence": probs.max(axis=1)})
         for j, c in enumerate(self.clf.classes):
             out[f"p_{c}"] = probs[:, j]
+        out["energy"] = ood.energy(z)
+        out["out_of_distribution"] = ood.flags(z, threshold) if threshold is not None else None
         return out

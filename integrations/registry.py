@@ -21,7 +21,8 @@ from filelock import FileLock
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from integrations import history, tags as T
+from integrations import history, promotion_guard, tags as T
+from vistune.config import RegisterCfg
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -55,7 +56,7 @@ class ChampionChange:
     model: str
     old: str | None
     new: str
-    action: str  # gate | approval | promote | rollback
+    action: str  # gate | approval | promote | override (a forced promotion) | rollback
     reason: str
     actor: str | None
 
@@ -167,25 +168,39 @@ def registry_lock(lock_dir: Path | RegistryLock, model_name: str | None = None) 
 
 
 def _record(client: MlflowClient, name: str, version: str, action: str, reason: str, previous: str | None) -> None:
+    """The last action on the version: its reason tag and its description's first line (`[time] action:
+    reason`, what `vistune status` shows), then the card link."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    client.set_model_version_tag(name, version, T.LAST_ACTION, action)
-    client.set_model_version_tag(name, version, T.LAST_ACTION_AT, stamp)
     client.set_model_version_tag(name, version, T.DECISION_REASON, reason)
     if previous is not None and previous != version:
         client.set_model_version_tag(name, version, T.PREVIOUS_CHAMPION, previous)
     card = client.get_model_version(name, version).tags.get(T.CARD)
-    client.update_model_version(name, version, description=f"[{stamp}] {action}: {reason}" + _card_line(version, card))
+    client.update_model_version(name, version,
+                                description=f"[{stamp}] {action}: {reason}" + _card_line(client, version, card))
 
 
-def _card_line(version: str, card: str | None) -> str:
-    return f"\n\nModel card: {card} (`vistune card {version}` writes it locally)" if card else ""
+CARD_PREFIX = "\n\nModel card: "
+
+
+def _card_line(client: MlflowClient, version: str, card: str | None) -> str:
+    """A markdown link the MLflow UI renders clickable (its own page, relative: any host), to the card
+    in the run's artifact view; `runs:/...` text would not be a link."""
+    if not card:
+        return ""
+    run_id, _, artifact = card.removeprefix("runs:/").partition("/")
+    try:
+        experiment = client.get_run(run_id).info.experiment_id
+    except MlflowException:  # the run is gone: the URI as text
+        return f"{CARD_PREFIX}{card} (`vistune card {version}` writes it locally)"
+    return (f"{CARD_PREFIX}[{artifact.rsplit('/', 1)[-1]}](#/experiments/{experiment}/runs/{run_id}/artifacts/"
+            f"{artifact}) (`vistune card {version}` writes it locally)")
 
 
 def link_card(client: MlflowClient, name: str, version: str, uri: str) -> None:
     """Tag the version with its model card and name it in the description (kept by later actions)."""
     client.set_model_version_tag(name, version, T.CARD, uri)
-    description = (client.get_model_version(name, version).description or "").split("\n\nModel card: ")[0]
-    client.update_model_version(name, version, description=description + _card_line(version, uri))
+    description = (client.get_model_version(name, version).description or "").split(CARD_PREFIX)[0]
+    client.update_model_version(name, version, description=description + _card_line(client, version, uri))
 
 
 def _set_champion(client: MlflowClient, name: str, version: str, previous: str | None, action: str, reason: str,
@@ -255,14 +270,14 @@ def gate(client: MlflowClient, name: str, version: str, metric: str, value: floa
             client.set_model_version_tag(name, version, T.APPROVAL, "pending")
         if promoted:
             _set_champion(client, name, version, champ, "gate", reason, actor)
-        client.set_model_version_tag(name, version, T.GATE, "promoted" if promoted else
-                                     "pending_approval" if pending else "rejected")
+        client.set_model_version_tag(name, version, T.GATE, T.GATE_PROMOTED if promoted else
+                                     T.GATE_PENDING if pending else T.GATE_KEPT)
         if failures:
             client.set_model_version_tag(name, version, T.GATE_FAILURES, "; ".join(failures))
         if comparison is not None:
             client.set_model_version_tag(name, version, T.GATE_SIGNIFICANCE, comparison.summary[:4000])
-        _record(client, name, version, "gate: promoted to champion" if promoted else
-                "gate: passed, waiting for approval" if pending else "gate: rejected", reason, champ)
+        _record(client, name, version, "gate: " + (T.GATE_PROMOTED if promoted else
+                T.GATE_PENDING if pending else T.GATE_KEPT), reason, champ)
         return Decision(version, promoted, reason, metric, float(value), champ, champ_value, failures,
                         comparison.summary if comparison is not None else None,
                         comparison.p_value if comparison is not None else None,
@@ -273,13 +288,13 @@ def gate(client: MlflowClient, name: str, version: str, metric: str, value: floa
 REVIEW_OUTCOMES = ("approved", "rejected", "timed_out")
 
 
-def review(client: MlflowClient, name: str, version: str, lock_dir: Path | RegistryLock, outcome: str, comment: str, actor: str,
-           compared_with: str | None) -> tuple[str, str]:
+def review(client: MlflowClient, name: str, version: str, lock_dir: Path | RegistryLock, outcome: str, comment: str,
+           actor: str, compared_with: str | None, metric: str = RegisterCfg.gate_metric) -> tuple[str, str]:
     """Close a pending approval (`register.approval: required`): approved -> champion, rejected or
     timed out -> stays challenger. An approval given after `champion` moved away from the version the
     gate compared with (`compared_with`) is `stale`: the gate's evidence no longer holds, so nothing
-    moves. One alias-history entry per outcome, with the reviewer's comment and actor.
-    Returns (outcome, reason)."""
+    moves; so is one the promotion guard refuses (`refused`: worse than the champion by `metric`).
+    One alias-history entry per outcome, with the reviewer's comment and actor. Returns (outcome, reason)."""
     if outcome not in REVIEW_OUTCOMES:
         raise ValueError(f"unknown review outcome {outcome!r}; valid: {list(REVIEW_OUTCOMES)}")
     with registry_lock(lock_dir, name):
@@ -293,6 +308,8 @@ def review(client: MlflowClient, name: str, version: str, lock_dir: Path | Regis
             outcome = "stale"
             reason = (f"approved by {actor}{said}, but champion moved from v{compared_with or '-'} to v{champ} while "
                       f"waiting; v{version} stays challenger (`vistune promote {version}` to override)")
+        elif outcome == "approved" and (refused := _refusal(client, name, version, champ, metric)):
+            outcome, reason = "refused", f"approved by {actor}{said}, but {refused}"
         elif outcome == "approved":
             reason = f"approved by {actor}{said}"
         elif outcome == "rejected":
@@ -304,20 +321,35 @@ def review(client: MlflowClient, name: str, version: str, lock_dir: Path | Regis
         else:  # champion unchanged: still one entry, so the log shows who decided what
             history.append(client, name, CHAMPION, champ, champ, "approval", f"v{version} {reason}", actor)
         client.set_model_version_tag(name, version, T.APPROVAL, outcome)
-        client.set_model_version_tag(name, version, T.GATE, "promoted" if outcome == "approved" else "rejected")
+        client.set_model_version_tag(name, version, T.GATE, T.GATE_PROMOTED if outcome == "approved" else T.GATE_KEPT)
         _record(client, name, version, f"approval: {outcome}", reason, champ)
         return outcome, reason
 
 
-def promote(client: MlflowClient, name: str, version: str, lock_dir: Path | RegistryLock, reason: str = "manual promotion",
-            actor: str | None = None) -> str | None:
-    """Point `champion` at `version`; returns the previous champion."""
+def _refusal(client: MlflowClient, name: str, version: str, champion: str | None, metric: str) -> str | None:
+    """The promotion guard's answer for `version` over `champion`, from the numbers on both versions."""
+    gate_outcome = client.get_model_version(name, version).tags.get(T.GATE)
+    return promotion_guard.refusal(version, gate_outcome, metric, version_metric(client, name, version, metric),
+                                   champion, version_metric(client, name, champion, metric) if champion else None)
+
+
+def promote(client: MlflowClient, name: str, version: str, lock_dir: Path | RegistryLock,
+            reason: str = "manual promotion", actor: str | None = None, metric: str = RegisterCfg.gate_metric,
+            force: bool = False) -> str | None:
+    """Point `champion` at `version`; returns the previous champion. The promotion guard refuses a
+    version the gate kept or one worse than the champion by `metric` (ValueError, one line) unless
+    `force`; a forced promotion is an `override` entry in the alias history, with the reason."""
+    promotion_guard.check_force(force, reason)
     with registry_lock(lock_dir, name):
         client.get_model_version(name, version)  # raises a clear error for unknown versions
         history.record_outside(client, name, actor)
         previous = alias_version(client, name, CHAMPION)
-        _set_champion(client, name, version, previous, "promote", reason, actor)
-        _record(client, name, version, "promoted to champion", reason, previous)
+        refused = _refusal(client, name, version, previous, metric)
+        if refused and not force:
+            raise ValueError(refused)
+        action, why = ("override", promotion_guard.forced_reason(reason, refused)) if refused else ("promote", reason)
+        _set_champion(client, name, version, previous, action, why, actor)
+        _record(client, name, version, "promoted to champion" + (" (forced)" if refused else ""), why, previous)
         return previous
 
 

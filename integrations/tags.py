@@ -35,16 +35,25 @@ MODEL_SHA256 = f"{PREFIX}model_sha256"
 PARAMS_SHA256 = f"{PREFIX}params_sha256"
 METRICS_SHA256 = f"{PREFIX}metrics_sha256"
 
-GATE = f"{PREFIX}gate"  # promoted | rejected
+GATE = f"{PREFIX}gate"  # one of GATE_OUTCOMES
+# the gate's outcome, one word set for the Prefect log, MLflow tags, `vistune status` and the model card
+GATE_PROMOTED = "promoted"
+GATE_KEPT = "kept as challenger"
+GATE_PENDING = "waiting for approval"
+GATE_OUTCOMES = (GATE_PROMOTED, GATE_KEPT, GATE_PENDING)
+
+
+def gate_outcome(promoted: bool | None, pending: bool | None) -> str:
+    """The one word for a gate decision, wherever it is shown."""
+    return GATE_PROMOTED if promoted else GATE_PENDING if pending else GATE_KEPT
 GATE_FAILURES = f"{PREFIX}gate_failures"
 GATE_SIGNIFICANCE = f"{PREFIX}gate_significance"
 DECISION_REASON = f"{PREFIX}decision_reason"
 PREVIOUS_CHAMPION = f"{PREFIX}previous_champion"
-LAST_ACTION = f"{PREFIX}last_action"
-LAST_ACTION_AT = f"{PREFIX}last_action_at"
+# the last action and its time are the description's first line, not tags (a shorter row in the MLflow UI)
 ROLLED_BACK = f"{PREFIX}rolled_back"
 ARCHIVED = f"{PREFIX}archived"
-APPROVAL = f"{PREFIX}approval"  # pending | approved | rejected | timed_out | stale (register.approval: required)
+APPROVAL = f"{PREFIX}approval"  # pending | approved | rejected | timed_out | stale | refused (register.approval: required)
 CARD = f"{PREFIX}card"  # runs:/<run>/card/model_card.html, the version's model card (app.card)
 CARD_ARTIFACT = "card/model_card.html"  # the card's path inside its run
 

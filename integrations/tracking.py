@@ -227,7 +227,8 @@ def signature(classes: list[str]) -> ModelSignature:
         ColSpec("string", "path", required=False),
     ])
     outputs = Schema([ColSpec("string", "label"), ColSpec("double", "confidence")]
-                     + [ColSpec("double", f"p_{c}") for c in classes])
+                     + [ColSpec("double", f"p_{c}") for c in classes]
+                     + [ColSpec("double", "energy"), ColSpec("boolean", "out_of_distribution", required=False)])
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
@@ -245,7 +246,8 @@ def pip_requirements() -> list[str]:
 
 
 def log_model(model_file: Path, classes: list[str], example_image: bytes, registered_name: str | None,
-              calibration: Path | None = None, version_tags: dict[str, str] | None = None, name: str = "model"):
+              calibration: Path | None = None, version_tags: dict[str, str] | None = None, name: str = "model",
+              max_pixels: int | None = None):
     """Log the pyfunc (code + weights + signature + input example); optionally register it.
 
     The version is created with `version_tags` in the same call, so a crash can never leave a version
@@ -253,7 +255,8 @@ def log_model(model_file: Path, classes: list[str], example_image: bytes, regist
 
     `calibration` (evaluate's calibration.json) travels with the weights so the served
     probabilities use the temperature fitted on val. The weights' sha256 goes into the model's
-    `model_config`, so whoever loads the model later verifies the file it downloaded.
+    `model_config`, so whoever loads the model later verifies the file it downloaded; `max_pixels`
+    (validate.max_pixels) goes there too: the served model refuses larger images from their header.
     """
     example = pd.DataFrame({"image_b64": [base64.b64encode(example_image).decode("ascii")]})
     artifacts = {"model": str(model_file)}
@@ -272,7 +275,9 @@ def log_model(model_file: Path, classes: list[str], example_image: bytes, regist
         signature=signature(classes),
         input_example=example,
         pip_requirements=requirements,
-        model_config={"model_sha256": sha256_file(model_file)},  # checked by load_context before torch.load
+        # the digest is checked by load_context before torch.load
+        model_config={"model_sha256": sha256_file(model_file),
+                      **({"max_pixels": int(max_pixels)} if max_pixels else {})},
     )
     if registered_name:
         info.registered_model_version = mlflow.register_model(info.model_uri, registered_name,
@@ -347,7 +352,8 @@ class Tracker:
             mlflow.log_metrics(rec.metrics)
             log_artifacts(rec.artifacts)
             info = log_model(rec.model_file, rec.classes, rec.example_image, registered_name=self.model_name,
-                             calibration=rec.calibration, version_tags=rec.version_tags)
+                             calibration=rec.calibration, version_tags=rec.version_tags,
+                             max_pixels=(rec.params.get("validate") or {}).get("max_pixels"))
             return active.info.run_id, str(info.registered_model_version)
 
     def variant_versions(self, parent: str) -> dict[str, str]:

@@ -43,7 +43,7 @@ def _decode_split(layout: Layout, paths: list[str], size: int, split: str) -> No
         return resize_rgb(decode_file(layout.raw / rel), size)
 
     with split_writer(layout.prepared, split, len(paths), size) as out, ThreadPoolExecutor(max_workers=8) as pool, \
-            tqdm(total=len(paths), desc=f"decode {split}", unit="img") as bar:
+            tqdm(total=len(paths), desc=f"decode {split}", unit="img", disable=None) as bar:  # None: off in logs
         for start in range(0, len(paths), CHUNK):
             for i, arr in enumerate(pool.map(load, paths[start : start + CHUNK]), start):
                 out[i] = arr

@@ -22,6 +22,7 @@ from vistune.evaluate import calibration
 from vistune.evaluate import drift
 from vistune.evaluate import gradcam
 from vistune.evaluate import latency
+from vistune.evaluate import ood
 from vistune.evaluate import robustness
 from vistune.models.classifier import Classifier
 from vistune.config import EvaluateCfg
@@ -34,11 +35,15 @@ from vistune.evaluate.plots import (confusion_matrix_png, gradcam_grid_png, plac
 
 
 def _calibrate(cfg: EvaluateCfg, clf: Classifier, data, logits: torch.Tensor, y: np.ndarray, layout: Layout) -> dict:
-    """Fit T on val (if enabled), write calibration.json + reliability plot; ECE before and after."""
-    temperature = 1.0
-    if cfg.temperature_scaling and len(data.splits["val"]):
+    """Fit T on val (if enabled) and the out-of-distribution threshold (energy at 95% of val), write
+    calibration.json + reliability plot; ECE before and after."""
+    temperature, threshold = 1.0, None
+    if len(data.splits["val"]):
         val_x, val_y = data.tensors("val")
-        temperature = calibration.fit_temperature(clf.logits(val_x, batch_size=cfg.batch_size), val_y)
+        val_logits = clf.logits(val_x, batch_size=cfg.batch_size)
+        threshold = ood.fit_threshold(val_logits)
+        if cfg.temperature_scaling:
+            temperature = calibration.fit_temperature(val_logits, val_y)
     raw = logits.softmax(dim=1).numpy()
     scaled = (logits / temperature).softmax(dim=1).numpy()
     tables = {"raw": calibration.reliability_table(raw, y, cfg.ece_bins)}
@@ -49,7 +54,8 @@ def _calibrate(cfg: EvaluateCfg, clf: Classifier, data, logits: torch.Tensor, y:
            "nll": float(torch.nn.functional.cross_entropy(logits / temperature, torch.from_numpy(y)).item()) if len(y) else 0.0}
     write_json(layout.calibration, {"temperature": temperature, "fitted_on": "val" if cfg.temperature_scaling else None,
                                     "ece_bins": cfg.ece_bins, "test_ece": out["ece"],
-                                    "test_ece_uncalibrated": out["ece_uncalibrated"]})
+                                    "test_ece_uncalibrated": out["ece_uncalibrated"],
+                                    "ood_energy_threshold": threshold, "ood_val_quantile": ood.QUANTILE})
     write_text(layout.reliability_csv, pd.concat([t.assign(variant=k) for k, t in tables.items()]).to_csv(index=False))
     reliability_png(tables, layout.reliability_png)
     return out

@@ -125,8 +125,7 @@ def run(params: Params, layout: Layout) -> dict:
     facts = lineage.facts(to_dict(params), layout.manifest, root, dirty)
     tracker.tag_lineage(run_id, version, facts, lineage.version_tags(facts))
     _log_card(tracker, layout, params, receipt)
-    verdict = ("PROMOTED to champion" if decision.promoted else
-               "challenger, WAITING FOR APPROVAL" if decision.pending_approval else "kept as challenger")
+    verdict = T.gate_outcome(decision.promoted, decision.pending_approval)
     print(f"registered {cfg.model_name} v{version} (run {run_id}): {verdict}. {decision.reason}")
     return receipt
 

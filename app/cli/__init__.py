@@ -46,7 +46,7 @@ def _on_registry(args: argparse.Namespace) -> int:
         if args.cmd == "serve":
             return serve_cmd.run(args, client, cfg, root)
         else:
-            registry_cmds.run(args, client, lock, cfg.model_name)
+            registry_cmds.run(args, client, lock, cfg.model_name, metric=cfg.gate_metric)
     except (VistuneError, ValueError, MlflowException) as exc:
         print(f"vistune {args.cmd}: error: {exc}", file=sys.stderr)
         return 2

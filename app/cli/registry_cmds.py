@@ -15,7 +15,9 @@ COMMANDS = ("promote", "rollback", "archive", "status", "history", "lineage", "c
 def add_parsers(sub) -> None:
     p = sub.add_parser("promote", help="make VERSION the champion")
     p.add_argument("version")
-    p.add_argument("--reason", default="manual promotion")
+    p.add_argument("--reason", default=None, help="why; recorded in the alias history (required with --force)")
+    p.add_argument("--force", action="store_true",
+                   help="promote even if the gate kept VERSION as challenger or it is worse than the champion")
     r = sub.add_parser("rollback", help="move champion back to the previous champion (or the one as of --to-time)")
     r.add_argument("--to-time", default=None, help="ISO time, UTC unless it has a zone: champion as of that time")
     a = sub.add_parser("archive", help="drop a version's aliases and tag it archived")
@@ -42,12 +44,13 @@ def status(client, name: str) -> None:
     if not versions:
         print(f"no versions of {name!r} registered yet; run `make demo` or `dvc repro`")
         return
-    print(f"{'version':>7}  {'aliases':<22} {'gate':<9} last action")
+    print(f"{'version':>7}  {'aliases':<22} {'gate':<20} last action")
     for mv in versions:
         aliases = ",".join(sorted(mv.aliases or []))
         variant = mv.tags.get(TAG_PREFIX + "variant")
-        last = f"variant {variant} of v{mv.tags.get(TAG_PREFIX + 'variant_of')}" if variant else (mv.description or "")
-        print(f"{mv.version:>7}  {aliases:<22} {mv.tags.get(TAG_PREFIX + 'gate', '-'):<9} {last}")
+        described = (mv.description or "").splitlines()[:1]  # one row per version: the card link is below it
+        last = f"variant {variant} of v{mv.tags.get(TAG_PREFIX + 'variant_of')}" if variant else "".join(described)
+        print(f"{mv.version:>7}  {aliases:<22} {mv.tags.get(TAG_PREFIX + 'gate', '-'):<20} {last}")
 
 
 def lineage(client, name: str, version: str, params_out: str | None) -> None:
@@ -64,12 +67,14 @@ def lineage(client, name: str, version: str, params_out: str | None) -> None:
         print(f"wrote v{version}'s params to {params_out}")
 
 
-def run(args: argparse.Namespace, client, lock, name: str) -> None:
-    """One registry action on an open registry (`lock`: the registry lock for alias changes)."""
+def run(args: argparse.Namespace, client, lock, name: str, metric: str = "test_macro_f1") -> None:
+    """One registry action on an open registry (`lock`: the registry lock for alias changes; `metric`:
+    the gate metric the promotion guard compares)."""
     from integrations import registry
 
     if args.cmd == "promote":
-        prev = registry.promote(client, name, args.version, lock, reason=args.reason)
+        reason = args.reason or ("" if args.force else "manual promotion")
+        prev = registry.promote(client, name, args.version, lock, reason=reason, metric=metric, force=args.force)
         print(f"{name}: champion v{prev or '-'} -> v{args.version}")
     elif args.cmd == "rollback":
         frm, to = registry.rollback(client, name, lock, to_time=args.to_time)

@@ -15,6 +15,8 @@ def add_parser(sub) -> None:
     which.add_argument("--alias", default="champion")
     which.add_argument("--version", default=None, help="serve this version, e.g. a compress variant (no alias)")
     s.add_argument("--poll-s", type=float, default=5.0, help="how often to check where the alias points")
+    s.add_argument("--max-pixels", type=int, default=None,
+                   help="refuse larger images (HTTP 400, from the header); default: validate.max_pixels of the model")
 
 
 def serving_banner(name: str, version: str, alias: str, host: str, port: int, env: dict) -> str:
@@ -35,6 +37,10 @@ def run(args: argparse.Namespace, client, cfg, root: Path) -> int:
 
     mlflow.set_tracking_uri(uri := tracking.resolve_tracking_uri(cfg, root))
     mlflow.set_registry_uri(uri)
+    if args.max_pixels:  # read by the pyfunc when each version loads (the lower of it and the model's own)
+        from integrations.pyfunc_model import MAX_PIXELS_ENV
+
+        os.environ[MAX_PIXELS_ENV] = str(args.max_pixels)
     w = watcher.AliasWatcher(client, cfg.model_name, alias=None if args.version else args.alias,
                              version=args.version, interval_s=args.poll_s)
     print(serving_banner(cfg.model_name, w.target(), "none" if args.version else args.alias, args.host,

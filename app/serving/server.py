@@ -4,8 +4,9 @@ points at now (`app.serving.watcher`), each prediction row naming its `model_ver
 Starlette on uvicorn, the pair `mlflow models serve` itself runs (already installed, maintained,
 async so `/ping` answers while a prediction runs in a worker thread). The request is parsed by
 MLflow's own `scoring_server.invocations`, so the request format and its error codes are exactly
-those of `mlflow models serve` (docs/serving.md). Every error answer is one JSON line
-`{"error_code", "message"}`: no stack trace, no server path.
+those of `mlflow models serve` (docs/serving.md), except that an empty or non-JSON body is answered
+here, in one line (`body_problem`): MLflow's message for it echoes the whole body. Every error answer
+is one JSON line `{"error_code", "message"}`: no stack trace, no server path.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from app.serving.watcher import AliasWatcher, Served
 
 _log = logging.getLogger("vistune.serve")
 MAX_MESSAGE = 500
+EXAMPLE = '{"dataframe_split": {"columns": ["image_b64"], "data": [["<base64 of a PNG/JPEG file>"]]}}'
 
 
 class _Versioned:
@@ -40,6 +42,20 @@ def _one_line(message: str) -> str:
     if message.startswith("Failed to predict data") and "Error: " in message:
         message = message.split("Error: ", 1)[1]
     return " ".join(message.split())[:MAX_MESSAGE]
+
+
+def body_problem(body: bytes) -> str | None:
+    """One line saying why a JSON request's body cannot be read (nothing of the body echoed), or None."""
+    if not body.strip():
+        return f"empty request body; send JSON such as {EXAMPLE}"
+    try:
+        json.loads(body)
+    except UnicodeDecodeError:
+        return f"the request body is not UTF-8 text; send JSON such as {EXAMPLE}"
+    except json.JSONDecodeError as exc:
+        return (f"the request body is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
+                f"send JSON such as {EXAMPLE}")
+    return None
 
 
 def error(status: int, code: str, message: str):
@@ -72,6 +88,8 @@ def create_app(watcher: AliasWatcher):
             return error(503, "TEMPORARILY_UNAVAILABLE", "no model loaded yet; retry when GET /ping answers 200")
         data = await request.body()
         content_type = request.headers.get("content-type") or ""
+        if content_type.split(";")[0].strip() in ("application/json", "") and (problem := body_problem(data)):
+            return error(400, "BAD_REQUEST", problem)
         try:
             result = await asyncio.to_thread(scoring_server.invocations, data, content_type, _Versioned(served),
                                              served.input_schema)

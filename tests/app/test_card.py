@@ -4,6 +4,7 @@ every image loads, and every number it shows is the run's own (metrics.json, the
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -46,7 +47,9 @@ def test_model_card_renders_offline_with_the_runs_numbers(trained_tiny, mlflow_c
     client, _ = tracking.open_registry(mlflow_cfg, tmp_path)
     mv = client.get_model_version(NAME, version)
     assert mv.tags[T.CARD] == receipt["card"] == f"runs:/{receipt['run_id']}/card/model_card.html"
-    assert f"Model card: {receipt['card']}" in mv.description
+    exp = client.get_run(receipt["run_id"]).info.experiment_id  # a markdown link the MLflow UI renders clickable
+    assert (f"Model card: [model_card.html](#/experiments/{exp}/runs/{receipt['run_id']}/artifacts/card/"
+            f"model_card.html)") in mv.description
 
     params = write_params_file(tmp_path / "params.yaml", mlflow_cfg)
     out = tmp_path / "card" / "v.html"
@@ -79,3 +82,43 @@ def test_model_card_renders_offline_with_the_runs_numbers(trained_tiny, mlflow_c
                          for _, r in report.iterrows()]
     low, high = (float(x) for x in ci.strip("[]").split(", "))
     assert low <= metrics["test_accuracy"] <= high and low < high  # a real interval around the test accuracy
+
+
+def test_the_version_description_links_the_card_in_the_mlflow_ui(trained_tiny, mlflow_cfg, tmp_path):
+    """The real MLflow UI (`mlflow server` on the test's sqlite store) in headless Chromium: the version
+    page's description shows the card as a link, and following it opens the card in the run's artifacts."""
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.integrations.mlflow_server import MlflowServer
+
+    receipt = register(trained_tiny, tmp_path / "run", mlflow_cfg, register_overrides=METRIC_GATE_ONLY)
+    version, run_id = receipt["version"], receipt["run_id"]
+    server = MlflowServer(tmp_path / "ui", mlflow_cfg.tracking_uri).start()
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox"])
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 900})
+                page.goto(f"{server.url}/#/models/{NAME}/versions/{version}")
+                link = page.locator("a", has_text="model_card.html").first
+                expect(link).to_be_visible(timeout=60_000)
+                assert link.get_attribute("href").endswith(f"/runs/{run_id}/artifacts/card/model_card.html")
+                page.screenshot(path=str(tmp_path / "mlflow-version.png"))
+                if link.get_attribute("target") == "_blank":  # MLflow opens description links in a new tab
+                    with page.expect_popup() as popup:
+                        link.click()
+                    card = popup.value
+                else:
+                    link.click()
+                    card = page
+                expect(card).to_have_url(re.compile(rf".*/runs/{run_id}/artifacts/card/model_card\.html$"),
+                                         timeout=60_000)
+                expect(card.get_by_text("model_card.html").first).to_be_visible(timeout=60_000)
+                card.screenshot(path=str(tmp_path / "mlflow-card.png"))
+            finally:
+                browser.close()
+    finally:
+        server.stop()

@@ -41,6 +41,12 @@ def test_promote_rollback_archive_status(store, capsys):
     assert _cli(params, root, "status") == 0
     out = capsys.readouterr().out
     assert "champion" in out and "archived" in out
+    assert client.get_model_version(NAME, v1).description.count("\n") >= 2  # v1's description has its card line
+    rows = out.splitlines()
+    rows = rows[next(i for i, r in enumerate(rows) if r.split()[:1] == ["version"]):]
+    assert rows[0].split() == ["version", "aliases", "gate", "last", "action"] and len(rows) == 4  # one row each
+    assert [r.split()[0] for r in rows[1:]] == [v1, v2, v3] and "Model card" not in out
+    assert "champion" in rows[1].split()[1] and rows[1].split()[2] == "promoted"
 
 
 @pytest.mark.parametrize("args, message", [
@@ -75,3 +81,72 @@ def test_prefect_flows_promote_rollback_archive(store):
     assert registry.alias_version(client, NAME, "champion") == v1
     assert client.get_model_version(NAME, v2).tags["vistune.archived"] == "true"
     assert "from prefect" in client.get_model_version(NAME, v3).tags["vistune.decision_reason"]
+
+
+def _kept(client, lock, version: str, f1: float) -> None:
+    """`version` through the real gate with a worse score: kept as challenger."""
+    assert not registry.gate(client, NAME, version, "test_macro_f1", f1, 0.0, lock).promoted
+
+
+def test_promote_refuses_a_kept_version_unless_forced_with_a_reason(store, capsys):
+    """The guard: refused with the numbers in one line; --force needs --reason; the override and its
+    reason land in the alias history; rollback is still one step."""
+    from integrations import history
+
+    client, params, root, (v1, v2, _) = store
+    _, lock = tracking.open_registry(tracking_cfg := cli.load_params(params).register, root)
+    assert tracking_cfg.gate_metric == "test_macro_f1"
+    _kept(client, lock, v2, 0.1)
+    capsys.readouterr()
+    assert _cli(params, root, "promote", v2) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"vistune promote: error: refused to promote v{v2}: the gate kept it as challenger and it is worse "
+                   f"than the champion (test_macro_f1 0.1000 vs champion v{v1} 0.5000); to promote anyway say why: "
+                   f'--force --reason "..." (Prefect: force=true and a reason)')
+    assert _cli(params, root, "promote", v2, "--force") == 2
+    assert "--force needs --reason" in capsys.readouterr().err
+    assert registry.alias_version(client, NAME, "champion") == v1
+    assert _cli(params, root, "promote", v2, "--force", "--reason", "hotfix for customer X") == 0
+    assert registry.alias_version(client, NAME, "champion") == v2
+    last = history.read(client, NAME)[-1]
+    assert (last.action, last.from_version, last.to_version) == ("override", v1, v2)
+    assert last.reason.startswith("forced: hotfix for customer X (overrode: v") and "0.1000 vs champion" in last.reason
+    assert _cli(params, root, "rollback") == 0
+    assert registry.alias_version(client, NAME, "champion") == v1
+
+
+def test_prefect_promote_refuses_then_forces(store):
+    """The `promote` deployment's flow: refused (the task fails at once, not retried), then forced."""
+    from prefect.client.orchestration import get_client
+
+    from tests.prefect_harness import prefect_server
+
+    from flows.promote import promote_flow
+
+    client, params, root, (v1, v2, _) = store
+    _, lock = tracking.open_registry(cli.load_params(params).register, root)
+    _kept(client, lock, v2, 0.1)
+    with prefect_server():
+        with pytest.raises(ValueError, match=rf"refused to promote v{v2}: .*0.1000 vs champion v{v1} 0.5000"):
+            promote_flow(int(v2), repo=str(root))
+        assert registry.alias_version(client, NAME, "champion") == v1
+        with get_client(sync_client=True) as pc:
+            runs = pc.read_task_runs()
+        refused = [r for r in runs if r.name == f"set-champion-v{v2}"]
+        assert len(refused) == 1 and refused[0].run_count == 1  # one attempt: a refusal is not retried
+        assert promote_flow(int(v2), reason="reviewed by ops", force=True, repo=str(root)) == v1
+    assert registry.alias_version(client, NAME, "champion") == v2
+    assert "forced: reviewed by ops" in client.get_model_version(NAME, v2).tags["vistune.decision_reason"]
+
+
+def test_approval_of_a_worse_version_is_refused(store):
+    """The approval path shares the guard: a version that passed a lax gate (negative margin) but is
+    worse than the champion is not promoted by an approval; it stays challenger, the reason says why."""
+    client, params, root, (v1, v2, _) = store
+    _, lock = tracking.open_registry(cli.load_params(params).register, root)
+    d = registry.gate(client, NAME, v2, "test_macro_f1", 0.3, -0.5, lock, approval_required=True)
+    assert d.pending_approval
+    outcome, reason = registry.review(client, NAME, v2, lock, "approved", "looks fine", "reviewer:ann", v1)
+    assert outcome == "refused" and "0.3000 vs champion v1 0.5000".replace("v1", f"v{v1}") in reason
+    assert registry.alias_version(client, NAME, "champion") == v1
+    assert client.get_model_version(NAME, v2).tags["vistune.gate"] == "kept as challenger"

@@ -1,4 +1,4 @@
-"""`vistune serve` for real: `mlflow models serve` on 127.0.0.1, one PNG over HTTP, then stop."""
+"""`vistune serve` for real: MLflow's scoring app (as `mlflow models serve` runs it) on 127.0.0.1, over HTTP."""
 
 from __future__ import annotations
 
@@ -171,7 +171,8 @@ def test_malformed_requests_get_4xx_and_the_server_keeps_answering(trained_tiny,
                                     "row 2: not a usable image: "),
         "wrong JSON shape": (json.dumps({"predict": [1, 2, 3]}).encode(), "BAD_REQUEST",
                              "The input must be a JSON dictionary with exactly one of the input fields"),
-        "not JSON": (b"{this is not json", "BAD_REQUEST", "Ensure that input is a valid JSON formatted string"),
+        "not JSON": (b"{this is not json", "BAD_REQUEST", "the request body is not JSON (Expecting property name "
+                     "enclosed in double quotes at line 1 column 2); send JSON such as"),
         "huge non-image payload (8 MiB)": (_split("image_b64", b64(os.urandom(8 << 20)).decode()),
                                            "INVALID_PARAMETER_VALUE", "row 0: not a usable image: "),
         "truncated PNG": (_split("image_b64", b64(png[: len(png) // 2]).decode()), "INVALID_PARAMETER_VALUE",
@@ -191,5 +192,89 @@ def test_malformed_requests_get_4xx_and_the_server_keeps_answering(trained_tiny,
         assert proc.poll() is None
         code, text = _post(url, _split("image_b64", b64(png).decode()))  # still serving good requests
         assert code == 200 and json.loads(text)["predictions"][0]["label"]
+    finally:
+        stop_process_group(proc)
+
+
+def _png(array) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_serving_guards_pixel_limit_ood_signal_and_bodies(trained_tiny, mlflow_cfg, tmp_path):
+    """The real server: an oversized real noise PNG is refused from its header (HTTP 400, one line);
+    every answer carries the energy score and the out-of-distribution flag, computed as in-process with
+    the threshold evaluate fitted on val; empty and non-JSON bodies get a one-line 400."""
+    import mlflow
+    import numpy as np
+    from mlflow.models import Model
+
+    from vistune.evaluate import ood
+    from vistune.models.classifier import Classifier
+
+    receipt = register(trained_tiny, tmp_path / "lay", mlflow_cfg)
+    params = write_params_file(tmp_path / "params.yaml", mlflow_cfg)
+    cal = json.loads(trained_tiny.calibration.read_text())
+    threshold = cal["ood_energy_threshold"]
+    assert threshold is not None and cal["ood_val_quantile"] == 0.95
+    base = mlflow.MlflowClient(mlflow_cfg.tracking_uri, mlflow_cfg.tracking_uri).get_model_version_download_uri(
+        "vistune-classifier", receipt["version"]).rstrip("/")
+    local = mlflow.artifacts.download_artifacts(artifact_uri=f"{base}/MLmodel", dst_path=str(tmp_path / "mlmodel"))
+    config = Model.load(local).flavors["python_function"]["config"]
+    assert config["max_pixels"] == 89_478_485  # validate.max_pixels, recorded with the model
+
+    clf = Classifier.load(trained_tiny.model, device="cpu")
+    rng = np.random.default_rng(0)
+    big = _png(rng.integers(0, 256, (1000, 1200, 3), dtype=np.uint8))  # 1.2 MP of real noise
+    noise = _png(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    blank = _png(np.full((64, 64, 3), 255, dtype=np.uint8))
+    manifest = pd.read_csv(trained_tiny.manifest, dtype={"label": str})
+    digits = [(trained_tiny.raw / p).read_bytes() for p in manifest[manifest.split == "test"].path.iloc[:4]]
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "--params", str(params), "--root", str(tmp_path), "serve",
+         "--port", str(port), "--max-pixels", "1000000"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+    try:
+        _wait_ping(url, proc)
+        code, text = _post(url, _split("image_b64", b64(big)))
+        answer = json.loads(text)
+        assert code == BAD_REQUEST and answer["error_code"] == "INVALID_PARAMETER_VALUE", text[:300]
+        side = clf.image_size
+        assert answer["message"] == ("row 0: image too large: 1200x1000 = 1200000 pixels > limit 1000000 (the served "
+                                     "model's limit, validate.max_pixels or --max-pixels); send it downscaled (the "
+                                     f"model sees {side}x{side})")
+        body = json.dumps({"dataframe_split": {"columns": ["image_b64"],
+                                               "data": [[b64(x)] for x in [noise, blank, *digits]]}}).encode()
+        code, text = _post(url, body)
+        assert code == 200, text[:300]
+        preds = json.loads(text)["predictions"]
+        z = clf.logits(clf.prepare([noise, blank, *digits]))
+        expected = ood.energy(z)
+        assert [p["energy"] for p in preds] == pytest.approx(list(expected), abs=1e-3)
+        assert [p["out_of_distribution"] for p in preds] == [bool(e > threshold) for e in expected]
+        assert all(isinstance(p["out_of_distribution"], bool) for p in preds)
+        # bodies MLflow's app would answer in several lines echoing them: one line each, nothing echoed
+        for what, (data, words) in {"empty body": (b"", "empty request body; send JSON such as {"),
+                                    "blank body": (b"  \n", "empty request body; send JSON such as {"),
+                                    "not JSON": (b"hello", "the request body is not JSON (Expecting value at line 1 "
+                                                           "column 1); send JSON such as {")}.items():
+            code, text = _post(url, data)
+            answer = json.loads(text)
+            assert (code, answer["error_code"]) == (BAD_REQUEST, "BAD_REQUEST"), f"{what}: {text[:300]}"
+            assert answer["message"].startswith(words) and "\n" not in answer["message"], f"{what}: {text[:300]}"
+            assert "hello" not in text, f"{what}: the answer echoes the body: {text[:300]}"
+        code, text = _post(url, _split("image_b64", b64(digits[0])))  # and still serving
+        assert code == 200 and json.loads(text)["predictions"][0]["label"]
+        assert proc.poll() is None
     finally:
         stop_process_group(proc)

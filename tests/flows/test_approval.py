@@ -67,7 +67,7 @@ def test_approve_reject_and_timeout_in_real_flow_runs(harness, trained_tiny, mlf
     assert registry.alias_version(client, NAME, "champion") is None
     # the card the form links to: an artifact of the version's run, named on the version (Tracker.log_card)
     mv = client.get_model_version(NAME, v1)
-    assert mv.tags[T.CARD] == reg["card"] and f"Model card: {reg['card']}" in mv.description
+    assert mv.tags[T.CARD] == reg["card"] and f"/runs/{reg['run_id']}/artifacts/card/model_card.html)" in mv.description
     card = Path(client.download_artifacts(reg["run_id"], "card/model_card.html", str(tmp_path))).read_text()
     assert card.lstrip().lower().startswith("<!doctype html") and f"v{v1}" in card
 

@@ -171,3 +171,17 @@ def test_a_run_that_sets_more_than_the_source_applies_exactly_those(harness, tmp
     assert overrides == {"train.epochs": 2}  # the source equals params.yaml's: not a change
     after = load_params(tmp_path / "params.yaml")
     assert after.train.epochs == 2 and after.augment == before.augment and after.train.model == before.train.model
+
+
+def test_form_descriptions_state_bounds_and_keep_placeholder_text():
+    import re
+
+    from flows.params import PipelineParams, bounds_text, ui_text
+
+    assert bounds_text({"ge": 1, "le": 1000}) == "1 ≤ value ≤ 1000"
+    assert bounds_text({"gt": 0, "lt": 10}) == "0 < value < 10"
+    assert bounds_text({}) == ""
+    assert ui_text("torchvision:<Dataset> or timm:<name>") == "torchvision:‹Dataset› or timm:‹name›"
+    props = PipelineParams.model_json_schema()["properties"]
+    assert props["epochs"]["description"].endswith("(`train.epochs`; 1 ≤ value ≤ 1000)")
+    assert not any(re.search(r"<[^<>\s]+>", p.get("description", "")) for p in props.values())  # no HTML-like tag

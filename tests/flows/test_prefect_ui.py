@@ -113,6 +113,9 @@ def _check_form_shows_params_yaml(page, url: str, repo: Path, tmp_path: Path) ->
         expect(field(title).locator("input, textarea").first).to_have_value(str(value))
     for title, value in (("Fine-tuning strategy", params["train"]["strategy"]), ("Backbone", params["train"]["model"])):
         expect(field(title)).to_contain_text(value)  # a dropdown showing the current value
+    expect(field("Epochs")).to_contain_text("(train.epochs; 1 ≤ value ≤ 1000)")  # the bounds, in words (markdown)
+    expect(field("Learning rate")).to_contain_text("0 < value < 10")
+    expect(field("Data source")).to_contain_text("torchvision:‹Dataset›")  # survives the UI's HTML rendering
     _save(page, tmp_path, "prefect-ui-form.png")
     return field
 
@@ -220,6 +223,7 @@ def _check_report_artifacts(page, url: str, tmp_path: Path) -> None:
 
     with Image.open(root / "data/eval/confusion_matrix.png") as png:
         assert image.evaluate("img => img.naturalWidth") == png.width  # the real plot, decoded by the browser
+    assert "data:image" not in page.locator("body").inner_text()  # the picture, not its URL printed under it
     _save(page, tmp_path, "prefect-ui-image.png")
 
 

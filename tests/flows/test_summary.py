@@ -95,11 +95,29 @@ def test_publish_summary_puts_headline_images_and_links_on_the_flow_run(tmp_path
     assert headline["gate decision"] == {"metric": "gate decision", "this run": "kept as challenger",
                                          "champion": "v1", "delta": "no significant difference, p=0.25"}
     image = by_key["vistune-confusion-matrix-plot"]
-    assert image.type == "image" and image.data.startswith("data:image/png;base64,")
-    assert base64.b64decode(image.data.split(",", 1)[1]) == png.read_bytes()
+    # a markdown image: the UI shows the picture without printing its data: URL under it
+    assert image.type == "markdown" and image.data.startswith("![test confusion matrix (rows actual, columns "
+                                                              "predicted)](data:image/png;base64,")
+    assert base64.b64decode(image.data.split("base64,", 1)[1].removesuffix(")")) == png.read_bytes()
     md = by_key["vistune-run-summary"].data
     assert "| accuracy | 0.7500 | 0.8000 | -0.0500 (worse) |" in md
     assert "(http://mlflow.test:5000/#/experiments/7/runs/abc123)" in md
     assert "http://mlflow.test:5000/#/models/vistune-classifier/versions/3" in by_key["vistune-model-version"].data
     assert by_key["vistune-model-version"].description and by_key["vistune-mlflow-run"].description
     assert json.loads(by_key["vistune-confusion-matrix"].data)[0] == {"actual": "cat", "pred cat": 2, "pred dog": 1}
+
+
+def test_latency_delta_is_labelled_only_beyond_the_noise_band():
+    """The p50 difference is better/worse only when it exceeds the larger p95 - p50 spread of the two runs."""
+    from flows.summary import headline_rows
+
+    champion = {"test_latency_p50_ms": 3.0, "test_latency_p95_ms": 4.0}
+
+    def latency(metrics: dict) -> str:
+        return {r["metric"]: r for r in headline_rows(metrics, champion, {})}["latency p50 (ms / image)"]["delta"]
+
+    assert latency({"test_latency_p50_ms": 12.21, "test_latency_p95_ms": 15.0}) == "+9.21 (worse)"  # 9.21 > 2.79
+    assert latency({"test_latency_p50_ms": 12.21, "test_latency_p95_ms": 25.0}) == "+9.21 (within noise ±12.79)"
+    assert latency({"test_latency_p50_ms": 2.5, "test_latency_p95_ms": 2.9}) == "-0.50 (within noise ±1.00)"
+    assert latency({"test_latency_p50_ms": 1.5, "test_latency_p95_ms": 1.9}) == "-1.50 (better)"
+    assert latency({"test_latency_p50_ms": 2.5}) == "-0.50 (within noise ±1.00)"  # the champion's band alone

@@ -84,3 +84,31 @@ def test_no_champion_yet_skips_without_creating_a_store(tmp_path):
     d = _validate(params, tmp_path)
     assert d["status"] == "skipped" and "no champion" in d["reason"] and not d["drifted"]
     assert not (tmp_path / "none" / "mlflow.db").exists()
+
+
+def test_a_drift_report_older_than_the_gates_champion_is_marked_stale():
+    from integrations.champion import drift_staleness
+
+    skipped = {"status": "skipped", "reason": "no champion of vistune-classifier in the registry yet"}
+    assert drift_staleness(skipped, "1") == (
+        "stale: drift was not measured (no champion of vistune-classifier in the registry yet) when validate ran; "
+        "the gate compared with champion v1; `dvc repro --force validate` measures it against v1")
+    compared = {"status": "compared", "reference": "vistune-classifier v1 (champion)"}
+    assert drift_staleness(compared, "1") is None
+    assert drift_staleness(compared, "2").startswith("stale: drift was measured against v1 when validate ran")
+    assert drift_staleness(skipped, None) is None and drift_staleness(None, "1") is None
+
+
+def test_the_card_shows_the_staleness_first(tmp_path):
+    import json
+
+    from app import card
+    from vistune.layout import Layout
+
+    lay = Layout(tmp_path)
+    (lay.data / "validated").mkdir(parents=True)
+    (lay.data / "validated" / "drift.json").write_text(json.dumps(
+        {"status": "skipped", "reason": "no champion of m in the registry yet", "drifted": False}))
+    shown = card.drift(lay, "1")
+    assert list(shown)[0] == "stale" and "the gate compared with champion v1" in shown["stale"]
+    assert "stale" not in card.drift(lay, None)

@@ -36,7 +36,7 @@ def test_history_rollback_and_rollback_to_time(trained_tiny, mlflow_cfg, tmp_pat
     assert registry.gate(client, NAME, v2, "test_macro_f1", 0.6, 0.0, lock).promoted
     monkeypatch.delenv("VISTUNE_PREFECT_FLOW_RUN_NAME")
     assert not registry.gate(client, NAME, v3, "test_macro_f1", 0.1, 0.0, lock).promoted
-    assert registry.promote(client, NAME, v3, lock, reason="hotfix") == v2
+    assert registry.promote(client, NAME, v3, lock, reason="hotfix", force=True) == v2
     t_v3 = _now()
     assert not registry.gate(client, NAME, v4, "test_macro_f1", 0.05, 0.0, lock).promoted
     registry.archive(client, NAME, v4, lock)
@@ -54,7 +54,7 @@ def test_history_rollback_and_rollback_to_time(trained_tiny, mlflow_cfg, tmp_pat
         ("gate", "challenger", None, v1), ("gate", "champion", None, v1),
         ("gate", "challenger", v1, v2), ("gate", "champion", v1, v2),
         ("gate", "challenger", v2, v3),
-        ("promote", "champion", v2, v3),
+        ("override", "champion", v2, v3),
         ("gate", "challenger", v3, v4),
         ("archive", "challenger", v4, None),
         ("rollback", "champion", v3, v2), ("rollback", "champion", v2, v1),
@@ -63,7 +63,7 @@ def test_history_rollback_and_rollback_to_time(trained_tiny, mlflow_cfg, tmp_pat
     assert [e.seq for e in entries] == list(range(1, 13))
     assert [e.time for e in entries] == sorted(e.time for e in entries)
     assert entries[2].actor == entries[3].actor == "flow:nightly-otter"
-    assert entries[5].actor.startswith("cli:") and entries[5].reason == "hotfix"
+    assert entries[5].actor.startswith("cli:") and entries[5].reason.startswith("forced: hotfix (overrode: v")
     assert "as of" in entries[10].reason
 
     with pytest.raises(ValueError, match="had no champion at"):

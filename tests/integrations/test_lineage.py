@@ -92,7 +92,8 @@ def test_version_carries_lineage_and_lineage_reproduces_params(trained_tiny, mlf
     assert {k for k in version_tags if k.startswith(t)} == {f"{t}{f}" for f in
                                                             ("git_commit", "git_dirty", "dvc_experiment",
                                                              "prefect_flow_run_url")}
-    assert len(version_tags) <= 20 and version_tags["vistune.gate"] == "promoted"
+    assert len(version_tags) <= 18 and version_tags["vistune.gate"] == "promoted"
+    assert "vistune.last_action" not in version_tags  # in the description's first line, not a tag
 
     params_out = tmp_path / "reproduced.yaml"
     args = ["--params", str(write_params_file(tmp_path / "p.yaml", mlflow_cfg)), "--root", str(tmp_path)]

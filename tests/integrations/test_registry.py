@@ -37,9 +37,9 @@ def test_gate_accepts_better_and_rejects_worse(trained_tiny, mlflow_cfg, tmp_pat
     assert registry.alias_version(client, NAME, "champion") == r2["version"]  # untouched
     assert registry.alias_version(client, NAME, "challenger") == r3["version"]
     mv = client.get_model_version(NAME, r3["version"])
-    assert mv.tags["vistune.gate"] == "rejected"
+    assert mv.tags["vistune.gate"] == "kept as challenger"
     assert "does not beat champion" in mv.tags["vistune.decision_reason"]
-    assert "gate: rejected" in mv.description and "0.6500" in mv.description
+    assert "gate: kept as challenger" in mv.description and "0.6500" in mv.description
     # the run behind a version carries params, per-epoch metrics, artifacts and tags
     run = client.get_run(mv.run_id)
     assert run.data.params["train.epochs"] == "1" and run.data.metrics["test_macro_f1"] == pytest.approx(0.65)
@@ -109,7 +109,11 @@ def test_promote_rollback_archive(trained_tiny, mlflow_cfg, tmp_path):
     assert _tags(client, v2)["vistune.rolled_back"] == "true"
     assert "rolled back" in client.get_model_version(NAME, v1).description
 
-    assert registry.promote(client, NAME, v3, lock, reason="hotfix") == v1
+    with pytest.raises(ValueError, match=rf"refused to promote v{v3}: the gate kept it as challenger and it is worse "
+                       rf"than the champion \(test_macro_f1 0.1000 vs champion v{v1} 0.5000\); to promote anyway"):
+        registry.promote(client, NAME, v3, lock, reason="hotfix")
+    assert registry.alias_version(client, NAME, "champion") == v1  # refused: nothing moved
+    assert registry.promote(client, NAME, v3, lock, reason="hotfix", force=True) == v1
     assert registry.alias_version(client, NAME, "champion") == v3
     assert "hotfix" in client.get_model_version(NAME, v3).description
     with pytest.raises(ValueError, match="is the champion"):
@@ -118,6 +122,26 @@ def test_promote_rollback_archive(trained_tiny, mlflow_cfg, tmp_path):
     mv = client.get_model_version(NAME, v2)
     assert mv.tags["vistune.archived"] == "true" and not mv.aliases
     assert registry.rollback(client, NAME, lock) == (v3, v1)
+
+
+def test_a_refused_promotion_tells_no_listener_and_a_forced_one_does(trained_tiny, mlflow_cfg, tmp_path):
+    """The guard and the champion-change hook together: nothing moved, nothing told; forced, the
+    listeners (flows/events.py's `vistune.champion.changed`) hear an `override` with its reason."""
+    v1 = register(trained_tiny, tmp_path / "a", mlflow_cfg, macro_f1=0.5)["version"]
+    client, lock = _client(mlflow_cfg, tmp_path)
+    v2 = _clone(client, v1)
+    assert not _gate(client, lock, v2, 0.1).promoted
+    heard: list[registry.ChampionChange] = []
+    registry.on_champion_change(heard.append)
+    try:
+        with pytest.raises(ValueError, match=rf"refused to promote v{v2}"):
+            registry.promote(client, NAME, v2, lock, reason="hotfix")
+        assert heard == []
+        assert registry.promote(client, NAME, v2, lock, reason="hotfix", force=True) == v1
+    finally:
+        registry._LISTENERS.remove(heard.append)
+    assert [(c.old, c.new, c.action) for c in heard] == [(v1, v2, "override")]
+    assert heard[0].reason.startswith("forced: hotfix (overrode: v")
 
 
 def test_rollback_without_history_is_a_clear_error(trained_tiny, mlflow_cfg, tmp_path):

@@ -96,7 +96,7 @@ def test_mcnemar_gate_rejects_a_worse_challenger_and_serves_its_report(trained_t
         (1, "READY"), (2, "READY")]
     assert _aliases_in_postgres(server, name) == {"champion": 1, "challenger": 2}
     assert server.query("SELECT value FROM model_version_tags WHERE name = %s AND version = 2 AND key = %s",
-                        name, "vistune.gate") == [("rejected",)]
+                        name, "vistune.gate") == [("kept as challenger",)]
     assert server.query("SELECT count(*) FROM runs r JOIN experiments e ON r.experiment_id = e.experiment_id "
                         "WHERE e.name = %s", cfg.experiment)[0][0] >= 2
 

@@ -219,7 +219,8 @@ def run_epoch(run: Run, feed: TrainFeed, order: torch.Tensor, g: torch.Generator
     run.strategy.set_train_mode(run.backbone)
     stats = EpochStats(0, torch.zeros((), device=run.device), torch.zeros((), device=run.device, dtype=torch.long),
                        run.sched.lr_at(epoch * run.steps_per_epoch))
-    bar = tqdm(total=len(order), desc=f"epoch {epoch + 1}/{run.tcfg.epochs}", unit="img", disable=not show, leave=False)
+    bar = tqdm(total=len(order), desc=f"epoch {epoch + 1}/{run.tcfg.epochs}", unit="img",
+                disable=None if show else True, leave=False)  # None: no frames when stderr is not a terminal
     for i, (xb, y) in zip(starts, feed.batches(chunks)):
         stats.lr = run.sched.apply(run.optimizer, epoch * run.steps_per_epoch + i // bs)
         b = make_batch(run, xb, y, g, i // bs)

@@ -91,7 +91,7 @@ def test_serving_follows_promote_and_rollback_and_survives_a_broken_version(trai
         assert _versions_answering(url, body)[0] == "1"
         assert _version_info(url)["version"] == "1"
 
-        registry.promote(client, name, "2", lock, reason="test: promote v2")
+        registry.promote(client, name, "2", lock, reason="test: promote v2", force=True)  # the gate kept v2
         _, label = _wait_for_version(url, body, "2")
         assert label == classes[cls]  # v2's own weights answer, not v1's under a new name
 
