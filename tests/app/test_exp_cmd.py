@@ -82,3 +82,9 @@ def test_params_that_do_not_fit_become_a_more_marker():
     assert max(map(len, narrow)) <= 70  # extra metrics go before the first param and the headline
     assert narrow[0].split()[:4] == ["experiment", "section.param_1", "+10", "more"]
     assert narrow[0].split()[4:6] == ["accuracy", "macro_f1"] and narrow[0].split()[-2:] == ["+1", "more"]
+
+
+def test_outside_a_dvc_repo_is_one_line_and_exit_2(tmp_path: Path, capsys):
+    assert cli.main(["--root", str(tmp_path), "exp"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("vistune exp: error:") and "DVC repository" in err[0]
