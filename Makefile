@@ -39,7 +39,7 @@ demo: setup
 	@echo "  champion:    mlflow.pyfunc.load_model('models:/vistune-classifier@champion')"
 	@echo "  Prefect UI:  PREFECT_HOME=$(PREFECT_HOME) $(BIN)/prefect server start  -> http://127.0.0.1:4200 (flow runs)"
 	@echo "  DVC:         vistune metrics | dvc metrics diff | dvc plots show  (data/eval/confusion_matrix.png)"
-	@echo "  experiments: dvc exp show --only-changed --drop 'Created|State|Executor' --sort-by test_macro_f1"
+	@echo "  experiments: vistune exp --sort-by test_macro_f1  (changed params, then headline metrics; full table: dvc exp show)"
 
 # two pytest workers, one test file each at a time (module fixtures and in-file order kept): most tests
 # wait on subprocesses and servers, so the suite takes ~12 min on 2 cores instead of ~17

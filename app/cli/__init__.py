@@ -1,4 +1,4 @@
-"""`vistune` command: `init` (a params.yaml recipe for a data source), `metrics`, `labels` (review), registry
+"""`vistune` command: `init` (a params.yaml recipe for a data source), `metrics`, `exp`, `labels` (review), registry
 actions (promote, rollback, archive, status, history, lineage, card), serving and batch scoring (`score`).
 
 Each registry action is also a Prefect flow in `flows/promote.py`; both call `integrations.registry`.
@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from app import init_cmd, labels_cmd, metrics_cmd
+from app import exp_cmd, init_cmd, labels_cmd, metrics_cmd
 from app.cli import registry_cmds, score_cmd, serve_cmd
 from vistune.config import load_params
 from vistune.errors import VistuneError
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cmd.add_parser(sub)
     init_cmd.add_parser(sub)
     metrics_cmd.add_parser(sub)
+    exp_cmd.add_parser(sub)
     labels_cmd.add_parser(sub)
     score_cmd.add_parser(sub)
     return parser
@@ -59,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return init_cmd.main(args, args.params)
     if args.cmd == "metrics":  # no registry: the workspace's metrics files
         return metrics_cmd.main(args)
+    if args.cmd == "exp":  # no registry: `dvc exp show --json`, readable
+        return exp_cmd.main(args)
     if args.cmd == "labels":  # no registry: label_issues.csv -> labels.csv
         return labels_cmd.main(args)
     if args.cmd == "score":
