@@ -29,9 +29,16 @@ MAX_LISTED = 20  # file names listed in a payload; the count is always complete
 _log = logging.getLogger("vistune.events")
 
 
+EMITTER_LABEL = "vistune.emitter"  # which flow sent an event (a retrain's own drift starts no retrain)
+
+
+def resource_id(model: str) -> str:
+    """The Prefect resource every event of a registered model is about."""
+    return f"vistune.model.{model}"
+
+
 def model_resource(model: str, emitter: str) -> dict[str, str]:
-    return {"prefect.resource.id": f"vistune.model.{model}", "prefect.resource.name": model,
-            "vistune.emitter": emitter}
+    return {"prefect.resource.id": resource_id(model), "prefect.resource.name": model, EMITTER_LABEL: emitter}
 
 
 def emit(event: str, model: str, emitter: str, payload: dict):

@@ -181,7 +181,7 @@ def emit_drift(repo: str, emitter: str) -> None:
             model = load_params(Path(repo) / "params.yaml").register.model_name
             events.data_drifted(model, drift, layout.manifest, repo, emitter)
     except Exception as exc:  # noqa: BLE001 - a notice: it never fails the run
-        get_run_logger().warning("vistune.data.drifted not sent: %s", exc)
+        get_run_logger().warning("%s not sent: %s", events.DATA_DRIFTED, exc)
 
 
 def _run_stages(stages: tuple[str, ...], params: PipelineParams, repo: str, force: bool, experiment: str,

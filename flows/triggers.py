@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from prefect.events import DeploymentEventTrigger
 
-from flows.events import DATA_ARRIVED, DATA_DRIFTED
+from flows.events import DATA_ARRIVED, DATA_DRIFTED, EMITTER_LABEL, resource_id
 
 DEBOUNCE_S = 600
 DRIFT_EMITTERS = ["validate-only", "watch"]  # not train-pipeline: its drift result is about the run itself
@@ -29,14 +29,14 @@ TRIGGER_PARAMETER = {"trigger": {k: {"__prefect_kind": "jinja", "template": f"{{
 def retrain_triggers(model: str, on_arrival: bool = True, on_drift: bool = True,
                      within_s: int = DEBOUNCE_S) -> list[DeploymentEventTrigger]:
     """The triggers for `model` (created disabled when switched off, so the UI can turn them on)."""
-    resource = f"vistune.model.{model}"
+    resource = resource_id(model)
     common = {"posture": "Reactive", "threshold": 1, "within": timedelta(seconds=within_s),
               "parameters": TRIGGER_PARAMETER}
     return [
         DeploymentEventTrigger(name=f"retrain {model} on arrived data", enabled=on_arrival, expect={DATA_ARRIVED},
                                match={"prefect.resource.id": resource}, **common),
         DeploymentEventTrigger(name=f"retrain {model} on drift", enabled=on_drift, expect={DATA_DRIFTED},
-                               match={"prefect.resource.id": resource, "vistune.emitter": DRIFT_EMITTERS}, **common),
+                               match={"prefect.resource.id": resource, EMITTER_LABEL: DRIFT_EMITTERS}, **common),
     ]
 
 

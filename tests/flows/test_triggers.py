@@ -74,7 +74,7 @@ def test_events_start_one_debounced_retrain_and_bad_events_none(trained_tiny, ml
             off = train_pipeline.to_deployment(name="train-pipeline-off", triggers=retrain_triggers(
                 MODEL, on_arrival=False, on_drift=False, within_s=120))
             on_id, off_id = on.apply(), off.apply()
-            time.sleep(5)  # the triggers service picks up new automations
+            time.sleep(15)  # the triggers service picks up new automations (5 s was too short under suite load)
             for n in (3, 4, 5):  # a burst: one retrain
                 events.emit(events.DATA_ARRIVED, MODEL, "watch", _arrived(n))
             events.emit(events.DATA_ARRIVED, "someone-elses-model", "watch", _arrived(7, "someone-elses-model"))
@@ -82,7 +82,7 @@ def test_events_start_one_debounced_retrain_and_bad_events_none(trained_tiny, ml
                         {"model": MODEL, "drift_score": 9.0, "threshold": 2.0, "summary": "own drift"})
             events.flush()
 
-            runs = _wait("a triggered train-pipeline run", lambda: _runs_of(client, on_id))
+            runs = _wait("a triggered train-pipeline run", lambda: _runs_of(client, on_id), timeout_s=240)
             time.sleep(15)  # the rest of the burst had time to start more runs: it must not
             runs = _runs_of(client, on_id)
             assert len(runs) == 1, [r.parameters for r in runs]
