@@ -55,10 +55,21 @@ def headline(layout: Layout, metrics: dict, classes: list[str]) -> list[dict]:
 
 def quality(summary: dict) -> dict:
     """Data-quality counts: the headline numbers and every quarantine reason that fired."""
-    keys = ("n_files", "n_good", "n_quarantined", "n_train", "n_val", "n_test", "n_leaked", "n_exact_duplicates",
-            "n_near_duplicates", "imbalance_ratio")
-    reasons = {k.removeprefix("quarantined_"): v for k, v in sorted(summary.items())
-               if k.startswith("quarantined_") and v}
+    keys = (
+        "n_files",
+        "n_good",
+        "n_quarantined",
+        "n_train",
+        "n_val",
+        "n_test",
+        "n_leaked",
+        "n_exact_duplicates",
+        "n_near_duplicates",
+        "imbalance_ratio",
+    )
+    reasons = {
+        k.removeprefix("quarantined_"): v for k, v in sorted(summary.items()) if k.startswith("quarantined_") and v
+    }
     return {"counts": {k: summary[k] for k in keys if k in summary}, "reasons": reasons}
 
 
@@ -80,11 +91,19 @@ def lineage_rows(root: Path) -> dict:
     """Git, DVC and Prefect facts of this run, read from their sources (not from tags, whose shape
     may change): the card shows the same values `vistune lineage` prints."""
     ctx = lineage.run_context()
-    hashes = [{"stage": s, "path": p, "md5": md5} for (s, p), md5 in sorted(dvcfiles.out_hashes(root, written_by="register").items())]
-    return {"git_commit": lineage.git_commit(root), "git_dirty": lineage.dirty_files(root),
-            "dvc_experiment": ctx["dvc_experiment"], "prefect_flow_run_id": ctx["prefect_flow_run_id"],
-            "prefect_flow_run_name": ctx["prefect_flow_run_name"],
-            "prefect_flow_run_url": lineage.prefect_url(ctx["prefect_flow_run_id"]), "dvc_hashes": hashes}
+    hashes = [
+        {"stage": s, "path": p, "md5": md5}
+        for (s, p), md5 in sorted(dvcfiles.out_hashes(root, written_by="register").items())
+    ]
+    return {
+        "git_commit": lineage.git_commit(root),
+        "git_dirty": lineage.dirty_files(root),
+        "dvc_experiment": ctx["dvc_experiment"],
+        "prefect_flow_run_id": ctx["prefect_flow_run_id"],
+        "prefect_flow_run_name": ctx["prefect_flow_run_name"],
+        "prefect_flow_run_url": lineage.prefect_url(ctx["prefect_flow_run_id"]),
+        "dvc_hashes": hashes,
+    }
 
 
 def variants(layout: Layout, registered: dict) -> list[dict]:
@@ -107,14 +126,24 @@ def context(layout: Layout, params: dict, receipt: dict, root: Path) -> dict:
     robust = pd.read_csv(layout.robustness_csv) if layout.robustness_csv.is_file() else None
     gate_md = layout.registration.parent / "gate_report.md"
     return {
-        "receipt": receipt, "params": params, "classes": classes, "metrics": metrics,
+        "receipt": receipt,
+        "params": params,
+        "classes": classes,
+        "metrics": metrics,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "headline": headline(layout, metrics, classes), "confidence": CONFIDENCE, "n_boot": N_BOOT,
+        "headline": headline(layout, metrics, classes),
+        "confidence": CONFIDENCE,
+        "n_boot": N_BOOT,
         "per_class": report.to_dict("records") if report is not None else [],
         "robustness": robust.to_dict("records") if robust is not None and len(robust) else [],
-        "images": [(title, uri) for attr, title in IMAGES if (attr != "label_issue_sheet" or summary.get("n_label_issues"))
-                   and (uri := data_uri(getattr(layout, attr)))],  # no suspects: no placeholder picture
-        "quality": quality(summary), "drift": drift(layout, receipt.get("champion_before")),
+        "images": [
+            (title, uri)
+            for attr, title in IMAGES
+            if (attr != "label_issue_sheet" or summary.get("n_label_issues"))
+            and (uri := data_uri(getattr(layout, attr)))
+        ],  # no suspects: no placeholder picture
+        "quality": quality(summary),
+        "drift": drift(layout, receipt.get("champion_before")),
         "lineage": lineage_rows(root),
         "gate_report": gate_md.read_text() if gate_md.is_file() else "",
         "calibration": _json(layout.calibration),
@@ -142,8 +171,10 @@ def fetch(client, name: str, version: str, out: Path) -> Path:
             got = Path(client.download_artifacts(mv.run_id, CARD_ARTIFACT, tmp))
         except Exception as exc:
             if "No such file" in str(exc) or "not found" in str(exc).lower() or isinstance(exc, OSError):
-                raise ValueError(f"v{version} of {name!r} has no model card (registered before cards existed); "
-                                 f"re-run `dvc repro register` to register a carded version") from None
+                raise ValueError(
+                    f"v{version} of {name!r} has no model card (registered before cards existed); "
+                    f"re-run `dvc repro register` to register a carded version"
+                ) from None
             raise
         with atomic_path(out) as tmp_out:
             shutil.copyfile(got, tmp_out)

@@ -107,5 +107,10 @@ _ENV = jinja2.Environment(autoescape=True, undefined=jinja2.ChainableUndefined, 
 
 def render(ctx: dict) -> str:
     """The card's HTML; `ctx` from `app.card.context` (short names: r, p, q, l)."""
-    return _ENV.from_string(TEMPLATE).render(r=ctx["receipt"], p=ctx["params"], q=ctx["quality"], l=ctx["lineage"],
-                                             **{k: v for k, v in ctx.items() if k not in ("quality", "lineage")})
+    return _ENV.from_string(TEMPLATE).render(
+        r=ctx["receipt"],
+        p=ctx["params"],
+        q=ctx["quality"],
+        l=ctx["lineage"],
+        **{k: v for k, v in ctx.items() if k not in ("quality", "lineage")},
+    )

@@ -95,6 +95,7 @@ def sort_rows(rows: list[ExpRow], key: str) -> list[ExpRow]:
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             return (1, str(value)) if value is not None else (2, "")
         return (0, -value if descending else value)
+
     return sorted(rows, key=order)
 
 
@@ -140,8 +141,13 @@ def format_table(rows: list[ExpRow], width: int = 120, all_metrics: bool = False
         return [_column(f"+{hidden} more", [""] * len(rows))] if hidden else []
 
     def layout(n_params: int, n_metrics: int) -> list[list[str]]:
-        return [name_col, *param_cols[:n_params], *more(len(params) - n_params),
-                *metric_cols[:n_metrics], *more(len(metrics) - n_metrics)]
+        return [
+            name_col,
+            *param_cols[:n_params],
+            *more(len(params) - n_params),
+            *metric_cols[:n_metrics],
+            *more(len(metrics) - n_metrics),
+        ]
 
     n_headline = len(metric_keys(rows))
     for n_params, n_metrics in _drop_order(len(params), n_headline, len(metrics)):
@@ -160,15 +166,22 @@ def show_json(root: Path) -> list:
 
     proc = dvc_output(["exp", "show", "--json"], cwd=root)
     if proc.returncode != 0:
-        raise ValueError((proc.stderr or proc.stdout).strip().splitlines()[-1] if (proc.stderr or proc.stdout)
-                         else f"`dvc exp show --json` failed with exit code {proc.returncode}")
+        raise ValueError(
+            (proc.stderr or proc.stdout).strip().splitlines()[-1]
+            if (proc.stderr or proc.stdout)
+            else f"`dvc exp show --json` failed with exit code {proc.returncode}"
+        )
     return json.loads(proc.stdout or "[]")
 
 
 def add_parser(sub) -> None:
     e = sub.add_parser("exp", help="DVC experiments, one row each: changed params, then headline metrics")
-    e.add_argument("--width", type=int, default=None,
-                   help="line width in characters (default: the terminal's, 120 when not a terminal)")
+    e.add_argument(
+        "--width",
+        type=int,
+        default=None,
+        help="line width in characters (default: the terminal's, 120 when not a terminal)",
+    )
     e.add_argument("--all-metrics", action="store_true", help="every numeric metric after the headline ones")
     e.add_argument("--sort-by", metavar="KEY", help="a metric (best first) or param key (ascending)")
 

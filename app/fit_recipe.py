@@ -60,8 +60,14 @@ def _check_written(text: str, changes, where: Path) -> Params:
     return parsed
 
 
-def write_recipe(source: str, params_path: Path, minutes: float | None = None, pins: dict[str, Any] | None = None,
-                 dry_run: bool = False, say=print) -> list:
+def write_recipe(
+    source: str,
+    params_path: Path,
+    minutes: float | None = None,
+    pins: dict[str, Any] | None = None,
+    dry_run: bool = False,
+    say=print,
+) -> list:
     """Inspect `source`, fit the recipe to it and this device, write it into `params_path` (unless `dry_run`);
     returns the changes."""
     from integrations.params_file import apply_settings
@@ -80,9 +86,14 @@ def write_recipe(source: str, params_path: Path, minutes: float | None = None, p
     changes = diff(recipe, current, pins or {})
     new_text = apply_settings(params_path.read_text(), [(c.key, c.new) for c in changes], str(params_path))
     _check_written(new_text, changes, params_path)
-    say(f"\nrecipe for {params_path} ({device.kind}: {device.name}"
-        + (f", estimated {recipe.estimated_minutes:.1f} min for the whole pipeline)" if recipe.estimated_minutes
-           is not None else ")"))
+    say(
+        f"\nrecipe for {params_path} ({device.kind}: {device.name}"
+        + (
+            f", estimated {recipe.estimated_minutes:.1f} min for the whole pipeline)"
+            if recipe.estimated_minutes is not None
+            else ")"
+        )
+    )
     for note in recipe.notes:
         say(f"  note: {note}")
     if not changes:

@@ -24,28 +24,48 @@ def _fmt(x: float) -> str:
     return f"{x:+.4f}"
 
 
-def evidence(data: EvalSet, champ_pred, chal_pred, cfg: RegisterCfg,
-             champion: str, challenger: str) -> tuple[Comparison, dict[str, pd.DataFrame], str]:
+def evidence(
+    data: EvalSet, champ_pred, chal_pred, cfg: RegisterCfg, champion: str, challenger: str
+) -> tuple[Comparison, dict[str, pd.DataFrame], str]:
     """(the gate's Comparison, CSV tables, markdown report) for one champion/challenger pair."""
     ev = paired_evidence(data, champ_pred, chal_pred, cfg)
-    comparison = Comparison(ev.passed, ev.why, ev.champion_value, ev.challenger_value, verdict=ev.finding,
-                            p_value=ev.p_value)
-    mc, metrics, per_class, newly_wrong = ev.mcnemar, ev.tables["metrics"], ev.tables["per_class"], \
-        ev.tables["newly_wrong"]
+    comparison = Comparison(
+        ev.passed, ev.why, ev.champion_value, ev.challenger_value, verdict=ev.finding, p_value=ev.p_value
+    )
+    mc, metrics, per_class, newly_wrong = (
+        ev.mcnemar,
+        ev.tables["metrics"],
+        ev.tables["per_class"],
+        ev.tables["newly_wrong"],
+    )
     lines = [
-        f"# Gate report: challenger v{challenger} vs champion v{champion}", "",
+        f"# Gate report: challenger v{challenger} vs champion v{champion}",
+        "",
         f"Both re-scored on this run's test split ({len(data.labels)} images). Test: `{cfg.gate_test}` at alpha "
-        f"{cfg.gate_alpha}, challenger vs champion: **{ev.finding}**. {ev.why}.", "",
+        f"{cfg.gate_alpha}, challenger vs champion: **{ev.finding}**. {ev.why}.",
+        "",
         "## Metrics (challenger - champion, paired bootstrap "
-        f"{1.0 - cfg.gate_alpha:.0%} CI, {cfg.gate_n_boot} resamples)", "",
-        "| metric | champion | challenger | delta | CI |", "|---|---|---|---|---|",
-        *[f"| {r.metric} | {r.champion:.4f} | {r.challenger:.4f} | {_fmt(r.delta)} | "
-          f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}] |" for r in metrics.itertuples()], "",
+        f"{1.0 - cfg.gate_alpha:.0%} CI, {cfg.gate_n_boot} resamples)",
+        "",
+        "| metric | champion | challenger | delta | CI |",
+        "|---|---|---|---|---|",
+        *[
+            f"| {r.metric} | {r.champion:.4f} | {r.challenger:.4f} | {_fmt(r.delta)} | "
+            f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}] |"
+            for r in metrics.itertuples()
+        ],
+        "",
         f"McNemar ({mc.method}): challenger right / champion wrong **{mc.gained}**, champion right / "
-        f"challenger wrong **{mc.lost}**, statistic {mc.statistic:.3f}, p = {mc.p_value:.4g}.", "",
-        "## Per-class F1", "", per_class.to_markdown(index=False, floatfmt=".4f"), "",
-        f"## Images the challenger newly gets wrong ({len(newly_wrong)})", "",
-        newly_wrong.to_markdown(index=False) if len(newly_wrong) else "none", "",
+        f"challenger wrong **{mc.lost}**, statistic {mc.statistic:.3f}, p = {mc.p_value:.4g}.",
+        "",
+        "## Per-class F1",
+        "",
+        per_class.to_markdown(index=False, floatfmt=".4f"),
+        "",
+        f"## Images the challenger newly gets wrong ({len(newly_wrong)})",
+        "",
+        newly_wrong.to_markdown(index=False) if len(newly_wrong) else "none",
+        "",
     ]
     return comparison, ev.tables, "\n".join(lines)
 
@@ -54,7 +74,9 @@ def placeholder(version: str, reason: str) -> str:
     return f"# Gate report: v{version}\n\nNo champion comparison: {reason}.\n"
 
 
-def write(report_md: Path, markdown: str, tables: dict[str, pd.DataFrame], client=None, run_id: str | None = None) -> None:
+def write(
+    report_md: Path, markdown: str, tables: dict[str, pd.DataFrame], client=None, run_id: str | None = None
+) -> None:
     """Write the markdown out (DVC out) and log markdown + CSVs under `gate/` of the MLflow run."""
     write_text(report_md, markdown)
     if client is None or run_id is None:
@@ -78,10 +100,16 @@ def make_compare(client, cfg: RegisterCfg, layout, version: str, run_id: str, re
             chal_pred = predict(layout.model, data)
         except Exception as exc:  # missing artifact, other classes, unreadable weights: reported, not fatal
             reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
-            write(report_md, placeholder(version, f"champion v{champion} could not be re-scored ({reason})"), {},
-                  client, run_id)
-            return Comparison(None if cfg.gate_test == "none" else False, f"champion not re-scored ({reason})",
-                              error=reason)
+            write(
+                report_md,
+                placeholder(version, f"champion v{champion} could not be re-scored ({reason})"),
+                {},
+                client,
+                run_id,
+            )
+            return Comparison(
+                None if cfg.gate_test == "none" else False, f"champion not re-scored ({reason})", error=reason
+            )
         comparison, tables, markdown = evidence(data, champ_pred, chal_pred, cfg, champion, version)
         write(report_md, markdown, tables, client, run_id)
         return comparison

@@ -20,12 +20,22 @@ from vistune.errors import ConfigError, VistuneError
 def add_parser(sub) -> None:
     p = sub.add_parser("init", help="inspect a data source and write a params.yaml recipe fitted to it")
     p.add_argument("source", help="ImageFolder dir, archive, .csv manifest, sklearn:digits or torchvision:<Dataset>")
-    p.add_argument("--minutes", type=float, default=None,
-                   help="time budget for the whole pipeline on this machine (CPU default 10)")
+    p.add_argument(
+        "--minutes",
+        type=float,
+        default=None,
+        help="time budget for the whole pipeline on this machine (CPU default 10)",
+    )
     p.add_argument("--params", dest="init_params", default=None, help="params file to update (default: params.yaml)")
     p.add_argument("--dry-run", action="store_true", help="print the report and the changes; write nothing")
-    p.add_argument("--set", dest="pins", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="pin a value the recipe would otherwise choose (e.g. augment.salt_pepper=0.02); repeatable")
+    p.add_argument(
+        "--set",
+        dest="pins",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="pin a value the recipe would otherwise choose (e.g. augment.salt_pepper=0.02); repeatable",
+    )
 
 
 def _pins(pairs: list[str]) -> dict[str, Any]:
@@ -36,8 +46,9 @@ def _pins(pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or key.strip() not in valid:
-            raise ConfigError(f"--set {pair!r}: expected SECTION.KEY=VALUE with a params.yaml key, e.g. "
-                              "augment.salt_pepper=0.02")
+            raise ConfigError(
+                f"--set {pair!r}: expected SECTION.KEY=VALUE with a params.yaml key, e.g. augment.salt_pepper=0.02"
+            )
         out[key.strip()] = parse_value(value)
     return out
 

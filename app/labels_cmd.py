@@ -29,8 +29,9 @@ def add_parser(sub) -> None:
 def suspects(layout: Layout) -> pd.DataFrame:
     if not layout.label_issues.is_file():
         raise DataError(f"{layout.label_issues}: not found; run `dvc repro validate` first")
-    return pd.read_csv(layout.label_issues, dtype={"path": str, "given_label": str, "suggested_label": str},
-                       keep_default_na=False)
+    return pd.read_csv(
+        layout.label_issues, dtype={"path": str, "given_label": str, "suggested_label": str}, keep_default_na=False
+    )
 
 
 def table(issues: pd.DataFrame, decided: dict[str, str], top: int) -> str:
@@ -38,8 +39,10 @@ def table(issues: pd.DataFrame, decided: dict[str, str], top: int) -> str:
         return "no label issues flagged (data/validated/label_issues.csv is empty)"
     lines = [f"{'#':>3}  {'score':>5}  {'given':<16} {'suggested':<16} {'decision':<12} path"]
     for i, r in enumerate(issues.head(top).itertuples(), start=1):
-        lines.append(f"{i:>3}  {r.score:5.3f}  {r.given_label:<16} {r.suggested_label:<16} "
-                     f"{decided.get(r.path, '-'):<12} {r.path}")
+        lines.append(
+            f"{i:>3}  {r.score:5.3f}  {r.given_label:<16} {r.suggested_label:<16} "
+            f"{decided.get(r.path, '-'):<12} {r.path}"
+        )
     if len(issues) > top:
         lines.append(f"... {len(issues) - top} more (--top {len(issues)})")
     return "\n".join(lines)
@@ -71,8 +74,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.accept or args.exclude:
         new = decide(issues, decided, args.accept, args.exclude)
         label_overrides.write(layout.label_overrides, new)
-        print(f"{layout.label_overrides}: {len(new) - len(decided)} new decision(s), {len(new)} in all; "
-              "`dvc repro` applies them, `dvc metrics diff` shows the change")
+        print(
+            f"{layout.label_overrides}: {len(new) - len(decided)} new decision(s), {len(new)} in all; "
+            "`dvc repro` applies them, `dvc metrics diff` shows the change"
+        )
         decided = new
     print(table(issues, decided, args.top))
     return 0

@@ -20,12 +20,16 @@ MORE_EVAL = (
     ("FGSM / PGD accuracy", ("test_fgsm_accuracy", "test_pgd_accuracy"), "{:.4f}"),
     ("latency p95 (ms / image)", "test_latency_p95_ms", "{:.2f}"),
 )
-DATA = (("images good / quarantined", ("n_good", "n_quarantined"), "{}"),
-        ("train / val / test", ("n_train", "n_val", "n_test"), "{}"),
-        ("classes, imbalance ratio", ("n_classes", "imbalance_ratio"), "{}"),
-        ("leaked, near duplicates", ("n_leaked", "n_near_duplicates"), "{}"))
-TRAIN = (("epochs run, best val accuracy", ("epochs_run", "best_val_accuracy"), "{}"),
-         ("train images / s", "images_per_s", "{:.1f}"))
+DATA = (
+    ("images good / quarantined", ("n_good", "n_quarantined"), "{}"),
+    ("train / val / test", ("n_train", "n_val", "n_test"), "{}"),
+    ("classes, imbalance ratio", ("n_classes", "imbalance_ratio"), "{}"),
+    ("leaked, near duplicates", ("n_leaked", "n_near_duplicates"), "{}"),
+)
+TRAIN = (
+    ("epochs run, best val accuracy", ("epochs_run", "best_val_accuracy"), "{}"),
+    ("train images / s", "images_per_s", "{:.1f}"),
+)
 
 
 def _rows(values: dict, spec) -> list[tuple[str, str]]:
@@ -35,8 +39,10 @@ def _rows(values: dict, spec) -> list[tuple[str, str]]:
     for label, keys, fmt in spec:
         keys = (keys,) if isinstance(keys, str) else keys
         if all(k in values for k in keys):
-            shown = [f"{values[k]:.4g}" if fmt == "{}" and isinstance(values[k], float) else fmt.format(values[k])
-                     for k in keys]
+            shown = [
+                f"{values[k]:.4g}" if fmt == "{}" and isinstance(values[k], float) else fmt.format(values[k])
+                for k in keys
+            ]
             rows.append((label, (", " if "," in label else " / ").join(shown)))
     return rows
 
@@ -51,8 +57,15 @@ def table(root: Path, show_all: bool = False) -> str:
         if not values:
             continue
         rel = path.relative_to(root) if path.is_relative_to(root) else path
-        rows = ([(k, f"{v:.6g}" if isinstance(v, float) else str(v)) for k, v in sorted(values.items())
-                 if isinstance(v, (int, float))] if show_all else _rows(values, spec))
+        rows = (
+            [
+                (k, f"{v:.6g}" if isinstance(v, float) else str(v))
+                for k, v in sorted(values.items())
+                if isinstance(v, (int, float))
+            ]
+            if show_all
+            else _rows(values, spec)
+        )
         lines += [str(rel)] + [f"  {label:<34} {value}" for label, value in rows] + [""]
     if not lines:
         return f"no metrics under {root}/data yet: run `dvc repro` (or `make demo`)"

@@ -35,16 +35,29 @@ CARD_HEADLINE = (
 )
 
 # (Layout attribute, title): the model card's images, in this order
-IMAGES = (("confusion_png", "Confusion matrix (test)"), ("reliability_png", "Reliability diagram: before / after "
-          "temperature scaling"), ("roc_pr_png", "ROC and precision-recall"),
-          ("robustness_png", "Accuracy under corruptions and attacks"), ("gradcam_png", "Grad-CAM: correct and wrong"),
-          ("label_issue_sheet", "Training photos whose label looks wrong (validate): given -> suggested label, score"))
+IMAGES = (
+    ("confusion_png", "Confusion matrix (test)"),
+    ("reliability_png", "Reliability diagram: before / after temperature scaling"),
+    ("roc_pr_png", "ROC and precision-recall"),
+    ("robustness_png", "Accuracy under corruptions and attacks"),
+    ("gradcam_png", "Grad-CAM: correct and wrong"),
+    ("label_issue_sheet", "Training photos whose label looks wrong (validate): given -> suggested label, score"),
+)
 # (Prefect artifact key, Layout attribute, description): the run report's images
-RUN_IMAGES = (("vistune-confusion-matrix-plot", "confusion_png", "test confusion matrix (rows actual, columns predicted)"),
-              ("vistune-reliability-diagram", "reliability_png", "reliability diagram: confidence vs accuracy, "
-                                                                  "before and after temperature scaling"),
-              ("vistune-label-issues", "label_issue_sheet", "photos whose label looks wrong: given -> suggested label "
-                                                            "(score); data/validated/label_issues.csv, `vistune labels`"))
+RUN_IMAGES = (
+    ("vistune-confusion-matrix-plot", "confusion_png", "test confusion matrix (rows actual, columns predicted)"),
+    (
+        "vistune-reliability-diagram",
+        "reliability_png",
+        "reliability diagram: confidence vs accuracy, before and after temperature scaling",
+    ),
+    (
+        "vistune-label-issues",
+        "label_issue_sheet",
+        "photos whose label looks wrong: given -> suggested label "
+        "(score); data/validated/label_issues.csv, `vistune labels`",
+    ),
+)
 
 
 def read_json(path: Path) -> dict:

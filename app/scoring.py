@@ -64,8 +64,9 @@ class ScoreResult:
 
     def label_counts(self) -> list[dict]:
         counts = self.predictions.label.value_counts()
-        return [{"label": str(k), "images": int(v), "share": round(v / len(self.predictions), 4)}
-                for k, v in counts.items()]
+        return [
+            {"label": str(k), "images": int(v), "share": round(v / len(self.predictions), 4)} for k, v in counts.items()
+        ]
 
     def least_confident(self, n: int = LEAST_CONFIDENT) -> list[dict]:
         rows = self.predictions.nsmallest(n, "confidence")[["path", "label", "confidence"]]
@@ -84,14 +85,25 @@ def quarantine_rows(manifest: pd.DataFrame, cfg) -> tuple[pd.DataFrame, pd.DataF
             if i not in bad:
                 bad[i] = (oc.code, oc.reason.format(**manifest.iloc[i].to_dict()) or "failed " + oc.expectation)
     order = sorted(bad)
-    quarantine = pd.DataFrame({"path": manifest.path.iloc[order].tolist(), "code": [bad[i][0] for i in order],
-                               "reason": [bad[i][1] for i in order]}, columns=QUARANTINE_COLUMNS)
+    quarantine = pd.DataFrame(
+        {
+            "path": manifest.path.iloc[order].tolist(),
+            "code": [bad[i][0] for i in order],
+            "reason": [bad[i][1] for i in order],
+        },
+        columns=QUARANTINE_COLUMNS,
+    )
     return manifest.drop(index=order).reset_index(drop=True), quarantine
 
 
 def _predictions(good: pd.DataFrame, probs, classes: list[str], version: str) -> pd.DataFrame:
-    out = pd.DataFrame({"path": good.path.tolist(), "label": [classes[i] for i in probs.argmax(axis=1)],
-                        "confidence": probs.max(axis=1).round(6) if len(good) else []})
+    out = pd.DataFrame(
+        {
+            "path": good.path.tolist(),
+            "label": [classes[i] for i in probs.argmax(axis=1)],
+            "confidence": probs.max(axis=1).round(6) if len(good) else [],
+        }
+    )
     for j, c in enumerate(classes):
         out[f"p_{c}"] = probs[:, j].round(6)
     out["model_version"] = version
@@ -103,8 +115,10 @@ def _predictions(good: pd.DataFrame, probs, classes: list[str], version: str) ->
 def _load(params: Params, root: Path, alias: str | None, version: str | None, dest: Path):
     model = champion.fetch(params.register, root, dest, alias=None if version else alias, version=version)
     if model is None:
-        raise VistuneError(f"{params.register.model_name} has no version with alias {alias!r} in "
-                           f"{params.register.tracking_uri}; register a model first (`dvc repro`) or pass --version")
+        raise VistuneError(
+            f"{params.register.model_name} has no version with alias {alias!r} in "
+            f"{params.register.tracking_uri}; register a model first (`dvc repro`) or pass --version"
+        )
     clf = Classifier.load(model.weights, device=params.train.device, temperature=model.temperature)
     setup_device(clf.device)  # as in training: cuDNN autotuning + TF32 on CUDA
     if params.runtime.threads > 0:
@@ -112,8 +126,15 @@ def _load(params: Params, root: Path, alias: str | None, version: str | None, de
     return model, clf
 
 
-def score(source: str | Path, params: Params, root: Path, out: Path, alias: str | None = "champion",
-          version: str | None = None, progress: bool = True) -> ScoreResult:
+def score(
+    source: str | Path,
+    params: Params,
+    root: Path,
+    out: Path,
+    alias: str | None = "champion",
+    version: str | None = None,
+    progress: bool = True,
+) -> ScoreResult:
     """Validate, predict and write the outputs of one batch; see the module docstring."""
     cfg = params.validate
     clock = _Clock()
@@ -121,26 +142,45 @@ def score(source: str | Path, params: Params, root: Path, out: Path, alias: str 
         model, clf = _load(params, root, alias, version, Path(tmp) / "model")
         clock.lap("load_model")
         files = collect(source, Path(tmp) / "extracted", clf.classes)
-        manifest = build_manifest(files.root, max_pixels=cfg.max_pixels, workers=cfg.workers, files=files.files,
-                                  timeout_s=cfg.decode_timeout_s or None)
-        good, quarantine = quarantine_rows(manifest, cfg) if len(manifest) else (manifest, pd.DataFrame(
-            columns=QUARANTINE_COLUMNS))
-        quarantine = pd.concat([quarantine, pd.DataFrame(files.refused, columns=QUARANTINE_COLUMNS)],
-                               ignore_index=True)
+        manifest = build_manifest(
+            files.root,
+            max_pixels=cfg.max_pixels,
+            workers=cfg.workers,
+            files=files.files,
+            timeout_s=cfg.decode_timeout_s or None,
+        )
+        good, quarantine = (
+            quarantine_rows(manifest, cfg) if len(manifest) else (manifest, pd.DataFrame(columns=QUARANTINE_COLUMNS))
+        )
+        quarantine = pd.concat([quarantine, pd.DataFrame(files.refused, columns=QUARANTINE_COLUMNS)], ignore_index=True)
         if good.empty:
-            raise DataError(f"{source}: no image passed validation ({len(quarantine)} refused, e.g. "
-                            f"{quarantine.head(3).to_dict('records')}); nothing to score")
+            raise DataError(
+                f"{source}: no image passed validation ({len(quarantine)} refused, e.g. "
+                f"{quarantine.head(3).to_dict('records')}); nothing to score"
+            )
         clock.lap("validate")
-        probs = predict_files(clf, [files.root / p for p in good.path], batch_size=params.evaluate.batch_size,
-                              workers=cfg.workers, progress=progress)
+        probs = predict_files(
+            clf,
+            [files.root / p for p in good.path],
+            batch_size=params.evaluate.batch_size,
+            workers=cfg.workers,
+            progress=progress,
+        )
         predictions = _predictions(good, probs, clf.classes, model.version)
         clock.lap("predict")
         result = champion.drift_against(model, good, files.root, cfg, clf=clf)
         clock.lap("drift")
-    summary = {"model": model.label, "model_version": model.version, "source": str(source),
-               "n_files": len(manifest) + len(files.refused), "n_scored": len(predictions),
-               "n_quarantined": len(quarantine), "device": str(clf.device), "batch_size": params.evaluate.batch_size,
-               "seconds": clock.laps}
+    summary = {
+        "model": model.label,
+        "model_version": model.version,
+        "source": str(source),
+        "n_files": len(manifest) + len(files.refused),
+        "n_scored": len(predictions),
+        "n_quarantined": len(quarantine),
+        "device": str(clf.device),
+        "batch_size": params.evaluate.batch_size,
+        "seconds": clock.laps,
+    }
     if "given_label" in predictions:
         summary["accuracy"] = round(float((predictions.label == predictions.given_label).mean()), 6)
     _write(out, predictions, quarantine, result, summary)
@@ -162,8 +202,9 @@ def track_with_dvc(path: Path, repo: Path) -> Path | None:
     if not (repo / ".dvc").is_dir() or not path.is_relative_to(repo):
         return None
     dvc = Path(sys.executable).with_name("dvc")
-    proc = subprocess.run([str(dvc), "add", "-q", str(path.relative_to(repo))], cwd=repo, capture_output=True,
-                          text=True)
+    proc = subprocess.run(
+        [str(dvc), "add", "-q", str(path.relative_to(repo))], cwd=repo, capture_output=True, text=True
+    )
     if proc.returncode != 0:
         why = (proc.stderr.strip().splitlines() or ["dvc add failed"])[-1]
         raise VistuneError(f"could not track {path} with DVC ({why}); rerun with --no-dvc to skip tracking")

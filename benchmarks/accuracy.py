@@ -28,18 +28,43 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 HYMENOPTERA = REPO.parent / "shared" / "datasets" / "hymenoptera"
 SKIP = ("tests/", "benchmarks/", "data/raw", "data/prepared")
-RECIPE_KEYS = {"data": ["source"], "augment": None, "train": ["model", "pretrained", "head_init", "strategy", "epochs", "batch_size",
-                                                               "lr", "warmup_epochs", "patience", "keep", "device"],
-               "validate": ["allowed_formats"]}
-ENV = {"HF_HUB_OFFLINE": "1", "MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1",
-       "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+RECIPE_KEYS = {
+    "data": ["source"],
+    "augment": None,
+    "train": [
+        "model",
+        "pretrained",
+        "head_init",
+        "strategy",
+        "epochs",
+        "batch_size",
+        "lr",
+        "warmup_epochs",
+        "patience",
+        "keep",
+        "device",
+    ],
+    "validate": ["allowed_formats"],
+}
+ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DVC_NO_ANALYTICS": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
 
 
 def copy_tree(dest: Path) -> list[str]:
     """The source files of the working tree (what `git ls-files -co --exclude-standard` lists) into `dest`;
     returns the files that differ from HEAD (other people's work in progress is measured too)."""
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True,
-                            capture_output=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True, capture_output=True
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for rel in filter(None, listed):
         src = REPO / rel
         if rel.startswith(SKIP) or rel == "dvc.lock" or not src.is_file():
@@ -89,14 +114,20 @@ def recipe(root: Path) -> dict:
 
 def results(root: Path) -> dict:
     read = lambda rel: json.loads((root / rel).read_text())  # noqa: E731
-    ev, model, summary = read("data/eval/metrics.json"), read("data/model/metrics.json"), read("data/validated/summary.json")
+    ev, model, summary = (
+        read("data/eval/metrics.json"),
+        read("data/model/metrics.json"),
+        read("data/validated/summary.json"),
+    )
     with open(root / "data/model/history.csv", newline="") as f:
         history = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
     reg = root / "data/registry/registration.json"
     return {
-        "test_accuracy": ev.get("test_accuracy"), "test_macro_f1": ev.get("test_macro_f1"),
+        "test_accuracy": ev.get("test_accuracy"),
+        "test_macro_f1": ev.get("test_macro_f1"),
         "n_test": ev.get("test_n"),
-        "train_metrics": model, "history": history,
+        "train_metrics": model,
+        "history": history,
         "validate": {k: v for k, v in summary.items() if k.startswith(("n_", "quarantined_")) and v},
         "registration": json.loads(reg.read_text()) if reg.is_file() else None,
     }
@@ -123,21 +154,31 @@ def main(argv: list[str] | None = None) -> int:
         repro_s = run(["dvc", "repro"], root, log)
         found = results(root)
         out = {
-            "date": date.today().isoformat(), "machine": f"{os.cpu_count()} CPU cores", "data": str(a.data),
-            "commands": ["vistune init " + str(a.data) + (f" --minutes {a.minutes:g}" if a.minutes else ""),
-                         "dvc repro"],
-            "recipe": recipe(root), "init_s": round(init_s, 1), "pipeline_s": round(repro_s, 1),
-            "wall_s": round(init_s + repro_s, 1), "stage_s": stage_times(log.read_text(errors="replace")),
+            "date": date.today().isoformat(),
+            "machine": f"{os.cpu_count()} CPU cores",
+            "data": str(a.data),
+            "commands": [
+                "vistune init " + str(a.data) + (f" --minutes {a.minutes:g}" if a.minutes else ""),
+                "dvc repro",
+            ],
+            "recipe": recipe(root),
+            "init_s": round(init_s, 1),
+            "pipeline_s": round(repro_s, 1),
+            "wall_s": round(init_s + repro_s, 1),
+            "stage_s": stage_times(log.read_text(errors="replace")),
             "load_average_before": [round(x, 2) for x in load_before],
             "load_average_after": [round(x, 2) for x in os.getloadavg()],
-            "working_tree_changes": in_progress, **found,
+            "working_tree_changes": in_progress,
+            **found,
         }
     finally:
         if a.workdir is None:
             shutil.rmtree(root, ignore_errors=True)
     a.out.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"test accuracy {out['test_accuracy']:.4f} (n={out['n_test']}), whole pipeline {out['wall_s']:.0f}s "
-          f"(init {out['init_s']:.0f}s + dvc repro {out['pipeline_s']:.0f}s), recipe {out['recipe']['train']} -> {a.out}")
+    print(
+        f"test accuracy {out['test_accuracy']:.4f} (n={out['n_test']}), whole pipeline {out['wall_s']:.0f}s "
+        f"(init {out['init_s']:.0f}s + dvc repro {out['pipeline_s']:.0f}s), recipe {out['recipe']['train']} -> {a.out}"
+    )
     return 0
 
 

@@ -51,7 +51,9 @@ def score(b, x: torch.Tensor, y: torch.Tensor, eps_list: list[float], pgd_steps:
     out = {"clean": _accuracy(b, x, y, device, 256)}
     for kind, steps in (("fgsm", 1), ("pgd", pgd_steps)):
         for eps in eps_list:
-            adv = torch.cat([attack(b, x[i : i + 256], y[i : i + 256], eps, steps, device) for i in range(0, len(y), 256)])
+            adv = torch.cat(
+                [attack(b, x[i : i + 256], y[i : i + 256], eps, steps, device) for i in range(0, len(y), 256)]
+            )
             out[f"{kind}@{eps:g}"] = _accuracy(b, adv, y, device, 256)
     return out
 
@@ -66,8 +68,13 @@ def plot(results: dict, eps_list: list[float], path: Path) -> None:
     for name, style in (("plain", "-"), ("adversarial", "--")):
         acc = results[name]["accuracy"]
         for kind, marker in (("fgsm", "o"), ("pgd", "s")):
-            ax.plot([0.0] + eps_list, [acc["clean"]] + [acc[f"{kind}@{e:g}"] for e in eps_list], style, marker=marker,
-                    label=f"{name} / {kind.upper()}")
+            ax.plot(
+                [0.0] + eps_list,
+                [acc["clean"]] + [acc[f"{kind}@{e:g}"] for e in eps_list],
+                style,
+                marker=marker,
+                label=f"{name} / {kind.upper()}",
+            )
     ax.set_xlabel("epsilon (L-inf, [0, 1] pixels)")
     ax.set_ylabel("test accuracy")
     ax.set_ylim(0, 1.02)
@@ -101,13 +108,32 @@ def main(argv: list[str] | None = None) -> int:
     classes, splits = digits(a.image_size)
     data = prepared(classes, a.image_size, **splits)
     test_x, test_y = data.tensors("test")
-    base = TrainCfg(model=a.model, pretrained=a.pretrained, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
-                    warmup_epochs=0.5, patience=0, device=a.device, seed=0)
+    base = TrainCfg(
+        model=a.model,
+        pretrained=a.pretrained,
+        epochs=a.epochs,
+        batch_size=a.batch_size,
+        lr=a.lr,
+        warmup_epochs=0.5,
+        patience=0,
+        device=a.device,
+        seed=0,
+    )
     acfg = AugmentCfg(image_size=a.image_size, scale=(0.8, 1.0), hflip=0.0, rotation=8.0, salt_pepper=0.0)
     results: dict = {}
-    for name, tcfg in (("plain", base), ("adversarial", dataclasses.replace(
-            base, adversarial=a.adversarial, adv_epsilon=a.adv_epsilon, adv_steps=a.adv_steps,
-            adv_fraction=a.adv_fraction))):
+    for name, tcfg in (
+        ("plain", base),
+        (
+            "adversarial",
+            dataclasses.replace(
+                base,
+                adversarial=a.adversarial,
+                adv_epsilon=a.adv_epsilon,
+                adv_steps=a.adv_steps,
+                adv_fraction=a.adv_fraction,
+            ),
+        ),
+    ):
         set_seed(0)
         b = create_backbone(a.model, len(classes), a.pretrained)
         t0 = time.perf_counter()
@@ -115,13 +141,20 @@ def main(argv: list[str] | None = None) -> int:
         train_s = time.perf_counter() - t0
         b.model.load_state_dict(res.state_dict)
         b.model.to(device)
-        results[name] = {"train_s": train_s, "best_val_accuracy": res.best_val_accuracy,
-                         "accuracy": score(b, test_x, test_y, a.eps, a.pgd_steps, device)}
+        results[name] = {
+            "train_s": train_s,
+            "best_val_accuracy": res.best_val_accuracy,
+            "accuracy": score(b, test_x, test_y, a.eps, a.pgd_steps, device),
+        }
         acc = results[name]["accuracy"]
         print(f"{name:12s} train {train_s:6.1f}s  " + "  ".join(f"{k} {v:.3f}" for k, v in acc.items()), flush=True)
-    out = {"date": date.today().isoformat(), "device": device_name(device),
-           "args": {k: str(v) for k, v in vars(a).items()}, "n": {s: len(v) for s, v in data.splits.items()},
-           "results": results}
+    out = {
+        "date": date.today().isoformat(),
+        "device": device_name(device),
+        "args": {k: str(v) for k, v in vars(a).items()},
+        "n": {s: len(v) for s, v in data.splits.items()},
+        "results": results,
+    }
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(out, indent=2) + "\n")
     plot(results, a.eps, a.out.with_suffix(".png"))

@@ -59,10 +59,18 @@ def main() -> None:
 
     t0 = time.perf_counter()
     table = compress.run(params, layout)
-    result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_avg": os.getloadavg(),
-              "cpu_count": os.cpu_count(), "train_s": train_s, "compress_s": time.perf_counter() - t0,
-              "data": params.data.source, "model": params.train.model, "image_size": params.augment.image_size,
-              "compress": dataclasses.asdict(params.compress), "rows": table.to_dict("records")}
+    result = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load_avg": os.getloadavg(),
+        "cpu_count": os.cpu_count(),
+        "train_s": train_s,
+        "compress_s": time.perf_counter() - t0,
+        "data": params.data.source,
+        "model": params.train.model,
+        "image_size": params.augment.image_size,
+        "compress": dataclasses.asdict(params.compress),
+        "rows": table.to_dict("records"),
+    }
     write_result(Path(__file__).parent / "results" / f"compress_{args.name}.json", result)
 
 

@@ -44,7 +44,7 @@ def quantized(net: torch.nn.Module, example: torch.Tensor, calib: torch.Tensor) 
     prepared = prepare_pt2e(gm, quantizer)
     with torch.no_grad():
         for i in range(0, len(calib), 32):
-            prepared(calib[i:i + 32])
+            prepared(calib[i : i + 32])
     return convert_pt2e(prepared)
 
 
@@ -67,17 +67,28 @@ def main() -> None:
     t0 = time.perf_counter()
     compiled = torch.compile(qnet)
     with torch.no_grad():
-        logits = torch.cat([compiled(x[i:i + 32]) for i in range(0, len(x), 32)])
+        logits = torch.cat([compiled(x[i : i + 32]) for i in range(0, len(x), 32)])
         compiled(x[:1])
         compile_s = time.perf_counter() - t0
         acc = float((logits.argmax(1) == y).float().mean())
         lat = latency(lambda b: compiled(torch.from_numpy(b)).numpy(), x.numpy(), cfg.latency_runs)
-    row = {"variant": "pt2e_x86_inductor_int8", "accuracy": acc, "quantize_s": quantize_s,
-           "compile_s": compile_s, **vars(lat)}
+    row = {
+        "variant": "pt2e_x86_inductor_int8",
+        "accuracy": acc,
+        "quantize_s": quantize_s,
+        "compile_s": compile_s,
+        **vars(lat),
+    }
     print(row)
-    write_result(Path(__file__).parent / "results" / "compress_pt2e.json",
-                 {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_avg": os.getloadavg(),
-                  "torch": torch.__version__, "rows": [row]})
+    write_result(
+        Path(__file__).parent / "results" / "compress_pt2e.json",
+        {
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "load_avg": os.getloadavg(),
+            "torch": torch.__version__,
+            "rows": [row],
+        },
+    )
 
 
 if __name__ == "__main__":

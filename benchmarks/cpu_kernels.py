@@ -36,9 +36,12 @@ def cpu_facts() -> dict[str, str]:
     text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
     lines = dict(ln.split(":", 1) for ln in text.splitlines() if ":" in ln)
     flags = lines.get("flags\t\t", lines.get("flags", "")).split()
-    return {"model": lines.get("model name\t", platform.processor()).strip(), "machine": platform.machine(),
-            "vector_flags": " ".join(f for f in flags if f.startswith(("avx", "fma", "amx"))),
-            "cores": str(os.cpu_count())}
+    return {
+        "model": lines.get("model name\t", platform.processor()).strip(),
+        "machine": platform.machine(),
+        "vector_flags": " ".join(f for f in flags if f.startswith(("avx", "fma", "amx"))),
+        "cores": str(os.cpu_count()),
+    }
 
 
 def measure(size: int, batch: int, steps: int, threads: int) -> dict[str, float]:
@@ -79,8 +82,19 @@ def measure(size: int, batch: int, steps: int, threads: int) -> dict[str, float]
 def run_child(level: str, args: argparse.Namespace) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")}
     env.update(kernel_env(level))
-    cmd = [sys.executable, __file__, "--child", "--size", str(args.size), "--batch", str(args.batch),
-           "--steps", str(args.steps), "--threads", str(args.threads)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--size",
+        str(args.size),
+        "--batch",
+        str(args.batch),
+        "--steps",
+        str(args.steps),
+        "--threads",
+        str(args.threads),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -100,7 +114,7 @@ def main() -> None:
         return
     rows: dict[str, list[dict]] = {lv: [] for lv in LEVELS}
     for r in range(args.rounds):
-        for level in (LEVELS if r % 2 == 0 else LEVELS[::-1]):
+        for level in LEVELS if r % 2 == 0 else LEVELS[::-1]:
             rows[level].append(run_child(level, args))
             print(f"round {r + 1} {level:6s} {rows[level][-1]}", flush=True)
     summary = {}
@@ -108,11 +122,21 @@ def main() -> None:
         ratios = [a[f"{kind}_img_s"] / n[f"{kind}_img_s"] for a, n in zip(rows["avx2"], rows["native"])]
         summary[kind] = {lv: statistics.median(x[f"{kind}_img_s"] for x in rows[lv]) for lv in LEVELS}
         summary[kind]["avx2_over_native"] = statistics.median(ratios)
-        print(f"{kind:5s}  avx2 {summary[kind]['avx2']:7.1f} img/s  native {summary[kind]['native']:7.1f} img/s  "
-              f"avx2/native {summary[kind]['avx2_over_native']:.3f} (median of {len(ratios)} paired rounds)")
-    result = {"date": date.today().isoformat(), "cpu": cpu_facts(), "load_avg": os.getloadavg(),
-              "size": args.size, "batch": args.batch, "steps": args.steps, "threads": args.threads,
-              "rounds": rows, "summary": summary}
+        print(
+            f"{kind:5s}  avx2 {summary[kind]['avx2']:7.1f} img/s  native {summary[kind]['native']:7.1f} img/s  "
+            f"avx2/native {summary[kind]['avx2_over_native']:.3f} (median of {len(ratios)} paired rounds)"
+        )
+    result = {
+        "date": date.today().isoformat(),
+        "cpu": cpu_facts(),
+        "load_avg": os.getloadavg(),
+        "size": args.size,
+        "batch": args.batch,
+        "steps": args.steps,
+        "threads": args.threads,
+        "rounds": rows,
+        "summary": summary,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"-> {args.out}")

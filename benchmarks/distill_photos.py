@@ -83,15 +83,32 @@ def teacher(params, data, path: Path):
         return Classifier.load(path).backbone, json.loads(meta.read_text())
     cfg = params.train
     set_seed(cfg.seed)
-    backbone = create_backbone(cfg.model, len(data.classes), cfg.pretrained, drop_rate=cfg.drop_rate,
-                               drop_path_rate=cfg.drop_path_rate, pretrained_sha256=cfg.pretrained_sha256)
+    backbone = create_backbone(
+        cfg.model,
+        len(data.classes),
+        cfg.pretrained,
+        drop_rate=cfg.drop_rate,
+        drop_path_rate=cfg.drop_path_rate,
+        pretrained_sha256=cfg.pretrained_sha256,
+    )
     t0 = time.perf_counter()
-    result = fit(backbone, create_strategy(cfg.strategy, cfg), data, cfg, params.augment, checkpoint=None,
-                 progress=True)
-    info = {"train_s": time.perf_counter() - t0, "best_epoch": result.best_epoch,
-            "best_val_accuracy": result.best_val_accuracy, "history": result.history}
-    save_model(path, backbone, result.state_dict, data.classes, data.image_size,
-               extra={"train": to_dict(cfg), "augment": to_dict(params.augment), "best_epoch": result.best_epoch})
+    result = fit(
+        backbone, create_strategy(cfg.strategy, cfg), data, cfg, params.augment, checkpoint=None, progress=True
+    )
+    info = {
+        "train_s": time.perf_counter() - t0,
+        "best_epoch": result.best_epoch,
+        "best_val_accuracy": result.best_val_accuracy,
+        "history": result.history,
+    }
+    save_model(
+        path,
+        backbone,
+        result.state_dict,
+        data.classes,
+        data.image_size,
+        extra={"train": to_dict(cfg), "augment": to_dict(params.augment), "best_epoch": result.best_epoch},
+    )
     meta.write_text(json.dumps(info, indent=2) + "\n")
     return Classifier.load(path).backbone, info
 
@@ -105,9 +122,20 @@ def student(args, params, teacher_backbone, data, path: Path):
     torch.manual_seed(args.seed)
     backbone = create_backbone(args.student, len(data.classes), args.student_pretrained)
     t0 = time.perf_counter()
-    losses = distill(teacher_backbone, backbone, data, params.augment, args.epochs, args.lr,
-                     args.batch_size or params.train.batch_size, args.temperature, args.alpha, args.seed,
-                     strategy=args.strategy, unfreeze_blocks=args.unfreeze_blocks)
+    losses = distill(
+        teacher_backbone,
+        backbone,
+        data,
+        params.augment,
+        args.epochs,
+        args.lr,
+        args.batch_size or params.train.batch_size,
+        args.temperature,
+        args.alpha,
+        args.seed,
+        strategy=args.strategy,
+        unfreeze_blocks=args.unfreeze_blocks,
+    )
     seconds = time.perf_counter() - t0
     state = {k: v.detach().cpu().contiguous() for k, v in backbone.model.state_dict().items()}
     save_model(path, backbone, state, data.classes, data.image_size, extra={"variant": "distilled"})
@@ -125,11 +153,23 @@ def measure(name: str, backbone, path: Path, data, runs: int, parent=None):
     pred = predict_logits(backbone, x, torch.device("cpu")).argmax(1).numpy()
     metrics, _, cm = summarize(y.numpy(), pred, data.classes)
     rep = vc.report_torch(name, backbone, path, x, y, runs, parent=parent)
-    return rep, {"model": backbone.spec, "test_accuracy": metrics["accuracy"], "test_macro_f1": metrics["macro_f1"],
-            "n_test": metrics["n"], "errors": int((pred != y.numpy()).sum()), "confusion": cm.tolist(),
-            "params": sum(p.numel() for p in backbone.model.parameters()), "size_mb": rep.size_mb,
-            "gzip_mb": rep.gzip_mb, "p50_ms": rep.p50_ms, "p95_ms": rep.p95_ms, "p50_b32_ms": rep.p50_b32_ms,
-            "p95_b32_ms": rep.p95_b32_ms, "images_per_s": rep.images_per_s, "speedup_b1": rep.speedup_b1}
+    return rep, {
+        "model": backbone.spec,
+        "test_accuracy": metrics["accuracy"],
+        "test_macro_f1": metrics["macro_f1"],
+        "n_test": metrics["n"],
+        "errors": int((pred != y.numpy()).sum()),
+        "confusion": cm.tolist(),
+        "params": sum(p.numel() for p in backbone.model.parameters()),
+        "size_mb": rep.size_mb,
+        "gzip_mb": rep.gzip_mb,
+        "p50_ms": rep.p50_ms,
+        "p95_ms": rep.p95_ms,
+        "p50_b32_ms": rep.p50_b32_ms,
+        "p95_b32_ms": rep.p95_b32_ms,
+        "images_per_s": rep.images_per_s,
+        "speedup_b1": rep.speedup_b1,
+    }
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
@@ -164,8 +204,11 @@ def main(argv: list[str] | None = None) -> int:
     params, recipe = recipe_params(args.data.resolve(), args.minutes, args.params)  # at torch's default threads
     if args.threads:
         torch.set_num_threads(args.threads)
-    key = hashlib.sha256(json.dumps({s: to_dict(getattr(params, s)) for s in ("data", "validate", "augment", "train")},
-                                    sort_keys=True).encode()).hexdigest()[:12]
+    key = hashlib.sha256(
+        json.dumps(
+            {s: to_dict(getattr(params, s)) for s in ("data", "validate", "augment", "train")}, sort_keys=True
+        ).encode()
+    ).hexdigest()[:12]
     layout = Layout(args.workdir / key)
     layout.root.mkdir(parents=True, exist_ok=True)
     prepare_s = prepare(params, layout)
@@ -182,23 +225,36 @@ def main(argv: list[str] | None = None) -> int:
     cc = params.compress  # the compress stage's gate with the committed max_drop / max_slowdown
     gate = vc.variant_gate(s_rep, t_rep, cc.max_drop, cc.max_slowdown)
     result = {
-        "started": started, "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "load_avg_before": [round(v, 2) for v in load_before], "load_avg_after": [round(v, 2) for v in os.getloadavg()],
-        "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "data": str(args.data),
-        "split": {s: len(data.splits[s]) for s in data.splits}, "image_size": data.image_size,
-        "recipe": {s.key: s.value for s in recipe.settings}, "recipe_minutes": args.minutes,
-        "prepare_s": prepare_s, "teacher_train": t_info,
-        "student_settings": {k: v for k, v in vars(args).items() if k not in ("data", "params", "workdir")} | {
-            "batch_size": args.batch_size or params.train.batch_size, "augment": "the teacher's (recipe) augment"},
-        "student_train": s_info, "rows": rows, "accuracy_gap_points": round(100 * gap, 2),
+        "started": started,
+        "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load_avg_before": [round(v, 2) for v in load_before],
+        "load_avg_after": [round(v, 2) for v in os.getloadavg()],
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "data": str(args.data),
+        "split": {s: len(data.splits[s]) for s in data.splits},
+        "image_size": data.image_size,
+        "recipe": {s.key: s.value for s in recipe.settings},
+        "recipe_minutes": args.minutes,
+        "prepare_s": prepare_s,
+        "teacher_train": t_info,
+        "student_settings": {k: v for k, v in vars(args).items() if k not in ("data", "params", "workdir")}
+        | {"batch_size": args.batch_size or params.train.batch_size, "augment": "the teacher's (recipe) augment"},
+        "student_train": s_info,
+        "rows": rows,
+        "accuracy_gap_points": round(100 * gap, 2),
         "stage_gate": {"max_drop": cc.max_drop, "max_slowdown": cc.max_slowdown, "passed": not gate, "reason": gate},
     }
     for who, r in rows.items():
-        print(f"{who:8s} {r['model']:32s} test acc {r['test_accuracy']:.4f} ({r['errors']}/{r['n_test']} wrong) "
-              f"macro-F1 {r['test_macro_f1']:.4f}  {r['params'] / 1e6:.2f} M params  {r['size_mb']:.2f} MB  "
-              f"p50 {r['p50_ms']:.1f} ms (b1) {r['p50_b32_ms']:.0f} ms (b32)  {r['images_per_s']:.1f} img/s")
-    print(f"gap {100 * gap:+.2f} points (teacher - student); student {s_rep.speedup_b1:.2f}x faster at batch 1 "
-          f"(alternating); distill {s_info['distill_s']:.0f} s; stage gate: {gate or 'pass'}")
+        print(
+            f"{who:8s} {r['model']:32s} test acc {r['test_accuracy']:.4f} ({r['errors']}/{r['n_test']} wrong) "
+            f"macro-F1 {r['test_macro_f1']:.4f}  {r['params'] / 1e6:.2f} M params  {r['size_mb']:.2f} MB  "
+            f"p50 {r['p50_ms']:.1f} ms (b1) {r['p50_b32_ms']:.0f} ms (b32)  {r['images_per_s']:.1f} img/s"
+        )
+    print(
+        f"gap {100 * gap:+.2f} points (teacher - student); student {s_rep.speedup_b1:.2f}x faster at batch 1 "
+        f"(alternating); distill {s_info['distill_s']:.0f} s; stage gate: {gate or 'pass'}"
+    )
     write_result(REPO / "benchmarks" / "results" / f"distill_photos_{args.name}.json", result)
     return 0
 

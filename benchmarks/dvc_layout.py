@@ -58,9 +58,13 @@ def measure(source: Path, layout: str, per_shard: int) -> dict:
         else:
             n_objects = -(-pack(source, root / "data" / "raw", per_shard) // per_shard)
         prep = round(time.perf_counter() - t0, 2)
-        return {"layout": layout, "objects": n_objects, "prepare_s": prep,
-                "dvc_add_s": timed(["dvc", "add", "-q", "data/raw"], root),
-                "dvc_status_s": timed(["dvc", "status", "-q"], root)}
+        return {
+            "layout": layout,
+            "objects": n_objects,
+            "prepare_s": prep,
+            "dvc_add_s": timed(["dvc", "add", "-q", "data/raw"], root),
+            "dvc_status_s": timed(["dvc", "status", "-q"], root),
+        }
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -72,8 +76,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "dvc_layout.json")
     a = p.parse_args(argv)
     rows = [measure(a.source, layout, a.shard) for layout in ("files", "shards")]
-    out = {"source": str(a.source), "images": sum(1 for _ in a.source.rglob("*.jpg")), "per_shard": a.shard,
-           "load_average": [round(x, 2) for x in os.getloadavg()], "rows": rows}
+    out = {
+        "source": str(a.source),
+        "images": sum(1 for _ in a.source.rglob("*.jpg")),
+        "per_shard": a.shard,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "rows": rows,
+    }
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(out, indent=2) + "\n")
     for r in rows:

@@ -34,14 +34,14 @@ from vistune.models.device_policy import place  # noqa: E402
 def forward_pass(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int) -> None:
     with torch.no_grad():
         for i in range(0, len(x), batch):
-            net(x[i:i + batch])
+            net(x[i : i + batch])
 
 
 def gradient_pass(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int) -> None:
     """One FGSM/PGD step per image: cross-entropy's gradient with respect to the [0, 1] pixels."""
     for i in range(0, len(x), batch):
-        pixels = (x[i:i + batch].float() / 255).requires_grad_(True)
-        torch.autograd.grad(F.cross_entropy(net(pixels), y[i:i + batch]), pixels)
+        pixels = (x[i : i + batch].float() / 255).requires_grad_(True)
+        torch.autograd.grad(F.cross_entropy(net(pixels), y[i : i + batch]), pixels)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,8 +69,16 @@ def main(argv: list[str] | None = None) -> int:
     rows = {name: {str(b): round(a.images / median(s), 2) for b, s in by.items()} for name, by in seconds.items()}
     for name, by in rows.items():
         print(f"{name:15s} img/s by batch: " + "  ".join(f"{b}: {v}" for b, v in by.items()), flush=True)
-    result = {"date": str(date.today()), "model": a.model, "size": a.size, "images": a.images, "rounds": a.rounds,
-              "threads": torch.get_num_threads(), "load_average": os.getloadavg(), "img_per_s": rows}
+    result = {
+        "date": str(date.today()),
+        "model": a.model,
+        "size": a.size,
+        "images": a.images,
+        "rounds": a.rounds,
+        "threads": torch.get_num_threads(),
+        "load_average": os.getloadavg(),
+        "img_per_s": rows,
+    }
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=1) + "\n")
     return 0

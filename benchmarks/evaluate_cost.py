@@ -51,8 +51,9 @@ def main() -> None:
             "no_gradcam": dataclasses.replace(p.evaluate, gradcam=False),
             "no_latency": dataclasses.replace(p.evaluate, latency=False),
             "no_temperature": dataclasses.replace(p.evaluate, temperature_scaling=False),
-            "metrics_only": dataclasses.replace(p.evaluate, robustness=False, gradcam=False, latency=False,
-                                                temperature_scaling=False),
+            "metrics_only": dataclasses.replace(
+                p.evaluate, robustness=False, gradcam=False, latency=False, temperature_scaling=False
+            ),
         }
         rows = {}
         for name, cfg in variants.items():
@@ -68,8 +69,18 @@ def main() -> None:
         print(f"  {name:<16} {r['seconds_min']:6.2f} s")
     out = REPO / "benchmarks" / "results" / f"evaluate_{device.type}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"device": device_name(device), "torch_threads": torch.get_num_threads(),
-                               "n_test": n_test, "variants": rows}, indent=2) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "device": device_name(device),
+                "torch_threads": torch.get_num_threads(),
+                "n_test": n_test,
+                "variants": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"-> {out}")
 
 

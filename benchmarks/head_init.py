@@ -36,7 +36,9 @@ def features(prepared: Path, spec: str) -> dict[str, np.ndarray]:
     return features_of(splits, data.classes, spec)
 
 
-def features_of(splits: dict[str, tuple[np.ndarray, np.ndarray]], classes: list[str], spec: str) -> dict[str, np.ndarray]:
+def features_of(
+    splits: dict[str, tuple[np.ndarray, np.ndarray]], classes: list[str], spec: str
+) -> dict[str, np.ndarray]:
     """`{split: (uint8 NCHW images, labels)}` -> `{split}_clean`, `{split}_flip`, `{split}_y` and `classes`."""
     b = create_backbone(spec, len(classes), "imagenet")
     net = b.net.eval().to(memory_format=torch.channels_last)
@@ -47,7 +49,7 @@ def features_of(splits: dict[str, tuple[np.ndarray, np.ndarray]], classes: list[
         out = []
         with torch.inference_mode():
             for i in range(0, len(x), 32):
-                batch = torch.from_numpy(np.ascontiguousarray(x[i:i + 32])).float().div(255)
+                batch = torch.from_numpy(np.ascontiguousarray(x[i : i + 32])).float().div(255)
                 net(batch.contiguous(memory_format=torch.channels_last))
                 out.append(seen["x"].clone())
         return torch.cat(out).numpy()
@@ -121,9 +123,17 @@ def main(argv: list[str] | None = None) -> int:
             runs[f"{start} lr={lr:g}"] = train_head(head, z, lr, a.epochs, a.seed)
             print(f"{start:15s} lr={lr:<6g} (val, test) errors by epoch: {runs[f'{start} lr={lr:g}']}", flush=True)
     n = {s: int(len(z[f"{s}_y"])) for s in ("train", "val", "test")}
-    result = {"date": str(date.today()), "model": a.model, "classes": classes, "imagenet_rows": rows, "n": n,
-              "zero_shot_errors": {s: errors(imagenet_head(a.model, rows, dim), z, s) for s in ("val", "test")},
-              "epochs": a.epochs, "errors_by_epoch": runs, "seconds": round(time.perf_counter() - t0, 1)}
+    result = {
+        "date": str(date.today()),
+        "model": a.model,
+        "classes": classes,
+        "imagenet_rows": rows,
+        "n": n,
+        "zero_shot_errors": {s: errors(imagenet_head(a.model, rows, dim), z, s) for s in ("val", "test")},
+        "epochs": a.epochs,
+        "errors_by_epoch": runs,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
     print(f"zero-shot (ImageNet rows alone) errors: {result['zero_shot_errors']} of {n}")
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=1) + "\n")

@@ -87,8 +87,9 @@ def probe_accuracy(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.
 def cleanlab_flags(python: str, labels: np.ndarray, probs: np.ndarray) -> dict[str, list[int]]:
     with tempfile.TemporaryDirectory() as d:
         np.savez(Path(d) / "p.npz", labels=labels, probs=probs)
-        out = subprocess.run([python, "-c", CLEANLAB, str(Path(d) / "p.npz")], capture_output=True, text=True,
-                             check=True)
+        out = subprocess.run(
+            [python, "-c", CLEANLAB, str(Path(d) / "p.npz")], capture_output=True, text=True, check=True
+        )
     return json.loads(out.stdout)
 
 
@@ -99,14 +100,19 @@ def one_run(x, y, x_val, y_val, n_classes, rate, seed, folds, cleanlab, trainval
     probs_all = out_of_sample_probs(xs, ys, folds, seed)
     issues_all = confident_learning(ys, probs_all)
     seconds = time.perf_counter() - t0
-    issues = type(issues_all)(issues_all.flagged[:len(y)], issues_all.suggested[:len(y)], issues_all.score[:len(y)],
-                              issues_all.thresholds)
+    issues = type(issues_all)(
+        issues_all.flagged[: len(y)], issues_all.suggested[: len(y)], issues_all.score[: len(y)], issues_all.thresholds
+    )
     ranked, truth, k = issues.ranked(), set(flipped.tolist()), len(flipped)
     top = ranked[:k]
     hits_all = len(truth & set(ranked.tolist()))
     keep = ~issues.flagged
     row = {
-        "noise": rate, "seed": seed, "n_train": len(y), "n_flips": k, "n_flagged": int(issues.flagged.sum()),
+        "noise": rate,
+        "seed": seed,
+        "n_train": len(y),
+        "n_flips": k,
+        "n_flagged": int(issues.flagged.sum()),
         "precision_at_k": round(len(truth & set(top.tolist())) / len(top), 4) if k and len(top) else None,
         "recall_at_k": round(len(truth & set(top.tolist())) / k, 4) if k else None,
         "precision_all": round(hits_all / len(ranked), 4) if len(ranked) else None,
@@ -153,21 +159,53 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     feats, n_new = embed_files(all_files, [sha256_bytes(f.read_bytes()) for f in all_files], spec, args.cache)
     embed_s = time.perf_counter() - t0
-    x, x_val = feats[:len(files)], feats[len(files):]
-    rows = [one_run(x, y, x_val, y_val, len(classes), rate, seed, args.folds, args.cleanlab, args.scope == "trainval")
-            for rate in args.noise for seed in (args.seeds if rate else args.seeds[:1])]
-    print(f"{args.data.name} (scope {args.scope}): {len(files)} train, {len(val_files)} val, {len(classes)} classes; {args.model} @{args.size}: "
-          f"{n_new} images embedded in {embed_s:.1f}s ({embed_s / max(n_new, 1):.3f}s each, 0 = cached)")
-    cols = ["noise", "seed", "n_flips", "n_flagged", "precision_at_k", "recall_at_k", "precision_all", "recall_all",
-            "false_flag_rate", "seconds_kfold_rank", "probe_acc_noisy", "probe_acc_exclude", "probe_acc_clean"]
+    x, x_val = feats[: len(files)], feats[len(files) :]
+    rows = [
+        one_run(x, y, x_val, y_val, len(classes), rate, seed, args.folds, args.cleanlab, args.scope == "trainval")
+        for rate in args.noise
+        for seed in (args.seeds if rate else args.seeds[:1])
+    ]
+    print(
+        f"{args.data.name} (scope {args.scope}): {len(files)} train, {len(val_files)} val, {len(classes)} classes; {args.model} @{args.size}: "
+        f"{n_new} images embedded in {embed_s:.1f}s ({embed_s / max(n_new, 1):.3f}s each, 0 = cached)"
+    )
+    cols = [
+        "noise",
+        "seed",
+        "n_flips",
+        "n_flagged",
+        "precision_at_k",
+        "recall_at_k",
+        "precision_all",
+        "recall_all",
+        "false_flag_rate",
+        "seconds_kfold_rank",
+        "probe_acc_noisy",
+        "probe_acc_exclude",
+        "probe_acc_clean",
+    ]
     print(" | ".join(cols))
     for r in rows:
         print(" | ".join(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols))
     uptime = Path("/proc/loadavg").read_text().split()[:3]
-    write_result(args.out, {"date": date.today().isoformat(), "dataset": args.data.name, "model": args.model,
-                            "size": args.size, "scope": args.scope, "n_train": len(files), "n_val": len(val_files),
-                            "n_embedded": n_new, "seconds_embed": round(embed_s, 1), "loadavg_at_end": uptime,
-                            "max_train": args.max_train, "max_val": args.max_val, "runs": rows})
+    write_result(
+        args.out,
+        {
+            "date": date.today().isoformat(),
+            "dataset": args.data.name,
+            "model": args.model,
+            "size": args.size,
+            "scope": args.scope,
+            "n_train": len(files),
+            "n_val": len(val_files),
+            "n_embedded": n_new,
+            "seconds_embed": round(embed_s, 1),
+            "loadavg_at_end": uptime,
+            "max_train": args.max_train,
+            "max_val": args.max_val,
+            "runs": rows,
+        },
+    )
     return 0
 
 

@@ -43,14 +43,27 @@ def schedule() -> dict:
     base, low, warm, total = 3e-3, 1e-5, 12, 60
     ours = WarmupCosine(base, low, warm, total)
     opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=base)
-    timm_s = CosineLRScheduler(opt, t_initial=total - warm, lr_min=low, warmup_t=warm, warmup_lr_init=base / warm,
-                               warmup_prefix=True, t_in_epochs=False)
+    timm_s = CosineLRScheduler(
+        opt,
+        t_initial=total - warm,
+        lr_min=low,
+        warmup_t=warm,
+        warmup_lr_init=base / warm,
+        warmup_prefix=True,
+        t_in_epochs=False,
+    )
     a = np.array([ours.lr_at(t) for t in range(total)])
     b = np.array([timm_s._get_lr(t)[0] for t in range(total)])
     diff = np.abs(a - b) / base
-    return {"steps": total, "warmup": warm, "first_lr_ours": a[0], "first_lr_timm": b[0],
-            "steps_differing": int((diff > 1e-12).sum()), "max_rel_diff_warmup": float(diff[:warm].max()),
-            "max_rel_diff_after": float(diff[warm:].max())}
+    return {
+        "steps": total,
+        "warmup": warm,
+        "first_lr_ours": a[0],
+        "first_lr_timm": b[0],
+        "steps_differing": int((diff > 1e-12).sum()),
+        "max_rel_diff_warmup": float(diff[:warm].max()),
+        "max_rel_diff_after": float(diff[warm:].max()),
+    }
 
 
 def mixup() -> dict:
@@ -79,8 +92,12 @@ def mixup() -> dict:
         for _ in range(20):
             fn()
         times[name] = (time.perf_counter() - t0) / 20 * 1e3
-    return {"timm_odd_batch_of_7": odd, "timm_same_torch_seed_same_targets": bool(torch.equal(first, second)),
-            "ms_per_batch_64x224_ours": round(times["ours"], 2), "ms_per_batch_64x224_timm": round(times["timm"], 2)}
+    return {
+        "timm_odd_batch_of_7": odd,
+        "timm_same_torch_seed_same_targets": bool(torch.equal(first, second)),
+        "ms_per_batch_64x224_ours": round(times["ours"], 2),
+        "ms_per_batch_64x224_timm": round(times["timm"], 2),
+    }
 
 
 def bootstrap() -> dict:
@@ -97,8 +114,13 @@ def bootstrap() -> dict:
     t0 = time.perf_counter()
     sk = np.array([f1_score(y[i], pred[i], labels=np.unique(y[i]), average="macro", zero_division=0) for i in idx])
     t_sk = time.perf_counter() - t0
-    return {"resamples": 1000, "s_vectorized_rows": round(t_rows, 4), "s_sklearn_per_resample": round(t_sk, 3),
-            "speedup": round(t_sk / t_rows, 1), "max_abs_diff": float(np.abs(rows - sk).max())}
+    return {
+        "resamples": 1000,
+        "s_vectorized_rows": round(t_rows, 4),
+        "s_sklearn_per_resample": round(t_sk, 3),
+        "speedup": round(t_sk / t_rows, 1),
+        "max_abs_diff": float(np.abs(rows - sk).max()),
+    }
 
 
 def replaced(old_sig, old_metrics, old_ema) -> dict:
@@ -148,9 +170,16 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results/library_ops.json")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    result = {"schedule": schedule(), "mixup": mixup(), "bootstrap": bootstrap(),
-              "replaced": replaced(_load(args.old_significance, "old_sig"), _load(args.old_metrics, "old_metrics"),
-                                  _load(args.old_ema, "old_ema"))}
+    result = {
+        "schedule": schedule(),
+        "mixup": mixup(),
+        "bootstrap": bootstrap(),
+        "replaced": replaced(
+            _load(args.old_significance, "old_sig"),
+            _load(args.old_metrics, "old_metrics"),
+            _load(args.old_ema, "old_ema"),
+        ),
+    }
     for section, figures in result.items():
         print(section, figures)
     write_result(Path(args.out), result)

@@ -61,8 +61,12 @@ def main(argv=None) -> int:
     leaf = leaf_ids(files)
     labels = np.array([f.parent.name for f in files])
     t0 = time.perf_counter()
-    feats, n_new = embed_files(files, [sha256_bytes(f.read_bytes()) for f in files],
-                               FeatureSpec(args.model, "imagenet", "", args.size), args.cache)
+    feats, n_new = embed_files(
+        files,
+        [sha256_bytes(f.read_bytes()) for f in files],
+        FeatureSpec(args.model, "imagenet", "", args.size),
+        args.cache,
+    )
     embed_s = time.perf_counter() - t0
     z = feats / np.linalg.norm(feats, axis=1, keepdims=True)
     zt, zv = z[:n_train], z[n_train:]
@@ -80,21 +84,41 @@ def main(argv=None) -> int:
     for q in PERCENTILES:
         thr = float(np.percentile(calib, q))
         flag = best > thr
-        rows.append({"percentile": q, "threshold": round(thr, 4), "n_flagged": int(flag.sum()),
-                     "precision_pair": round(float(same_pair[flag].mean()), 4) if flag.any() else None,
-                     "precision_leaf": round(float(leaked[flag].mean()), 4) if flag.any() else None,
-                     "recall": round(float((flag & leaked).sum() / max(leaked.sum(), 1)), 4)})
-    print(f"{args.data.name}: {n_train} train, {len(val)} val ({int(leaked.sum())} val images of a leaf also in "
-          f"train); {args.model} @{args.size}: {n_new} embedded in {embed_s:.1f}s; nearest-neighbour pair is the "
-          f"same leaf for {same_pair.mean():.3f} of val images")
+        rows.append(
+            {
+                "percentile": q,
+                "threshold": round(thr, 4),
+                "n_flagged": int(flag.sum()),
+                "precision_pair": round(float(same_pair[flag].mean()), 4) if flag.any() else None,
+                "precision_leaf": round(float(leaked[flag].mean()), 4) if flag.any() else None,
+                "recall": round(float((flag & leaked).sum() / max(leaked.sum(), 1)), 4),
+            }
+        )
+    print(
+        f"{args.data.name}: {n_train} train, {len(val)} val ({int(leaked.sum())} val images of a leaf also in "
+        f"train); {args.model} @{args.size}: {n_new} embedded in {embed_s:.1f}s; nearest-neighbour pair is the "
+        f"same leaf for {same_pair.mean():.3f} of val images"
+    )
     print("percentile | threshold | n_flagged | precision_pair | precision_leaf | recall")
     for r in rows:
         print(" | ".join(str(v) for v in r.values()))
-    write_result(args.out, {"date": date.today().isoformat(), "dataset": args.data.name, "model": args.model,
-                            "size": args.size, "n_train": n_train, "n_val": len(val),
-                            "n_val_leaked_leaf": int(leaked.sum()), "nn_same_leaf": round(float(same_pair.mean()), 4),
-                            "n_embedded": n_new, "seconds_embed": round(embed_s, 1),
-                            "loadavg_at_end": Path("/proc/loadavg").read_text().split()[:3], "rows": rows})
+    write_result(
+        args.out,
+        {
+            "date": date.today().isoformat(),
+            "dataset": args.data.name,
+            "model": args.model,
+            "size": args.size,
+            "n_train": n_train,
+            "n_val": len(val),
+            "n_val_leaked_leaf": int(leaked.sum()),
+            "nn_same_leaf": round(float(same_pair.mean()), 4),
+            "n_embedded": n_new,
+            "seconds_embed": round(embed_s, 1),
+            "loadavg_at_end": Path("/proc/loadavg").read_text().split()[:3],
+            "rows": rows,
+        },
+    )
     return 0
 
 

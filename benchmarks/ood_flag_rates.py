@@ -56,30 +56,58 @@ def main(argv: list[str] | None = None) -> int:
         "test (in distribution)": torch.from_numpy(np.load(args.prepared / "test_images.npy")),
         "uniform noise": torch.from_numpy(rng.integers(0, 256, (args.n, 3, size, size), dtype=np.uint8)),
         # a big noise image, decoded and resized as serving does (area averaging: it comes out near grey)
-        "uniform noise 1024px, resized": torch.from_numpy(np.stack([resize_rgb(
-            rng.integers(0, 256, (1024, 1024, 3), dtype=np.uint8), size) for _ in range(min(args.n, 20))])),
+        "uniform noise 1024px, resized": torch.from_numpy(
+            np.stack(
+                [
+                    resize_rgb(rng.integers(0, 256, (1024, 1024, 3), dtype=np.uint8), size)
+                    for _ in range(min(args.n, 20))
+                ]
+            )
+        ),
         "blank white": torch.full((1, 3, size, size), 255, dtype=torch.uint8),
         "blank black": torch.zeros((1, 3, size, size), dtype=torch.uint8),
         "blank grey": torch.full((1, 3, size, size), 128, dtype=torch.uint8),
     }
     for name in ("hymenoptera", "eurosat_rgb5", "plantvillage_potato", "cub_warblers"):
         if (DATASETS / name).is_dir():
-            kinds[f"other domain: {name}"] = torch.from_numpy(decode_items(_images(DATASETS / name, args.n), size).images)
+            kinds[f"other domain: {name}"] = torch.from_numpy(
+                decode_items(_images(DATASETS / name, args.n), size).images
+            )
     rows = {}
     for kind, x in kinds.items():
         z = clf.logits(x)
         conf = z.softmax(dim=1).max(dim=1).values
-        rows[kind] = {"n": len(x), "flag_rate": float(ood.flags(z, threshold).mean()),
-                      "max_softmax_flag_rate": float((conf < msp_floor).float().mean()),
-                      "median_energy": float(np.median(ood.energy(z))), "median_max_softmax": float(conf.median())}
-        print(f"{kind:<36} n={len(x):>4}  flagged {rows[kind]['flag_rate']:6.1%}  median energy "
-              f"{rows[kind]['median_energy']:8.3f}  median max-softmax {rows[kind]['median_max_softmax']:.3f}  "
-              f"(max-softmax flag {rows[kind]['max_softmax_flag_rate']:6.1%})")
-    print(f"threshold (energy at {ood.QUANTILE:.0%} of val): {threshold:.3f}; max-softmax floor "
-          f"({1 - ood.QUANTILE:.0%} of val): {msp_floor:.3f}")
+        rows[kind] = {
+            "n": len(x),
+            "flag_rate": float(ood.flags(z, threshold).mean()),
+            "max_softmax_flag_rate": float((conf < msp_floor).float().mean()),
+            "median_energy": float(np.median(ood.energy(z))),
+            "median_max_softmax": float(conf.median()),
+        }
+        print(
+            f"{kind:<36} n={len(x):>4}  flagged {rows[kind]['flag_rate']:6.1%}  median energy "
+            f"{rows[kind]['median_energy']:8.3f}  median max-softmax {rows[kind]['median_max_softmax']:.3f}  "
+            f"(max-softmax flag {rows[kind]['max_softmax_flag_rate']:6.1%})"
+        )
+    print(
+        f"threshold (energy at {ood.QUANTILE:.0%} of val): {threshold:.3f}; max-softmax floor "
+        f"({1 - ood.QUANTILE:.0%} of val): {msp_floor:.3f}"
+    )
     if args.out:
-        args.out.write_text(json.dumps({"date": str(date.today()), "model": str(args.model), "image_size": size,
-                                        "threshold": threshold, "max_softmax_floor": msp_floor, "quantile": ood.QUANTILE, "kinds": rows}, indent=2))
+        args.out.write_text(
+            json.dumps(
+                {
+                    "date": str(date.today()),
+                    "model": str(args.model),
+                    "image_size": size,
+                    "threshold": threshold,
+                    "max_softmax_floor": msp_floor,
+                    "quantile": ood.QUANTILE,
+                    "kinds": rows,
+                },
+                indent=2,
+            )
+        )
     return 0
 
 

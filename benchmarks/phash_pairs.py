@@ -39,8 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         assert banded == brute, n
         rows.append({"n": n, "banded_s": round(t1 - t0, 2), "brute_s": round(t2 - t1, 2), "pairs": len(banded)})
         print(rows[-1], flush=True)
-    a.out.write_text(json.dumps({"radius": a.radius, "load_average": [round(x, 2) for x in os.getloadavg()],
-                                 "rows": rows}, indent=2) + "\n")
+    a.out.write_text(
+        json.dumps({"radius": a.radius, "load_average": [round(x, 2) for x in os.getloadavg()], "rows": rows}, indent=2)
+        + "\n"
+    )
     print(f"-> {a.out}")
     return 0
 

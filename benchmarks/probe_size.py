@@ -53,8 +53,10 @@ def good_images(run: Path) -> tuple[list[str], dict[str, tuple[list[np.ndarray],
     out = {}
     for split in SPLITS:
         mine = [r for r in rows if r["split"] == split]
-        out[split] = ([decode_file(run / "data/raw" / r["path"]) for r in mine],
-                      np.array([classes.index(r["label"]) for r in mine]))
+        out[split] = (
+            [decode_file(run / "data/raw" / r["path"]) for r in mine],
+            np.array([classes.index(r["label"]) for r in mine]),
+        )
     return classes, out
 
 
@@ -75,8 +77,9 @@ def cached_features(folder: Path | None, photos: dict, classes: list[str], spec:
     return z
 
 
-def cosine_head_errors(head: torch.nn.Linear, z: dict, train: np.ndarray, held: np.ndarray, lr: float,
-                       epochs: int, seed: int) -> np.ndarray:
+def cosine_head_errors(
+    head: torch.nn.Linear, z: dict, train: np.ndarray, held: np.ndarray, lr: float, epochs: int, seed: int
+) -> np.ndarray:
     """Held-out (plain, flip-TTA) errors after 0..epochs epochs: AdamW + cosine to 0, batch 32, flip p=0.5."""
     g = torch.Generator().manual_seed(seed)
     clean, flip = torch.from_numpy(z["clean"][train]).float(), torch.from_numpy(z["flip"][train]).float()
@@ -99,7 +102,9 @@ def cosine_head_errors(head: torch.nn.Linear, z: dict, train: np.ndarray, held: 
             for group in opt.param_groups:
                 group["lr"] = lr * 0.5 * (1 + np.cos(np.pi * k / steps))
             k += 1
-            loss = F.cross_entropy(head(torch.where(mirrored[:, None], flip[idx], clean[idx])), y[idx], label_smoothing=0.1)
+            loss = F.cross_entropy(
+                head(torch.where(mirrored[:, None], flip[idx], clean[idx])), y[idx], label_smoothing=0.1
+            )
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -107,8 +112,9 @@ def cosine_head_errors(head: torch.nn.Linear, z: dict, train: np.ndarray, held: 
     return np.array(out)
 
 
-def cv_errors(z: dict, spec: str, rows: list[int], lr: float, epochs: int, folds: int,
-              repeats: int) -> dict[str, list[int]]:
+def cv_errors(
+    z: dict, spec: str, rows: list[int], lr: float, epochs: int, folds: int, repeats: int
+) -> dict[str, list[int]]:
     """Held-out errors by epoch in `repeats` x `folds`-fold CV over train+val, summed: plain and flip-TTA."""
     pool = {key: np.concatenate([z[f"train_{key}"], z[f"val_{key}"]]) for key in ("clean", "flip", "y")}
     total = np.zeros((epochs + 1, 2), dtype=int)
@@ -147,19 +153,36 @@ def main(argv: list[str] | None = None) -> int:
         zero = {s: errors(imagenet_head(a.model, rows, dim), z, s) for s in SPLITS}
         torch.manual_seed(a.seed)
         probe = train_head(imagenet_head(a.model, rows, dim), z, a.lr, a.epochs, a.seed)
-        cv = {f"{lr:g}": cv_errors(z, a.model, rows, lr, a.epochs, a.cv_folds, a.cv_repeats)
-              for lr in a.cv_lrs or [a.lr]}
-        by_size[size] = {"zero_shot_errors": zero, "probe_val_test_errors_by_epoch": probe,
-                         "cv_train_val_errors_by_epoch_per_lr": cv, "seconds": round(time.perf_counter() - t, 1)}
+        cv = {
+            f"{lr:g}": cv_errors(z, a.model, rows, lr, a.epochs, a.cv_folds, a.cv_repeats) for lr in a.cv_lrs or [a.lr]
+        }
+        by_size[size] = {
+            "zero_shot_errors": zero,
+            "probe_val_test_errors_by_epoch": probe,
+            "cv_train_val_errors_by_epoch_per_lr": cv,
+            "seconds": round(time.perf_counter() - t, 1),
+        }
         shown = " ".join(f"ep{e} {probe[e][0]}/{probe[e][1]}" for e in REPORT_EPOCHS if e < len(probe))
-        print(f"{size:4d} px  zero-shot errors train {zero['train']} val {zero['val']} test {zero['test']} "
-              f"(train+val {zero['train'] + zero['val']})  probe val/test: {shown}", flush=True)
+        print(
+            f"{size:4d} px  zero-shot errors train {zero['train']} val {zero['val']} test {zero['test']} "
+            f"(train+val {zero['train'] + zero['val']})  probe val/test: {shown}",
+            flush=True,
+        )
         for lr, errs in cv.items():
             print(f"      cv lr {lr}: errors by epoch {errs['plain']}  with flip TTA {errs['flip_tta']}", flush=True)
     n = {s: int(len(photos[s][1])) for s in SPLITS}
-    result = {"date": str(date.today()), "model": a.model, "classes": classes, "imagenet_rows": rows, "n": n,
-              "lr": a.lr, "epochs": a.epochs, "cv": {"folds": a.cv_folds, "repeats": a.cv_repeats}, "sizes": by_size,
-              "seconds": round(time.perf_counter() - t0, 1)}
+    result = {
+        "date": str(date.today()),
+        "model": a.model,
+        "classes": classes,
+        "imagenet_rows": rows,
+        "n": n,
+        "lr": a.lr,
+        "epochs": a.epochs,
+        "cv": {"folds": a.cv_folds, "repeats": a.cv_repeats},
+        "sizes": by_size,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=1) + "\n")
     return 0

@@ -20,10 +20,12 @@ BEGIN, END = "<!-- demo-figures:begin -->", "<!-- demo-figures:end -->"
 
 def render(metrics: dict) -> str:
     """One sentence with the headline test figures of the committed demo run."""
-    return (f"Committed demo result (`data/eval/metrics.json`, {int(metrics['test_n'])} test images): "
-            f"test accuracy {metrics['test_accuracy']:.4f}, macro-F1 {metrics['test_macro_f1']:.4f}, "
-            f"ECE {metrics['test_ece']:.3f} after temperature scaling "
-            f"({metrics['test_ece_uncalibrated']:.3f} before).")
+    return (
+        f"Committed demo result (`data/eval/metrics.json`, {int(metrics['test_n'])} test images): "
+        f"test accuracy {metrics['test_accuracy']:.4f}, macro-F1 {metrics['test_macro_f1']:.4f}, "
+        f"ECE {metrics['test_ece']:.3f} after temperature scaling "
+        f"({metrics['test_ece_uncalibrated']:.3f} before)."
+    )
 
 
 def replace_block(readme: str, body: str) -> str:
@@ -45,8 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     wanted = replace_block(readme, render(metrics))
     if args.check:
         if wanted != readme:
-            print(f"{readme_path}: demo figures differ from data/eval/metrics.json; run "
-                  f"`python benchmarks/readme_figures.py`", file=sys.stderr)
+            print(
+                f"{readme_path}: demo figures differ from data/eval/metrics.json; run "
+                f"`python benchmarks/readme_figures.py`",
+                file=sys.stderr,
+            )
             return 1
         print("README.md figures match data/eval/metrics.json")
         return 0

@@ -98,8 +98,17 @@ def train_speed(configs: list[tuple[str, int]], rounds: int) -> list[dict]:
             if r:
                 times[(name, batch)]["train"].append(t_train)
                 times[(name, batch)]["eval"].append(t_eval)
-    return [{"model": n, "size": models[n][3], "batch": b, "train_img_s": b / float(np.median(t["train"])),
-             "eval_img_s": b / float(np.median(t["eval"])), "rounds": rounds} for (n, b), t in times.items()]
+    return [
+        {
+            "model": n,
+            "size": models[n][3],
+            "batch": b,
+            "train_img_s": b / float(np.median(t["train"])),
+            "eval_img_s": b / float(np.median(t["eval"])),
+            "rounds": rounds,
+        }
+        for (n, b), t in times.items()
+    ]
 
 
 @torch.no_grad()
@@ -130,8 +139,17 @@ def probe_accuracy(name: str, data: Path, seed: int = 42) -> list[dict]:
         fva = features(model, mean, std, np.stack([fn(r, size) for r in rgb_val]))
         clf = LogisticRegression(max_iter=3000, C=1.0).fit(ftr, ytr)
         acc = float((clf.predict(fva) == yva).mean())
-        rows.append({"model": name, "size": size, "policy": policy, "val_accuracy": acc, "n_val": len(yva),
-                     "errors": int((clf.predict(fva) != yva).sum()), "seconds": time.perf_counter() - t0})
+        rows.append(
+            {
+                "model": name,
+                "size": size,
+                "policy": policy,
+                "val_accuracy": acc,
+                "n_val": len(yva),
+                "errors": int((clf.predict(fva) != yva).sum()),
+                "seconds": time.perf_counter() - t0,
+            }
+        )
         print(rows[-1], flush=True)
     return rows
 
@@ -151,9 +169,17 @@ def main(argv: list[str] | None = None) -> int:
     for row in speed:
         print(row, flush=True)
     acc = [] if a.skip_accuracy else [r for name in a.models for r in probe_accuracy(name, a.data)]
-    write_result(a.out, {"date": date.today().isoformat(), "device": device_name(torch.device("cpu")),
-                         "load_average": [round(x, 2) for x in os.getloadavg()],
-                         "torch": torch.__version__, "speed": speed, "fixed_feature_accuracy": acc})
+    write_result(
+        a.out,
+        {
+            "date": date.today().isoformat(),
+            "device": device_name(torch.device("cpu")),
+            "load_average": [round(x, 2) for x in os.getloadavg()],
+            "torch": torch.__version__,
+            "speed": speed,
+            "fixed_feature_accuracy": acc,
+        },
+    )
     return 0
 
 

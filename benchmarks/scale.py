@@ -47,8 +47,17 @@ PARAMS = {
     # generated fields collide in pHash across classes at 60k: quarantined, never a stop (as validate_throughput)
     "validate": {"max_leaked_fraction": 1.0, "max_bad_fraction": 1.0},
     "augment": {"image_size": 16},
-    "train": {"model": "timm:test_efficientnet", "pretrained": "none", "strategy": "full", "epochs": 1, "threads": 1,
-              "batch_size": 128, "warmup_epochs": 0.0, "device": "cpu", "model_ema": False},
+    "train": {
+        "model": "timm:test_efficientnet",
+        "pretrained": "none",
+        "strategy": "full",
+        "epochs": 1,
+        "threads": 1,
+        "batch_size": 128,
+        "warmup_epochs": 0.0,
+        "device": "cpu",
+        "model_ema": False,
+    },
 }
 
 
@@ -138,16 +147,21 @@ def run_sampled(cmd: list[str], cwd: Path, log: Path, stage: str, poll: float) -
             time.sleep(poll)
     wall = time.perf_counter() - t0
     if proc.returncode:
-        raise SystemExit(f"{' '.join(cmd)} failed (exit {proc.returncode}); log {log}:\n"
-                         f"{log.read_text(errors='replace')[-3000:]}")
+        raise SystemExit(
+            f"{' '.join(cmd)} failed (exit {proc.returncode}); log {log}:\n{log.read_text(errors='replace')[-3000:]}"
+        )
     text = log.read_text(errors="replace")
     done = re.findall(rf"--- {stage} done in ([\d.]+)s", text)
     stage_s = (stage_span[1] - stage_span[0]) if stage_span[0] is not None else 0.0
-    return {"wall_s": round(wall, 2), "stage_process_s": round(stage_s, 2),
-            "stage_body_s": float(done[-1]) if done else None, "dvc_s": round(wall - stage_s, 2),
-            "stage_peak_anon_mb": round(peaks["stage"]["RssAnon"] / 1024, 1),
-            "stage_peak_hwm_mb": round(peaks["stage"]["VmHWM"] / 1024, 1),
-            "dvc_peak_anon_mb": round(peaks["dvc"]["RssAnon"] / 1024, 1)}
+    return {
+        "wall_s": round(wall, 2),
+        "stage_process_s": round(stage_s, 2),
+        "stage_body_s": float(done[-1]) if done else None,
+        "dvc_s": round(wall - stage_s, 2),
+        "stage_peak_anon_mb": round(peaks["stage"]["RssAnon"] / 1024, 1),
+        "stage_peak_hwm_mb": round(peaks["stage"]["VmHWM"] / 1024, 1),
+        "dvc_peak_anon_mb": round(peaks["dvc"]["RssAnon"] / 1024, 1),
+    }
 
 
 def set_params(root: Path, source: Path) -> None:
@@ -174,16 +188,23 @@ def one_size(n: int, a: argparse.Namespace, data_dir: Path) -> dict:
             r = run_sampled(["dvc", "repro", "--single-item", stage], root, log, stage, a.poll)
             r["images_per_s"] = round(n / max(r["wall_s"], 1e-9), 1)
             stages[stage] = r
-            print(f"  {n:>7} {stage:<9} {r['wall_s']:7.1f} s (stage {r['stage_process_s']:.1f} s, dvc "
-                  f"{r['dvc_s']:.1f} s)  peak anon {r['stage_peak_anon_mb']:.0f} MB (dvc {r['dvc_peak_anon_mb']:.0f} MB)",
-                  flush=True)
+            print(
+                f"  {n:>7} {stage:<9} {r['wall_s']:7.1f} s (stage {r['stage_process_s']:.1f} s, dvc "
+                f"{r['dvc_s']:.1f} s)  peak anon {r['stage_peak_anon_mb']:.0f} MB (dvc {r['dvc_peak_anon_mb']:.0f} MB)",
+                flush=True,
+            )
         phases = re.findall(r"validate phases: (.+)", log.read_text(errors="replace"))
         summary = json.loads((root / "data/validated/summary.json").read_text())
         metrics = json.loads((root / "data/model/metrics.json").read_text())
-        return {"n": n, "stages": stages, "validate_phases": phases[-1] if phases else None,
-                "n_good": summary["n_good"], "n_quarantined": summary["n_quarantined"],
-                "train_images_per_s": metrics.get("images_per_s"),
-                "raw_mb": round(sum(f.stat().st_size for f in source.rglob("*.jpg")) / 2**20, 1)}
+        return {
+            "n": n,
+            "stages": stages,
+            "validate_phases": phases[-1] if phases else None,
+            "n_good": summary["n_good"],
+            "n_quarantined": summary["n_quarantined"],
+            "train_images_per_s": metrics.get("images_per_s"),
+            "raw_mb": round(sum(f.stat().st_size for f in source.rglob("*.jpg")) / 2**20, 1),
+        }
     finally:
         if not a.keep:
             shutil.rmtree(root, ignore_errors=True)
@@ -230,9 +251,15 @@ def main(argv: list[str] | None = None) -> int:
     a.out.parent.mkdir(parents=True, exist_ok=True)
     data_dir = a.data_dir or Path(tempfile.mkdtemp(prefix="vistune-scale-data-"))
     sizes = [int(s) for s in a.sizes.split(",")]
-    result = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
-              "machine": f"{os.cpu_count()} CPU cores, {os.uname().machine}", "px": a.px, "classes": a.classes,
-              "params": PARAMS, "load_average_before": [round(x, 2) for x in os.getloadavg()], "runs": []}
+    result = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{os.cpu_count()} CPU cores, {os.uname().machine}",
+        "px": a.px,
+        "classes": a.classes,
+        "params": PARAMS,
+        "load_average_before": [round(x, 2) for x in os.getloadavg()],
+        "runs": [],
+    }
     try:
         for n in sizes:
             result["runs"].append(one_size(n, a, data_dir))
@@ -243,10 +270,15 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(data_dir, ignore_errors=True)
     first, last = result["runs"][0], result["runs"][-1]
     scale = last["n"] / first["n"]
-    result["ratios"] = {s: {"time_per_image": round(last["stages"][s]["wall_s"] / first["stages"][s]["wall_s"] / scale, 3),
-                            "peak_anon": round(last["stages"][s]["stage_peak_anon_mb"]
-                                               / max(first["stages"][s]["stage_peak_anon_mb"], 1e-9), 3)}
-                        for s in STAGES}
+    result["ratios"] = {
+        s: {
+            "time_per_image": round(last["stages"][s]["wall_s"] / first["stages"][s]["wall_s"] / scale, 3),
+            "peak_anon": round(
+                last["stages"][s]["stage_peak_anon_mb"] / max(first["stages"][s]["stage_peak_anon_mb"], 1e-9), 3
+            ),
+        }
+        for s in STAGES
+    }
     a.out.write_text(json.dumps(result, indent=2) + "\n")
     plot(result, a.out.with_suffix(".png"))
     print(json.dumps(result["ratios"], indent=1))

@@ -23,8 +23,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-for k, v in {"MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-             "GX_ANALYTICS_ENABLED": "false", "HF_HUB_OFFLINE": "1"}.items():
+for k, v in {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "GX_ANALYTICS_ENABLED": "false",
+    "HF_HUB_OFFLINE": "1",
+}.items():
     os.environ.setdefault(k, v)
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -66,14 +70,25 @@ def register_model(tmp: Path, params, size: int, reference: Path):
 
     with ThreadPoolExecutor(4) as pool:
         images = _decode_batch(pool, [f for f, _, _ in files], size)
-    drift.save_reference(tmp / "evaluate" / "drift_reference.npy",
-                         drift.reference_features(backbone, images, torch.device("cpu")))
+    drift.save_reference(
+        tmp / "evaluate" / "drift_reference.npy", drift.reference_features(backbone, images, torch.device("cpu"))
+    )
     tracker = tracking.Tracker.open(params.register, tmp)
     rec = tracking.RunRecord(
-        name="score-benchmark", params={"benchmark": {"n_reference": len(files)}}, metrics={},
-        history=pd.DataFrame({"epoch": []}), manifest=manifest, manifest_uri=(tmp / "validate").as_uri(),
-        artifacts=[(tmp / "validate" / "manifest.csv", "validate"), (tmp / "evaluate" / "drift_reference.npy", "evaluate")],
-        model_file=model_file, classes=CLASSES, example_image=files[0][0].read_bytes())
+        name="score-benchmark",
+        params={"benchmark": {"n_reference": len(files)}},
+        metrics={},
+        history=pd.DataFrame({"epoch": []}),
+        manifest=manifest,
+        manifest_uri=(tmp / "validate").as_uri(),
+        artifacts=[
+            (tmp / "validate" / "manifest.csv", "validate"),
+            (tmp / "evaluate" / "drift_reference.npy", "evaluate"),
+        ],
+        model_file=model_file,
+        classes=CLASSES,
+        example_image=files[0][0].read_bytes(),
+    )
     _, version = tracker.log_run(rec)
     registry.promote(tracker.client, params.register.model_name, version, tracker.lock, reason="benchmark")
     return version
@@ -94,9 +109,12 @@ def main() -> None:
         tmp = Path(t)
         base = load_params(REPO / "params.yaml")
         params = dataclasses.replace(
-            base, register=dataclasses.replace(base.register, tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}",
-                                               artifact_root=str(tmp / "artifacts")),
-            train=dataclasses.replace(base.train, device=args.device))
+            base,
+            register=dataclasses.replace(
+                base.register, tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}", artifact_root=str(tmp / "artifacts")
+            ),
+            train=dataclasses.replace(base.train, device=args.device),
+        )
         t0 = time.perf_counter()
         make_images(tmp / "new", args.n, args.image_size, seed=1)
         make_images(tmp / "reference", args.n_reference, args.image_size, seed=0)
@@ -106,20 +124,30 @@ def main() -> None:
         result = scoring.score(tmp / "new", params, tmp, tmp / "out", progress=True)
         wall = time.perf_counter() - t0
     out = {
-        "n_images": args.n, "n_scored": len(result.predictions), "n_quarantined": len(result.quarantine),
-        "image_size": args.image_size, "model": params.train.model, "model_version": version,
-        "device": device_name(torch.device(args.device)), "batch_size": params.evaluate.batch_size,
-        "wall_s": round(wall, 2), "images_per_s": round(len(result.predictions) / wall, 1),
+        "n_images": args.n,
+        "n_scored": len(result.predictions),
+        "n_quarantined": len(result.quarantine),
+        "image_size": args.image_size,
+        "model": params.train.model,
+        "model_version": version,
+        "device": device_name(torch.device(args.device)),
+        "batch_size": params.evaluate.batch_size,
+        "wall_s": round(wall, 2),
+        "images_per_s": round(len(result.predictions) / wall, 1),
         "seconds": result.summary["seconds"],  # load_model / validate (decode + GX suite) / predict / drift
         "predict_images_per_s": round(len(result.predictions) / result.summary["seconds"]["predict"], 1),
-        "drift_status": result.drift.status, "drift_score": result.drift.drift_score,
-        "generate_s": round(t_gen, 1), "load_avg_1m": round(os.getloadavg()[0], 2),
+        "drift_status": result.drift.status,
+        "drift_score": result.drift.drift_score,
+        "generate_s": round(t_gen, 1),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
-    print(f"scored {out['n_scored']} images ({args.image_size}px) in {out['wall_s']} s: "
-          f"{out['images_per_s']} images/s end to end, {out['predict_images_per_s']} images/s predicting, "
-          f"on {out['device']} (load avg {out['load_avg_1m']}); phases {out['seconds']}; "
-          f"drift {out['drift_status']} score {out['drift_score']}")
+    print(
+        f"scored {out['n_scored']} images ({args.image_size}px) in {out['wall_s']} s: "
+        f"{out['images_per_s']} images/s end to end, {out['predict_images_per_s']} images/s predicting, "
+        f"on {out['device']} (load avg {out['load_avg_1m']}); phases {out['seconds']}; "
+        f"drift {out['drift_status']} score {out['drift_score']}"
+    )
     write_result(args.out, out)
 
 

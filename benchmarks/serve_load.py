@@ -90,9 +90,16 @@ def summarize(samples: list, wall: float) -> dict:
     def pct(p: float) -> float:
         return round(lat[min(len(lat) - 1, int(p / 100 * len(lat)))] * 1000, 2) if lat else float("nan")
 
-    return {"seconds": round(wall, 2), "requests": len(lat), "errors": sum(errors.values()), "error_kinds": errors,
-            "requests_per_s": round(len(lat) / wall, 2) if wall else None, "p50_ms": pct(50), "p99_ms": pct(99),
-            "mean_ms": round(statistics.fmean(lat) * 1000, 2) if lat else None}
+    return {
+        "seconds": round(wall, 2),
+        "requests": len(lat),
+        "errors": sum(errors.values()),
+        "error_kinds": errors,
+        "requests_per_s": round(len(lat) / wall, 2) if wall else None,
+        "p50_ms": pct(50),
+        "p99_ms": pct(99),
+        "mean_ms": round(statistics.fmean(lat) * 1000, 2) if lat else None,
+    }
 
 
 def run(url: str, body: bytes, seconds: float, concurrency: int) -> dict:
@@ -111,9 +118,16 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0, help="with --swap: each phase's length")
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--image", type=Path, default=None)
-    ap.add_argument("--swap", type=Path, default=None, metavar="MODEL_FILE",
-                    help="measure promote + rollback under load on a fresh store made from this model file")
-    ap.add_argument("--workdir", type=Path, default=None, help="with --swap: where the store goes (default: a temp dir)")
+    ap.add_argument(
+        "--swap",
+        type=Path,
+        default=None,
+        metavar="MODEL_FILE",
+        help="measure promote + rollback under load on a fresh store made from this model file",
+    )
+    ap.add_argument(
+        "--workdir", type=Path, default=None, help="with --swap: where the store goes (default: a temp dir)"
+    )
     ap.add_argument("--poll-s", type=float, default=5.0, help="with --swap: the server's alias poll interval")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
@@ -122,8 +136,9 @@ def main() -> None:
         sys.path.insert(0, str(ROOT))
         from benchmarks.serve_swap import swap_benchmark
 
-        result = swap_benchmark(args.swap, image, _body(image), args.seconds, args.concurrency, args.poll_s,
-                                args.workdir)
+        result = swap_benchmark(
+            args.swap, image, _body(image), args.seconds, args.concurrency, args.poll_s, args.workdir
+        )
         out = args.out or ROOT / "benchmarks" / "results" / "serve_swap.json"
     else:
         if not args.url.startswith(("http://127.0.0.1", "http://localhost")):
@@ -131,9 +146,11 @@ def main() -> None:
         body = _body(image)
         result = run(args.url, body, args.seconds, args.concurrency)
         result["payload_bytes"] = len(body)
-        print(f"{result['requests']} requests in {result['seconds']} s at concurrency {result['concurrency']}: "
-              f"{result['requests_per_s']} req/s, p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, "
-              f"{result['errors']} errors {result['error_kinds'] or ''}")
+        print(
+            f"{result['requests']} requests in {result['seconds']} s at concurrency {result['concurrency']}: "
+            f"{result['requests_per_s']} req/s, p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, "
+            f"{result['errors']} errors {result['error_kinds'] or ''}"
+        )
         out = args.out or ROOT / "benchmarks" / "results" / "serve_load.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

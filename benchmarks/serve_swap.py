@@ -83,9 +83,27 @@ def _start_server(params: Path, workdir: Path, port: int, poll_s: float) -> subp
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("MLFLOW_TRACKING_URI", None)
     log = open(workdir / "serve.log", "w")  # noqa: SIM115 - the server's own log, kept for reading after
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "--params", str(params), "--root",
-                             str(workdir), "serve", "--port", str(port), "--poll-s", str(poll_s)],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "--params",
+            str(params),
+            "--root",
+            str(workdir),
+            "serve",
+            "--port",
+            str(port),
+            "--poll-s",
+            str(poll_s),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
         try:
@@ -116,16 +134,22 @@ def _swap(load, act, version: str, phase_s: float, summarize) -> dict:
     t_first = _wait_for(load, version, t_change)
     time.sleep(phase_s)
     t_end = time.monotonic()
+
     def window(a: float, b: float) -> dict:
         return summarize([s for s in list(load.samples) if a < s[0] <= b], b - a)
 
-    return {"to_version": version, "alias_change_to_first_answer_s": round(t_first - t_change, 2),
-            "before": window(t_change - phase_s, t_change), "during": window(t_change, t_first),
-            "after": window(t_first, t_end)}
+    return {
+        "to_version": version,
+        "alias_change_to_first_answer_s": round(t_first - t_change, 2),
+        "before": window(t_change - phase_s, t_change),
+        "during": window(t_change, t_first),
+        "after": window(t_first, t_end),
+    }
 
 
-def swap_benchmark(model_file: Path, image: Path, body: bytes, phase_s: float, concurrency: int, poll_s: float,
-                   workdir: Path | None) -> dict:
+def swap_benchmark(
+    model_file: Path, image: Path, body: bytes, phase_s: float, concurrency: int, poll_s: float, workdir: Path | None
+) -> dict:
     from benchmarks.serve_load import Load, summarize
     from integrations import registry
 
@@ -140,22 +164,40 @@ def swap_benchmark(model_file: Path, image: Path, body: bytes, phase_s: float, c
         t0 = time.monotonic()
         load.start()
         time.sleep(phase_s)
-        promote = _swap(load, lambda: registry.promote(client, name, "2", lock, reason="serve_swap: promote"),
-                        "2", phase_s, summarize)
+        promote = _swap(
+            load,
+            lambda: registry.promote(client, name, "2", lock, reason="serve_swap: promote"),
+            "2",
+            phase_s,
+            summarize,
+        )
         rollback = _swap(load, lambda: registry.rollback(client, name, lock), "1", phase_s, summarize)
         load.stop()
         total = summarize(load.samples, time.monotonic() - t0)
     finally:
         load.stop()
         stop_process_group(proc)
-    result = {"model_file": str(model_file), "concurrency": concurrency, "poll_s": poll_s, "phase_s": phase_s,
-              "poll_cost_ms": poll_cost_ms(client, name), "promote": promote, "rollback": rollback, "total": total}
+    result = {
+        "model_file": str(model_file),
+        "concurrency": concurrency,
+        "poll_s": poll_s,
+        "phase_s": phase_s,
+        "poll_cost_ms": poll_cost_ms(client, name),
+        "promote": promote,
+        "rollback": rollback,
+        "total": total,
+    }
     if tmp is not None:
         tmp.cleanup()
     for what in ("promote", "rollback"):
         r = result[what]
-        print(f"{what} -> v{r['to_version']}: first answer {r['alias_change_to_first_answer_s']} s after the alias "
-              f"change; " + "; ".join(f"{k} p50 {r[k]['p50_ms']} / p99 {r[k]['p99_ms']} ms, {r[k]['requests']} ok, "
-                                      f"{r[k]['errors']} failed" for k in ("before", "during", "after")))
+        print(
+            f"{what} -> v{r['to_version']}: first answer {r['alias_change_to_first_answer_s']} s after the alias "
+            f"change; "
+            + "; ".join(
+                f"{k} p50 {r[k]['p50_ms']} / p99 {r[k]['p99_ms']} ms, {r[k]['requests']} ok, {r[k]['errors']} failed"
+                for k in ("before", "during", "after")
+            )
+        )
     print(f"total: {total['requests']} ok, {total['errors']} failed; poll cost {result['poll_cost_ms']} ms")
     return result

@@ -108,14 +108,37 @@ def choose(a: argparse.Namespace, device: torch.device, classes: int) -> tuple[i
     return int(best.split("_")[0][1:]), int(best.split("_t")[1]), tried
 
 
-def vistune_fit(a: argparse.Namespace, device: torch.device, classes: list[str], train: SplitArrays,
-                val: SplitArrays, batch: int, threads: int) -> float:
-    tcfg = TrainCfg(model=a.model, pretrained=a.pretrained, strategy="full", epochs=2, batch_size=batch,
-                    warmup_epochs=0.0, patience=0, device=str(device), compile=a.compile, threads=threads)
+def vistune_fit(
+    a: argparse.Namespace,
+    device: torch.device,
+    classes: list[str],
+    train: SplitArrays,
+    val: SplitArrays,
+    batch: int,
+    threads: int,
+) -> float:
+    tcfg = TrainCfg(
+        model=a.model,
+        pretrained=a.pretrained,
+        strategy="full",
+        epochs=2,
+        batch_size=batch,
+        warmup_epochs=0.0,
+        patience=0,
+        device=str(device),
+        compile=a.compile,
+        threads=threads,
+    )
     acfg = AugmentCfg(image_size=a.image_size, hflip=0.5, salt_pepper=0.0)
     b = create_backbone(a.model, len(classes), a.pretrained)
-    res = fit(b, create_strategy("full", tcfg), prepared(classes, a.image_size, train=train, val=val), tcfg, acfg,
-              progress=False)
+    res = fit(
+        b,
+        create_strategy("full", tcfg),
+        prepared(classes, a.image_size, train=train, val=val),
+        tcfg,
+        acfg,
+        progress=False,
+    )
     return res.history[-1]["images_per_s"]  # epoch 2: warm
 
 
@@ -125,8 +148,15 @@ def _loader(a: argparse.Namespace, transform, batch: int, workers: int):
     ds = datasets.ImageFolder(str(a.data), transform)
     if a.repeat > 1:
         ds = torch.utils.data.ConcatDataset([ds] * a.repeat)
-    return torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, num_workers=workers, drop_last=True,
-                                       pin_memory=device_is_cuda(a), persistent_workers=False)
+    return torch.utils.data.DataLoader(
+        ds,
+        batch_size=batch,
+        shuffle=True,
+        num_workers=workers,
+        drop_last=True,
+        pin_memory=device_is_cuda(a),
+        persistent_workers=False,
+    )
 
 
 def device_is_cuda(a: argparse.Namespace) -> bool:
@@ -153,10 +183,14 @@ def tutorial(a: argparse.Namespace, device: torch.device, classes: int, batch: i
     """pytorch.org/tutorials/beginner/transfer_learning_tutorial.html, its training loop unchanged."""
     from torchvision import transforms
 
-    tf = transforms.Compose([
-        transforms.RandomResizedCrop(a.image_size), transforms.RandomHorizontalFlip(), transforms.ToTensor(),
-        transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
-    ])
+    tf = transforms.Compose(
+        [
+            transforms.RandomResizedCrop(a.image_size),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+        ]
+    )
     model = create_backbone(a.model, classes, a.pretrained).model.to(device).train()
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
 
@@ -174,10 +208,13 @@ def same_recipe_loader(a: argparse.Namespace, device: torch.device, classes: int
     """The DataLoader data path with vistune's recipe: uint8 tensors, AdamW, autocast, channels_last."""
     from torchvision import transforms
 
-    tf = transforms.Compose([
-        transforms.RandomResizedCrop(a.image_size, scale=(0.7, 1.0)), transforms.RandomHorizontalFlip(),
-        transforms.PILToTensor(),
-    ])
+    tf = transforms.Compose(
+        [
+            transforms.RandomResizedCrop(a.image_size, scale=(0.7, 1.0)),
+            transforms.RandomHorizontalFlip(),
+            transforms.PILToTensor(),
+        ]
+    )
     b = create_backbone(a.model, classes, a.pretrained)
     net = place(b, device).train()
     opt = _adamw(b.model.parameters(), device)
@@ -254,22 +291,37 @@ def main(argv: list[str] | None = None) -> int:
         memory[name] = _peak(device)
         print(f"{name:19s} {figures[name]:9.1f} img/s", flush=True)
     result = {
-        "date": date.today().isoformat(), "device": device_name(device), "torch": torch.__version__, "note": a.note,
-        "model": a.model, "image_size": a.image_size, "batch_size": batch, "threads": threads,
-        "precision": str(amp_dtype(device, True) or torch.float32).replace("torch.", ""), "memory_format": "channels_last",
-        "choice_img_s": tried, "train_images": len(train), "files": n_files,
-        "decode_s": decode_s, "decode_img_s": n_files / max(decode_s, 1e-9),
+        "date": date.today().isoformat(),
+        "device": device_name(device),
+        "torch": torch.__version__,
+        "note": a.note,
+        "model": a.model,
+        "image_size": a.image_size,
+        "batch_size": batch,
+        "threads": threads,
+        "precision": str(amp_dtype(device, True) or torch.float32).replace("torch.", ""),
+        "memory_format": "channels_last",
+        "choice_img_s": tried,
+        "train_images": len(train),
+        "files": n_files,
+        "decode_s": decode_s,
+        "decode_img_s": n_files / max(decode_s, 1e-9),
         **{f"{k}_img_s": v for k, v in figures.items()},
         "vistune_over_ceiling": figures["vistune"] / figures["ceiling"],
         "vistune_over_ceiling_mean": figures["vistune"] / ((figures["ceiling"] + figures["ceiling_again"]) / 2),
         "vistune_over_tutorial": figures["vistune"] / figures["tutorial"],
         "vistune_over_same_recipe_loader": figures["vistune"] / figures["same_recipe_loader"],
-        "peak_gpu_mem_gib": memory, "args": {k: str(v) for k, v in vars(a).items()},
+        "peak_gpu_mem_gib": memory,
+        "args": {k: str(v) for k, v in vars(a).items()},
     }
-    print(f"decode once           {decode_s:6.1f} s for {n_files} files ({result['decode_img_s']:.0f} img/s), outside fit")
+    print(
+        f"decode once           {decode_s:6.1f} s for {n_files} files ({result['decode_img_s']:.0f} img/s), outside fit"
+    )
     print(f"batch {batch}, threads {threads}, {result['precision']}, channels_last")
-    print(f"vistune / ceiling     {result['vistune_over_ceiling']:.3f}  (target >= 0.9; "
-          f"{result['vistune_over_ceiling_mean']:.3f} against the mean of both ceiling runs)")
+    print(
+        f"vistune / ceiling     {result['vistune_over_ceiling']:.3f}  (target >= 0.9; "
+        f"{result['vistune_over_ceiling_mean']:.3f} against the mean of both ceiling runs)"
+    )
     print(f"vistune / tutorial    {result['vistune_over_tutorial']:.2f}")
     print(f"vistune / same-recipe loader {result['vistune_over_same_recipe_loader']:.2f}")
     write_result(a.out, result)

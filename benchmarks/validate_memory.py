@@ -73,9 +73,17 @@ def main(argv: list[str] | None = None) -> int:
             peak["mb"] = before
             out = f(*args, **kw)
             time.sleep(0.05)
-            phases.append({"phase": name, "before_mb": round(before, 1), "peak_mb": round(peak["mb"], 1),
-                           "after_mb": round(rss_mb(), 1), "s": round(time.perf_counter() - t, 1)})
+            phases.append(
+                {
+                    "phase": name,
+                    "before_mb": round(before, 1),
+                    "peak_mb": round(peak["mb"], 1),
+                    "after_mb": round(rss_mb(), 1),
+                    "s": round(time.perf_counter() - t, 1),
+                }
+            )
             return out
+
         setattr(validate, name, timed)
 
     for name in PHASES:
@@ -84,9 +92,14 @@ def main(argv: list[str] | None = None) -> int:
     layout.decode_cache.unlink(missing_ok=True)  # a first run: every file decoded
     start = rss_mb()
     validate.run(ValidateCfg(max_leaked_fraction=1.0, max_bad_fraction=1.0), layout)
-    result = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "n": a.n,
-              "load_average": [round(x, 2) for x in os.getloadavg()], "start_mb": round(start, 1),
-              "peak_mb": max(ph["peak_mb"] for ph in phases), "phases": phases}
+    result = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "n": a.n,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "start_mb": round(start, 1),
+        "peak_mb": max(ph["peak_mb"] for ph in phases),
+        "phases": phases,
+    }
     print(json.dumps(result, indent=1))
     if a.out:
         a.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -70,20 +70,31 @@ def main(argv: list[str] | None = None) -> int:
         t_serial, _ = timed(lambda: build_manifest(lay.raw, max_pixels=kw["max_pixels"], workers=1))
         assert m.decodable.all(), "synthetic images must all decode"
         result = {
-            "n_images": args.n, "image_size": args.size, "workers": args.workers, "cpu_count": os.cpu_count(),
+            "n_images": args.n,
+            "image_size": args.size,
+            "workers": args.workers,
+            "cpu_count": os.cpu_count(),
             "generate_s": round(t_gen, 2),
-            "manifest_cold_s": round(t_cold, 3), "manifest_cold_images_per_s": round(args.n / t_cold, 1),
-            "manifest_warm_s": round(t_warm, 3), "manifest_warm_images_per_s": round(args.n / t_warm, 1),
+            "manifest_cold_s": round(t_cold, 3),
+            "manifest_cold_images_per_s": round(args.n / t_cold, 1),
+            "manifest_warm_s": round(t_warm, 3),
+            "manifest_warm_images_per_s": round(args.n / t_warm, 1),
             "manifest_1_thread_no_cache_images_per_s": round(args.n / t_serial, 1),
         }
         if not args.skip_stage:
-            cfg = ValidateCfg(workers=args.workers, min_images_per_class=1, max_leaked_fraction=1.0, max_bad_fraction=1.0)
+            cfg = ValidateCfg(
+                workers=args.workers, min_images_per_class=1, max_leaked_fraction=1.0, max_bad_fraction=1.0
+            )
             validate.run(cfg, lay)  # first run pays GX import and decodes (cold cache)
             lay.decode_cache.unlink()
             t_stage_cold, _ = timed(lambda: validate.run(cfg, lay))
             t_stage_warm, _ = timed(lambda: validate.run(cfg, lay))
-            result.update(stage_cold_s=round(t_stage_cold, 3), stage_cold_images_per_s=round(args.n / t_stage_cold, 1),
-                          stage_warm_s=round(t_stage_warm, 3), stage_warm_images_per_s=round(args.n / t_stage_warm, 1))
+            result.update(
+                stage_cold_s=round(t_stage_cold, 3),
+                stage_cold_images_per_s=round(args.n / t_stage_cold, 1),
+                stage_warm_s=round(t_stage_warm, 3),
+                stage_warm_images_per_s=round(args.n / t_stage_warm, 1),
+            )
     print(json.dumps(result, indent=2))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

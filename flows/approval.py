@@ -32,7 +32,8 @@ class Review(RunInput):
     """The form a reviewer fills in on the paused flow run."""
 
     decision: Literal["approve", "reject"] = Field(
-        description="approve: this version becomes champion; reject: it stays challenger")
+        description="approve: this version becomes champion; reject: it stays challenger"
+    )
     reviewer: str = Field("", description="your name, recorded as the actor in the alias history")
     comment: str = Field("", description="why; kept in the alias history and on the model version")
 
@@ -42,8 +43,12 @@ def form_text(reg: dict) -> str:
     links = mlflow_links(reg)
     champ = f"champion v{reg['champion_before']}" if reg.get("champion_before") else "no champion yet"
     vs = f" vs {reg['champion_value']:.4f}" if reg.get("champion_value") is not None else ""
-    lines = [f"### Promote `{reg['model_name']}` v{reg['version']} to champion?", "",
-             f"**Gate:** {reg.get('metric')} {reg.get('value', 0):.4f}{vs} ({champ}). {reg.get('reason', '')}", ""]
+    lines = [
+        f"### Promote `{reg['model_name']}` v{reg['version']} to champion?",
+        "",
+        f"**Gate:** {reg.get('metric')} {reg.get('value', 0):.4f}{vs} ({champ}). {reg.get('reason', '')}",
+        "",
+    ]
     if reg.get("significance"):
         lines += [f"**Significance:** {reg['significance']}", ""]
     if "card" in links:
@@ -60,9 +65,17 @@ def record_review(reg: dict, repo: str, outcome: str, comment: str, actor: str) 
     from integrations import registry, tracking
 
     client, lock = tracking.open_receipt_registry(reg, Path(repo).resolve(), shared=cross_host_lock.hold)
-    outcome, reason = registry.review(client, reg["model_name"], str(reg["version"]), lock, outcome, comment, actor,
-                                      reg.get("champion_before"),
-                                      **({"metric": reg["metric"]} if reg.get("metric") else {}))
+    outcome, reason = registry.review(
+        client,
+        reg["model_name"],
+        str(reg["version"]),
+        lock,
+        outcome,
+        comment,
+        actor,
+        reg.get("champion_before"),
+        **({"metric": reg["metric"]} if reg.get("metric") else {}),
+    )
     return {"outcome": outcome, "reason": reason, "version": str(reg["version"]), "actor": actor}
 
 
@@ -88,24 +101,41 @@ def await_approval(reg: dict, repo: str, poll_s: int = 10) -> dict:
     logger = get_run_logger()
     version, hours = str(reg["version"]), float(reg.get("approval_timeout_h", 24.0))
     if not _reports_to_server():
-        logger.warning("v%s passed the gate and needs approval, but this run reports to no Prefect server (set "
-                       "PREFECT_API_URL, e.g. `make up`): it stays challenger, pending; `vistune promote %s "
-                       "--reason ...` after review", version, version)
+        logger.warning(
+            "v%s passed the gate and needs approval, but this run reports to no Prefect server (set "
+            "PREFECT_API_URL, e.g. `make up`): it stays challenger, pending; `vistune promote %s "
+            "--reason ...` after review",
+            version,
+            version,
+        )
         return {"outcome": "pending", "version": version}
     timeout = max(1, round(hours * 3600))
     logger.info("v%s passed the gate; waiting up to %g h for a reviewer (flow run page: Resume)", version, hours)
     try:
-        answer = pause_flow_run(wait_for_input=Review.with_initial_data(description=form_text(reg)),
-                                timeout=timeout, poll_interval=max(1, min(poll_s, timeout)), key=f"approval-v{version}")
+        answer = pause_flow_run(
+            wait_for_input=Review.with_initial_data(description=form_text(reg)),
+            timeout=timeout,
+            poll_interval=max(1, min(poll_s, timeout)),
+            key=f"approval-v{version}",
+        )
         outcome = "approved" if answer.decision == "approve" else "rejected"
         actor = f"reviewer:{answer.reviewer.strip()}" if answer.reviewer.strip() else f"prefect-ui:{flow_run.name}"
         result = record_review(reg, repo, outcome, answer.comment.strip(), actor)
     except FlowPauseTimeout:
         _keep_running_after_timeout()
-        result = record_review(reg, repo, "timed_out", f"no decision within {hours:g} h (register.approval_timeout_h)",
-                               f"flow:{flow_run.name}")
-    (logger.info if result["outcome"] == "approved" else logger.warning)("approval of v%s: %s — %s", version,
-                                                                         result["outcome"], result["reason"])
-    create_markdown_artifact(key="vistune-approval", description="the reviewer's decision on promotion",
-                             markdown=f"## Approval of v{version}: {result['outcome']}\n\n{result['reason']}\n")
+        result = record_review(
+            reg,
+            repo,
+            "timed_out",
+            f"no decision within {hours:g} h (register.approval_timeout_h)",
+            f"flow:{flow_run.name}",
+        )
+    (logger.info if result["outcome"] == "approved" else logger.warning)(
+        "approval of v%s: %s — %s", version, result["outcome"], result["reason"]
+    )
+    create_markdown_artifact(
+        key="vistune-approval",
+        description="the reviewer's decision on promotion",
+        markdown=f"## Approval of v{version}: {result['outcome']}\n\n{result['reason']}\n",
+    )
     return result

@@ -29,12 +29,18 @@ def deploy_to_pool(repo: Path = REPO, pool: str = POOL, name: str = DEPLOYMENT) 
 
     repo = repo.resolve()
     source = train_pipeline.from_source(source=str(repo), entrypoint="flows/pipeline.py:train_pipeline")
-    deployment = prefill(source.to_deployment(
-        name=name, parameters={"workspace": "isolated", "repo": str(repo)}, tags=["vistune", "work-pool"],
-        description="Full chain through DVC in an isolated git worktree per run: workers run several at once"),
-        repo / "params.yaml")
-    return deploy(deployment, work_pool_name=pool, build=False, push=False, print_next_steps_message=False,
-                  ignore_warnings=True)[0]
+    deployment = prefill(
+        source.to_deployment(
+            name=name,
+            parameters={"workspace": "isolated", "repo": str(repo)},
+            tags=["vistune", "work-pool"],
+            description="Full chain through DVC in an isolated git worktree per run: workers run several at once",
+        ),
+        repo / "params.yaml",
+    )
+    return deploy(
+        deployment, work_pool_name=pool, build=False, push=False, print_next_steps_message=False, ignore_warnings=True
+    )[0]
 
 
 def main() -> None:
@@ -44,8 +50,10 @@ def main() -> None:
     parser.add_argument("--name", default=DEPLOYMENT)
     args = parser.parse_args()
     deployment_id = deploy_to_pool(args.repo, args.pool, args.name)
-    print(f"deployment train-pipeline/{args.name} ({deployment_id}) on work pool {args.pool}: "
-          f"prefect deployment run train-pipeline/{args.name}")
+    print(
+        f"deployment train-pipeline/{args.name} ({deployment_id}) on work pool {args.pool}: "
+        f"prefect deployment run train-pipeline/{args.name}"
+    )
 
 
 if __name__ == "__main__":

@@ -84,8 +84,15 @@ def run_dvc(args: list[str], repo: Path, log=print, env: dict[str, str] | None =
     env = {**base, **(env or {})}
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     env.setdefault("DVC_NO_ANALYTICS", "1")
-    proc = subprocess.Popen([dvc_executable(), *args], cwd=repo, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, bufsize=1)
+    proc = subprocess.Popen(
+        [dvc_executable(), *args],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+    )
     lines: list[str] = []
     assert proc.stdout is not None
     for line in proc.stdout:

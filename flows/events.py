@@ -64,10 +64,20 @@ def flush(timeout_s: float = 10) -> None:
 
 
 def champion_changed(change: ChampionChange, emitter: str = "vistune") -> None:
-    emit(CHAMPION_CHANGED, change.model, emitter, {
-        "model": change.model, "old_version": change.old, "new_version": change.new, "action": change.action,
-        "reason": change.reason, "actor": change.actor,
-        "summary": f"{change.model} champion v{change.old or '-'} -> v{change.new} ({change.action}: {change.reason})"})
+    emit(
+        CHAMPION_CHANGED,
+        change.model,
+        emitter,
+        {
+            "model": change.model,
+            "old_version": change.old,
+            "new_version": change.new,
+            "action": change.action,
+            "reason": change.reason,
+            "actor": change.actor,
+            "summary": f"{change.model} champion v{change.old or '-'} -> v{change.new} ({change.action}: {change.reason})",
+        },
+    )
 
 
 def _emitter() -> str:
@@ -104,18 +114,42 @@ def data_drifted(model: str, drift: dict, manifest: Path, repo: str, emitter: st
     """`vistune.data.drifted` when `drift` (validate's drift.json) says drifted; None otherwise."""
     if drift.get("status") != "compared" or not drift.get("drifted"):
         return None
-    return emit(DATA_DRIFTED, model, emitter, {
-        "model": model, "drift_score": drift.get("drift_score"), "threshold": drift.get("threshold"),
-        "p_value": drift.get("p_value"), "reference": drift.get("reference"), "reason": drift.get("reason"),
-        "tests_fired": fired_tests(drift), "n_new": drift.get("n_new"), "manifest": str(manifest), "repo": repo,
-        "summary": f"data drifted from {drift.get('reference')}: score {drift.get('drift_score')} > "
-                   f"{drift.get('threshold')} ({drift.get('reason')})"})
+    return emit(
+        DATA_DRIFTED,
+        model,
+        emitter,
+        {
+            "model": model,
+            "drift_score": drift.get("drift_score"),
+            "threshold": drift.get("threshold"),
+            "p_value": drift.get("p_value"),
+            "reference": drift.get("reference"),
+            "reason": drift.get("reason"),
+            "tests_fired": fired_tests(drift),
+            "n_new": drift.get("n_new"),
+            "manifest": str(manifest),
+            "repo": repo,
+            "summary": f"data drifted from {drift.get('reference')}: score {drift.get('drift_score')} > "
+            f"{drift.get('threshold')} ({drift.get('reason')})",
+        },
+    )
 
 
 def data_arrived(model: str, champion: str, arrivals, repo: str, emitter: str = "watch"):
     """`vistune.data.arrived`: `arrivals` (vistune.data.arrivals.Arrivals) has files champion v`champion` never saw."""
-    return emit(DATA_ARRIVED, model, emitter, {
-        "model": model, "champion_version": champion, "source": arrivals.folder, "n_new": arrivals.n_new,
-        "n_files": arrivals.n_files, "per_class": arrivals.per_class, "examples": arrivals.new[:MAX_LISTED],
-        "repo": repo,
-        "summary": f"{arrivals.n_new} labelled file(s) in {arrivals.folder} that {model} v{champion} never trained on"})
+    return emit(
+        DATA_ARRIVED,
+        model,
+        emitter,
+        {
+            "model": model,
+            "champion_version": champion,
+            "source": arrivals.folder,
+            "n_new": arrivals.n_new,
+            "n_files": arrivals.n_files,
+            "per_class": arrivals.per_class,
+            "examples": arrivals.new[:MAX_LISTED],
+            "repo": repo,
+            "summary": f"{arrivals.n_new} labelled file(s) in {arrivals.folder} that {model} v{champion} never trained on",
+        },
+    )

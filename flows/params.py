@@ -65,13 +65,23 @@ class PipelineParams(BaseModel):
     Limits and allowed values come from `vistune.config`, so the form accepts what params.yaml does.
     """
 
-    data_source: str | None = _field("data_source", "sklearn:digits, torchvision:<Dataset>, a CSV manifest, an "
-                                        "archive or an ImageFolder path", "Data source")
-    model: str | None = _field("model", "backbone; the list holds those with offline ImageNet weights, any "
-                                  "timm:<name> / torchvision:<name> goes into params.yaml", "Backbone")
-    strategy: StrategyName | None = _field("strategy", "what trains: head only (linear_probe), the last blocks "
-                                              "(partial), everything (full), LoRA adapters, biases (bitfit)",
-                                              "Fine-tuning strategy")
+    data_source: str | None = _field(
+        "data_source",
+        "sklearn:digits, torchvision:<Dataset>, a CSV manifest, an archive or an ImageFolder path",
+        "Data source",
+    )
+    model: str | None = _field(
+        "model",
+        "backbone; the list holds those with offline ImageNet weights, any "
+        "timm:<name> / torchvision:<name> goes into params.yaml",
+        "Backbone",
+    )
+    strategy: StrategyName | None = _field(
+        "strategy",
+        "what trains: head only (linear_probe), the last blocks "
+        "(partial), everything (full), LoRA adapters, biases (bitfit)",
+        "Fine-tuning strategy",
+    )
     epochs: int | None = _field("epochs", "training epochs", "Epochs")
     lr: float | None = _field("lr", "peak learning rate (after warmup)", "Learning rate")
     batch_size: int | None = _field("batch_size", "training batch size", "Batch size")
@@ -79,15 +89,21 @@ class PipelineParams(BaseModel):
     hflip: float | None = _field("hflip", "probability of a horizontal flip", "Horizontal flip")
     rotation: float | None = _field("rotation", "largest random rotation in degrees", "Rotation")
     salt_pepper: float | None = _field("salt_pepper", "fraction of pixels set to black or white", "Salt and pepper")
-    min_improvement: float | None = _field("min_improvement", "how much the gate metric must beat the champion "
-                                              "by to promote (negative: accept a tie)", "Promotion margin")
+    min_improvement: float | None = _field(
+        "min_improvement",
+        "how much the gate metric must beat the champion by to promote (negative: accept a tie)",
+        "Promotion margin",
+    )
 
     def overrides(self, *unchanged: dict[str, Any]) -> dict[str, Any]:
         """params.yaml key -> value for every field the user set. A field equal to its value in one of
         `unchanged` (UI name -> value: the workspace's params.yaml, the form's pre-filled values) is
         not an override: the form showed it and the user left it."""
-        return {PARAM_KEYS[k]: v for k, v in self.model_dump().items()
-                if v is not None and not any(k in base and base[k] == v for base in unchanged)}
+        return {
+            PARAM_KEYS[k]: v
+            for k, v in self.model_dump().items()
+            if v is not None and not any(k in base and base[k] == v for base in unchanged)
+        }
 
     def set_param_args(self, *unchanged: dict[str, Any]) -> list[str]:
         """The same overrides as `dvc exp run --set-param` arguments (for logs and docs)."""

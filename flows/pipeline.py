@@ -82,8 +82,11 @@ def run_workspace(repo: Path, workspace: Workspace, logger) -> Iterator[Path]:
 def _stage_env(experiment: str, store_root: str = "") -> dict[str, str]:
     """Lineage for the MLflow run; `store_root` (isolated runs) = the repo whose MLflow store and
     registry lock a relative `register.tracking_uri` means (integrations/tracking.py)."""
-    env = {"VISTUNE_DVC_EXPERIMENT": experiment, "VISTUNE_PREFECT_FLOW_RUN_ID": str(flow_run.id or ""),
-           "VISTUNE_PREFECT_FLOW_RUN_NAME": str(flow_run.name or "")}
+    env = {
+        "VISTUNE_DVC_EXPERIMENT": experiment,
+        "VISTUNE_PREFECT_FLOW_RUN_ID": str(flow_run.id or ""),
+        "VISTUNE_PREFECT_FLOW_RUN_NAME": str(flow_run.name or ""),
+    }
     if store_root:
         env["VISTUNE_STORE_ROOT"] = store_root
     return env
@@ -96,14 +99,25 @@ def _dvc_cache_key(context, parameters: dict) -> str | None:
     return stage_cache_key(Path(parameters["repo"]), parameters["stage"])
 
 
-@task(retries=3, retry_delay_seconds=[5, 30, 60], retry_condition_fn=retry_unless_user_error,
-      timeout_seconds=6 * 3600, task_run_name="{stage}", cache_key_fn=_dvc_cache_key, persist_result=True)
+@task(
+    retries=3,
+    retry_delay_seconds=[5, 30, 60],
+    retry_condition_fn=retry_unless_user_error,
+    timeout_seconds=6 * 3600,
+    task_run_name="{stage}",
+    cache_key_fn=_dvc_cache_key,
+    persist_result=True,
+)
 def run_stage(stage: str, repo: str, force: bool = False, experiment: str = "", store_root: str = "") -> str:
     """One DVC stage; retried with backoff (a killed `train` resumes from its checkpoint)."""
     logger = get_run_logger()
     args = ["repro", "--single-item", stage] + (["--force"] if force else [])
-    out = run_dvc(args, Path(repo), log=warn_once(logger.info, str(flow_run.id or "local")),
-                  env=_stage_env(experiment, store_root))
+    out = run_dvc(
+        args,
+        Path(repo),
+        log=warn_once(logger.info, str(flow_run.id or "local")),
+        env=_stage_env(experiment, store_root),
+    )
     return "skipped (unchanged)" if "didn't change, skipping" in out else "ran"
 
 
@@ -119,8 +133,9 @@ def apply_params(params: PipelineParams, repo: str, fit_recipe: bool = False) ->
     unchanged = (form_values(params_file), form_baseline())
     overrides = params.overrides(*unchanged)
     if fit_recipe and set(overrides) == {"data.source"}:
-        logger.info("only the data source changed: fitting params.yaml to it (as `vistune init %s`)",
-                    overrides["data.source"])
+        logger.info(
+            "only the data source changed: fitting params.yaml to it (as `vistune init %s`)", overrides["data.source"]
+        )
         changes = write_recipe(str(overrides["data.source"]), params_file, say=logger.info)
         return {c.key: c.new for c in changes}
     if overrides:
@@ -145,8 +160,11 @@ def record_experiment(repo: str, name: str, main_repo: str = "") -> str:
         # an isolated worktree: DVC's autostage is off there (flows.isolation.share_dvc_config)
         if main_repo and Path(main_repo).resolve() != Path(repo).resolve():
             stage_run_files(Path(repo))
-        run_dvc(["exp", "save", "--name", name, "--force"], Path(repo),
-                log=warn_once(get_run_logger().info, str(flow_run.id or "local")))
+        run_dvc(
+            ["exp", "save", "--name", name, "--force"],
+            Path(repo),
+            log=warn_once(get_run_logger().info, str(flow_run.id or "local")),
+        )
     return name
 
 
@@ -184,9 +202,18 @@ def emit_drift(repo: str, emitter: str) -> None:
         get_run_logger().warning("%s not sent: %s", events.DATA_DRIFTED, exc)
 
 
-def _run_stages(stages: tuple[str, ...], params: PipelineParams, repo: str, force: bool, experiment: str,
-                logger, snapshot: Snapshot | None, store_root: str = "", fit_recipe: bool = False,
-                emitter: str = "train-pipeline") -> tuple[dict, dict]:
+def _run_stages(
+    stages: tuple[str, ...],
+    params: PipelineParams,
+    repo: str,
+    force: bool,
+    experiment: str,
+    logger,
+    snapshot: Snapshot | None,
+    store_root: str = "",
+    fit_recipe: bool = False,
+    emitter: str = "train-pipeline",
+) -> tuple[dict, dict]:
     """Apply params (`fit_recipe`: see `apply_params`) and run the stages; on failure say where it broke and
     roll the workspace back to `snapshot` (None for an isolated run: its worktree is thrown away)."""
     states: dict[str, str] = {}
@@ -198,18 +225,28 @@ def _run_stages(stages: tuple[str, ...], params: PipelineParams, repo: str, forc
             if stage == "validate":
                 emit_drift(repo, emitter)
     except BaseException as exc:
-        logger.error("stage '%s' failed: %s; the MLflow registry is unchanged unless `register` ran", stage,
-                     "rolling the workspace back" if snapshot else "discarding the run's worktree")
+        logger.error(
+            "stage '%s' failed: %s; the MLflow registry is unchanged unless `register` ran",
+            stage,
+            "rolling the workspace back" if snapshot else "discarding the run's worktree",
+        )
         if snapshot:
             snapshot.restore(logger.info)
         if isinstance(exc, Exception):
             retryable = getattr(exc, "retryable", True) and stage in stages
-            tries = (f"after {1 + (run_stage.retries or 0)} attempts" if retryable else
-                     "on its first attempt (a configuration or data error is not retried)")
-            undone = ("the workspace was rolled back to its last good state" if snapshot else
-                      f"its worktree was discarded; the workspace of {store_root} was not touched")
-            raise StageFailed(f"vistune run failed at stage '{stage}' {tries}; {undone}. Cause: {exc}",
-                              retryable=retryable) from exc
+            tries = (
+                f"after {1 + (run_stage.retries or 0)} attempts"
+                if retryable
+                else "on its first attempt (a configuration or data error is not retried)"
+            )
+            undone = (
+                "the workspace was rolled back to its last good state"
+                if snapshot
+                else f"its worktree was discarded; the workspace of {store_root} was not touched"
+            )
+            raise StageFailed(
+                f"vistune run failed at stage '{stage}' {tries}; {undone}. Cause: {exc}", retryable=retryable
+            ) from exc
         raise
     return overrides, states
 
@@ -228,17 +265,28 @@ def _give_workspace_back(snapshot: Snapshot, experiment: str, logger) -> None:
     the next run with empty fields uses those params. The run's own results stay in its DVC
     experiment (`dvc exp apply <name>`), the DVC cache and the MLflow registry."""
     snapshot.restore(logger.info, persistent=True)
-    where = f"DVC experiment `{experiment}` (`dvc exp apply {experiment}` brings them in)" if experiment else \
-        "the DVC cache and MLflow only (no experiment was saved)"
+    where = (
+        f"DVC experiment `{experiment}` (`dvc exp apply {experiment}` brings them in)"
+        if experiment
+        else "the DVC cache and MLflow only (no experiment was saved)"
+    )
     logger.info("this run's params and outputs are kept in %s; the workspace is as before the run", where)
 
 
 def _gate_event(reg: dict) -> None:
     """The register stage's gate ran in DVC's subprocess: its champion move is sent from here."""
     if reg.get("promoted") and not reg.get("reused") and reg.get("champion_before") != reg.get("version"):
-        events.champion_changed(events.ChampionChange(
-            str(reg.get("model_name")), reg.get("champion_before"), str(reg["version"]), "gate",
-            str(reg.get("reason", "")), f"flow:{flow_run.name}"), emitter="train-pipeline")
+        events.champion_changed(
+            events.ChampionChange(
+                str(reg.get("model_name")),
+                reg.get("champion_before"),
+                str(reg["version"]),
+                "gate",
+                str(reg.get("reason", "")),
+                f"flow:{flow_run.name}",
+            ),
+            emitter="train-pipeline",
+        )
 
 
 def _check_trigger(trigger: dict | None, repo: str, logger) -> tuple[dict, str | None]:
@@ -257,17 +305,28 @@ def _check_trigger(trigger: dict | None, repo: str, logger) -> tuple[dict, str |
         logger.warning("ignored the event that triggered this run, no retrain: %s", why)
     else:
         logger.info("started by %s", line)
-    create_markdown_artifact(markdown=f"# What started this run\n\n{line}\n\n"
-                             + (f"**Ignored, no retrain:** {why}\n" if why else "The event is under Events in the "
-                                "Prefect UI (its id is above).\n"), key="vistune-trigger",
-                             description="the event whose deployment trigger started this run")
+    create_markdown_artifact(
+        markdown=f"# What started this run\n\n{line}\n\n"
+        + (
+            f"**Ignored, no retrain:** {why}\n"
+            if why
+            else "The event is under Events in the Prefect UI (its id is above).\n"
+        ),
+        key="vistune-trigger",
+        description="the event whose deployment trigger started this run",
+    )
     return {"started_by": line}, why
 
 
 @flow(name="train-pipeline", log_prints=True)
-def train_pipeline(params: PipelineParams = PipelineParams(),  # noqa: B008 (never mutated; the UI form shows it)
-                   repo: str = str(REPO), force: bool = False,
-                   save_experiment: bool = True, workspace: Workspace = "shared", trigger: dict | None = None) -> dict:
+def train_pipeline(
+    params: PipelineParams = PipelineParams(),  # noqa: B008 (never mutated; the UI form shows it)
+    repo: str = str(REPO),
+    force: bool = False,
+    save_experiment: bool = True,
+    workspace: Workspace = "shared",
+    trigger: dict | None = None,
+) -> dict:
     """Run every stage of dvc.yaml in order through DVC, record the DVC experiment, publish a summary.
 
     Args:
@@ -292,8 +351,9 @@ def train_pipeline(params: PipelineParams = PipelineParams(),  # noqa: B008 (nev
     with run_workspace(Path(repo), workspace, logger) as root:
         work = str(root)
         snapshot = _snapshot(root, isolated)
-        overrides, states = _run_stages(dvc_stages(root), params, work, force, experiment, logger, snapshot, store_root,
-                                        fit_recipe=True)
+        overrides, states = _run_stages(
+            dvc_stages(root), params, work, force, experiment, logger, snapshot, store_root, fit_recipe=True
+        )
         saved = record_experiment(work, experiment, repo) if save_experiment else ""
         pushed = push_outputs(work)
         summary = publish_summary(work, saved or experiment, isolated or bool(overrides))
@@ -302,8 +362,16 @@ def train_pipeline(params: PipelineParams = PipelineParams(),  # noqa: B008 (nev
     _gate_event(summary.get("registration") or {})
     if (summary.get("registration") or {}).get("pending_approval"):  # outside the lock: a waiting run blocks nobody
         summary["approval"] = await_approval(summary["registration"], repo)
-    summary.update(outside_changes=outside, stages=states, overrides=overrides, experiment=saved, pushed_to=pushed, workspace=workspace,
-                   flow_run={"id": str(flow_run.id), "name": flow_run.name}, **started_by)
+    summary.update(
+        outside_changes=outside,
+        stages=states,
+        overrides=overrides,
+        experiment=saved,
+        pushed_to=pushed,
+        workspace=workspace,
+        flow_run={"id": str(flow_run.id), "name": flow_run.name},
+        **started_by,
+    )
     return summary
 
 
@@ -319,8 +387,16 @@ def validate_only(data_source: str | None = None, repo: str = str(REPO)) -> dict
     logger = get_run_logger()
     with workspace_lock(Path(repo), logger):
         snapshot = _snapshot(Path(repo), False)
-        overrides, states = _run_stages(("ingest", "validate"), PipelineParams(data_source=data_source), repo, False,
-                                        "", logger, snapshot, emitter="validate-only")
+        overrides, states = _run_stages(
+            ("ingest", "validate"),
+            PipelineParams(data_source=data_source),
+            repo,
+            False,
+            "",
+            logger,
+            snapshot,
+            emitter="validate-only",
+        )
         summary = read_json(Layout(Path(repo)).validation_summary)
         if overrides:
             _give_workspace_back(snapshot, "", logger)
@@ -329,4 +405,6 @@ def validate_only(data_source: str | None = None, repo: str = str(REPO)) -> dict
 
 if __name__ == "__main__":
     result = train_pipeline(force="--force" in sys.argv[1:], save_experiment="--no-exp" not in sys.argv[1:])
-    print(json.dumps({k: result[k] for k in ("flow_run", "experiment", "stages", "registration")}, indent=2, default=str))
+    print(
+        json.dumps({k: result[k] for k in ("flow_run", "experiment", "stages", "registration")}, indent=2, default=str)
+    )

@@ -32,8 +32,12 @@ def _open(repo: str):
     return cfg.model_name, client, lock
 
 
-@task(retries=2, retry_delay_seconds=5, task_run_name="set-champion-v{version}",
-      retry_condition_fn=retry_unless_user_error)
+@task(
+    retries=2,
+    retry_delay_seconds=5,
+    task_run_name="set-champion-v{version}",
+    retry_condition_fn=retry_unless_user_error,
+)
 def set_champion(version: str, reason: str, repo: str, force: bool = False) -> str | None:
     name, client, lock = _open(repo)
     metric = load_params(Path(repo) / "params.yaml").register.gate_metric
@@ -52,8 +56,9 @@ def promote_flow(version: int, reason: str = "", force: bool = False, repo: str 
         repo: the vistune repository whose params.yaml names the MLflow store and model
     """
     events.install()  # vistune.champion.changed from the registry's one place (a forced promotion too)
-    previous = set_champion(str(version), reason.strip() or ("" if force else "manual promotion from Prefect"),
-                            repo, force)
+    previous = set_champion(
+        str(version), reason.strip() or ("" if force else "manual promotion from Prefect"), repo, force
+    )
     get_run_logger().info("champion v%s -> v%s%s", previous, version, " (forced)" if force else "")
     return previous
 

@@ -23,8 +23,10 @@ def flag_outside_changes(repo: str) -> list[str]:
         client, _ = tracking.open_registry(cfg, Path(repo).resolve())
         lines = [d.line(cfg.model_name) for d in history.unrecorded_changes(client, cfg.model_name)]
     except Exception as exc:  # a bad params.yaml or a server that is down: the stages report it properly
-        get_run_logger().warning("could not compare the registry's aliases with their history: %s",
-                                 (str(exc).splitlines() or [type(exc).__name__])[0][:200])
+        get_run_logger().warning(
+            "could not compare the registry's aliases with their history: %s",
+            (str(exc).splitlines() or [type(exc).__name__])[0][:200],
+        )
         return []
     for line in lines:
         get_run_logger().warning(line)

@@ -27,18 +27,36 @@ REPO = Path(__file__).resolve().parent.parent
 def score_images(source: str, alias: str, version: int | None, out: str, repo: str, track: bool) -> dict:
     root = Path(repo).resolve()
     out_dir = Path(out) if Path(out).is_absolute() else root / out
-    result = scoring.score(source, load_params(root / "params.yaml"), root, out_dir, alias=alias,
-                           version=None if version is None else str(version), progress=False)
+    result = scoring.score(
+        source,
+        load_params(root / "params.yaml"),
+        root,
+        out_dir,
+        alias=alias,
+        version=None if version is None else str(version),
+        progress=False,
+    )
     tracked = scoring.track_with_dvc(out_dir / "predictions.csv", root) if track else None
     get_run_logger().info("%s", scoring.report(result))
-    return {"summary": result.summary, "labels": result.label_counts(), "least_confident": result.least_confident(),
-            "drift": result.drift.as_metrics(), "drift_line": drift.summary_line(result.drift),
-            "dvc_file": str(tracked) if tracked else ""}
+    return {
+        "summary": result.summary,
+        "labels": result.label_counts(),
+        "least_confident": result.least_confident(),
+        "drift": result.drift.as_metrics(),
+        "drift_line": drift.summary_line(result.drift),
+        "dvc_file": str(tracked) if tracked else "",
+    }
 
 
 @flow(name="score")
-def score_flow(source: str, alias: str = "champion", version: int | None = None, out: str = str(Layout().score_dir),
-               track: bool = True, repo: str = str(REPO)) -> dict:
+def score_flow(
+    source: str,
+    alias: str = "champion",
+    version: int | None = None,
+    out: str = str(Layout().score_dir),
+    track: bool = True,
+    repo: str = str(REPO),
+) -> dict:
     """Score a batch of images; artifacts: label counts, least confident images, drift.
 
     Args:
@@ -51,14 +69,25 @@ def score_flow(source: str, alias: str = "champion", version: int | None = None,
     """
     res = score_images(source, alias, version, out, repo, track)
     s = res["summary"]
-    create_table_artifact(table=res["labels"], key="vistune-score-labels",
-                          description=f"predicted labels, {s['n_scored']} images, {s['model']}")
-    create_table_artifact(table=res["least_confident"], key="vistune-score-least-confident",
-                          description="the least confident predictions: look at these first")
+    create_table_artifact(
+        table=res["labels"],
+        key="vistune-score-labels",
+        description=f"predicted labels, {s['n_scored']} images, {s['model']}",
+    )
+    create_table_artifact(
+        table=res["least_confident"],
+        key="vistune-score-least-confident",
+        description="the least confident predictions: look at these first",
+    )
     accuracy = f"\naccuracy against the source's labels: {s['accuracy']:.4f}" if "accuracy" in s else ""
-    create_markdown_artifact(key="vistune-score-summary", description="batch scoring summary", markdown=(
-        f"**{s['n_scored']}** images scored with **{s['model']}** on {s['device']}, "
-        f"{s['n_quarantined']} not scored (quarantine.csv){accuracy}\n\n{res['drift_line']}"))
+    create_markdown_artifact(
+        key="vistune-score-summary",
+        description="batch scoring summary",
+        markdown=(
+            f"**{s['n_scored']}** images scored with **{s['model']}** on {s['device']}, "
+            f"{s['n_quarantined']} not scored (quarantine.csv){accuracy}\n\n{res['drift_line']}"
+        ),
+    )
     return res
 
 

@@ -32,31 +32,62 @@ PARAMS = REPO / "params.yaml"  # the repository the deployments' `repo` paramete
 ONE_AT_A_TIME = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
 
 
-def deployments(retrain_on_arrival: bool = True, retrain_on_drift: bool = True, debounce_s: int = DEBOUNCE_S,
-                watch_every_s: int = 3600) -> list:
+def deployments(
+    retrain_on_arrival: bool = True,
+    retrain_on_drift: bool = True,
+    debounce_s: int = DEBOUNCE_S,
+    watch_every_s: int = 3600,
+) -> list:
     model = load_params(PARAMS).register.model_name
     triggers = retrain_triggers(model, retrain_on_arrival, retrain_on_drift, debounce_s)
     return [
-        prefill(train_pipeline.to_deployment(
-            name="train-pipeline", concurrency_limit=ONE_AT_A_TIME, tags=["vistune"], triggers=triggers,
-            description="Full chain through DVC: validate, augment, train, evaluate, register"), PARAMS),
-        prefill(validate_only.to_deployment(name="validate-only", tags=["vistune"],
-                                            description="Ingest + validate a data source, no training"),
-                PARAMS, field="data_source"),
-        promote_flow.to_deployment(name="promote", tags=["vistune", "registry"],
-                                   description="Make a model version the champion"),
-        rollback_flow.to_deployment(name="rollback", tags=["vistune", "registry"],
-                                    description="Champion back to the previous one (or the one as of a time)"),
-        archive_flow.to_deployment(name="archive", tags=["vistune", "registry"],
-                                   description="Drop a version's aliases and tag it archived"),
-        score_flow.to_deployment(name="score", tags=["vistune", "score"],
-                                 description="Batch predictions with the champion (or a version) + drift"),
-        train_pipeline.to_deployment(name="retrain", cron="0 3 * * 1", paused=True, concurrency_limit=ONE_AT_A_TIME,
-                                     tags=["vistune", "scheduled"],
-                                     description="Weekly retrain (Mondays 03:00); paused until you resume it"),
-        watch_flow.to_deployment(name="watch", interval=watch_every_s or None, tags=["vistune", "loop"],
-                                 description="Emit vistune.data.arrived when data.source has images the champion "
-                                             "never trained on"),
+        prefill(
+            train_pipeline.to_deployment(
+                name="train-pipeline",
+                concurrency_limit=ONE_AT_A_TIME,
+                tags=["vistune"],
+                triggers=triggers,
+                description="Full chain through DVC: validate, augment, train, evaluate, register",
+            ),
+            PARAMS,
+        ),
+        prefill(
+            validate_only.to_deployment(
+                name="validate-only", tags=["vistune"], description="Ingest + validate a data source, no training"
+            ),
+            PARAMS,
+            field="data_source",
+        ),
+        promote_flow.to_deployment(
+            name="promote", tags=["vistune", "registry"], description="Make a model version the champion"
+        ),
+        rollback_flow.to_deployment(
+            name="rollback",
+            tags=["vistune", "registry"],
+            description="Champion back to the previous one (or the one as of a time)",
+        ),
+        archive_flow.to_deployment(
+            name="archive", tags=["vistune", "registry"], description="Drop a version's aliases and tag it archived"
+        ),
+        score_flow.to_deployment(
+            name="score",
+            tags=["vistune", "score"],
+            description="Batch predictions with the champion (or a version) + drift",
+        ),
+        train_pipeline.to_deployment(
+            name="retrain",
+            cron="0 3 * * 1",
+            paused=True,
+            concurrency_limit=ONE_AT_A_TIME,
+            tags=["vistune", "scheduled"],
+            description="Weekly retrain (Mondays 03:00); paused until you resume it",
+        ),
+        watch_flow.to_deployment(
+            name="watch",
+            interval=watch_every_s or None,
+            tags=["vistune", "loop"],
+            description="Emit vistune.data.arrived when data.source has images the champion never trained on",
+        ),
     ]
 
 
@@ -67,8 +98,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--debounce-s", type=int, default=DEBOUNCE_S, help="one retrain per burst of events this long")
     ap.add_argument("--watch-every-s", type=int, default=3600, help="watch schedule; 0 = not scheduled")
     args = ap.parse_args(argv)
-    serve(*deployments(not args.no_retrain_on_arrival, not args.no_retrain_on_drift, args.debounce_s,
-                       args.watch_every_s), limit=2)
+    serve(
+        *deployments(not args.no_retrain_on_arrival, not args.no_retrain_on_drift, args.debounce_s, args.watch_every_s),
+        limit=2,
+    )
 
 
 if __name__ == "__main__":

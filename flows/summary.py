@@ -21,9 +21,22 @@ from app.report import HEADLINE, LOWER_IS_BETTER, RUN_IMAGES, data_uri, read_jso
 from integrations import tags as T
 from vistune.layout import Layout
 
-VALIDATION_KEYS = ("n_files", "n_good", "n_quarantined", "n_train", "n_val", "n_test", "n_classes",
-                   "imbalance_ratio", "bad_fraction", "n_exact_duplicates", "n_near_duplicates", "n_leaked",
-                   "n_warnings", "expectations_passed")
+VALIDATION_KEYS = (
+    "n_files",
+    "n_good",
+    "n_quarantined",
+    "n_train",
+    "n_val",
+    "n_test",
+    "n_classes",
+    "imbalance_ratio",
+    "bad_fraction",
+    "n_exact_duplicates",
+    "n_near_duplicates",
+    "n_leaked",
+    "n_warnings",
+    "expectations_passed",
+)
 
 
 P50, P95 = "test_latency_p50_ms", "test_latency_p95_ms"
@@ -50,8 +63,7 @@ def confusion_counts(predictions: Path) -> list[dict]:
 def validation_rows(quality: dict) -> list[dict]:
     """The validation summary as rows: headline counts plus every quarantine reason that fired."""
     rows = [{"check": k, "value": quality[k]} for k in VALIDATION_KEYS if k in quality]
-    rows += [{"check": k, "value": v} for k, v in sorted(quality.items())
-             if k.startswith("quarantined_") and v]
+    rows += [{"check": k, "value": v} for k, v in sorted(quality.items()) if k.startswith("quarantined_") and v]
     return rows
 
 
@@ -65,8 +77,11 @@ def champion_metrics(reg: dict) -> dict:
 
         return version_metrics(reg["tracking_uri"], reg["model_name"], str(reg["champion_before"]))
     except Exception as exc:  # a store that moved or a server that is down: report without deltas
-        get_run_logger().warning("champion v%s metrics not readable (%s); report without deltas",
-                                 reg.get("champion_before"), str(exc).splitlines()[0][:200] if str(exc) else exc)
+        get_run_logger().warning(
+            "champion v%s metrics not readable (%s); report without deltas",
+            reg.get("champion_before"),
+            str(exc).splitlines()[0][:200] if str(exc) else exc,
+        )
         return {}
 
 
@@ -99,8 +114,12 @@ def gate_row(reg: dict) -> dict:
         decision = "not registered"
     test = reg.get("verdict") or ("thresholds failed" if reg.get("failures") else "no test")
     p = reg.get("p_value")
-    return {"metric": "gate decision", "this run": decision, "champion": f"v{champ}" if champ else "none",
-            "delta": f"{test}, p={p:.4g}" if p is not None else test}
+    return {
+        "metric": "gate decision",
+        "this run": decision,
+        "champion": f"v{champ}" if champ else "none",
+        "delta": f"{test}, p={p:.4g}" if p is not None else test,
+    }
 
 
 def headline_rows(metrics: dict, champion: dict, reg: dict) -> list[dict]:
@@ -112,9 +131,14 @@ def headline_rows(metrics: dict, champion: dict, reg: dict) -> list[dict]:
         value, before = float(metrics[key]), champion.get(key)
         better = "lower" if key in LOWER_IS_BETTER else "higher"
         band = latency_band(metrics, champion) if key == P50 else 0.0
-        rows.append({"metric": label, "this run": fmt.format(value),
-                     "champion": fmt.format(before) if before is not None else "-",
-                     "delta": _delta(value, float(before), fmt, better, band) if before is not None else "-"})
+        rows.append(
+            {
+                "metric": label,
+                "this run": fmt.format(value),
+                "champion": fmt.format(before) if before is not None else "-",
+                "delta": _delta(value, float(before), fmt, better, band) if before is not None else "-",
+            }
+        )
     return rows + [gate_row(reg)]
 
 
@@ -140,14 +164,21 @@ def mlflow_links(reg: dict) -> dict[str, str]:
     return links
 
 
-def markdown(layout: Layout, experiment: str, headline: list[dict], quality: dict, reg: dict, links: dict,
-             isolated: bool) -> str:
-    plots = (f"Plots: `dvc exp apply {experiment}` brings this run's outputs into the workspace, then "
-             f"`dvc plots show`\n" if isolated else f"Plots: `{layout.eval_dir}` (`dvc plots show`)\n")
+def markdown(
+    layout: Layout, experiment: str, headline: list[dict], quality: dict, reg: dict, links: dict, isolated: bool
+) -> str:
+    plots = (
+        f"Plots: `dvc exp apply {experiment}` brings this run's outputs into the workspace, then `dvc plots show`\n"
+        if isolated
+        else f"Plots: `{layout.eval_dir}` (`dvc plots show`)\n"
+    )
     champ = f" (deltas against champion v{reg['champion_before']})" if reg.get("champion_before") else ""
     verdict = T.gate_outcome(reg.get("promoted"), reg.get("pending_approval"))
-    card = (f"**Model card:** [{reg['card']}]({links['card']}) (`vistune card {reg.get('version')}` writes it "
-            f"locally)\n\n" if "card" in links else "")
+    card = (
+        f"**Model card:** [{reg['card']}]({links['card']}) (`vistune card {reg.get('version')}` writes it locally)\n\n"
+        if "card" in links
+        else ""
+    )
     return (
         f"## vistune run `{experiment}`\n\n### Headline{champ}\n\n{md_table(headline)}\n"
         f"**Data:** {quality.get('n_good', '?')} good images, {quality.get('n_quarantined', '?')} quarantined "
@@ -172,10 +203,14 @@ def publish_summary(repo: str, experiment: str, isolated: bool = False) -> dict:
     reg = read_json(layout.registration)
     headline = headline_rows(metrics, champion_metrics(reg), reg)
     confusion, validation, links = confusion_counts(layout.predictions), validation_rows(quality), mlflow_links(reg)
-    create_table_artifact(table=headline, key="vistune-headline",
-                          description="headline: this run vs the champion it was gated against")
-    create_markdown_artifact(markdown=markdown(layout, experiment, headline, quality, reg, links, isolated),
-                             key="vistune-run-summary", description="vistune run summary")
+    create_table_artifact(
+        table=headline, key="vistune-headline", description="headline: this run vs the champion it was gated against"
+    )
+    create_markdown_artifact(
+        markdown=markdown(layout, experiment, headline, quality, reg, links, isolated),
+        key="vistune-run-summary",
+        description="vistune run summary",
+    )
     for key, attr, description in RUN_IMAGES:
         if uri := data_uri(getattr(layout, attr)):
             # a markdown image: the UI's image artifact prints its whole data: URL under the picture
@@ -183,13 +218,23 @@ def publish_summary(repo: str, experiment: str, isolated: bool = False) -> dict:
     if validation:
         create_table_artifact(table=validation, key="vistune-validation", description="data validation summary")
     if confusion:
-        create_table_artifact(table=confusion, key="vistune-confusion-matrix",
-                              description="test confusion matrix (counts): rows actual, columns predicted")
+        create_table_artifact(
+            table=confusion,
+            key="vistune-confusion-matrix",
+            description="test confusion matrix (counts): rows actual, columns predicted",
+        )
     if "run" in links:
-        create_link_artifact(link=links["run"], link_text=f"MLflow run {reg['run_id']}", key="vistune-mlflow-run",
-                             description="the MLflow run: params, per-epoch metrics, plots, gate report, model")
+        create_link_artifact(
+            link=links["run"],
+            link_text=f"MLflow run {reg['run_id']}",
+            key="vistune-mlflow-run",
+            description="the MLflow run: params, per-epoch metrics, plots, gate report, model",
+        )
     if "version" in links:
-        create_link_artifact(link=links["version"], link_text=f"{reg.get('model_name')} v{reg['version']}",
-                             key="vistune-model-version",
-                             description="the registered model version: aliases, tags, lineage")
+        create_link_artifact(
+            link=links["version"],
+            link_text=f"{reg.get('model_name')} v{reg['version']}",
+            key="vistune-model-version",
+            description="the registered model version: aliases, tags, lineage",
+        )
     return {"metrics": metrics, "registration": reg, "links": links, "confusion": confusion, "headline": headline}

@@ -21,22 +21,49 @@ DEBOUNCE_S = 600
 DRIFT_EMITTERS = ["validate-only", "watch"]  # not train-pipeline: its drift result is about the run itself
 # train-pipeline's `trigger` parameter, rendered from the event as text (a bare "{{ x }}" would be sent
 # through `tojson`, which fails on the event's UUID and datetime): checked by `check_trigger`, named in the report
-TRIGGER_PARAMETER = {"trigger": {k: {"__prefect_kind": "jinja", "template": f"{{{{ event.{v} }}}}"} for k, v in {
-    "event": "event", "id": "id", "occurred": "occurred", "model": "payload.model", "summary": "payload.summary",
-    "n_new": "payload.n_new", "drift_score": "payload.drift_score", "threshold": "payload.threshold"}.items()}}
+TRIGGER_PARAMETER = {
+    "trigger": {
+        k: {"__prefect_kind": "jinja", "template": f"{{{{ event.{v} }}}}"}
+        for k, v in {
+            "event": "event",
+            "id": "id",
+            "occurred": "occurred",
+            "model": "payload.model",
+            "summary": "payload.summary",
+            "n_new": "payload.n_new",
+            "drift_score": "payload.drift_score",
+            "threshold": "payload.threshold",
+        }.items()
+    }
+}
 
 
-def retrain_triggers(model: str, on_arrival: bool = True, on_drift: bool = True,
-                     within_s: int = DEBOUNCE_S) -> list[DeploymentEventTrigger]:
+def retrain_triggers(
+    model: str, on_arrival: bool = True, on_drift: bool = True, within_s: int = DEBOUNCE_S
+) -> list[DeploymentEventTrigger]:
     """The triggers for `model` (created disabled when switched off, so the UI can turn them on)."""
     resource = resource_id(model)
-    common = {"posture": "Reactive", "threshold": 1, "within": timedelta(seconds=within_s),
-              "parameters": TRIGGER_PARAMETER}
+    common = {
+        "posture": "Reactive",
+        "threshold": 1,
+        "within": timedelta(seconds=within_s),
+        "parameters": TRIGGER_PARAMETER,
+    }
     return [
-        DeploymentEventTrigger(name=f"retrain {model} on arrived data", enabled=on_arrival, expect={DATA_ARRIVED},
-                               match={"prefect.resource.id": resource}, **common),
-        DeploymentEventTrigger(name=f"retrain {model} on drift", enabled=on_drift, expect={DATA_DRIFTED},
-                               match={"prefect.resource.id": resource, EMITTER_LABEL: DRIFT_EMITTERS}, **common),
+        DeploymentEventTrigger(
+            name=f"retrain {model} on arrived data",
+            enabled=on_arrival,
+            expect={DATA_ARRIVED},
+            match={"prefect.resource.id": resource},
+            **common,
+        ),
+        DeploymentEventTrigger(
+            name=f"retrain {model} on drift",
+            enabled=on_drift,
+            expect={DATA_DRIFTED},
+            match={"prefect.resource.id": resource, EMITTER_LABEL: DRIFT_EMITTERS},
+            **common,
+        ),
     ]
 
 

@@ -30,8 +30,9 @@ def compare(source: str, repo: str) -> tuple[str, str, Arrivals] | None:
     with tempfile.TemporaryDirectory(prefix="vistune-watch-") as tmp:
         found = champion.champion_manifest(params.register, Path(repo).resolve(), Path(tmp))
     if found is None or found[1] is None or "sha256" not in found[1]:
-        get_run_logger().info("no champion of %s with a logged training manifest yet: nothing to compare with",
-                              params.register.model_name)
+        get_run_logger().info(
+            "no champion of %s with a logged training manifest yet: nothing to compare with", params.register.model_name
+        )
         return None
     version, manifest = found
     return params.register.model_name, version, new_files(folder, set(manifest.sha256.dropna().astype(str)))
@@ -51,13 +52,23 @@ def watch_flow(source: str = "", repo: str = str(REPO), min_new: int = 1) -> dic
     if found is None:
         return {"arrived": False, "reason": "no champion to compare with"}
     model, version, arrivals = found
-    logger.info("%s: %d of %d labelled files are new to %s v%s", arrivals.folder, arrivals.n_new,
-                arrivals.n_files, model, version)
+    logger.info(
+        "%s: %d of %d labelled files are new to %s v%s",
+        arrivals.folder,
+        arrivals.n_new,
+        arrivals.n_files,
+        model,
+        version,
+    )
     if arrivals.n_new < min_new:
         return {"arrived": False, "n_new": arrivals.n_new, "champion_version": version}
     event = events.data_arrived(model, version, arrivals, repo)
-    return {"arrived": True, "n_new": arrivals.n_new, "champion_version": version,
-            "event_id": str(event.id) if event else None}
+    return {
+        "arrived": True,
+        "n_new": arrivals.n_new,
+        "champion_version": version,
+        "event_id": str(event.id) if event else None,
+    }
 
 
 if __name__ == "__main__":

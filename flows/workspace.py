@@ -48,8 +48,9 @@ class Snapshot:
     def restore(self, log=print, persistent: bool = False) -> None:
         """Put every snapshot file back (removing ones the run created), then `dvc checkout`; said before
         it is done, so checkout's own lines (`M data/model/model.pt`) read as part of the rollback."""
-        log(f"rolling the workspace back to its state before this run: params.yaml, dvc.lock and outputs of "
-            f"{self.repo}")
+        log(
+            f"rolling the workspace back to its state before this run: params.yaml, dvc.lock and outputs of {self.repo}"
+        )
         present = set(json.loads((self.dir / "present.json").read_text()))
         for rel in [*self.files, *(self.persistent if persistent else [])]:
             src, dst = self.dir / rel, self.repo / rel

@@ -63,8 +63,11 @@ def open_version(cfg: RegisterCfg, root: Path, alias: str | None = "champion", v
     uri = tracking.resolve_tracking_uri(cfg, root)
     client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     try:
-        mv = (client.get_model_version(cfg.model_name, str(version)) if version is not None
-              else client.get_model_version_by_alias(cfg.model_name, alias))
+        mv = (
+            client.get_model_version(cfg.model_name, str(version))
+            if version is not None
+            else client.get_model_version_by_alias(cfg.model_name, alias)
+        )
     except MlflowException as exc:
         if tracking.is_unreachable(exc):
             raise  # retried by the caller, then one clear line
@@ -83,13 +86,18 @@ def _run_artifact(client, run_id: str | None, path: str, dest: Path) -> Path | N
         return None
 
 
-def fetch(cfg: RegisterCfg, root: Path, dest: Path, alias: str | None = "champion",
-          version: str | None = None) -> RegisteredModel | None:
+def fetch(
+    cfg: RegisterCfg, root: Path, dest: Path, alias: str | None = "champion", version: str | None = None
+) -> RegisteredModel | None:
     """Weights, temperature, training manifest and reference embeddings of a version, into `dest`."""
     if _store_missing(cfg, root):
         return None
-    found = tracking.with_retries(cfg, tracking.resolve_tracking_uri(cfg, root), "find model version",
-                                  lambda: open_version(cfg, root, alias, version))
+    found = tracking.with_retries(
+        cfg,
+        tracking.resolve_tracking_uri(cfg, root),
+        "find model version",
+        lambda: open_version(cfg, root, alias, version),
+    )
     if found is None:
         return None
     client, mv = found
@@ -103,8 +111,15 @@ def fetch(cfg: RegisterCfg, root: Path, dest: Path, alias: str | None = "champio
         manifest = manifest[manifest.split == "train"] if "split" in manifest else manifest
     reference = _run_artifact(client, mv.run_id, REFERENCE_ARTIFACT, dest / "run")
     label = f"{cfg.model_name} v{v}" + (f" ({alias})" if version is None and alias else "")
-    return RegisteredModel(cfg.model_name, v, label, weights, temperature, manifest,
-                           drift.load_reference(reference) if reference is not None else None)
+    return RegisteredModel(
+        cfg.model_name,
+        v,
+        label,
+        weights,
+        temperature,
+        manifest,
+        drift.load_reference(reference) if reference is not None else None,
+    )
 
 
 def champion_manifest(cfg: RegisterCfg, root: Path, dest: Path) -> tuple[str, pd.DataFrame | None] | None:
@@ -125,10 +140,14 @@ def _calibration(client, name: str, version: str, dest: Path) -> float:
     import mlflow
 
     base = client.get_model_version_download_uri(name, version).rstrip("/")
-    mlmodel = yaml.safe_load(Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{base}/MLmodel",
-                                                                      dst_path=str(dest))).read_text())
-    rel = ((mlmodel.get("flavors", {}).get("python_function", {}).get("artifacts") or {})
-           .get("calibration", {}).get("path"))
+    mlmodel = yaml.safe_load(
+        Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{base}/MLmodel", dst_path=str(dest))).read_text()
+    )
+    rel = (
+        (mlmodel.get("flavors", {}).get("python_function", {}).get("artifacts") or {})
+        .get("calibration", {})
+        .get("path")
+    )
     if not rel:
         return 1.0
     path = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{base}/{rel}", dst_path=str(dest)))
@@ -141,8 +160,9 @@ def fetch_temp(cfg: RegisterCfg, root: Path, alias: str | None = "champion", ver
     return tmp, fetch(cfg, root, Path(tmp.name), alias, version)
 
 
-def drift_against(model: RegisteredModel, new: pd.DataFrame, image_root: Path, cfg, device: str = "cpu",
-                  clf=None) -> drift.DriftResult:
+def drift_against(
+    model: RegisteredModel, new: pd.DataFrame, image_root: Path, cfg, device: str = "cpu", clf=None
+) -> drift.DriftResult:
     """Compare new images (manifest rows, files under `image_root`) with what `model` was trained on.
 
     `cfg` is the ValidateCfg (threshold, sample size); `clf` an already loaded Classifier of `model`
@@ -151,8 +171,9 @@ def drift_against(model: RegisteredModel, new: pd.DataFrame, image_root: Path, c
     from vistune.models.classifier import Classifier
 
     if model.manifest is None or model.manifest.empty:
-        return drift.skipped(f"{model.label}: its run logged no training manifest ({MANIFEST_ARTIFACT})",
-                             cfg.drift_threshold)
+        return drift.skipped(
+            f"{model.label}: its run logged no training manifest ({MANIFEST_ARTIFACT})", cfg.drift_threshold
+        )
     new_features = None
     if model.features is not None and len(new) > 1:
         clf = clf or Classifier.load(model.weights, device=device)
@@ -160,15 +181,28 @@ def drift_against(model: RegisteredModel, new: pd.DataFrame, image_root: Path, c
         blobs = [(image_root / p).read_bytes() for p in new.path.iloc[idx]]
         new_features = drift.embed(clf.backbone, clf.prepare(blobs), clf.device)
     labelled = "label" in new and new.label.notna().all() and new.label.astype(str).ne("").all()
-    result = drift.compare(model.manifest, new, cfg.drift_threshold, reference_name=model.label,
-                           reference_features=model.features, new_features=new_features, labelled=bool(labelled))
+    result = drift.compare(
+        model.manifest,
+        new,
+        cfg.drift_threshold,
+        reference_name=model.label,
+        reference_features=model.features,
+        new_features=new_features,
+        labelled=bool(labelled),
+    )
     if model.features is None:
         result.reason += f"; feature test skipped ({model.label} has no {REFERENCE_ARTIFACT})"
     return result
 
 
-def drift_vs_champion(register_cfg: RegisterCfg, validate_cfg, root: Path, new: pd.DataFrame | Callable[[], pd.DataFrame],
-          image_root: Path, device: str = "cpu") -> drift.DriftResult:
+def drift_vs_champion(
+    register_cfg: RegisterCfg,
+    validate_cfg,
+    root: Path,
+    new: pd.DataFrame | Callable[[], pd.DataFrame],
+    image_root: Path,
+    device: str = "cpu",
+) -> drift.DriftResult:
     """Drift of `new` against the current champion; skipped (with the reason) when there is none yet
     or the registry cannot be reached (validation keeps working offline). `new` may be a function
     that reads the rows: then they are loaded only when there is a champion to compare with."""
@@ -181,12 +215,14 @@ def drift_vs_champion(register_cfg: RegisterCfg, validate_cfg, root: Path, new: 
     except VistuneError as exc:
         return drift.skipped(f"registry unreachable ({exc})", validate_cfg.drift_threshold)
     except MlflowException as exc:  # e.g. the champion's run was deleted from the store: advisory check, skip it
-        return drift.skipped(f"champion's artifacts unavailable ({str(exc).splitlines()[0]})",
-                             validate_cfg.drift_threshold)
+        return drift.skipped(
+            f"champion's artifacts unavailable ({str(exc).splitlines()[0]})", validate_cfg.drift_threshold
+        )
     with tmp:
         if model is None:
-            return drift.skipped(f"no champion of {register_cfg.model_name} in the registry yet",
-                                 validate_cfg.drift_threshold)
+            return drift.skipped(
+                f"no champion of {register_cfg.model_name} in the registry yet", validate_cfg.drift_threshold
+            )
         return drift_against(model, new() if callable(new) else new, image_root, validate_cfg, device=device)
 
 
@@ -201,5 +237,7 @@ def drift_staleness(report: dict | None, gate_champion: str | None) -> str | Non
     if measured == str(gate_champion):
         return None
     was = f"measured against v{measured}" if measured else f"not measured ({report.get('reason') or 'skipped'})"
-    return (f"stale: drift was {was} when validate ran; the gate compared with champion v{gate_champion}; "
-            f"`dvc repro --force validate` measures it against v{gate_champion}")
+    return (
+        f"stale: drift was {was} when validate ran; the gate compared with champion v{gate_champion}; "
+        f"`dvc repro --force validate` measures it against v{gate_champion}"
+    )

@@ -39,7 +39,7 @@ def out_entries(body: dict) -> Iterator[tuple[str, dict]]:
             if isinstance(entry, str):
                 yield entry, {}
             else:
-                (path, opts), = entry.items()
+                ((path, opts),) = entry.items()
                 yield str(path), opts or {}
 
 
@@ -52,14 +52,22 @@ def declared_outs(root: Path, stage: str | None = None) -> list[str]:
 
 def uncached_outputs(root: Path) -> list[str]:
     """Outputs DVC neither caches nor persists: the ones `dvc checkout` cannot bring back."""
-    return [path for body in yaml_stages(root).values() for path, opts in out_entries(body)
-            if opts.get("cache") is False and not opts.get("persist")]
+    return [
+        path
+        for body in yaml_stages(root).values()
+        for path, opts in out_entries(body)
+        if opts.get("cache") is False and not opts.get("persist")
+    ]
 
 
 def persistent_outputs(root: Path) -> list[str]:
     """Uncached outputs DVC keeps across runs (`persist: true`): checkpoints, the decode cache."""
-    return [path for body in yaml_stages(root).values() for path, opts in out_entries(body)
-            if opts.get("cache") is False and opts.get("persist")]
+    return [
+        path
+        for body in yaml_stages(root).values()
+        for path, opts in out_entries(body)
+        if opts.get("cache") is False and opts.get("persist")
+    ]
 
 
 def file_md5(path: Path) -> str:
@@ -72,10 +80,16 @@ def out_hashes(root: Path, written_by: str | None = None) -> dict[tuple[str, str
 
     `written_by`: the stage running right now. DVC records its outputs only after it exits, so the
     lock still holds the previous run's; the files it just wrote are hashed instead."""
-    hashes = {(stage, out["path"]): out.get("md5", "")
-              for stage, body in lock_stages(root).items() for out in body.get("outs", []) or []}
+    hashes = {
+        (stage, out["path"]): out.get("md5", "")
+        for stage, body in lock_stages(root).items()
+        for out in body.get("outs", []) or []
+    }
     if written_by:
         hashes = {k: v for k, v in hashes.items() if k[0] != written_by}
-        hashes |= {(written_by, path): file_md5(root / path) for path in declared_outs(root, written_by)
-                   if (root / path).is_file()}
+        hashes |= {
+            (written_by, path): file_md5(root / path)
+            for path in declared_outs(root, written_by)
+            if (root / path).is_file()
+        }
     return hashes

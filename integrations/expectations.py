@@ -60,34 +60,75 @@ def row_rules(cfg: ValidateCfg) -> list[Rule]:
     between = gxe.ExpectColumnValuesToBeBetween
     is_null = gxe.ExpectColumnValuesToBeNull
     return [
-        Rule("missing", in_set(column="exists", value_set=[True]),
-             "file disappeared while validating; rerun once the source stops changing"),
-        Rule("unreadable", in_set(column="readable", value_set=[True]),
-             "unreadable file ({error}); make it readable (chmod a+r) or remove it"),
-        Rule("unsafe_name", in_set(column="name_ok", value_set=[True]),
-             "unsafe file name (not UTF-8 or contains '..'); rename it"),
-        Rule("outside_root", in_set(column="within_root", value_set=[True]),
-             "symlink points outside the data root; copy the file in instead"),
+        Rule(
+            "missing",
+            in_set(column="exists", value_set=[True]),
+            "file disappeared while validating; rerun once the source stops changing",
+        ),
+        Rule(
+            "unreadable",
+            in_set(column="readable", value_set=[True]),
+            "unreadable file ({error}); make it readable (chmod a+r) or remove it",
+        ),
+        Rule(
+            "unsafe_name",
+            in_set(column="name_ok", value_set=[True]),
+            "unsafe file name (not UTF-8 or contains '..'); rename it",
+        ),
+        Rule(
+            "outside_root",
+            in_set(column="within_root", value_set=[True]),
+            "symlink points outside the data root; copy the file in instead",
+        ),
         Rule("empty", between(column="bytes", min_value=1), "empty file (0 bytes); remove it"),
         Rule("not_image", in_set(column="identified", value_set=[True]), "{error}; remove or replace the file"),
-        Rule("bomb", between(column="pixels", max_value=cfg.max_pixels),
-             f"decompression bomb: {{pixels}} pixels > validate.max_pixels={cfg.max_pixels} (not decoded)"),
+        Rule(
+            "bomb",
+            between(column="pixels", max_value=cfg.max_pixels),
+            f"decompression bomb: {{pixels}} pixels > validate.max_pixels={cfg.max_pixels} (not decoded)",
+        ),
         Rule("corrupt", in_set(column="corrupt", value_set=[False]), "{error}; re-export or re-download the file"),
-        Rule("undecodable", in_set(column="decodable", value_set=[True]),
-             "{error}; the file is truncated or corrupt, re-export it"),
-        *([Rule("format", in_set(column="format", value_set=list(cfg.allowed_formats)),
-                "format {format} not allowed (validate.allowed_formats: " + ", ".join(cfg.allowed_formats) + ")")]
-          if cfg.allowed_formats else []),  # () = every format Pillow decodes
-        Rule("extension", in_set(column="extension_mismatch", value_set=[False]),
-             "file extension does not match its content ({format}); rename the file"),
-        Rule("mode", in_set(column="mode", value_set=list(cfg.allowed_modes)),
-             "mode {mode} not allowed (validate.allowed_modes)"),
-        Rule("size", between(column="width", min_value=cfg.min_side, max_value=cfg.max_side),
-             f"width {{width}} outside [{cfg.min_side}, {cfg.max_side}] (validate.min_side/max_side)"),
-        Rule("size", between(column="height", min_value=cfg.min_side, max_value=cfg.max_side),
-             f"height {{height}} outside [{cfg.min_side}, {cfg.max_side}] (validate.min_side/max_side)"),
-        Rule("aspect", between(column="aspect", min_value=cfg.min_aspect, max_value=cfg.max_aspect),
-             f"aspect ratio {{aspect}} outside [{cfg.min_aspect}, {cfg.max_aspect}] (validate.min_aspect/max_aspect)"),
+        Rule(
+            "undecodable",
+            in_set(column="decodable", value_set=[True]),
+            "{error}; the file is truncated or corrupt, re-export it",
+        ),
+        *(
+            [
+                Rule(
+                    "format",
+                    in_set(column="format", value_set=list(cfg.allowed_formats)),
+                    "format {format} not allowed (validate.allowed_formats: " + ", ".join(cfg.allowed_formats) + ")",
+                )
+            ]
+            if cfg.allowed_formats
+            else []
+        ),  # () = every format Pillow decodes
+        Rule(
+            "extension",
+            in_set(column="extension_mismatch", value_set=[False]),
+            "file extension does not match its content ({format}); rename the file",
+        ),
+        Rule(
+            "mode",
+            in_set(column="mode", value_set=list(cfg.allowed_modes)),
+            "mode {mode} not allowed (validate.allowed_modes)",
+        ),
+        Rule(
+            "size",
+            between(column="width", min_value=cfg.min_side, max_value=cfg.max_side),
+            f"width {{width}} outside [{cfg.min_side}, {cfg.max_side}] (validate.min_side/max_side)",
+        ),
+        Rule(
+            "size",
+            between(column="height", min_value=cfg.min_side, max_value=cfg.max_side),
+            f"height {{height}} outside [{cfg.min_side}, {cfg.max_side}] (validate.min_side/max_side)",
+        ),
+        Rule(
+            "aspect",
+            between(column="aspect", min_value=cfg.min_aspect, max_value=cfg.max_aspect),
+            f"aspect ratio {{aspect}} outside [{cfg.min_aspect}, {cfg.max_aspect}] (validate.min_aspect/max_aspect)",
+        ),
         Rule("no_label", gxe.ExpectColumnValuesToNotBeNull(column="label"), "no label"),
         Rule("leakage", is_null(column="leak_of"), "same image as {leak_of} in another split (train/val/test leakage)"),
         Rule("duplicate", is_null(column="exact_dup_of"), "exact duplicate of {exact_dup_of}"),
@@ -96,9 +137,28 @@ def row_rules(cfg: ValidateCfg) -> list[Rule]:
 
 
 # every code validate may report, including refusals made at ingest; summary keys are built from it
-QUARANTINE_CODES = ("missing", "unreadable", "unsafe_name", "outside_root", "empty", "not_image", "bomb",
-                    "corrupt", "undecodable", "format", "extension", "mode", "size", "aspect", "no_label", "leakage",
-                    "duplicate", "near_duplicate", "label_issue", "refused")
+QUARANTINE_CODES = (
+    "missing",
+    "unreadable",
+    "unsafe_name",
+    "outside_root",
+    "empty",
+    "not_image",
+    "bomb",
+    "corrupt",
+    "undecodable",
+    "format",
+    "extension",
+    "mode",
+    "size",
+    "aspect",
+    "no_label",
+    "leakage",
+    "duplicate",
+    "near_duplicate",
+    "label_issue",
+    "refused",
+)
 
 
 def _context(docs_dir: Path | None):
@@ -115,7 +175,10 @@ def _context(docs_dir: Path | None):
             site_name=SITE_NAME,
             site_config={
                 "class_name": "SiteBuilder",
-                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir.resolve())},
+                "store_backend": {
+                    "class_name": "TupleFilesystemStoreBackend",
+                    "base_directory": str(docs_dir.resolve()),
+                },
                 "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
             },
         )
@@ -136,11 +199,15 @@ def run_suite(manifest: pd.DataFrame, cfg: ValidateCfg, docs_dir: Path | None = 
     rules = row_rules(cfg)
     for rule in rules:
         suite.add_expectation(rule.expectation)
-    vd = ctx.validation_definitions.add(gx.ValidationDefinition(name="manifest_validation", data=batch_def, suite=suite))
+    vd = ctx.validation_definitions.add(
+        gx.ValidationDefinition(name="manifest_validation", data=batch_def, suite=suite)
+    )
     actions = [gx.checkpoint.UpdateDataDocsAction(name="docs", site_names=[SITE_NAME])] if docs_dir else []
     checkpoint = ctx.checkpoints.add(
         gx.Checkpoint(
-            name="manifest_checkpoint", validation_definitions=[vd], actions=actions,
+            name="manifest_checkpoint",
+            validation_definitions=[vd],
+            actions=actions,
             result_format={"result_format": "COMPLETE"},
         )
     )

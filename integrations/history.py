@@ -71,24 +71,60 @@ def read(client, name: str) -> list[Entry]:
             continue
         try:
             d = json.loads(value)
-            entries.append(Entry(int(key[len(PREFIX):]), d["time"], d["actor"], d["action"], d["alias"],
-                                 d.get("from"), d.get("to"), d.get("reason", "")))
+            entries.append(
+                Entry(
+                    int(key[len(PREFIX) :]),
+                    d["time"],
+                    d["actor"],
+                    d["action"],
+                    d["alias"],
+                    d.get("from"),
+                    d.get("to"),
+                    d.get("reason", ""),
+                )
+            )
         except (ValueError, KeyError, TypeError):
             continue  # a hand-edited tag is shown nowhere rather than breaking every rollback
     return sorted(entries, key=lambda e: e.seq)
 
 
-def append(client, name: str, alias: str, from_version: str | None, to_version: str | None, action: str,
-           reason: str, actor: str | None = None) -> Entry:
+def append(
+    client,
+    name: str,
+    alias: str,
+    from_version: str | None,
+    to_version: str | None,
+    action: str,
+    reason: str,
+    actor: str | None = None,
+) -> Entry:
     """Add one entry; call under `registry.registry_lock` so sequence numbers never collide."""
-    existing = [int(k[len(PREFIX):]) for k in (client.get_registered_model(name).tags or {})
-                if k.startswith(PREFIX) and k[len(PREFIX):].isdigit()]
-    entry = Entry(max(existing, default=0) + 1, datetime.now(UTC).isoformat(timespec="microseconds"),
-                  actor or default_actor(), action, alias,
-                  None if from_version is None else str(from_version), None if to_version is None else str(to_version),
-                  reason if len(reason) <= MAX_REASON else reason[:MAX_REASON - 3] + "...")
-    value = json.dumps({"time": entry.time, "actor": entry.actor, "action": entry.action, "alias": entry.alias,
-                        "from": entry.from_version, "to": entry.to_version, "reason": entry.reason})
+    existing = [
+        int(k[len(PREFIX) :])
+        for k in (client.get_registered_model(name).tags or {})
+        if k.startswith(PREFIX) and k[len(PREFIX) :].isdigit()
+    ]
+    entry = Entry(
+        max(existing, default=0) + 1,
+        datetime.now(UTC).isoformat(timespec="microseconds"),
+        actor or default_actor(),
+        action,
+        alias,
+        None if from_version is None else str(from_version),
+        None if to_version is None else str(to_version),
+        reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 3] + "...",
+    )
+    value = json.dumps(
+        {
+            "time": entry.time,
+            "actor": entry.actor,
+            "action": entry.action,
+            "alias": entry.alias,
+            "from": entry.from_version,
+            "to": entry.to_version,
+            "reason": entry.reason,
+        }
+    )
     client.set_registered_model_tag(name, f"{PREFIX}{entry.seq:06d}", value)
     return entry
 
@@ -135,8 +171,10 @@ class OutsideChange:
     def line(self, name: str) -> str:
         was = f"v{self.recorded}" if self.recorded else "unset"
         now = f"v{self.actual}" if self.actual else "unset"
-        return (f"{name}@{self.alias} is {now} but vistune last set it to {was}: changed {OUTSIDE} (MLflow UI or "
-                f"client); `vistune history` shows it, `vistune promote`/`rollback` restores a recorded state")
+        return (
+            f"{name}@{self.alias} is {now} but vistune last set it to {was}: changed {OUTSIDE} (MLflow UI or "
+            f"client); `vistune history` shows it, `vistune promote`/`rollback` restores a recorded state"
+        )
 
 
 def outside_changes(entries: list[Entry], aliases: dict[str, str]) -> list[OutsideChange]:
@@ -169,8 +207,16 @@ def record_outside(client, name: str, actor: str | None = None) -> list[OutsideC
     vistune changes an alias), so the history stays complete and rollback sees the real sequence."""
     changes = unrecorded_changes(client, name)
     for d in changes:
-        append(client, name, d.alias, d.recorded, d.actual, "outside",
-               f"set {OUTSIDE}; found by {actor or default_actor()}", OUTSIDE)
+        append(
+            client,
+            name,
+            d.alias,
+            d.recorded,
+            d.actual,
+            "outside",
+            f"set {OUTSIDE}; found by {actor or default_actor()}",
+            OUTSIDE,
+        )
     return changes
 
 
@@ -179,9 +225,31 @@ def table(entries: list[Entry], outside: list[OutsideChange] = ()) -> str:
     if not entries and not outside:
         return "no alias changes recorded yet"
     rows = [("#", "time (UTC)", "actor", "action", "alias", "from", "to", "reason")]
-    rows += [(str(e.seq), e.time[:19].replace("T", " "), e.actor, e.action, e.alias, e.from_version or "-",
-              e.to_version or "-", e.reason) for e in entries]
-    rows += [("!", "unknown", OUTSIDE, "outside", d.alias, d.recorded or "-", d.actual or "-",
-              "the registry differs from the last recorded change") for d in outside]
+    rows += [
+        (
+            str(e.seq),
+            e.time[:19].replace("T", " "),
+            e.actor,
+            e.action,
+            e.alias,
+            e.from_version or "-",
+            e.to_version or "-",
+            e.reason,
+        )
+        for e in entries
+    ]
+    rows += [
+        (
+            "!",
+            "unknown",
+            OUTSIDE,
+            "outside",
+            d.alias,
+            d.recorded or "-",
+            d.actual or "-",
+            "the registry differs from the last recorded change",
+        )
+        for d in outside
+    ]
     widths = [max(len(r[i]) for r in rows) for i in range(7)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:7], widths)) + "  " + r[7] for r in rows)

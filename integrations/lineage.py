@@ -70,8 +70,10 @@ def check_clean(root: Path, allow_dirty: bool) -> list[str]:
     dirty = dirty_files(root)
     if dirty and not allow_dirty:
         shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
-        raise VistuneError(f"{root}: git tree has uncommitted changes ({shown}); commit them so the model's "
-                           f"lineage names real source, or set register.allow_dirty: true in params.yaml")
+        raise VistuneError(
+            f"{root}: git tree has uncommitted changes ({shown}); commit them so the model's "
+            f"lineage names real source, or set register.allow_dirty: true in params.yaml"
+        )
     return dirty
 
 
@@ -98,7 +100,9 @@ def params_json(params: dict) -> str:
 
 def prefect_url(run_id: str) -> str:
     """The flow run's page: PREFECT_UI_URL, else the API URL minus its `/api` suffix."""
-    ui = os.environ.get("PREFECT_UI_URL") or os.environ.get("PREFECT_API_URL", "").removesuffix("/").removesuffix("/api")
+    ui = os.environ.get("PREFECT_UI_URL") or os.environ.get("PREFECT_API_URL", "").removesuffix("/").removesuffix(
+        "/api"
+    )
     return f"{ui.rstrip('/')}/runs/flow-run/{run_id}" if ui and run_id else ""
 
 
@@ -118,7 +122,9 @@ def facts(params: dict, manifest: Path, root: Path, dirty: list[str], stage: str
         "params": text if len(text) <= INLINE_PARAMS_MAX else "",
         "data_manifest_sha256": sha256_file(manifest) if manifest.is_file() else "",
         # the reviewer's relabel / exclude decisions ingest applied (vistune.data.label_overrides)
-        "label_overrides_sha256": sha256_file(overrides) if (overrides := Layout(root).label_overrides).is_file() else "",
+        "label_overrides_sha256": sha256_file(overrides)
+        if (overrides := Layout(root).label_overrides).is_file()
+        else "",
         **ctx,
         "prefect_flow_run_url": prefect_url(ctx["prefect_flow_run_id"]),
         "python": platform.python_version(),
@@ -171,16 +177,23 @@ def describe(client, name: str, version: str) -> str:
         raise ValueError(f"v{version} of {name!r} carries no lineage tags (registered before lineage was recorded)")
     shown = {T.lineage("params"), T.lineage("git_commit")}
     lines = [f"{name} v{version} (run {mv.run_id})"]
-    lines += [f"  {k.removeprefix(TAG) if k.startswith(TAG) else k.removeprefix(T.PREFIX)}: {v}"
-              for k, v in tags.items() if k not in shown]
+    lines += [
+        f"  {k.removeprefix(TAG) if k.startswith(TAG) else k.removeprefix(T.PREFIX)}: {v}"
+        for k, v in tags.items()
+        if k not in shown
+    ]
     experiment = tags.get(T.lineage("dvc_experiment"))
     lines += ["", "reproduce:"]
     if experiment:
         lines.append(f"  dvc exp apply {experiment} && dvc repro")
-    lines += [f"  git checkout {tags.get(T.lineage('git_commit'), 'unknown')}   # the commit it was trained from",
-              f"  vistune lineage {version} --params-out params.yaml   # the exact params it was trained with",
-              "  dvc repro"]
+    lines += [
+        f"  git checkout {tags.get(T.lineage('git_commit'), 'unknown')}   # the commit it was trained from",
+        f"  vistune lineage {version} --params-out params.yaml   # the exact params it was trained with",
+        "  dvc repro",
+    ]
     if tags.get(T.lineage("git_dirty")) == "true":
-        lines.append(f"  note: registered from a dirty tree ({tags.get(T.lineage('git_dirty_files'), '')}); "
-                     f"those edits are not in that commit")
+        lines.append(
+            f"  note: registered from a dirty tree ({tags.get(T.lineage('git_dirty_files'), '')}); "
+            f"those edits are not in that commit"
+        )
     return "\n".join(lines)

@@ -78,13 +78,17 @@ def _read_confined(value: str, root: Path, row: int) -> bytes:
     except (OSError, ValueError, RuntimeError):
         raise InputError(f"row {row}: path {value!r} is not a usable file path") from None
     if not path.is_relative_to(root):  # the answer never names the server's own folders
-        raise InputError(f"row {row}: path {value!r} is outside the server's image root; send a path relative "
-                         f"to it without '..', or the image itself as image_b64")
+        raise InputError(
+            f"row {row}: path {value!r} is outside the server's image root; send a path relative "
+            f"to it without '..', or the image itself as image_b64"
+        )
     try:
         return path.read_bytes()
     except OSError as exc:
-        raise InputError(f"row {row}: cannot read path {value!r} ({exc.strerror or type(exc).__name__}); "
-                         f"paths are relative to the server's image root") from None
+        raise InputError(
+            f"row {row}: cannot read path {value!r} ({exc.strerror or type(exc).__name__}); "
+            f"paths are relative to the server's image root"
+        ) from None
 
 
 def _blobs(model_input: pd.DataFrame) -> list[bytes]:
@@ -101,8 +105,10 @@ def _blobs(model_input: pd.DataFrame) -> list[bytes]:
             try:
                 blobs.append(base64.b64decode(values["image_b64"], validate=True))
             except (binascii.Error, ValueError):
-                raise InputError(f"row {i}: image_b64 is not valid base64; send the image file's bytes "
-                                 f"base64-encoded (standard alphabet, no line breaks)") from None
+                raise InputError(
+                    f"row {i}: image_b64 is not valid base64; send the image file's bytes "
+                    f"base64-encoded (standard alphabet, no line breaks)"
+                ) from None
         elif values.get("image") is not None and isinstance(values["image"], (bytes, bytearray)):
             blobs.append(bytes(values["image"]))
         elif values.get("path") is not None and isinstance(values["path"], str):
@@ -125,8 +131,10 @@ class VistuneClassifierModel(mlflow.pyfunc.PythonModel):
         from vistune.data.imageio import DEFAULT_MAX_PIXELS
 
         config = getattr(context, "model_config", None) or {}
-        self.max_pixels = min(int(config.get("max_pixels") or DEFAULT_MAX_PIXELS),
-                              int(os.environ.get(MAX_PIXELS_ENV) or DEFAULT_MAX_PIXELS))
+        self.max_pixels = min(
+            int(config.get("max_pixels") or DEFAULT_MAX_PIXELS),
+            int(os.environ.get(MAX_PIXELS_ENV) or DEFAULT_MAX_PIXELS),
+        )
         temperature, self.ood_threshold = 1.0, None
         calibration = context.artifacts.get("calibration")
         if calibration:
@@ -149,8 +157,10 @@ class VistuneClassifierModel(mlflow.pyfunc.PythonModel):
             raise
         except Exception:  # a bug or a broken model: the client gets one line, the log the traceback
             _log.exception("vistune model failed on a request")
-            raise ServerError("the model failed on this request (a server error, logged by the server); "
-                              "retry, or report it with the request") from None
+            raise ServerError(
+                "the model failed on this request (a server error, logged by the server); "
+                "retry, or report it with the request"
+            ) from None
 
     def _predict(self, model_input: pd.DataFrame) -> pd.DataFrame:
         import torch
@@ -166,16 +176,20 @@ class VistuneClassifierModel(mlflow.pyfunc.PythonModel):
             except ImageDecodeError as exc:
                 if exc.code == "bomb":
                     size, side = exc.args[0].removeprefix("decompression bomb: "), self.clf.image_size
-                    raise InputError(f"row {i}: image too large: {size} (the served model's limit, validate.max_pixels "
-                                     f"or --max-pixels); send it downscaled (the model sees {side}x{side})") from None
-                raise InputError(f"row {i}: not a usable image: {exc}; send the original image file "
-                                 f"(PNG, JPEG, WEBP, ...)") from None
+                    raise InputError(
+                        f"row {i}: image too large: {size} (the served model's limit, validate.max_pixels "
+                        f"or --max-pixels); send it downscaled (the model sees {side}x{side})"
+                    ) from None
+                raise InputError(
+                    f"row {i}: not a usable image: {exc}; send the original image file (PNG, JPEG, WEBP, ...)"
+                ) from None
         batch = torch.cat(images)
         z = torch.from_numpy(self.clf.logits(batch.numpy())) if self.onnx else self.clf.logits(batch)
         probs = (z.float() / self.clf.temperature).softmax(dim=1).numpy()
         threshold = self.ood_threshold
-        out = pd.DataFrame({"label": [self.clf.classes[j] for j in probs.argmax(axis=1)],
-                            "confidence": probs.max(axis=1)})
+        out = pd.DataFrame(
+            {"label": [self.clf.classes[j] for j in probs.argmax(axis=1)], "confidence": probs.max(axis=1)}
+        )
         for j, c in enumerate(self.clf.classes):
             out[f"p_{c}"] = probs[:, j]
         out["energy"] = ood.energy(z)

@@ -175,8 +175,9 @@ def _record(client: MlflowClient, name: str, version: str, action: str, reason: 
     if previous is not None and previous != version:
         client.set_model_version_tag(name, version, T.PREVIOUS_CHAMPION, previous)
     card = client.get_model_version(name, version).tags.get(T.CARD)
-    client.update_model_version(name, version,
-                                description=f"[{stamp}] {action}: {reason}" + _card_line(client, version, card))
+    client.update_model_version(
+        name, version, description=f"[{stamp}] {action}: {reason}" + _card_line(client, version, card)
+    )
 
 
 CARD_PREFIX = "\n\nModel card: "
@@ -192,8 +193,10 @@ def _card_line(client: MlflowClient, version: str, card: str | None) -> str:
         experiment = client.get_run(run_id).info.experiment_id
     except MlflowException:  # the run is gone: the URI as text
         return f"{CARD_PREFIX}{card} (`vistune card {version}` writes it locally)"
-    return (f"{CARD_PREFIX}[{artifact.rsplit('/', 1)[-1]}](#/experiments/{experiment}/runs/{run_id}/artifacts/"
-            f"{artifact}) (`vistune card {version}` writes it locally)")
+    return (
+        f"{CARD_PREFIX}[{artifact.rsplit('/', 1)[-1]}](#/experiments/{experiment}/runs/{run_id}/artifacts/"
+        f"{artifact}) (`vistune card {version}` writes it locally)"
+    )
 
 
 def link_card(client: MlflowClient, name: str, version: str, uri: str) -> None:
@@ -203,8 +206,9 @@ def link_card(client: MlflowClient, name: str, version: str, uri: str) -> None:
     client.update_model_version(name, version, description=description + _card_line(client, version, uri))
 
 
-def _set_champion(client: MlflowClient, name: str, version: str, previous: str | None, action: str, reason: str,
-                  actor: str | None) -> None:
+def _set_champion(
+    client: MlflowClient, name: str, version: str, previous: str | None, action: str, reason: str, actor: str | None
+) -> None:
     client.set_registered_model_alias(name, CHAMPION, version)
     history.append(client, name, CHAMPION, previous, version, action, reason, actor)
     tags = client.get_model_version(name, version).tags
@@ -214,38 +218,64 @@ def _set_champion(client: MlflowClient, name: str, version: str, previous: str |
         _notify(ChampionChange(name, previous, str(version), action, reason, actor))
 
 
-def _decide(value: float, champ: str | None, champ_value: float | None, metric: str, min_improvement: float,
-            failures: list[str], comparison: Comparison | None) -> tuple[bool, str]:
+def _decide(
+    value: float,
+    champ: str | None,
+    champ_value: float | None,
+    metric: str,
+    min_improvement: float,
+    failures: list[str],
+    comparison: Comparison | None,
+) -> tuple[bool, str]:
     if failures:
         return False, "fails thresholds: " + "; ".join(failures) + (
-            f"; champion v{champ} unchanged" if champ else "; no champion set")
+            f"; champion v{champ} unchanged" if champ else "; no champion set"
+        )
     if champ is None:
         return True, f"no champion yet; {metric}={value:.4f}"
     testing = comparison is not None and comparison.significant is not None
     if testing and comparison.error:
-        return False, (f"champion v{champ} could not be re-scored on this test split ({comparison.error}); "
-                       f"champion unchanged (promote by hand: `vistune promote <version>`)")
+        return False, (
+            f"champion v{champ} could not be re-scored on this test split ({comparison.error}); "
+            f"champion unchanged (promote by hand: `vistune promote <version>`)"
+        )
     if champ_value is None:
         return True, f"champion v{champ} has no {metric}; {metric}={value:.4f}"
     scored = " (both re-scored on this test split)" if testing and comparison.champion_value is not None else ""
     if testing and not comparison.significant and value >= champ_value:
-        return False, (f"{comparison.verdict}: {metric} {value:.4f} vs champion v{champ} {champ_value:.4f}{scored}; "
-                       f"{comparison.summary}; champion unchanged")
+        return False, (
+            f"{comparison.verdict}: {metric} {value:.4f} vs champion v{champ} {champ_value:.4f}{scored}; "
+            f"{comparison.summary}; champion unchanged"
+        )
     if value <= champ_value + min_improvement:
-        return False, (f"{metric} {value:.4f} does not beat champion v{champ} {champ_value:.4f} "
-                       f"by more than {min_improvement}{scored}; champion unchanged")
+        return False, (
+            f"{metric} {value:.4f} does not beat champion v{champ} {champ_value:.4f} "
+            f"by more than {min_improvement}{scored}; champion unchanged"
+        )
     if testing and not comparison.significant:
-        return False, (f"{comparison.verdict}: {metric} {value:.4f} vs champion v{champ} {champ_value:.4f}{scored}; "
-                       f"{comparison.summary}; champion unchanged")
+        return False, (
+            f"{comparison.verdict}: {metric} {value:.4f} vs champion v{champ} {champ_value:.4f}{scored}; "
+            f"{comparison.summary}; champion unchanged"
+        )
     why = f"; {comparison.summary}" if testing else ""
-    return True, (f"{metric} {value:.4f} beats champion v{champ} {champ_value:.4f} "
-                  f"by more than {min_improvement}{scored}{why}")
+    return True, (
+        f"{metric} {value:.4f} beats champion v{champ} {champ_value:.4f} by more than {min_improvement}{scored}{why}"
+    )
 
 
-def gate(client: MlflowClient, name: str, version: str, metric: str, value: float, min_improvement: float,
-         lock_dir: Path | RegistryLock, failures: list[str] | None = None,
-         compare: Callable[[str], Comparison] | None = None, actor: str | None = None,
-         approval_required: bool = False) -> Decision:
+def gate(
+    client: MlflowClient,
+    name: str,
+    version: str,
+    metric: str,
+    value: float,
+    min_improvement: float,
+    lock_dir: Path | RegistryLock,
+    failures: list[str] | None = None,
+    compare: Callable[[str], Comparison] | None = None,
+    actor: str | None = None,
+    approval_required: bool = False,
+) -> Decision:
     """Make `version` the challenger; promote it to champion if it passes every threshold
     (`failures` empty, see `threshold_failures`), beats the champion by the margin and, when
     `compare(champion_version)` runs a significance test, the gain is significant. `compare`
@@ -270,26 +300,51 @@ def gate(client: MlflowClient, name: str, version: str, metric: str, value: floa
             client.set_model_version_tag(name, version, T.APPROVAL, "pending")
         if promoted:
             _set_champion(client, name, version, champ, "gate", reason, actor)
-        client.set_model_version_tag(name, version, T.GATE, T.GATE_PROMOTED if promoted else
-                                     T.GATE_PENDING if pending else T.GATE_KEPT)
+        client.set_model_version_tag(
+            name, version, T.GATE, T.GATE_PROMOTED if promoted else T.GATE_PENDING if pending else T.GATE_KEPT
+        )
         if failures:
             client.set_model_version_tag(name, version, T.GATE_FAILURES, "; ".join(failures))
         if comparison is not None:
             client.set_model_version_tag(name, version, T.GATE_SIGNIFICANCE, comparison.summary[:4000])
-        _record(client, name, version, "gate: " + (T.GATE_PROMOTED if promoted else
-                T.GATE_PENDING if pending else T.GATE_KEPT), reason, champ)
-        return Decision(version, promoted, reason, metric, float(value), champ, champ_value, failures,
-                        comparison.summary if comparison is not None else None,
-                        comparison.p_value if comparison is not None else None,
-                        comparison.verdict if comparison is not None and comparison.significant is not None else None,
-                        pending)
+        _record(
+            client,
+            name,
+            version,
+            "gate: " + (T.GATE_PROMOTED if promoted else T.GATE_PENDING if pending else T.GATE_KEPT),
+            reason,
+            champ,
+        )
+        return Decision(
+            version,
+            promoted,
+            reason,
+            metric,
+            float(value),
+            champ,
+            champ_value,
+            failures,
+            comparison.summary if comparison is not None else None,
+            comparison.p_value if comparison is not None else None,
+            comparison.verdict if comparison is not None and comparison.significant is not None else None,
+            pending,
+        )
 
 
 REVIEW_OUTCOMES = ("approved", "rejected", "timed_out")
 
 
-def review(client: MlflowClient, name: str, version: str, lock_dir: Path | RegistryLock, outcome: str, comment: str,
-           actor: str, compared_with: str | None, metric: str = RegisterCfg.gate_metric) -> tuple[str, str]:
+def review(
+    client: MlflowClient,
+    name: str,
+    version: str,
+    lock_dir: Path | RegistryLock,
+    outcome: str,
+    comment: str,
+    actor: str,
+    compared_with: str | None,
+    metric: str = RegisterCfg.gate_metric,
+) -> tuple[str, str]:
     """Close a pending approval (`register.approval: required`): approved -> champion, rejected or
     timed out -> stays challenger. An approval given after `champion` moved away from the version the
     gate compared with (`compared_with`) is `stale`: the gate's evidence no longer holds, so nothing
@@ -306,8 +361,10 @@ def review(client: MlflowClient, name: str, version: str, lock_dir: Path | Regis
         said = f": {comment}" if comment else ""
         if outcome == "approved" and champ not in (compared_with, version):
             outcome = "stale"
-            reason = (f"approved by {actor}{said}, but champion moved from v{compared_with or '-'} to v{champ} while "
-                      f"waiting; v{version} stays challenger (`vistune promote {version}` to override)")
+            reason = (
+                f"approved by {actor}{said}, but champion moved from v{compared_with or '-'} to v{champ} while "
+                f"waiting; v{version} stays challenger (`vistune promote {version}` to override)"
+            )
         elif outcome == "approved" and (refused := _refusal(client, name, version, champ, metric)):
             outcome, reason = "refused", f"approved by {actor}{said}, but {refused}"
         elif outcome == "approved":
@@ -329,13 +386,26 @@ def review(client: MlflowClient, name: str, version: str, lock_dir: Path | Regis
 def _refusal(client: MlflowClient, name: str, version: str, champion: str | None, metric: str) -> str | None:
     """The promotion guard's answer for `version` over `champion`, from the numbers on both versions."""
     gate_outcome = client.get_model_version(name, version).tags.get(T.GATE)
-    return promotion_guard.refusal(version, gate_outcome, metric, version_metric(client, name, version, metric),
-                                   champion, version_metric(client, name, champion, metric) if champion else None)
+    return promotion_guard.refusal(
+        version,
+        gate_outcome,
+        metric,
+        version_metric(client, name, version, metric),
+        champion,
+        version_metric(client, name, champion, metric) if champion else None,
+    )
 
 
-def promote(client: MlflowClient, name: str, version: str, lock_dir: Path | RegistryLock,
-            reason: str = "manual promotion", actor: str | None = None, metric: str = RegisterCfg.gate_metric,
-            force: bool = False) -> str | None:
+def promote(
+    client: MlflowClient,
+    name: str,
+    version: str,
+    lock_dir: Path | RegistryLock,
+    reason: str = "manual promotion",
+    actor: str | None = None,
+    metric: str = RegisterCfg.gate_metric,
+    force: bool = False,
+) -> str | None:
     """Point `champion` at `version`; returns the previous champion. The promotion guard refuses a
     version the gate kept or one worse than the champion by `metric` (ValueError, one line) unless
     `force`; a forced promotion is an `override` entry in the alias history, with the reason."""
@@ -363,11 +433,16 @@ def _rollback_target(client: MlflowClient, name: str, current: str, to_time: str
         if target == current:
             raise ValueError(f"v{current} was already champion at {when.isoformat()}; nothing to roll back")
         if client.get_model_version(name, target).tags.get(T.ARCHIVED) == "true":
-            raise ValueError(f"v{target} (champion at {when.isoformat()}) is archived; `vistune promote {target}` "
-                             f"to bring it back deliberately")
+            raise ValueError(
+                f"v{target} (champion at {when.isoformat()}) is archived; `vistune promote {target}` "
+                f"to bring it back deliberately"
+            )
         return target
-    unusable = {v.version for v in client.search_model_versions(f"name='{name}'")
-                if v.tags.get(T.ARCHIVED) == "true" or v.tags.get(T.ROLLED_BACK) == "true"}
+    unusable = {
+        v.version
+        for v in client.search_model_versions(f"name='{name}'")
+        if v.tags.get(T.ARCHIVED) == "true" or v.tags.get(T.ROLLED_BACK) == "true"
+    }
     target = history.previous_holder(entries, current, {str(v) for v in unusable})
     if target is None:  # stores written before the history existed: the version's own tag
         target = client.get_model_version(name, current).tags.get(T.PREVIOUS_CHAMPION)
@@ -376,8 +451,9 @@ def _rollback_target(client: MlflowClient, name: str, current: str, to_time: str
     return target
 
 
-def rollback(client: MlflowClient, name: str, lock_dir: Path | RegistryLock, to_time: str | None = None,
-             actor: str | None = None) -> tuple[str, str]:
+def rollback(
+    client: MlflowClient, name: str, lock_dir: Path | RegistryLock, to_time: str | None = None, actor: str | None = None
+) -> tuple[str, str]:
     """Move `champion` back to the previous champion (the latest earlier one not archived or
     rolled back), or to the champion as of `to_time`; returns (from, to)."""
     with registry_lock(lock_dir, name):
@@ -393,7 +469,9 @@ def rollback(client: MlflowClient, name: str, lock_dir: Path | RegistryLock, to_
         return current, target
 
 
-def archive(client: MlflowClient, name: str, version: str, lock_dir: Path | RegistryLock, actor: str | None = None) -> None:
+def archive(
+    client: MlflowClient, name: str, version: str, lock_dir: Path | RegistryLock, actor: str | None = None
+) -> None:
     """Take a version out of service: drop its aliases and tag it archived (never the champion)."""
     with registry_lock(lock_dir, name):
         history.record_outside(client, name, actor)

@@ -18,12 +18,19 @@ MAX_DELAY_S = 60.0
 
 def delays(retries: int, backoff_s: float, max_delay_s: float = MAX_DELAY_S) -> list[float]:
     """The waits between attempts: backoff_s, 2*backoff_s, 4*backoff_s, ... capped at max_delay_s."""
-    return [min(backoff_s * 2 ** i, max_delay_s) for i in range(max(retries, 0))]
+    return [min(backoff_s * 2**i, max_delay_s) for i in range(max(retries, 0))]
 
 
-def call(fn: Callable[[], T], *, retries: int, backoff_s: float, what: str,
-         retry_if: Callable[[BaseException], bool] = lambda exc: True,
-         log: Callable[[str], None] = print, sleep: Callable[[float], None] = time.sleep) -> T:
+def call(
+    fn: Callable[[], T],
+    *,
+    retries: int,
+    backoff_s: float,
+    what: str,
+    retry_if: Callable[[BaseException], bool] = lambda exc: True,
+    log: Callable[[str], None] = print,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
     """`fn()`, retried up to `retries` more times while `retry_if(error)`; the last error propagates."""
     waits = delays(retries, backoff_s)
     for attempt in range(len(waits) + 1):

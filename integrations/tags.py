@@ -23,9 +23,23 @@ PREFIX = "vistune."
 
 LINEAGE = f"{PREFIX}lineage."
 # the facts under LINEAGE (see integrations.lineage.facts)
-LINEAGE_FACTS = ("git_commit", "git_dirty", "git_dirty_files", "params_md5", "params", "data_manifest_sha256",
-                 "label_overrides_sha256", "dvc_experiment", "prefect_flow_run_id", "prefect_flow_run_name",
-                 "prefect_flow_run_url", "python", "torch", "cpu_kernels", "cpu_threads")
+LINEAGE_FACTS = (
+    "git_commit",
+    "git_dirty",
+    "git_dirty_files",
+    "params_md5",
+    "params",
+    "data_manifest_sha256",
+    "label_overrides_sha256",
+    "dvc_experiment",
+    "prefect_flow_run_id",
+    "prefect_flow_run_name",
+    "prefect_flow_run_url",
+    "python",
+    "torch",
+    "cpu_kernels",
+    "cpu_threads",
+)
 DVC = f"{PREFIX}dvc."
 LINEAGE_JSON = f"{PREFIX}lineage"  # on a model version: every lineage fact and DVC hash as one JSON object
 # the lineage facts a model version also carries as tags of their own (what a registry reader looks for)
@@ -46,6 +60,8 @@ GATE_OUTCOMES = (GATE_PROMOTED, GATE_KEPT, GATE_PENDING)
 def gate_outcome(promoted: bool | None, pending: bool | None) -> str:
     """The one word for a gate decision, wherever it is shown."""
     return GATE_PROMOTED if promoted else GATE_PENDING if pending else GATE_KEPT
+
+
 GATE_FAILURES = f"{PREFIX}gate_failures"
 GATE_SIGNIFICANCE = f"{PREFIX}gate_significance"
 DECISION_REASON = f"{PREFIX}decision_reason"
@@ -53,7 +69,9 @@ PREVIOUS_CHAMPION = f"{PREFIX}previous_champion"
 # the last action and its time are the description's first line, not tags (a shorter row in the MLflow UI)
 ROLLED_BACK = f"{PREFIX}rolled_back"
 ARCHIVED = f"{PREFIX}archived"
-APPROVAL = f"{PREFIX}approval"  # pending | approved | rejected | timed_out | stale | refused (register.approval: required)
+APPROVAL = (
+    f"{PREFIX}approval"  # pending | approved | rejected | timed_out | stale | refused (register.approval: required)
+)
 CARD = f"{PREFIX}card"  # runs:/<run>/card/model_card.html, the version's model card (app.card)
 CARD_ARTIFACT = "card/model_card.html"  # the card's path inside its run
 

@@ -50,8 +50,8 @@ def store_root(root: Path) -> Path:
 def resolve_tracking_uri(cfg: RegisterCfg, root: Path) -> str:
     uri = _USER_TRACKING_URI or cfg.tracking_uri
     prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
-        db = (store_root(root) / uri[len(prefix):]).resolve()
+    if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
+        db = (store_root(root) / uri[len(prefix) :]).resolve()
         db.parent.mkdir(parents=True, exist_ok=True)
         return prefix + str(db)
     return uri
@@ -67,9 +67,19 @@ def is_unreachable(exc: BaseException) -> bool:
     if isinstance(exc, (ConnectionError, TimeoutError, urllib.error.URLError)):
         return True
     text = str(exc)
-    return any(s in text for s in ("Max retries exceeded", "Connection refused", "Failed to establish",
-                                   "Read timed out", "TEMPORARILY_UNAVAILABLE", "503 Server Error",
-                                   "502 Server Error", "504 Server Error"))
+    return any(
+        s in text
+        for s in (
+            "Max retries exceeded",
+            "Connection refused",
+            "Failed to establish",
+            "Read timed out",
+            "TEMPORARILY_UNAVAILABLE",
+            "503 Server Error",
+            "502 Server Error",
+            "504 Server Error",
+        )
+    )
 
 
 def _ping(uri: str) -> None:
@@ -84,8 +94,10 @@ def _ping(uri: str) -> None:
 
 def unreachable_error(uri: str, cfg: RegisterCfg, exc: BaseException) -> VistuneError:
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-    return VistuneError(f"MLflow tracking server {uri} unreachable after {cfg.retries} retries ({first}): "
-                        f"is the MLflow server running? `make up` (or fix register.tracking_uri / MLFLOW_TRACKING_URI)")
+    return VistuneError(
+        f"MLflow tracking server {uri} unreachable after {cfg.retries} retries ({first}): "
+        f"is the MLflow server running? `make up` (or fix register.tracking_uri / MLFLOW_TRACKING_URI)"
+    )
 
 
 def with_retries(cfg: RegisterCfg, uri: str, what: str, fn):
@@ -94,8 +106,9 @@ def with_retries(cfg: RegisterCfg, uri: str, what: str, fn):
     if not is_server(uri):
         return fn()
     try:
-        return retry.call(fn, retries=cfg.retries, backoff_s=cfg.retry_backoff_s, what=f"{what} at {uri}",
-                          retry_if=is_unreachable)
+        return retry.call(
+            fn, retries=cfg.retries, backoff_s=cfg.retry_backoff_s, what=f"{what} at {uri}", retry_if=is_unreachable
+        )
     except Exception as exc:
         if is_unreachable(exc):
             raise unreachable_error(uri, cfg, exc) from None
@@ -135,8 +148,9 @@ def _ensure_experiment(cfg: RegisterCfg, root: Path, uri: str) -> str:
     try:
         return mlflow.create_experiment(cfg.experiment, artifact_location=location)
     except mlflow.exceptions.MlflowException:  # created concurrently by another run
-        return with_retries(cfg, uri, "get experiment",
-                            lambda: mlflow.get_experiment_by_name(cfg.experiment)).experiment_id
+        return with_retries(
+            cfg, uri, "get experiment", lambda: mlflow.get_experiment_by_name(cfg.experiment)
+        ).experiment_id
 
 
 # register keys that only say where the store is or how hard to retry: they do not make a new registration
@@ -178,16 +192,20 @@ def lock_dir(cfg: RegisterCfg, root: Path, uri: str | None = None) -> Path:
     return Path(uri.removeprefix("sqlite:///")).parent if uri.startswith("sqlite:///") else store_root(root) / "mlflow"
 
 
-def open_registry(cfg: RegisterCfg, root: Path, shared: registry.SharedLock | None = None
-                  ) -> tuple[mlflow.MlflowClient, registry.RegistryLock]:
+def open_registry(
+    cfg: RegisterCfg, root: Path, shared: registry.SharedLock | None = None
+) -> tuple[mlflow.MlflowClient, registry.RegistryLock]:
     """A client on the configured store plus the lock for alias changes (`shared`: the lock all hosts
     see, handed in by the caller, e.g. `flows.cross_host_lock.hold`)."""
     uri = resolve_tracking_uri(cfg, root)
-    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri), registry.RegistryLock(lock_dir(cfg, root, uri), shared)
+    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri), registry.RegistryLock(
+        lock_dir(cfg, root, uri), shared
+    )
 
 
-def open_receipt_registry(receipt: dict, root: Path, shared: registry.SharedLock | None = None
-                          ) -> tuple[mlflow.MlflowClient, registry.RegistryLock]:
+def open_receipt_registry(
+    receipt: dict, root: Path, shared: registry.SharedLock | None = None
+) -> tuple[mlflow.MlflowClient, registry.RegistryLock]:
     """A client on the store a `register` receipt names (its resolved URI), and its registry lock:
     the flow acts on the version after the stage's process is gone, params possibly restored."""
     uri = receipt["tracking_uri"]
@@ -221,14 +239,18 @@ def log_artifacts(paths: Iterable[tuple[Path, str]]) -> None:
 
 
 def signature(classes: list[str]) -> ModelSignature:
-    inputs = Schema([
-        ColSpec("string", "image_b64", required=False),
-        ColSpec("binary", "image", required=False),
-        ColSpec("string", "path", required=False),
-    ])
-    outputs = Schema([ColSpec("string", "label"), ColSpec("double", "confidence")]
-                     + [ColSpec("double", f"p_{c}") for c in classes]
-                     + [ColSpec("double", "energy"), ColSpec("boolean", "out_of_distribution", required=False)])
+    inputs = Schema(
+        [
+            ColSpec("string", "image_b64", required=False),
+            ColSpec("binary", "image", required=False),
+            ColSpec("string", "path", required=False),
+        ]
+    )
+    outputs = Schema(
+        [ColSpec("string", "label"), ColSpec("double", "confidence")]
+        + [ColSpec("double", f"p_{c}") for c in classes]
+        + [ColSpec("double", "energy"), ColSpec("boolean", "out_of_distribution", required=False)]
+    )
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
@@ -239,15 +261,26 @@ def pip_requirements() -> list[str]:
     import torchvision
 
     return [
-        f"mlflow=={mlflow.__version__}", f"torch=={torch.__version__.split('+')[0]}",
-        f"torchvision=={torchvision.__version__.split('+')[0]}", f"timm=={timm.__version__}",
-        f"pillow=={PIL.__version__}", f"pandas=={pd.__version__}", "numpy",
+        f"mlflow=={mlflow.__version__}",
+        f"torch=={torch.__version__.split('+')[0]}",
+        f"torchvision=={torchvision.__version__.split('+')[0]}",
+        f"timm=={timm.__version__}",
+        f"pillow=={PIL.__version__}",
+        f"pandas=={pd.__version__}",
+        "numpy",
     ]
 
 
-def log_model(model_file: Path, classes: list[str], example_image: bytes, registered_name: str | None,
-              calibration: Path | None = None, version_tags: dict[str, str] | None = None, name: str = "model",
-              max_pixels: int | None = None):
+def log_model(
+    model_file: Path,
+    classes: list[str],
+    example_image: bytes,
+    registered_name: str | None,
+    calibration: Path | None = None,
+    version_tags: dict[str, str] | None = None,
+    name: str = "model",
+    max_pixels: int | None = None,
+):
     """Log the pyfunc (code + weights + signature + input example); optionally register it.
 
     The version is created with `version_tags` in the same call, so a crash can never leave a version
@@ -276,12 +309,15 @@ def log_model(model_file: Path, classes: list[str], example_image: bytes, regist
         input_example=example,
         pip_requirements=requirements,
         # the digest is checked by load_context before torch.load
-        model_config={"model_sha256": sha256_file(model_file),
-                      **({"max_pixels": int(max_pixels)} if max_pixels else {})},
+        model_config={
+            "model_sha256": sha256_file(model_file),
+            **({"max_pixels": int(max_pixels)} if max_pixels else {}),
+        },
     )
     if registered_name:
-        info.registered_model_version = mlflow.register_model(info.model_uri, registered_name,
-                                                              tags=version_tags).version
+        info.registered_model_version = mlflow.register_model(
+            info.model_uri, registered_name, tags=version_tags
+        ).version
     return info
 
 
@@ -320,8 +356,13 @@ class Tracker:
     def open(cls, cfg: RegisterCfg, root: Path, shared: registry.SharedLock | None = None) -> Tracker:
         uri = resolve_tracking_uri(cfg, root)
         experiment_id = setup(cfg, root, uri)
-        return cls(cfg, uri, experiment_id, registry.RegistryLock(lock_dir(cfg, root, uri), shared),
-                   mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri))
+        return cls(
+            cfg,
+            uri,
+            experiment_id,
+            registry.RegistryLock(lock_dir(cfg, root, uri), shared),
+            mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri),
+        )
 
     @property
     def model_name(self) -> str:
@@ -351,26 +392,52 @@ class Tracker:
             log_metrics_history(rec.history)
             mlflow.log_metrics(rec.metrics)
             log_artifacts(rec.artifacts)
-            info = log_model(rec.model_file, rec.classes, rec.example_image, registered_name=self.model_name,
-                             calibration=rec.calibration, version_tags=rec.version_tags,
-                             max_pixels=(rec.params.get("validate") or {}).get("max_pixels"))
+            info = log_model(
+                rec.model_file,
+                rec.classes,
+                rec.example_image,
+                registered_name=self.model_name,
+                calibration=rec.calibration,
+                version_tags=rec.version_tags,
+                max_pixels=(rec.params.get("validate") or {}).get("max_pixels"),
+            )
             return active.info.run_id, str(info.registered_model_version)
 
     def variant_versions(self, parent: str) -> dict[str, str]:
         """{variant name: version} of the variants already registered from `parent`."""
-        found = self.retrying("search model versions",
-                              lambda: self.client.search_model_versions(f"name='{self.model_name}'"))
-        return {mv.tags[T.VARIANT]: str(mv.version) for mv in found
-                if mv.tags.get(T.VARIANT_OF) == str(parent) and T.VARIANT in mv.tags}
+        found = self.retrying(
+            "search model versions", lambda: self.client.search_model_versions(f"name='{self.model_name}'")
+        )
+        return {
+            mv.tags[T.VARIANT]: str(mv.version)
+            for mv in found
+            if mv.tags.get(T.VARIANT_OF) == str(parent) and T.VARIANT in mv.tags
+        }
 
-    def log_variant(self, run_id: str, parent: str, variant: str, model_file: Path, classes: list[str],
-                    example_image: bytes, calibration: Path | None, tags: dict[str, str]) -> str:
+    def log_variant(
+        self,
+        run_id: str,
+        parent: str,
+        variant: str,
+        model_file: Path,
+        classes: list[str],
+        example_image: bytes,
+        calibration: Path | None,
+        tags: dict[str, str],
+    ) -> str:
         """Register `model_file` (a compress variant of version `parent`) as its own version, logged
         into the parent's run as model `variant_<name>`; no alias is set. Returns the version."""
         tags = {**tags, T.VARIANT: variant, T.VARIANT_OF: str(parent)}
         with mlflow.start_run(run_id=run_id):
-            info = log_model(model_file, classes, example_image, registered_name=self.model_name,
-                             calibration=calibration, version_tags=tags, name=f"variant_{variant}")
+            info = log_model(
+                model_file,
+                classes,
+                example_image,
+                registered_name=self.model_name,
+                calibration=calibration,
+                version_tags=tags,
+                name=f"variant_{variant}",
+            )
         return str(info.registered_model_version)
 
     def log_card(self, run_id: str, version: str, html: str, uri: str) -> None:
@@ -393,6 +460,6 @@ class Tracker:
         if run_id:
             items = [RunTag(k, v) for k, v in tags.items()]
             for i in range(0, len(items), 100):  # MLflow's batch limit for tags
-                self.client.log_batch(run_id, tags=items[i:i + 100])
+                self.client.log_batch(run_id, tags=items[i : i + 100])
         for k, v in tags.items() if version else ():
             self.client.set_model_version_tag(self.model_name, version, k, v)

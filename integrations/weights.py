@@ -21,8 +21,9 @@ def version_weights(client, name: str, version: str, dest: Path) -> Path:
     from vistune.models.trust import verify_sha256
 
     base = client.get_model_version_download_uri(name, version).rstrip("/")
-    mlmodel = yaml.safe_load(Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{base}/MLmodel",
-                                                                      dst_path=str(dest))).read_text())
+    mlmodel = yaml.safe_load(
+        Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{base}/MLmodel", dst_path=str(dest))).read_text()
+    )
     try:
         rel = mlmodel["flavors"]["python_function"]["artifacts"]["model"]["path"]
     except (KeyError, TypeError):

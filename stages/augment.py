@@ -39,11 +39,15 @@ CHUNK = 256  # images decoded per round; bounds the decoded images held in RAM a
 
 def _decode_split(layout: Layout, paths: list[str], size: int, split: str) -> None:
     """Decode and resize `paths` into `<split>_images.npy`, written in place (memory map)."""
+
     def load(rel: str) -> np.ndarray:
         return resize_rgb(decode_file(layout.raw / rel), size)
 
-    with split_writer(layout.prepared, split, len(paths), size) as out, ThreadPoolExecutor(max_workers=8) as pool, \
-            tqdm(total=len(paths), desc=f"decode {split}", unit="img", disable=None) as bar:  # None: off in logs
+    with (
+        split_writer(layout.prepared, split, len(paths), size) as out,
+        ThreadPoolExecutor(max_workers=8) as pool,
+        tqdm(total=len(paths), desc=f"decode {split}", unit="img", disable=None) as bar,
+    ):  # None: off in logs
         for start in range(0, len(paths), CHUNK):
             for i, arr in enumerate(pool.map(load, paths[start : start + CHUNK]), start):
                 out[i] = arr

@@ -61,8 +61,10 @@ def apply_runtime(cfg: RuntimeCfg) -> str:
         torch.set_num_threads(cfg.threads)
     line = f"cpu: {runtime.active_cpu_kernels()} kernels, {torch.get_num_threads()} threads"
     if not runtime.pin_holds(cfg.cpu_kernels):
-        line += (f" (runtime.cpu_kernels={cfg.cpu_kernels} not applied: torch was imported before the stage; "
-                 f"run it as `python -m stages.<name>`)")
+        line += (
+            f" (runtime.cpu_kernels={cfg.cpu_kernels} not applied: torch was imported before the stage; "
+            f"run it as `python -m stages.<name>`)"
+        )
     return line
 
 
@@ -85,8 +87,12 @@ def stage_main(name: str, argv: Sequence[str] | None, body: Callable[[Params, La
         if reason is None:
             raise
         where = getattr(exc, "filename", None) or f"the outputs of `{name}` under {Path(args.root).resolve() / 'data'}"
-        print(f"vistune {name}: error: cannot write {where}: {reason}; check permissions/disk space "
-              f"(previous outputs are left as they were)", file=sys.stderr, flush=True)
+        print(
+            f"vistune {name}: error: cannot write {where}: {reason}; check permissions/disk space "
+            f"(previous outputs are left as they were)",
+            file=sys.stderr,
+            flush=True,
+        )
         return 2
     print(f"--- {name} done in {time.perf_counter() - t0:.1f}s", flush=True)
     return 0

@@ -43,33 +43,70 @@ def _plain(backbone) -> dict:
     return {k: v.detach().cpu().contiguous() for k, v in backbone.model.state_dict().items()}
 
 
-def _pruned(cfg: CompressCfg, params: Params, clf: Classifier, data, layout: Layout, parent: vc.Predict
-            ) -> vc.VariantReport:
+def _pruned(
+    cfg: CompressCfg, params: Params, clf: Classifier, data, layout: Layout, parent: vc.Predict
+) -> vc.VariantReport:
     backbone = vc.clone_backbone(clf.backbone)
     magnitude_prune(backbone.model, cfg.prune_amount)
     if cfg.finetune_epochs > 0:
-        tune = dataclasses.replace(params.train, epochs=cfg.finetune_epochs, lr=params.train.lr * 0.1, warmup_epochs=0.0,
-                                   patience=0, device="cpu", strategy="full", model_ema=False)
+        tune = dataclasses.replace(
+            params.train,
+            epochs=cfg.finetune_epochs,
+            lr=params.train.lr * 0.1,
+            warmup_epochs=0.0,
+            patience=0,
+            device="cpu",
+            strategy="full",
+            model_ema=False,
+        )
         fit(backbone, create_strategy("full"), data, tune, params.augment, checkpoint=None, progress=False)
     make_permanent(backbone.model)
     path = layout.compress_models / "pruned.pt"
-    save_model(path, backbone, _plain(backbone), clf.classes, clf.image_size,
-               extra={"variant": "pruned", "prune_amount": cfg.prune_amount})
+    save_model(
+        path,
+        backbone,
+        _plain(backbone),
+        clf.classes,
+        clf.image_size,
+        extra={"variant": "pruned", "prune_amount": cfg.prune_amount},
+    )
     x, y = data.tensors("test")
     return vc.report_torch("pruned", backbone, path, x, y, cfg.latency_runs, parent=parent)
 
 
-def _distilled(cfg: CompressCfg, params: Params, clf: Classifier, data, layout: Layout, parent: vc.Predict
-               ) -> vc.VariantReport:
-    student = create_backbone(cfg.student, len(clf.classes), cfg.student_pretrained,
-                              pretrained_sha256=cfg.student_pretrained_sha256,
-                              sha256_setting="compress.student_pretrained_sha256")
-    distill(clf.backbone, student, data, params.augment, cfg.distill_epochs, cfg.distill_lr,
-            params.train.batch_size, cfg.distill_temperature, cfg.distill_alpha, cfg.seed,
-            strategy=cfg.distill_strategy, unfreeze_blocks=cfg.distill_unfreeze_blocks)
+def _distilled(
+    cfg: CompressCfg, params: Params, clf: Classifier, data, layout: Layout, parent: vc.Predict
+) -> vc.VariantReport:
+    student = create_backbone(
+        cfg.student,
+        len(clf.classes),
+        cfg.student_pretrained,
+        pretrained_sha256=cfg.student_pretrained_sha256,
+        sha256_setting="compress.student_pretrained_sha256",
+    )
+    distill(
+        clf.backbone,
+        student,
+        data,
+        params.augment,
+        cfg.distill_epochs,
+        cfg.distill_lr,
+        params.train.batch_size,
+        cfg.distill_temperature,
+        cfg.distill_alpha,
+        cfg.seed,
+        strategy=cfg.distill_strategy,
+        unfreeze_blocks=cfg.distill_unfreeze_blocks,
+    )
     path = layout.compress_models / "distilled.pt"
-    save_model(path, student, _plain(student), clf.classes, clf.image_size,
-               extra={"variant": "distilled", "teacher": clf.backbone.spec})
+    save_model(
+        path,
+        student,
+        _plain(student),
+        clf.classes,
+        clf.image_size,
+        extra={"variant": "distilled", "teacher": clf.backbone.spec},
+    )
     x, y = data.tensors("test")
     return vc.report_torch("distilled", student, path, x, y, cfg.latency_runs, parent=parent)
 
@@ -86,13 +123,16 @@ def _calibration(cfg: CompressCfg, data, layout: Layout):
         manifest = pd.read_csv(layout.manifest, usecols=["path", "split"])
         train_paths = list(manifest[manifest.split == "train"].path)
         paths = [train_paths[i] for i in rows] if len(train_paths) == len(y) else paths
-    write_text(layout.compress_dir / "calibration.csv",
-               pd.DataFrame({"train_row": rows, "label": y.numpy()[rows], "path": paths}).to_csv(index=False))
+    write_text(
+        layout.compress_dir / "calibration.csv",
+        pd.DataFrame({"train_row": rows, "label": y.numpy()[rows], "path": paths}).to_csv(index=False),
+    )
     return x.numpy()[rows]
 
 
-def _onnx_variants(cfg: CompressCfg, clf: Classifier, data, layout: Layout, reference, parent: vc.Predict
-                   ) -> list[vc.VariantReport]:
+def _onnx_variants(
+    cfg: CompressCfg, clf: Classifier, data, layout: Layout, reference, parent: vc.Predict
+) -> list[vc.VariantReport]:
     wanted = [v for v in ("onnx", "onnx_int8", "onnx_int8_dynamic") if v in cfg.variants]
     if not wanted:
         return []
@@ -100,16 +140,21 @@ def _onnx_variants(cfg: CompressCfg, clf: Classifier, data, layout: Layout, refe
     models = layout.compress_models
     onnx_export.export_onnx(clf.backbone, clf.image_size, models / "model.onnx", classes=clf.classes)
     if "onnx_int8" in wanted:
-        quantize.quantize_static_int8(models / "model.onnx", models / "model_int8.onnx",
-                                      _calibration(cfg, data, layout), method=cfg.calibration_method)
+        quantize.quantize_static_int8(
+            models / "model.onnx",
+            models / "model_int8.onnx",
+            _calibration(cfg, data, layout),
+            method=cfg.calibration_method,
+        )
     if "onnx_int8_dynamic" in wanted:
         quantize.quantize_dynamic_int8(models / "model.onnx", models / "model_int8_dynamic.onnx")
     files = {"onnx": "model.onnx", "onnx_int8": "model_int8.onnx", "onnx_int8_dynamic": "model_int8_dynamic.onnx"}
     reports = []
     for name in wanted:
         onnx_export.set_metadata(models / files[name], clf.classes, clf.image_size)  # quantizers drop it
-        reports.append(vc.report_onnx(name, models / files[name], clf.backbone, x, y, reference, cfg.latency_runs,
-                                      parent=parent))
+        reports.append(
+            vc.report_onnx(name, models / files[name], clf.backbone, x, y, reference, cfg.latency_runs, parent=parent)
+        )
     if "onnx" not in wanted:
         (models / "model.onnx").unlink()
     return reports
@@ -119,8 +164,13 @@ def _table(cfg: CompressCfg, reports: list[vc.VariantReport], layout: Layout) ->
     parent, rows = reports[0], []
     for r in reports:
         why = "" if r is parent else vc.variant_gate(r, parent, cfg.max_drop, cfg.max_slowdown)
-        rows.append({**dataclasses.asdict(r), "gate": "parent" if r is parent else ("fail" if why else "pass"),
-                     "gate_reason": why})
+        rows.append(
+            {
+                **dataclasses.asdict(r),
+                "gate": "parent" if r is parent else ("fail" if why else "pass"),
+                "gate_reason": why,
+            }
+        )
     table = pd.DataFrame(rows, columns=REPORT_COLUMNS)
     table["file"] = [str(layout.compress_models.name + "/" + p.rsplit("/", 1)[-1]) if p else "" for p in table.file]
     return table
@@ -154,9 +204,14 @@ def run(params: Params, layout: Layout) -> pd.DataFrame:
     table = _table(cfg, reports, layout)
     write_text(layout.compress_report, table.round(6).to_csv(index=False))
     keys = ("accuracy", "size_mb", "p50_ms", "p50_b32_ms", "images_per_s")
-    write_json(layout.compress_metrics, {"compress_enabled": True, **{
-        f"{r.variant}_{k}": float(getattr(r, k)) for r in reports for k in keys},
-        **{f"{v}_gate_passed": int(g == "pass") for v, g in zip(table.variant, table.gate) if g != "parent"}})
+    write_json(
+        layout.compress_metrics,
+        {
+            "compress_enabled": True,
+            **{f"{r.variant}_{k}": float(getattr(r, k)) for r in reports for k in keys},
+            **{f"{v}_gate_passed": int(g == "pass") for v, g in zip(table.variant, table.gate) if g != "parent"},
+        },
+    )
     print(table.drop(columns=["file", "gate_reason"]).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     for v, why in zip(table.variant, table.gate_reason):
         if why:

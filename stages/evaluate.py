@@ -30,8 +30,14 @@ from vistune.data.prepared import load_prepared
 from vistune.io import write_json, write_text
 from vistune.layout import Layout
 from vistune.evaluate.metrics import curve_summary, one_vs_rest_curves, summarize
-from vistune.evaluate.plots import (confusion_matrix_png, gradcam_grid_png, placeholder_png, reliability_png, robustness_png,
-                           roc_pr_png)
+from vistune.evaluate.plots import (
+    confusion_matrix_png,
+    gradcam_grid_png,
+    placeholder_png,
+    reliability_png,
+    robustness_png,
+    roc_pr_png,
+)
 
 
 def _calibrate(cfg: EvaluateCfg, clf: Classifier, data, logits: torch.Tensor, y: np.ndarray, layout: Layout) -> dict:
@@ -49,13 +55,26 @@ def _calibrate(cfg: EvaluateCfg, clf: Classifier, data, logits: torch.Tensor, y:
     tables = {"raw": calibration.reliability_table(raw, y, cfg.ece_bins)}
     if cfg.temperature_scaling:
         tables[f"temperature {temperature:.2f}"] = calibration.reliability_table(scaled, y, cfg.ece_bins)
-    out = {"temperature": temperature, "ece": calibration.expected_calibration_error(scaled, y, cfg.ece_bins),
-           "ece_uncalibrated": calibration.expected_calibration_error(raw, y, cfg.ece_bins),
-           "nll": float(torch.nn.functional.cross_entropy(logits / temperature, torch.from_numpy(y)).item()) if len(y) else 0.0}
-    write_json(layout.calibration, {"temperature": temperature, "fitted_on": "val" if cfg.temperature_scaling else None,
-                                    "ece_bins": cfg.ece_bins, "test_ece": out["ece"],
-                                    "test_ece_uncalibrated": out["ece_uncalibrated"],
-                                    "ood_energy_threshold": threshold, "ood_val_quantile": ood.QUANTILE})
+    out = {
+        "temperature": temperature,
+        "ece": calibration.expected_calibration_error(scaled, y, cfg.ece_bins),
+        "ece_uncalibrated": calibration.expected_calibration_error(raw, y, cfg.ece_bins),
+        "nll": float(torch.nn.functional.cross_entropy(logits / temperature, torch.from_numpy(y)).item())
+        if len(y)
+        else 0.0,
+    }
+    write_json(
+        layout.calibration,
+        {
+            "temperature": temperature,
+            "fitted_on": "val" if cfg.temperature_scaling else None,
+            "ece_bins": cfg.ece_bins,
+            "test_ece": out["ece"],
+            "test_ece_uncalibrated": out["ece_uncalibrated"],
+            "ood_energy_threshold": threshold,
+            "ood_val_quantile": ood.QUANTILE,
+        },
+    )
     write_text(layout.reliability_csv, pd.concat([t.assign(variant=k) for k, t in tables.items()]).to_csv(index=False))
     reliability_png(tables, layout.reliability_png)
     return out
@@ -67,21 +86,36 @@ def _robustness(cfg: EvaluateCfg, clf: Classifier, images: torch.Tensor, labels:
         placeholder_png(layout.robustness_png, "robustness disabled (evaluate.robustness: false)")
         return {}
     n = cfg.robust_max_images
-    table = robustness.robustness_table(clf.backbone, images[:n], labels[:n], clf.device, cfg.robust_severities,
-                                        cfg.attack_eps, cfg.pgd_steps, cfg.batch_size, cfg.seed)
+    table = robustness.robustness_table(
+        clf.backbone,
+        images[:n],
+        labels[:n],
+        clf.device,
+        cfg.robust_severities,
+        cfg.attack_eps,
+        cfg.pgd_steps,
+        cfg.batch_size,
+        cfg.seed,
+    )
     write_text(layout.robustness_csv, table.round(6).to_csv(index=False))
     robustness_png(table, layout.robustness_png)
     return robustness.robustness_summary(table)
 
 
-def _gradcam(cfg: EvaluateCfg, clf: Classifier, images: torch.Tensor, y: np.ndarray, pred: np.ndarray, layout: Layout) -> None:
+def _gradcam(
+    cfg: EvaluateCfg, clf: Classifier, images: torch.Tensor, y: np.ndarray, pred: np.ndarray, layout: Layout
+) -> None:
     if not cfg.gradcam:
         placeholder_png(layout.gradcam_png, "Grad-CAM disabled (evaluate.gradcam: false)")
         return
     rows = []
     for title, idx in zip(("correct", "wrong"), gradcam.pick_samples(y, pred, cfg.gradcam_samples, cfg.seed)):
         batch = images[idx]
-        cams = gradcam.gradcam(clf.backbone, batch, torch.from_numpy(pred[idx]), clf.device) if len(idx) else np.zeros((0,))
+        cams = (
+            gradcam.gradcam(clf.backbone, batch, torch.from_numpy(pred[idx]), clf.device)
+            if len(idx)
+            else np.zeros((0,))
+        )
         caps = [f"{clf.classes[y[i]]}→{clf.classes[pred[i]]}" for i in idx]
         rows.append((title, batch.numpy(), cams, caps))
     gradcam_grid_png(rows, layout.gradcam_png)
@@ -114,7 +148,9 @@ def run(cfg: EvaluateCfg, device: str, layout: Layout) -> dict[str, float]:
         scalars.update(curve_summary(curves))
         roc_pr_png(curves, layout.roc_pr_png)
     else:
-        placeholder_png(layout.roc_pr_png, f"ROC/PR drawn for <= {cfg.roc_max_classes} classes (evaluate.roc_max_classes)")
+        placeholder_png(
+            layout.roc_pr_png, f"ROC/PR drawn for <= {cfg.roc_max_classes} classes (evaluate.roc_max_classes)"
+        )
     scalars.update(_robustness(cfg, clf, images, labels, layout))
     _gradcam(cfg, clf, images, y, pred, layout)
     if cfg.latency:
@@ -123,10 +159,16 @@ def run(cfg: EvaluateCfg, device: str, layout: Layout) -> dict[str, float]:
     write_json(layout.eval_metrics, metrics)
     write_text(layout.class_report, report.to_csv(index=False))
     write_text(layout.class_report.with_suffix(".md"), report.to_markdown(index=False, floatfmt=".4f") + "\n")
-    write_text(layout.predictions, pd.DataFrame({
-        "actual": [clf.classes[i] for i in y], "predicted": [clf.classes[i] for i in pred],
-        "confidence": probs.max(axis=1).round(6) if len(y) else [],
-    }).to_csv(index=False))
+    write_text(
+        layout.predictions,
+        pd.DataFrame(
+            {
+                "actual": [clf.classes[i] for i in y],
+                "predicted": [clf.classes[i] for i in pred],
+                "confidence": probs.max(axis=1).round(6) if len(y) else [],
+            }
+        ).to_csv(index=False),
+    )
     confusion_matrix_png(cm, clf.classes, layout.confusion_png)
     _drift_reference(clf, layout, cfg.seed)
     extra = f"  ECE {metrics['test_ece']:.4f} (T={cal['temperature']:.2f})"

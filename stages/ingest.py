@@ -20,8 +20,10 @@ def run(cfg: DataCfg, layout: Layout) -> IngestReport:
     if layout.label_overrides.is_file():
         done = label_overrides.apply(layout.label_overrides, layout.raw, report.classes)
         facts["label_overrides"] = done.as_dict()
-        print(f"{layout.label_overrides.name}: {done.relabelled} relabelled, {done.excluded} excluded"
-              + (f", {len(done.unmatched)} not found (e.g. {done.unmatched[:3]})" if done.unmatched else ""))
+        print(
+            f"{layout.label_overrides.name}: {done.relabelled} relabelled, {done.excluded} excluded"
+            + (f", {len(done.unmatched)} not found (e.g. {done.unmatched[:3]})" if done.unmatched else "")
+        )
     write_json(layout.ingest_report, facts)
     print(f"source {cfg.source}: {report.counts} images, {len(report.classes)} classes, {len(report.skipped)} refused")
     for item in report.skipped[:5]:

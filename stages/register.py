@@ -42,17 +42,27 @@ def _record(params: Params, layout: Layout, metrics: dict, key_tags: dict[str, s
     logged = {k: float(v) for k, v in metrics.items()}
     logged |= {f"validate_{k}": float(v) for k, v in summary.items() if isinstance(v, (int, float))}
     return tracking.RunRecord(
-        name=lineage.run_name(), params=to_dict(params), metrics=logged,
-        history=pd.read_csv(layout.train_history), manifest=manifest, manifest_uri=layout.manifest.resolve().as_uri(),
+        name=lineage.run_name(),
+        params=to_dict(params),
+        metrics=logged,
+        history=pd.read_csv(layout.train_history),
+        manifest=manifest,
+        manifest_uri=layout.manifest.resolve().as_uri(),
         artifacts=[
             (layout.eval_dir, "evaluate"),  # metrics, report, calibration, robustness, every plot
             (layout.validated, "validate"),
-            (layout.validation_docs, "validate/data_docs"), (layout.augment_preview, "augment"),
-            (layout.train_history, "train"), (layout.train_metrics, "train"),
+            (layout.validation_docs, "validate/data_docs"),
+            (layout.augment_preview, "augment"),
+            (layout.train_history, "train"),
+            (layout.train_metrics, "train"),
             (layout.compress_dir, "compress"),  # variant table + files, when compress.enabled
         ],
-        model_file=layout.model, classes=read_json(layout.prepared / "meta.json")["classes"],
-        example_image=_example_image(manifest, layout), calibration=layout.calibration, version_tags=key_tags)
+        model_file=layout.model,
+        classes=read_json(layout.prepared / "meta.json")["classes"],
+        example_image=_example_image(manifest, layout),
+        calibration=layout.calibration,
+        version_tags=key_tags,
+    )
 
 
 def _passed_variants(layout: Layout) -> list[dict]:
@@ -62,8 +72,11 @@ def _passed_variants(layout: Layout) -> list[dict]:
     table = pd.read_csv(layout.compress_report, keep_default_na=False)
     if "gate" not in table.columns:
         return []
-    return [row for row in table.to_dict("records")
-            if row["gate"] == "pass" and row["file"] and (layout.compress_dir / row["file"]).is_file()]
+    return [
+        row
+        for row in table.to_dict("records")
+        if row["gate"] == "pass" and row["file"] and (layout.compress_dir / row["file"]).is_file()
+    ]
 
 
 def _register_variants(tracker: tracking.Tracker, layout: Layout, run_id: str, parent: str) -> dict[str, str]:
@@ -76,11 +89,20 @@ def _register_variants(tracker: tracking.Tracker, layout: Layout, run_id: str, p
         example = _example_image(pd.read_csv(layout.manifest, dtype={"label": str}), layout)
     for row in rows:
         same_function = str(row["variant"]).startswith("onnx")  # exported/quantized: the parent's temperature holds
-        figures = {T.metric(f"variant_{k}"): repr(float(row[k]))
-                   for k in ("accuracy", "size_mb", "gzip_mb", "p50_ms", "p50_b32_ms", "images_per_s")}
-        done[row["variant"]] = tracker.log_variant(run_id, parent, row["variant"], layout.compress_dir / row["file"],
-                                                   classes, example, layout.calibration if same_function else None,
-                                                   figures)
+        figures = {
+            T.metric(f"variant_{k}"): repr(float(row[k]))
+            for k in ("accuracy", "size_mb", "gzip_mb", "p50_ms", "p50_b32_ms", "images_per_s")
+        }
+        done[row["variant"]] = tracker.log_variant(
+            run_id,
+            parent,
+            row["variant"],
+            layout.compress_dir / row["file"],
+            classes,
+            example,
+            layout.calibration if same_function else None,
+            figures,
+        )
         print(f"registered variant {row['variant']} of v{parent} as v{done[row['variant']]} (no alias)")
     if rows:
         tracker.tag(None, parent, {T.VARIANTS: ", ".join(f"{k}=v{v}" for k, v in sorted(done.items()))})
@@ -111,15 +133,23 @@ def run(params: Params, layout: Layout) -> dict:
         return _reuse(tracker, existing, params, layout, metrics, dirty)
     run_id, version = tracker.log_run(_record(params, layout, metrics, key_tags))
     # the figures the gate judged, visible on the version
-    tracker.tag(None, version, {T.metric(key): repr(float(metrics[key])) for key, _, _ in registry.THRESHOLDS
-                                if key in metrics})
+    tracker.tag(
+        None, version, {T.metric(key): repr(float(metrics[key])) for key, _, _ in registry.THRESHOLDS if key in metrics}
+    )
     report = _gate_report(layout)
     gate_report.write(report, gate_report.placeholder(version, "no champion to compare with"), {})
-    decision = registry.gate(tracker.client, cfg.model_name, version, cfg.gate_metric, float(metrics[cfg.gate_metric]),
-                             cfg.min_improvement, lock_dir=tracker.lock,
-                             failures=registry.threshold_failures(metrics, cfg),
-                             compare=gate_report.make_compare(tracker.client, cfg, layout, version, run_id, report),
-                             approval_required=cfg.approval == "required")
+    decision = registry.gate(
+        tracker.client,
+        cfg.model_name,
+        version,
+        cfg.gate_metric,
+        float(metrics[cfg.gate_metric]),
+        cfg.min_improvement,
+        lock_dir=tracker.lock,
+        failures=registry.threshold_failures(metrics, cfg),
+        compare=gate_report.make_compare(tracker.client, cfg, layout, version, run_id, report),
+        approval_required=cfg.approval == "required",
+    )
     variants = _register_variants(tracker, layout, run_id, version)
     receipt = _write_receipt(tracker, layout, run_id, False, decision, variants)
     facts = lineage.facts(to_dict(params), layout.manifest, root, dirty)
@@ -130,12 +160,26 @@ def run(params: Params, layout: Layout) -> dict:
     return receipt
 
 
-def _write_receipt(tracker: tracking.Tracker, layout: Layout, run_id: str, reused: bool,
-                   decision: registry.Decision, variants: dict[str, str]) -> dict:
-    receipt = {"model_name": tracker.model_name, "run_id": run_id, "experiment_id": tracker.experiment_id,
-               "tracking_uri": tracker.uri, "reused": reused,
-               "gate_report": str(_gate_report(layout).relative_to(layout.root)), "card": card.card_uri(run_id),
-               "approval_timeout_h": tracker.cfg.approval_timeout_h, **decision.as_dict(), "variants": variants}
+def _write_receipt(
+    tracker: tracking.Tracker,
+    layout: Layout,
+    run_id: str,
+    reused: bool,
+    decision: registry.Decision,
+    variants: dict[str, str],
+) -> dict:
+    receipt = {
+        "model_name": tracker.model_name,
+        "run_id": run_id,
+        "experiment_id": tracker.experiment_id,
+        "tracking_uri": tracker.uri,
+        "reused": reused,
+        "gate_report": str(_gate_report(layout).relative_to(layout.root)),
+        "card": card.card_uri(run_id),
+        "approval_timeout_h": tracker.cfg.approval_timeout_h,
+        **decision.as_dict(),
+        "variants": variants,
+    }
     write_json(layout.registration, receipt)
     return receipt
 
@@ -150,10 +194,17 @@ def _earlier_decision(tracker: tracking.Tracker, version: str, metrics: dict) ->
     cfg = tracker.cfg
     tags = tracker.client.get_model_version(cfg.model_name, version).tags
     return registry.Decision(
-        version, tags.get(T.GATE) == "promoted", tags.get(T.DECISION_REASON, ""), cfg.gate_metric,
-        float(metrics[cfg.gate_metric]), tags.get(T.PREVIOUS_CHAMPION), None,
-        [f for f in tags.get(T.GATE_FAILURES, "").split("; ") if f], significance=tags.get(T.GATE_SIGNIFICANCE),
-        pending_approval=tags.get(T.APPROVAL) == "pending")
+        version,
+        tags.get(T.GATE) == "promoted",
+        tags.get(T.DECISION_REASON, ""),
+        cfg.gate_metric,
+        float(metrics[cfg.gate_metric]),
+        tags.get(T.PREVIOUS_CHAMPION),
+        None,
+        [f for f in tags.get(T.GATE_FAILURES, "").split("; ") if f],
+        significance=tags.get(T.GATE_SIGNIFICANCE),
+        pending_approval=tags.get(T.APPROVAL) == "pending",
+    )
 
 
 def _reuse(tracker: tracking.Tracker, mv, params: Params, layout: Layout, metrics: dict, dirty: list[str]) -> dict:
@@ -164,14 +215,26 @@ def _reuse(tracker: tracking.Tracker, mv, params: Params, layout: Layout, metric
     if mv.tags.get(T.GATE):
         decision = _earlier_decision(tracker, version, metrics)
     else:
-        decision = registry.gate(tracker.client, cfg.model_name, version, cfg.gate_metric,
-                                 float(metrics[cfg.gate_metric]), cfg.min_improvement, lock_dir=tracker.lock,
-                                 failures=registry.threshold_failures(metrics, cfg),
-                                 approval_required=cfg.approval == "required")
+        decision = registry.gate(
+            tracker.client,
+            cfg.model_name,
+            version,
+            cfg.gate_metric,
+            float(metrics[cfg.gate_metric]),
+            cfg.min_improvement,
+            lock_dir=tracker.lock,
+            failures=registry.threshold_failures(metrics, cfg),
+            approval_required=cfg.approval == "required",
+        )
     report = _gate_report(layout)
     if not report.is_file():  # a DVC out: must exist even when nothing new was gated here
-        gate_report.write(report, gate_report.placeholder(version, "version reused; its run's gate/ artifacts hold "
-                                                                   "the report of its first gate"), {})
+        gate_report.write(
+            report,
+            gate_report.placeholder(
+                version, "version reused; its run's gate/ artifacts hold the report of its first gate"
+            ),
+            {},
+        )
     variants = _register_variants(tracker, layout, mv.run_id, version)
     receipt = _write_receipt(tracker, layout, mv.run_id, True, decision, variants)
     if T.lineage("git_commit") not in mv.tags:
@@ -179,8 +242,10 @@ def _reuse(tracker: tracking.Tracker, mv, params: Params, layout: Layout, metric
         tracker.tag_lineage(mv.run_id, version, facts, lineage.version_tags(facts))
     if T.CARD not in mv.tags:
         _log_card(tracker, layout, params, receipt)
-    print(f"{cfg.model_name} v{version} already holds these weights and params (run {mv.run_id}): "
-          f"not registered again. {decision.reason}")
+    print(
+        f"{cfg.model_name} v{version} already holds these weights and params (run {mv.run_id}): "
+        f"not registered again. {decision.reason}"
+    )
     return receipt
 
 

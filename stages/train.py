@@ -57,48 +57,81 @@ def head_rows(cfg: TrainCfg, classes: list[str]) -> list[int] | None:
         return None
     rows, unmatched = imagenet_rows(classes)
     if rows is None:
-        raise ConfigError(f"params.yaml: train.head_init=imagenet_names but class(es) {unmatched} name no single "
-                          "ImageNet class; rename those class folders or set train.head_init to random")
+        raise ConfigError(
+            f"params.yaml: train.head_init=imagenet_names but class(es) {unmatched} name no single "
+            "ImageNet class; rename those class folders or set train.head_init to random"
+        )
     return rows
 
 
 def _run(cfg: TrainCfg, augment: AugmentCfg, layout: Layout, progress: bool, dist: vdist.DistInfo) -> FitResult:
     set_seed(cfg.seed)
     data = load_prepared(layout.prepared)
-    backbone = create_backbone(cfg.model, len(data.classes), cfg.pretrained, drop_rate=cfg.drop_rate,
-                               drop_path_rate=cfg.drop_path_rate, pretrained_sha256=cfg.pretrained_sha256,
-                               head_rows=head_rows(cfg, data.classes))
+    backbone = create_backbone(
+        cfg.model,
+        len(data.classes),
+        cfg.pretrained,
+        drop_rate=cfg.drop_rate,
+        drop_path_rate=cfg.drop_path_rate,
+        pretrained_sha256=cfg.pretrained_sha256,
+        head_rows=head_rows(cfg, data.classes),
+    )
     strategy = create_strategy(cfg.strategy, cfg)
     trainable = sum(p.numel() for g in strategy.param_groups(backbone, cfg.weight_decay) for p in g["params"])
     total = sum(p.numel() for p in backbone.model.parameters())
     say = print if dist.is_main else (lambda *a, **k: None)
     device = resolve_device(cfg.device)
     precision = str(amp_dtype(device, cfg.amp, cfg.amp_dtype) or "float32").replace("torch.", "")
-    say(f"{cfg.model} ({cfg.pretrained}) strategy={cfg.strategy}: {trainable:,}/{total:,} trainable params "
+    say(
+        f"{cfg.model} ({cfg.pretrained}) strategy={cfg.strategy}: {trainable:,}/{total:,} trainable params "
         f"on {device}{f' x{dist.world_size} (DDP)' if dist.enabled else ''} ({precision}"
         f"{', channels_last' if cfg.channels_last else ''}), "
-        f"{len(data.splits['train'])} train images at {data.image_size}px", flush=True)
+        f"{len(data.splits['train'])} train images at {data.image_size}px",
+        flush=True,
+    )
     result = fit(backbone, strategy, data, cfg, augment, checkpoint=layout.checkpoint, progress=progress, dist=dist)
     if result.resumed_from_epoch:
         say(f"resumed from checkpoint after epoch {result.resumed_from_epoch}")
     if not dist.is_main:
         return result
-    save_model(layout.model, backbone, result.state_dict, data.classes, data.image_size,
-               extra={"train": to_dict(cfg), "augment": to_dict(augment), "best_epoch": result.best_epoch,
-                      "kept_epoch": result.kept_epoch})
+    save_model(
+        layout.model,
+        backbone,
+        result.state_dict,
+        data.classes,
+        data.image_size,
+        extra={
+            "train": to_dict(cfg),
+            "augment": to_dict(augment),
+            "best_epoch": result.best_epoch,
+            "kept_epoch": result.kept_epoch,
+        },
+    )
     _preview(data.splits["train"].images, augment, layout)
     history = pd.DataFrame(result.history)
     write_text(layout.train_history, history.to_csv(index=False))
     last = result.history[-1] if result.history else {}
-    write_json(layout.train_metrics, {
-        "best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy, "kept_epoch": result.kept_epoch,
-        "epochs_run": len(result.history), "stopped_early": result.stopped_early,
-        "final_train_loss": last.get("train_loss"), "images_per_s": float(history["images_per_s"].mean()) if len(history) else 0.0,
-        "trainable_params": trainable, "total_params": total, "world_size": dist.world_size,
-    })
-    kept = (f"best val accuracy {result.best_val_accuracy:.4f} at epoch {result.best_epoch}" if cfg.keep == "best" else
-            f"last epoch {result.kept_epoch} kept (train.keep: last; best val accuracy {result.best_val_accuracy:.4f} "
-            f"at epoch {result.best_epoch})")
+    write_json(
+        layout.train_metrics,
+        {
+            "best_epoch": result.best_epoch,
+            "best_val_accuracy": result.best_val_accuracy,
+            "kept_epoch": result.kept_epoch,
+            "epochs_run": len(result.history),
+            "stopped_early": result.stopped_early,
+            "final_train_loss": last.get("train_loss"),
+            "images_per_s": float(history["images_per_s"].mean()) if len(history) else 0.0,
+            "trainable_params": trainable,
+            "total_params": total,
+            "world_size": dist.world_size,
+        },
+    )
+    kept = (
+        f"best val accuracy {result.best_val_accuracy:.4f} at epoch {result.best_epoch}"
+        if cfg.keep == "best"
+        else f"last epoch {result.kept_epoch} kept (train.keep: last; best val accuracy {result.best_val_accuracy:.4f} "
+        f"at epoch {result.best_epoch})"
+    )
     say(f"{kept} -> {layout.model}")
     return result
 

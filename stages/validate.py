@@ -36,7 +36,12 @@ from integrations.expectations import QUARANTINE_CODES, run_suite
 from stages.cli import stage_main
 from vistune.config import Params, ValidateCfg
 from vistune.data.dataquality import (
-    DUPLICATE_COLUMNS, LEAK_EXAMPLES, dataset_findings, duplicate_marks, leak_messages, marked_column,
+    DUPLICATE_COLUMNS,
+    LEAK_EXAMPLES,
+    dataset_findings,
+    duplicate_marks,
+    leak_messages,
+    marked_column,
 )
 from vistune.data.features import FeatureSpec
 from vistune.data.label_issues import LabelReview, empty_table, review_labels
@@ -72,8 +77,12 @@ def read_good(path: Path) -> pd.DataFrame:
     """manifest.csv as a DataFrame (text columns as text, "" kept), for the drift check with a champion."""
     text = {"path", "split", "label", "sha256", "format", "mode", "error", "phash"}
     columns = pd.read_csv(path, nrows=0).columns
-    return pd.read_csv(path, dtype={c: str for c in text & set(columns)}, keep_default_na=False,
-                       na_values={c: [""] for c in columns if c not in text})
+    return pd.read_csv(
+        path,
+        dtype={c: str for c in text & set(columns)},
+        keep_default_na=False,
+        na_values={c: [""] for c in columns if c not in text},
+    )
 
 
 @dataclass(frozen=True)
@@ -89,8 +98,9 @@ class _Flag:
         return self.text.replace("{", "{{").replace("}", "}}")
 
 
-def _label_review(cfg: ValidateCfg, layout: Layout, store: StoredManifest, failures: dict,
-                  spec: FeatureSpec | None) -> tuple[LabelReview | None, dict[str, int]]:
+def _label_review(
+    cfg: ValidateCfg, layout: Layout, store: StoredManifest, failures: dict, spec: FeatureSpec | None
+) -> tuple[LabelReview | None, dict[str, int]]:
     """Label issues among the good, labelled train+val rows; (review or None when off, path -> row)."""
     if spec is None or cfg.label_issue_folds == 0:
         return None, {}
@@ -107,27 +117,45 @@ def _label_review(cfg: ValidateCfg, layout: Layout, store: StoredManifest, failu
         print("label issues: skipped (needs 2+ classes with 2+ good train/val images each)")
         return None, {}
     paths = store.column_at("path", rows)
-    review = review_labels(layout.raw, paths, facts.split.to_numpy()[rows].tolist(), labels,
-                           store.column_at("sha256", rows), spec, cfg.label_issue_folds,
-                           cache_path=layout.feature_cache)
-    print(f"label issues: {len(review.table)} of {review.n_checked} train/val images look mislabelled "
-          f"(features {review.seconds_embed:.1f}s for {review.n_embedded} new, K-fold + ranking "
-          f"{review.seconds_rank:.1f}s)", flush=True)
+    review = review_labels(
+        layout.raw,
+        paths,
+        facts.split.to_numpy()[rows].tolist(),
+        labels,
+        store.column_at("sha256", rows),
+        spec,
+        cfg.label_issue_folds,
+        cache_path=layout.feature_cache,
+    )
+    print(
+        f"label issues: {len(review.table)} of {review.n_checked} train/val images look mislabelled "
+        f"(features {review.seconds_embed:.1f}s for {review.n_embedded} new, K-fold + ranking "
+        f"{review.seconds_rank:.1f}s)",
+        flush=True,
+    )
     return review, dict(zip(paths, rows.tolist()))
 
 
 def _exclude_flagged(review: LabelReview, row_of: dict[str, int], failures: dict) -> None:
     """on_label_issue exclude: flagged train rows join the quarantined ones (code label_issue)."""
     for r in review.table[review.table.split == "train"].itertuples():
-        failures.setdefault(row_of[r.path], _Flag("label_issue", (
-            f"labelled {r.given_label} but looks like {r.suggested_label} (score {r.score:.3f}); "
-            "validate.on_label_issue=exclude")))
+        failures.setdefault(
+            row_of[r.path],
+            _Flag(
+                "label_issue",
+                (
+                    f"labelled {r.given_label} but looks like {r.suggested_label} (score {r.score:.3f}); "
+                    "validate.on_label_issue=exclude"
+                ),
+            ),
+        )
 
 
 def _warn_codes(cfg: ValidateCfg) -> set[str]:
     """Failure codes that keep the file, with a warning, under this policy."""
     return ({*DUPLICATE_CODES} if cfg.on_duplicate == "warn" else set()) | (
-        {"extension"} if cfg.on_extension_mismatch == "warn" else set())
+        {"extension"} if cfg.on_extension_mismatch == "warn" else set()
+    )
 
 
 def _first_failures(outcomes, warn_codes: set[str]) -> tuple[dict, dict]:
@@ -148,36 +176,46 @@ def _reason(oc, row: dict) -> str:
 
 def _warning(row: pd.Series, code: str, reason: str) -> str:
     if code == "extension":
-        return (f"{row['path']}: content is {row['format']} but the name ends {Path(row['path']).suffix or '(none)'}; "
-                f"rename it to {preferred_extension(row['format'])} (kept: validate.on_extension_mismatch=warn)")
+        return (
+            f"{row['path']}: content is {row['format']} but the name ends {Path(row['path']).suffix or '(none)'}; "
+            f"rename it to {preferred_extension(row['format'])} (kept: validate.on_extension_mismatch=warn)"
+        )
     return f"{row['path']}: {reason} (kept: validate.on_duplicate=warn)"
 
 
 def _check_formats(cfg: ValidateCfg) -> None:
     unknown = sorted(set(cfg.allowed_formats) - set(format_names()))
     if unknown:
-        raise ConfigError(f"params.yaml: validate.allowed_formats lists {unknown}, not formats this Pillow decodes; "
-                          f"valid: [] (any) or names from {list(format_names())}")
+        raise ConfigError(
+            f"params.yaml: validate.allowed_formats lists {unknown}, not formats this Pillow decodes; "
+            f"valid: [] (any) or names from {list(format_names())}"
+        )
 
 
 def _refused_at_ingest(layout: Layout) -> pd.DataFrame:
     refused = read_json(layout.ingest_report).get("skipped", []) if layout.ingest_report.is_file() else []
-    rows = [{"path": r["path"], "split": "", "label": "", "code": r.get("code") or "refused", "reason": r["reason"]}
-            for r in refused]
+    rows = [
+        {"path": r["path"], "split": "", "label": "", "code": r.get("code") or "refused", "reason": r["reason"]}
+        for r in refused
+    ]
     return pd.DataFrame(rows, columns=QUARANTINE_COLUMNS)
 
 
-def _summary(manifest, good, quarantine, findings, n_total, suite_ok, n_warnings, leaked_fraction,
-             review: LabelReview | None) -> dict:
+def _summary(
+    manifest, good, quarantine, findings, n_total, suite_ok, n_warnings, leaked_fraction, review: LabelReview | None
+) -> dict:
     n_issues = len(review.table) if review is not None else 0
     codes = Counter(c if c in QUARANTINE_CODES else "refused" for c in quarantine.code)
     return {
-        "n_files": n_total, "n_good": len(good), "n_quarantined": len(quarantine),
+        "n_files": n_total,
+        "n_good": len(good),
+        "n_quarantined": len(quarantine),
         "bad_fraction": round(int((~quarantine.code.isin(["leakage", "label_issue"])).sum()) / max(n_total, 1), 6),
         **{f"n_{s}": int((good.split == s).sum()) for s in SPLITS},
         "n_classes": int(good.label.nunique()),
         **{f"quarantined_{c}": int(codes.get(c, 0)) for c in QUARANTINE_CODES},
-        "n_leaked": int(manifest.leak_of.notna().sum()), "leaked_fraction": leaked_fraction,
+        "n_leaked": int(manifest.leak_of.notna().sum()),
+        "leaked_fraction": leaked_fraction,
         "n_extension_mismatch": int(good.extension_mismatch.fillna(False).astype(bool).sum()),
         "n_exact_duplicates": int(manifest.exact_dup_of.notna().sum()),
         "n_near_duplicates": int(manifest.near_dup_of.notna().sum()),
@@ -187,7 +225,8 @@ def _summary(manifest, good, quarantine, findings, n_total, suite_ok, n_warnings
         "mean_brightness": round(float(good.brightness.mean()), 4) if len(good) else 0.0,
         "n_label_issues": n_issues,
         "label_issue_fraction": round(n_issues / review.n_checked, 6) if review is not None else 0.0,
-        "n_warnings": n_warnings, "expectations_passed": suite_ok,
+        "n_warnings": n_warnings,
+        "expectations_passed": suite_ok,
     }
 
 
@@ -197,23 +236,31 @@ def _marked(store: StoredManifest, cfg: ValidateCfg) -> pd.DataFrame:
     facts = store.facts
     candidates = facts.decodable.fillna(False).astype(bool).to_numpy() & (store.sha != b"")
     short_side = np.minimum(facts.width.fillna(0), facts.height.fillna(0)).to_numpy()
-    marks = duplicate_marks(facts.split.to_numpy(), store.sha, store.phash, candidates, short_side,
-                            lambda rows: store.column_at("path", rows), cfg.near_duplicate_distance,
-                            cfg.near_duplicate_min_side)
+    marks = duplicate_marks(
+        facts.split.to_numpy(),
+        store.sha,
+        store.phash,
+        candidates,
+        short_side,
+        lambda rows: store.column_at("path", rows),
+        cfg.near_duplicate_distance,
+        cfg.near_duplicate_min_side,
+    )
     for col in DUPLICATE_COLUMNS:
         facts[col] = marked_column(len(facts), marks[col])
     return facts
 
 
-def _write_outputs(store: StoredManifest, marked: pd.DataFrame, failures: dict, warned: dict,
-                   layout: Layout) -> tuple[pd.DataFrame, list[str]]:
+def _write_outputs(
+    store: StoredManifest, marked: pd.DataFrame, failures: dict, warned: dict, layout: Layout
+) -> tuple[pd.DataFrame, list[str]]:
     """One pass over the stored parts: manifest.csv (good rows, appended part by part), the
     quarantined rows with their reasons and the warnings, each formatted from its full row."""
     bad, warnings = [], []
     with atomic_path(layout.manifest) as tmp, open(tmp, "w", encoding="utf-8", newline="") as out:
         for offset, part in store.iter_parts():
             rows = range(offset, offset + len(part))
-            part = part.assign(**{c: marked[c].to_numpy()[offset:offset + len(part)] for c in DUPLICATE_COLUMNS})
+            part = part.assign(**{c: marked[c].to_numpy()[offset : offset + len(part)] for c in DUPLICATE_COLUMNS})
             for i in (i for i in rows if i in failures or i in warned):
                 row = part.iloc[i - offset].to_dict()
                 if i in failures:
@@ -226,8 +273,13 @@ def _write_outputs(store: StoredManifest, marked: pd.DataFrame, failures: dict, 
     return bad_frame, warnings
 
 
-def run(cfg: ValidateCfg, layout: Layout, *, before_read: Callable[[Path], None] | None = None,
-        features: FeatureSpec | None = None) -> ValidateResult:
+def run(
+    cfg: ValidateCfg,
+    layout: Layout,
+    *,
+    before_read: Callable[[Path], None] | None = None,
+    features: FeatureSpec | None = None,
+) -> ValidateResult:
     """The manifest is built and kept part by part on disk (`manifest_store`): memory holds a few
     compact facts a file, so it stays flat as the data grows. `features`: the backbone whose
     pretrained features judge the labels (None: no label-issue search)."""
@@ -236,9 +288,17 @@ def run(cfg: ValidateCfg, layout: Layout, *, before_read: Callable[[Path], None]
     # beside the outputs, on the data's disk (a RAM-backed /tmp would hold the spilled rows in memory)
     with tempfile.TemporaryDirectory(prefix=".manifest-parts-", dir=layout.validated) as spill:
         t = [time.perf_counter()]
-        store = store_manifest(manifest_parts(layout.raw, max_pixels=cfg.max_pixels, workers=cfg.workers,
-                                              cache_path=layout.decode_cache, before_read=before_read,
-                                              timeout_s=cfg.decode_timeout_s or None), Path(spill))
+        store = store_manifest(
+            manifest_parts(
+                layout.raw,
+                max_pixels=cfg.max_pixels,
+                workers=cfg.workers,
+                cache_path=layout.decode_cache,
+                before_read=before_read,
+                timeout_s=cfg.decode_timeout_s or None,
+            ),
+            Path(spill),
+        )
         if not len(store):
             raise DataError(f"{layout.raw}: no files to validate; check data.source and run `dvc repro ingest`")
         t.append(time.perf_counter())
@@ -246,8 +306,11 @@ def run(cfg: ValidateCfg, layout: Layout, *, before_read: Callable[[Path], None]
         t.append(time.perf_counter())
         suite = run_suite(marked, cfg, docs_dir=layout.validation_docs)
         t.append(time.perf_counter())
-        print(f"validate phases: read+decode+pHash {t[1] - t[0]:.1f}s, duplicate search {t[2] - t[1]:.1f}s, "
-              f"expectation suite {t[3] - t[2]:.1f}s ({len(store)} files)", flush=True)
+        print(
+            f"validate phases: read+decode+pHash {t[1] - t[0]:.1f}s, duplicate search {t[2] - t[1]:.1f}s, "
+            f"expectation suite {t[3] - t[2]:.1f}s ({len(store)} files)",
+            flush=True,
+        )
         failures, warned = _first_failures(suite.outcomes, _warn_codes(cfg))
         review, row_of = _label_review(cfg, layout, store, failures, features)
         if review is not None and cfg.on_label_issue == "exclude":
@@ -262,8 +325,9 @@ def run(cfg: ValidateCfg, layout: Layout, *, before_read: Callable[[Path], None]
     kept = np.ones(len(marked), dtype=bool)
     kept[list(failures)] = False
     good = marked.loc[kept, GOOD_FACTS].reset_index(drop=True)  # what the findings and summary count
-    return _finish(cfg, layout, marked, good, bad, quarantine, warnings, leaked_fraction, leak_errors, suite.success,
-                   review)
+    return _finish(
+        cfg, layout, marked, good, bad, quarantine, warnings, leaked_fraction, leak_errors, suite.success, review
+    )
 
 
 SHEET_SUSPECTS = 12  # thumbnails in data/reports/label_issues.png
@@ -277,8 +341,9 @@ def _label_sheet(layout: Layout, table: pd.DataFrame) -> None:
 
     top = table.head(SHEET_SUSPECTS)
     images = prepare_images([(layout.raw / p).read_bytes() for p in top.path], SHEET_SIZE)
-    captions = [f"{r.given_label} -> {r.suggested_label} ({r.score:.2f})\n{Path(r.path).name[:24]}"
-                for r in top.itertuples()]
+    captions = [
+        f"{r.given_label} -> {r.suggested_label} ({r.score:.2f})\n{Path(r.path).name[:24]}" for r in top.itertuples()
+    ]
     label_issue_sheet_png(list(images), captions, layout.label_issue_sheet)
 
 
@@ -287,19 +352,33 @@ def _label_messages(cfg: ValidateCfg, review: LabelReview | None) -> tuple[list[
     if review is None or review.table.empty:
         return [], []
     t = review.table
-    line = (f"{len(t)} of {review.n_checked} train/val images look mislabelled, e.g. "
-            + ", ".join(f"{r.path} ({r.given_label} -> {r.suggested_label})" for r in t.head(3).itertuples()))
+    line = f"{len(t)} of {review.n_checked} train/val images look mislabelled, e.g. " + ", ".join(
+        f"{r.path} ({r.given_label} -> {r.suggested_label})" for r in t.head(3).itertuples()
+    )
     fraction = len(t) / review.n_checked
     if cfg.on_label_issue == "fail" and fraction > cfg.max_label_issue_fraction:
-        error = (f"{line} ({fraction:.1%} > validate.max_label_issue_fraction={cfg.max_label_issue_fraction}; "
-                 "see data/validated/label_issues.csv, fix the labels or set validate.on_label_issue: warn)")
+        error = (
+            f"{line} ({fraction:.1%} > validate.max_label_issue_fraction={cfg.max_label_issue_fraction}; "
+            "see data/validated/label_issues.csv, fix the labels or set validate.on_label_issue: warn)"
+        )
         return [], [error]
     action = "train ones quarantined" if cfg.on_label_issue == "exclude" else "kept"
     return [f"{line}; see data/validated/label_issues.csv ({action}: validate.on_label_issue={cfg.on_label_issue})"], []
 
 
-def _finish(cfg, layout, marked, good, bad, quarantine, warnings, leaked_fraction, leak_errors,
-            suite_ok, review: LabelReview | None = None) -> ValidateResult:
+def _finish(
+    cfg,
+    layout,
+    marked,
+    good,
+    bad,
+    quarantine,
+    warnings,
+    leaked_fraction,
+    leak_errors,
+    suite_ok,
+    review: LabelReview | None = None,
+) -> ValidateResult:
     """Split findings, summary.json, the printed report, and the stage's verdict."""
     findings = dataset_findings(good, cfg.min_images_per_class, cfg.max_imbalance_ratio)
     label_warnings, label_errors = _label_messages(cfg, review)
@@ -318,19 +397,26 @@ def _finish(cfg, layout, marked, good, bad, quarantine, warnings, leaked_fractio
         print(f"  warning: {w}")
 
     errors = list(findings.errors) + leak_errors + label_errors
-    by_code = {c[len("quarantined_"):]: n for c, n in summary.items()
-               if c.startswith("quarantined_") and n and c not in ("quarantined_leakage", "quarantined_label_issue")}
+    by_code = {
+        c[len("quarantined_") :]: n
+        for c, n in summary.items()
+        if c.startswith("quarantined_") and n and c not in ("quarantined_leakage", "quarantined_label_issue")
+    }
     if summary["bad_fraction"] > cfg.max_bad_fraction:
         bad_files = quarantine[~quarantine.code.isin(["leakage", "label_issue"])]
-        errors.insert(0, f"{summary['bad_fraction']:.1%} of files are bad (> validate.max_bad_fraction="
-                         f"{cfg.max_bad_fraction}): {by_code}, e.g. {list(bad_files.path.head(3))}")
+        errors.insert(
+            0,
+            f"{summary['bad_fraction']:.1%} of files are bad (> validate.max_bad_fraction="
+            f"{cfg.max_bad_fraction}): {by_code}, e.g. {list(bad_files.path.head(3))}",
+        )
     n_dup = int(bad.code.isin(DUPLICATE_CODES).sum())
     if cfg.on_duplicate == "fail" and n_dup:
         errors.append(f"{n_dup} duplicate image(s) within a split (validate.on_duplicate=fail)")
     if errors:
         raise DataError(
-            f"{layout.raw}: " + "; ".join(errors) +
-            f". See {layout.quarantine}; fix or remove the files in the source, or relax validate.* in params.yaml"
+            f"{layout.raw}: "
+            + "; ".join(errors)
+            + f". See {layout.quarantine}; fix or remove the files in the source, or relax validate.* in params.yaml"
         )
     return ValidateResult(manifest_path=layout.manifest, quarantine=quarantine, summary=summary, warnings=warnings)
 
@@ -347,9 +433,11 @@ def check_drift(params: Params, layout: Layout, good: pd.DataFrame | None = None
     write_json(layout.drift, result.as_metrics())
     print(drift.summary_line(result))
     if result.drifted and cfg.on_drift == "fail":
-        raise DataError(f"{layout.raw}: new data drifted from the champion's training data: "
-                        f"{drift.summary_line(result)}; see {layout.drift}. Retrain on it deliberately, "
-                        f"or set validate.on_drift: warn")
+        raise DataError(
+            f"{layout.raw}: new data drifted from the champion's training data: "
+            f"{drift.summary_line(result)}; see {layout.drift}. Retrain on it deliberately, "
+            f"or set validate.on_drift: warn"
+        )
     return result
 
 

@@ -203,4 +203,3 @@ def postgres():
         yield server
     finally:
         server.stop()
-

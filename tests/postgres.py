@@ -30,8 +30,6 @@ def server_bin_dir() -> Path | None:
     return Path(versions[-1]).parent if versions else None
 
 
-
-
 class Postgres:
     """`start()` a cluster, `create_database(name)`, `url(name, driver)`, `stop()`."""
 
@@ -58,16 +56,40 @@ class Postgres:
             user = pwd.getpwnam(self.owner)
             for path in (self.base, pwfile):
                 os.chown(path, user.pw_uid, user.pw_gid)
-        self._run("initdb", "-D", str(self.data), "-U", "vistune", "--pwfile", str(pwfile), "-A", "scram-sha-256",
-                  "--no-sync", "-E", "UTF8")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            "vistune",
+            "--pwfile",
+            str(pwfile),
+            "-A",
+            "scram-sha-256",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        )
         opts = f"-h 127.0.0.1 -p {self.port} -k {self.base} -c fsync=off -c full_page_writes=off"
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.base / "server.log"), "-o", opts, "-w", "-t", "60",
-                  "start")
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-l", str(self.base / "server.log"), "-o", opts, "-w", "-t", "60", "start"
+        )
         return self
 
     def create_database(self, name: str) -> str:
         env_pw = f"PGPASSWORD={PASSWORD}"
-        cmd = ["env", env_pw, str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "vistune", name]
+        cmd = [
+            "env",
+            env_pw,
+            str(self.bin / "createdb"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            "vistune",
+            name,
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"createdb {name} failed: {proc.stderr.strip()}")

@@ -24,8 +24,9 @@ def drain_prefect_services(timeout_s: float = DRAIN_TIMEOUT_S) -> None:
     for service in (EventsWorker, APILogWorker):
         _, pending = service.drain_all(timeout=timeout_s)
         if pending:
-            logging.getLogger(__name__).warning("%s: %d drain(s) still pending after %.0f s; dropped",
-                                                service.__name__, len(pending), timeout_s)
+            logging.getLogger(__name__).warning(
+                "%s: %d drain(s) still pending after %.0f s; dropped", service.__name__, len(pending), timeout_s
+            )
 
 
 @contextlib.contextmanager

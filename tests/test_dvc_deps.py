@@ -76,6 +76,12 @@ def test_stage_deps_cover_every_module_it_imports(stage: str) -> None:
 def test_import_graph_follows_lazy_and_package_imports() -> None:
     """The reader itself: train's closure holds the training loop, preprocessing and the package inits."""
     mods = {str(p) for p in stage_modules("train")}
-    assert {"stages/train.py", "stages/cli.py", "vistune/train/loop.py", "vistune/data/preprocess.py",
-            "vistune/__init__.py", "vistune/train/__init__.py"} <= mods
+    assert {
+        "stages/train.py",
+        "stages/cli.py",
+        "vistune/train/loop.py",
+        "vistune/data/preprocess.py",
+        "vistune/__init__.py",
+        "vistune/train/__init__.py",
+    } <= mods
     assert not any(m.startswith("flows/") for m in mods)

@@ -46,8 +46,11 @@ def _md5(path: Path) -> str:
 def corrupted_cache_objects(repo: Path) -> list[Path]:
     """Every object under .dvc/cache/files/md5 whose bytes no longer hash to its name."""
     root = repo / ".dvc" / "cache" / "files" / "md5"
-    return [p for p in sorted(root.rglob("*")) if p.is_file() and not p.name.endswith(".dir")
-            and p.parent.name + p.name != _md5(p)]
+    return [
+        p
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.name.endswith(".dir") and p.parent.name + p.name != _md5(p)
+    ]
 
 
 def _lock_md5(repo: Path, path: str) -> str:

@@ -41,8 +41,20 @@ def test_decode_rgb_random_bytes(data):
 
 
 @FUZZ
-@given(st.sampled_from([b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0", b"GIF89a", b"BM", b"RIFF\x00\x00\x00\x00WEBP",
-                        b"II*\x00", b"MM\x00*"]), st.binary(max_size=2048))
+@given(
+    st.sampled_from(
+        [
+            b"\x89PNG\r\n\x1a\n",
+            b"\xff\xd8\xff\xe0",
+            b"GIF89a",
+            b"BM",
+            b"RIFF\x00\x00\x00\x00WEBP",
+            b"II*\x00",
+            b"MM\x00*",
+        ]
+    ),
+    st.binary(max_size=2048),
+)
 def test_decode_rgb_random_bytes_behind_real_magic(magic, rest):
     _decode_or_clear_error(magic + rest)
 
@@ -51,20 +63,30 @@ def test_decode_rgb_random_bytes_behind_real_magic(magic, rest):
 @given(st.integers(min_value=0, max_value=len(_png()) - 1), st.binary(min_size=1, max_size=8))
 def test_decode_rgb_corrupted_png(pos, patch):
     good = bytearray(_png())
-    good[pos:pos + len(patch)] = patch
+    good[pos : pos + len(patch)] = patch
     _decode_or_clear_error(bytes(good[: max(len(_png()), pos + len(patch))]))
 
 
-cells = st.one_of(st.none(), st.text(max_size=64), st.binary(max_size=64), st.integers(), st.floats(),
-                  st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=", max_size=64))
+cells = st.one_of(
+    st.none(),
+    st.text(max_size=64),
+    st.binary(max_size=64),
+    st.integers(),
+    st.floats(),
+    st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=", max_size=64),
+)
 
 
 @FUZZ
-@given(st.lists(st.sampled_from(["image_b64", "image", "path", "pixels", "x"]), min_size=1, max_size=3, unique=True),
-       st.lists(cells, min_size=1, max_size=9))
+@given(
+    st.lists(st.sampled_from(["image_b64", "image", "path", "pixels", "x"]), min_size=1, max_size=3, unique=True),
+    st.lists(cells, min_size=1, max_size=9),
+)
 def test_pyfunc_input_parsing_random_rows(columns, values):
-    rows = [values[i:i + len(columns)] + [None] * max(0, len(columns) - len(values[i:i + len(columns)]))
-            for i in range(0, len(values), len(columns))]
+    rows = [
+        values[i : i + len(columns)] + [None] * max(0, len(columns) - len(values[i : i + len(columns)]))
+        for i in range(0, len(values), len(columns))
+    ]
     frame = pd.DataFrame(rows, columns=columns)
     try:
         blobs = _blobs(frame)

@@ -22,11 +22,30 @@ def _declared_paths() -> set[str]:
 def test_every_layout_output_is_declared_in_dvc_yaml():
     lay = Layout(Path("."))
     declared = _declared_paths()
-    outputs = [lay.raw, lay.manifest, lay.quarantine, lay.validation_summary, lay.validation_docs, lay.prepared,
-               lay.augment_preview, lay.model, lay.train_metrics, lay.train_history, lay.eval_metrics,
-               lay.predictions, lay.confusion_png, lay.class_report, lay.registration,
-               lay.compress_models, lay.compress_report, lay.compress_metrics, lay.drift, lay.drift_reference,
-               lay.label_issues, lay.label_issue_sheet]
+    outputs = [
+        lay.raw,
+        lay.manifest,
+        lay.quarantine,
+        lay.validation_summary,
+        lay.validation_docs,
+        lay.prepared,
+        lay.augment_preview,
+        lay.model,
+        lay.train_metrics,
+        lay.train_history,
+        lay.eval_metrics,
+        lay.predictions,
+        lay.confusion_png,
+        lay.class_report,
+        lay.registration,
+        lay.compress_models,
+        lay.compress_report,
+        lay.compress_metrics,
+        lay.drift,
+        lay.drift_reference,
+        lay.label_issues,
+        lay.label_issue_sheet,
+    ]
     missing = [str(p) for p in outputs if str(p) not in declared]
     assert not missing, f"outputs written by stages but not declared in dvc.yaml: {missing}"
     assert str(lay.checkpoint.parent) in declared
@@ -50,8 +69,15 @@ def test_mlflow_dir_is_not_a_package_and_real_mlflow_imports():
 def test_core_does_not_import_orchestration_or_tracking():
     for f in (REPO / "vistune").rglob("*.py"):
         text = f.read_text()
-        for banned in ("import mlflow", "import prefect", "import dvc", "from mlflow", "from prefect", "from dvc",
-                       "great_expectations"):
+        for banned in (
+            "import mlflow",
+            "import prefect",
+            "import dvc",
+            "from mlflow",
+            "from prefect",
+            "from dvc",
+            "great_expectations",
+        ):
             assert banned not in text, f"{f.name} imports {banned!r}: the core must stay torch/numpy/pandas only"
 
 
@@ -65,8 +91,22 @@ def test_flow_runs_every_dvc_stage_in_order():
 # third-party libraries the core may import. scikit-learn (metrics, the digits source) and scipy (McNemar)
 # stand in for hand-written statistics; they are imported inside the functions that use them, so a
 # served model or a training run never loads them.
-CORE_LIBRARIES = {"torch", "torchvision", "timm", "numpy", "pandas", "PIL", "yaml", "tqdm", "matplotlib",
-                  "onnxruntime", "onnx", "sklearn", "scipy", "threadpoolctl"}
+CORE_LIBRARIES = {
+    "torch",
+    "torchvision",
+    "timm",
+    "numpy",
+    "pandas",
+    "PIL",
+    "yaml",
+    "tqdm",
+    "matplotlib",
+    "onnxruntime",
+    "onnx",
+    "sklearn",
+    "scipy",
+    "threadpoolctl",
+}
 # threadpoolctl (a scikit-learn dependency): one BLAS thread for label issues' K-fold fits
 LAZY_ONLY = {"sklearn", "scipy", "onnx", "threadpoolctl"}  # onnx: graph edits and checks in compress only
 

@@ -39,12 +39,25 @@ def stale_code_and_params(status: dict) -> list[str]:
 
 
 def test_stale_detection_reads_dvc_status_json():
-    status = {"train": [{"changed deps": {"vistune/train": "modified", "data/prepared": "deleted",
-                                          "params.yaml": {"train.epochs": "modified"}}},
-                        {"changed outs": {"data/model/model.pt": "not in cache"}}],
-              "ingest": ["changed command"], "evaluate": [{"changed outs": {"data/eval/metrics.json": "deleted"}}]}
-    assert stale_code_and_params(status) == ["train: vistune/train modified", "train: params.yaml:train.epochs modified",
-                                             "ingest: cmd"]
+    status = {
+        "train": [
+            {
+                "changed deps": {
+                    "vistune/train": "modified",
+                    "data/prepared": "deleted",
+                    "params.yaml": {"train.epochs": "modified"},
+                }
+            },
+            {"changed outs": {"data/model/model.pt": "not in cache"}},
+        ],
+        "ingest": ["changed command"],
+        "evaluate": [{"changed outs": {"data/eval/metrics.json": "deleted"}}],
+    }
+    assert stale_code_and_params(status) == [
+        "train: vistune/train modified",
+        "train: params.yaml:train.epochs modified",
+        "ingest: cmd",
+    ]
 
 
 def test_committed_lock_matches_code_and_params():
@@ -67,7 +80,8 @@ def test_readme_figures_are_the_committed_metrics(tmp_path):
 
     metrics = json.loads(committed("data/eval/metrics.json"))
     assert render(metrics) in committed("README.md"), (
-        "README.md's demo figures differ from data/eval/metrics.json; run `python benchmarks/readme_figures.py`")
+        "README.md's demo figures differ from data/eval/metrics.json; run `python benchmarks/readme_figures.py`"
+    )
     # the generator itself: a stale block is reported by --check and rewritten without it
     (tmp_path / "data" / "eval").mkdir(parents=True)
     (tmp_path / "data" / "eval" / "metrics.json").write_text(json.dumps({**metrics, "test_accuracy": 0.5}))
@@ -105,4 +119,5 @@ def test_the_demo_reproduces_the_committed_model():
     got = hashlib.md5(model.read_bytes()).hexdigest()
     assert got == locked_md5(committed("dvc.lock"), "train", "data/model/model.pt"), (
         "the demo trained another model than dvc.lock records; check runtime.cpu_kernels is avx2 and "
-        "runtime.threads is unchanged in params.yaml")
+        "runtime.threads is unchanged in params.yaml"
+    )

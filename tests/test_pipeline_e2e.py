@@ -45,8 +45,11 @@ def _run(cmd: list[str], cwd: Path) -> str:
 
 
 # the smallest run measured to learn (2-core CPU, 2026-12-02): tiny's 10 images x 16 px x 1 epoch stays at chance
-LEARNS = {"data": {"max_per_class": 30}, "augment": {"image_size": 32},
-          "train": {"epochs": 5, "batch_size": 16, "warmup_epochs": 1.0}}
+LEARNS = {
+    "data": {"max_per_class": 30},
+    "augment": {"image_size": 32},
+    "train": {"epochs": 5, "batch_size": 16, "warmup_epochs": 1.0},
+}
 # the model must close this share of the gap between chance and the reference's accuracy
 SHARE_OF_REFERENCE_GAIN = 0.25
 
@@ -137,13 +140,17 @@ def test_code_edit_in_vistune_train_reruns_exactly_its_dependents(repo: Path):
     original = edited.read_text()
     try:
         edited.write_text(original + "\n# edited by a test\n")
-        proc = subprocess.run(["dvc", "status", "--json"], cwd=repo, env=_env(), capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            ["dvc", "status", "--json"], cwd=repo, env=_env(), capture_output=True, text=True, check=False
+        )
         assert proc.returncode == 0, proc.stderr
         status = json.loads(proc.stdout)
         assert set(status) == {"train", "evaluate", "compress"}, status
-        assert all({"changed deps": {"vistune/train": "modified"}} in entries or
-                   {"changed deps": {"vistune/train/adversarial.py": "modified"}} in entries
-                   for entries in status.values()), status
+        assert all(
+            {"changed deps": {"vistune/train": "modified"}} in entries
+            or {"changed deps": {"vistune/train/adversarial.py": "modified"}} in entries
+            for entries in status.values()
+        ), status
         assert _ran(_run(["dvc", "repro", "--dry"], repo)) == {"train", "evaluate", "compress"}
     finally:
         edited.write_text(original)
@@ -180,7 +187,10 @@ def test_prefect_flow_runs_the_same_dvc_stages(repo: Path, prefect_server):
     assert result["stages"]["register"] == "ran"
     assert result["registration"]["promoted"] is True
     _, client = _champion(repo)
-    assert str(client.get_model_version_by_alias("vistune-classifier", "champion").version) == result["registration"]["version"]
+    assert (
+        str(client.get_model_version_by_alias("vistune-classifier", "champion").version)
+        == result["registration"]["version"]
+    )
     assert int(result["registration"]["version"]) >= 2
     run = client.get_run(result["registration"]["run_id"])  # one name in Prefect, DVC and MLflow
     assert run.info.run_name == result["flow_run"]["name"] == result["experiment"]
@@ -204,12 +214,22 @@ def test_served_run_pauses_for_approval_and_is_approved_through_the_api(repo: Pa
     upstream = {k: v for k, v in yaml.safe_load((repo / "dvc.lock").read_text())["stages"].items() if k != "register"}
     _, client = _champion(repo)
     champion, challenger = approval.champion(client), approval.challenger(client)
-    env = _env() | {"PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": PREFECT_API_URL.value(),
-                    "PREFECT_RUNNER_POLL_FREQUENCY": "2", "OMP_NUM_THREADS": "1"}
+    env = _env() | {
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_API_URL": PREFECT_API_URL.value(),
+        "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+        "OMP_NUM_THREADS": "1",
+    }
     logs = tmp_path / "logs"
     logs.mkdir()
-    serve = subprocess.Popen([sys.executable, "-m", "flows.serve"], cwd=repo, env=env,
-                             stdout=(logs / "serve.log").open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "flows.serve"],
+        cwd=repo,
+        env=env,
+        stdout=(logs / "serve.log").open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         approval.wait_for_deployment("train-pipeline/train-pipeline", [serve], logs)
         served = run_deployment("train-pipeline/train-pipeline", timeout=0)
@@ -225,13 +245,15 @@ def test_served_run_pauses_for_approval_and_is_approved_through_the_api(repo: Pa
     finally:
         stop_process_group(serve, grace_s=5)
 
-    assert {k: v for k, v in yaml.safe_load((repo / "dvc.lock").read_text())["stages"].items()
-            if k != "register"} == upstream  # only register ran
+    assert {
+        k: v for k, v in yaml.safe_load((repo / "dvc.lock").read_text())["stages"].items() if k != "register"
+    } == upstream  # only register ran
     assert (approval.champion(client), approval.challenger(client)) == (version, version)
     assert client.get_model_version(approval.NAME, version).tags[T.APPROVAL] == "approved"
     entries = history.read(client, approval.NAME)
     assert [(e.action, e.alias, e.from_version, e.to_version, e.actor) for e in entries[-2:]] == [
         ("gate", "challenger", challenger, version, f"flow:{served.name}"),
-        ("approval", "champion", champion, version, "reviewer:alice")]
+        ("approval", "champion", champion, version, "reviewer:alice"),
+    ]
     assert entries[-1].reason == "approved by reviewer:alice: looks right"
     assert history.unrecorded_changes(client, approval.NAME) == []  # the registry is what the history says

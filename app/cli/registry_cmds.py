@@ -16,8 +16,11 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("promote", help="make VERSION the champion")
     p.add_argument("version")
     p.add_argument("--reason", default=None, help="why; recorded in the alias history (required with --force)")
-    p.add_argument("--force", action="store_true",
-                   help="promote even if the gate kept VERSION as challenger or it is worse than the champion")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="promote even if the gate kept VERSION as challenger or it is worse than the champion",
+    )
     r = sub.add_parser("rollback", help="move champion back to the previous champion (or the one as of --to-time)")
     r.add_argument("--to-time", default=None, help="ISO time, UTC unless it has a zone: champion as of that time")
     a = sub.add_parser("archive", help="drop a version's aliases and tag it archived")
@@ -62,8 +65,9 @@ def lineage(client, name: str, version: str, params_out: str | None) -> None:
 
         from vistune.io import write_text
 
-        write_text(Path(params_out), yaml.safe_dump(lineage_tags.version_params(client, name, version),
-                                                    sort_keys=False))
+        write_text(
+            Path(params_out), yaml.safe_dump(lineage_tags.version_params(client, name, version), sort_keys=False)
+        )
         print(f"wrote v{version}'s params to {params_out}")
 
 

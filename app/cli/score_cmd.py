@@ -13,7 +13,9 @@ from vistune.errors import VistuneError
 
 def add_parser(sub) -> None:
     sc = sub.add_parser("score", help="score a folder, archive or CSV of images with a registered model")
-    sc.add_argument("source", help="folder (any files; <class>/<image> keeps labels), .zip/.tar(.gz), or .csv (path[,label])")
+    sc.add_argument(
+        "source", help="folder (any files; <class>/<image> keeps labels), .zip/.tar(.gz), or .csv (path[,label])"
+    )
     which = sc.add_mutually_exclusive_group()
     which.add_argument("--version", default=None, help="model version number")
     which.add_argument("--alias", default="champion", help="model alias (default: champion)")
@@ -29,8 +31,15 @@ def main(args: argparse.Namespace) -> int:
     root = Path(args.root).resolve()
     out = Path(args.out) if args.out else Layout(root).score_dir
     try:
-        result = scoring.score(args.source, load_params(args.params), root, out, alias=args.alias,
-                               version=args.version, progress=not args.no_progress)
+        result = scoring.score(
+            args.source,
+            load_params(args.params),
+            root,
+            out,
+            alias=args.alias,
+            version=args.version,
+            progress=not args.no_progress,
+        )
         tracked = None if args.no_dvc else scoring.track_with_dvc(out / "predictions.csv", root)
     except (VistuneError, ValueError) as exc:
         print(f"vistune score: error: {exc}", file=sys.stderr)

@@ -15,8 +15,12 @@ def add_parser(sub) -> None:
     which.add_argument("--alias", default="champion")
     which.add_argument("--version", default=None, help="serve this version, e.g. a compress variant (no alias)")
     s.add_argument("--poll-s", type=float, default=5.0, help="how often to check where the alias points")
-    s.add_argument("--max-pixels", type=int, default=None,
-                   help="refuse larger images (HTTP 400, from the header); default: validate.max_pixels of the model")
+    s.add_argument(
+        "--max-pixels",
+        type=int,
+        default=None,
+        help="refuse larger images (HTTP 400, from the header); default: validate.max_pixels of the model",
+    )
 
 
 def serving_banner(name: str, version: str, alias: str, host: str, port: int, env: dict) -> str:
@@ -24,8 +28,10 @@ def serving_banner(name: str, version: str, alias: str, host: str, port: int, en
     from integrations.pyfunc_model import IMAGE_ROOT_ENV
 
     root = Path(env.get(IMAGE_ROOT_ENV) or os.getcwd()).resolve()
-    return (f"serving {name} v{version} (alias {alias}) on http://{host}:{port}/invocations; "
-            f"image root for `path` inputs: {root} (set {IMAGE_ROOT_ENV} to change it); ready when GET /ping answers")
+    return (
+        f"serving {name} v{version} (alias {alias}) on http://{host}:{port}/invocations; "
+        f"image root for `path` inputs: {root} (set {IMAGE_ROOT_ENV} to change it); ready when GET /ping answers"
+    )
 
 
 def run(args: argparse.Namespace, client, cfg, root: Path) -> int:
@@ -41,8 +47,13 @@ def run(args: argparse.Namespace, client, cfg, root: Path) -> int:
         from integrations.pyfunc_model import MAX_PIXELS_ENV
 
         os.environ[MAX_PIXELS_ENV] = str(args.max_pixels)
-    w = watcher.AliasWatcher(client, cfg.model_name, alias=None if args.version else args.alias,
-                             version=args.version, interval_s=args.poll_s)
-    print(serving_banner(cfg.model_name, w.target(), "none" if args.version else args.alias, args.host,
-                         args.port, os.environ), flush=True)
+    w = watcher.AliasWatcher(
+        client, cfg.model_name, alias=None if args.version else args.alias, version=args.version, interval_s=args.poll_s
+    )
+    print(
+        serving_banner(
+            cfg.model_name, w.target(), "none" if args.version else args.alias, args.host, args.port, os.environ
+        ),
+        flush=True,
+    )
     return server.run(w, args.host, args.port)

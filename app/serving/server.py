@@ -53,16 +53,21 @@ def body_problem(body: bytes) -> str | None:
     except UnicodeDecodeError:
         return f"the request body is not UTF-8 text; send JSON such as {EXAMPLE}"
     except json.JSONDecodeError as exc:
-        return (f"the request body is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
-                f"send JSON such as {EXAMPLE}")
+        return (
+            f"the request body is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
+            f"send JSON such as {EXAMPLE}"
+        )
     return None
 
 
 def error(status: int, code: str, message: str):
     from starlette.responses import Response
 
-    return Response(json.dumps({"error_code": code, "message": _one_line(message)}), status_code=status,
-                    media_type="application/json")
+    return Response(
+        json.dumps({"error_code": code, "message": _one_line(message)}),
+        status_code=status,
+        media_type="application/json",
+    )
 
 
 def create_app(watcher: AliasWatcher):
@@ -78,9 +83,15 @@ def create_app(watcher: AliasWatcher):
 
     async def version(request):
         served = watcher.current
-        return JSONResponse({"model": watcher.name, "alias": watcher.alias,
-                             "version": served.version if served else None,
-                             "loaded_at": served.loaded_at if served else None, "last_error": watcher.last_error})
+        return JSONResponse(
+            {
+                "model": watcher.name,
+                "alias": watcher.alias,
+                "version": served.version if served else None,
+                "loaded_at": served.loaded_at if served else None,
+                "last_error": watcher.last_error,
+            }
+        )
 
     async def invocations(request):
         served = watcher.current  # taken once: a swap during this request does not change its model
@@ -91,8 +102,9 @@ def create_app(watcher: AliasWatcher):
         if content_type.split(";")[0].strip() in ("application/json", "") and (problem := body_problem(data)):
             return error(400, "BAD_REQUEST", problem)
         try:
-            result = await asyncio.to_thread(scoring_server.invocations, data, content_type, _Versioned(served),
-                                             served.input_schema)
+            result = await asyncio.to_thread(
+                scoring_server.invocations, data, content_type, _Versioned(served), served.input_schema
+            )
         except MlflowException as exc:
             return error(exc.get_http_status_code(), exc.error_code, exc.message)
         except Exception:  # noqa: BLE001 - the traceback goes to the log, the client gets one line
@@ -102,8 +114,12 @@ def create_app(watcher: AliasWatcher):
             return error(result.status, "BAD_REQUEST", result.response)
         return Response(result.response, status_code=200, media_type=result.mimetype)
 
-    routes = [Route("/ping", ping), Route("/health", ping), Route("/version", version),
-              Route("/invocations", invocations, methods=["POST"])]
+    routes = [
+        Route("/ping", ping),
+        Route("/health", ping),
+        Route("/version", version),
+        Route("/invocations", invocations, methods=["POST"]),
+    ]
     return Starlette(routes=routes)
 
 
@@ -116,8 +132,9 @@ def run(watcher: AliasWatcher, host: str = "127.0.0.1", port: int = 5001) -> int
         raise ValueError(f"nothing to serve: {watcher.last_error}")
     watcher.start()
     try:
-        uvicorn.Server(uvicorn.Config(create_app(watcher), host=host, port=port, log_level="warning",
-                                      access_log=False)).run()
+        uvicorn.Server(
+            uvicorn.Config(create_app(watcher), host=host, port=port, log_level="warning", access_log=False)
+        ).run()
     finally:
         watcher.stop()
     return 0

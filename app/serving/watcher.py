@@ -57,9 +57,16 @@ def _first_line(exc: BaseException) -> str:
 class AliasWatcher:
     """The served model for `name@alias` (or one pinned `version`), kept current by `poll_once`."""
 
-    def __init__(self, client, name: str, alias: str | None = "champion", version: str | None = None,
-                 interval_s: float = 5.0, retry_failed_s: float = 60.0,
-                 load: Callable[[str, str], Served] = load_version) -> None:
+    def __init__(
+        self,
+        client,
+        name: str,
+        alias: str | None = "champion",
+        version: str | None = None,
+        interval_s: float = 5.0,
+        retry_failed_s: float = 60.0,
+        load: Callable[[str, str], Served] = load_version,
+    ) -> None:
         if (alias is None) == (version is None):
             raise ValueError("serve either an alias or a pinned version")
         self.client, self.name, self.alias, self.pinned = client, name, alias, version
@@ -107,8 +114,14 @@ class AliasWatcher:
         self._served = new  # the swap: one reference assignment
         self._failed.pop(version, None)
         self.last_error = None
-        _log.warning("%s %s: now serving v%s (was v%s; loaded in %.1f s)", self.name,
-                     f"@{self.alias}" if self.alias else "pinned", version, old.version if old else "-", new.load_s)
+        _log.warning(
+            "%s %s: now serving v%s (was v%s; loaded in %.1f s)",
+            self.name,
+            f"@{self.alias}" if self.alias else "pinned",
+            version,
+            old.version if old else "-",
+            new.load_s,
+        )
         return "swapped"
 
     def _run(self) -> None:

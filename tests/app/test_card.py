@@ -48,8 +48,9 @@ def test_model_card_renders_offline_with_the_runs_numbers(trained_tiny, mlflow_c
     mv = client.get_model_version(NAME, version)
     assert mv.tags[T.CARD] == receipt["card"] == f"runs:/{receipt['run_id']}/card/model_card.html"
     exp = client.get_run(receipt["run_id"]).info.experiment_id  # a markdown link the MLflow UI renders clickable
-    assert (f"Model card: [model_card.html](#/experiments/{exp}/runs/{receipt['run_id']}/artifacts/card/"
-            f"model_card.html)") in mv.description
+    assert (
+        f"Model card: [model_card.html](#/experiments/{exp}/runs/{receipt['run_id']}/artifacts/card/model_card.html)"
+    ) in mv.description
 
     params = write_params_file(tmp_path / "params.yaml", mlflow_cfg)
     out = tmp_path / "card" / "v.html"
@@ -64,11 +65,15 @@ def test_model_card_renders_offline_with_the_runs_numbers(trained_tiny, mlflow_c
         try:
             page = browser.new_page()
             refused = _open_offline(page, out.as_uri())
-            images = page.eval_on_selector_all("img", "els => els.map(e => [e.complete, e.naturalWidth, e.src.slice(0, 15)])")
-            shown = page.eval_on_selector_all("[data-metric]", "els => els.map(e => [e.dataset.metric, "
-                                                                "+e.dataset.digits, e.textContent.trim()])")
-            per_class = page.eval_on_selector_all("#per-class tr", "rows => rows.slice(1).map(r => "
-                                                  "[...r.cells].map(c => c.textContent.trim()))")
+            images = page.eval_on_selector_all(
+                "img", "els => els.map(e => [e.complete, e.naturalWidth, e.src.slice(0, 15)])"
+            )
+            shown = page.eval_on_selector_all(
+                "[data-metric]", "els => els.map(e => [e.dataset.metric, +e.dataset.digits, e.textContent.trim()])"
+            )
+            per_class = page.eval_on_selector_all(
+                "#per-class tr", "rows => rows.slice(1).map(r => [...r.cells].map(c => c.textContent.trim()))"
+            )
             ci = page.eval_on_selector("#headline", "t => t.rows[1].cells[2].textContent.trim()")
         finally:
             browser.close()
@@ -78,8 +83,10 @@ def test_model_card_renders_offline_with_the_runs_numbers(trained_tiny, mlflow_c
     assert {k for k, _, _ in shown} >= {"test_accuracy", "test_macro_f1", "test_ece", "test_ece_uncalibrated"}
     for key, digits, text in shown:
         assert text == f"{metrics[key]:.{digits}f}", key
-    assert per_class == [[r["class"], f"{r.precision:.4f}", f"{r.recall:.4f}", f"{r.f1:.4f}", str(r.support)]
-                         for _, r in report.iterrows()]
+    assert per_class == [
+        [r["class"], f"{r.precision:.4f}", f"{r.recall:.4f}", f"{r.f1:.4f}", str(r.support)]
+        for _, r in report.iterrows()
+    ]
     low, high = (float(x) for x in ci.strip("[]").split(", "))
     assert low <= metrics["test_accuracy"] <= high and low < high  # a real interval around the test accuracy
 
@@ -114,8 +121,9 @@ def test_the_version_description_links_the_card_in_the_mlflow_ui(trained_tiny, m
                 else:
                     link.click()
                     card = page
-                expect(card).to_have_url(re.compile(rf".*/runs/{run_id}/artifacts/card/model_card\.html$"),
-                                         timeout=60_000)
+                expect(card).to_have_url(
+                    re.compile(rf".*/runs/{run_id}/artifacts/card/model_card\.html$"), timeout=60_000
+                )
                 expect(card.get_by_text("model_card.html").first).to_be_visible(timeout=60_000)
                 card.screenshot(path=str(tmp_path / "mlflow-card.png"))
             finally:

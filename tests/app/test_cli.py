@@ -43,17 +43,20 @@ def test_promote_rollback_archive_status(store, capsys):
     assert "champion" in out and "archived" in out
     assert client.get_model_version(NAME, v1).description.count("\n") >= 2  # v1's description has its card line
     rows = out.splitlines()
-    rows = rows[next(i for i, r in enumerate(rows) if r.split()[:1] == ["version"]):]
+    rows = rows[next(i for i, r in enumerate(rows) if r.split()[:1] == ["version"]) :]
     assert rows[0].split() == ["version", "aliases", "gate", "last", "action"] and len(rows) == 4  # one row each
     assert [r.split()[0] for r in rows[1:]] == [v1, v2, v3] and "Model card" not in out
     assert "champion" in rows[1].split()[1] and rows[1].split()[2] == "promoted"
 
 
-@pytest.mark.parametrize("args, message", [
-    (("promote", "99"), "vistune promote: error:"),
-    (("archive", "1"), "is the champion"),
-    (("serve", "--version", "99"), "vistune serve: error:"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("promote", "99"), "vistune promote: error:"),
+        (("archive", "1"), "is the champion"),
+        (("serve", "--version", "99"), "vistune serve: error:"),
+    ],
+)
 def test_user_mistakes_exit_2_with_one_line(store, capsys, args, message):
     _, params, root, _ = store
     assert _cli(params, root, *args) == 2
@@ -100,9 +103,11 @@ def test_promote_refuses_a_kept_version_unless_forced_with_a_reason(store, capsy
     capsys.readouterr()
     assert _cli(params, root, "promote", v2) == 2
     err = capsys.readouterr().err.strip()
-    assert err == (f"vistune promote: error: refused to promote v{v2}: the gate kept it as challenger and it is worse "
-                   f"than the champion (test_macro_f1 0.1000 vs champion v{v1} 0.5000); to promote anyway say why: "
-                   f'--force --reason "..." (Prefect: force=true and a reason)')
+    assert err == (
+        f"vistune promote: error: refused to promote v{v2}: the gate kept it as challenger and it is worse "
+        f"than the champion (test_macro_f1 0.1000 vs champion v{v1} 0.5000); to promote anyway say why: "
+        f'--force --reason "..." (Prefect: force=true and a reason)'
+    )
     assert _cli(params, root, "promote", v2, "--force") == 2
     assert "--force needs --reason" in capsys.readouterr().err
     assert registry.alias_version(client, NAME, "champion") == v1

@@ -14,8 +14,14 @@ from app import cli, exp_cmd
 from flows.dvc_cli import dvc_output
 from tests.conftest import REPO, tiny_git_repo
 
-METRICS_FILES = ("data/ingest/report.json", "data/validated/summary.json", "data/validated/drift.json",
-                 "data/model/metrics.json", "data/eval/metrics.json", "data/compress/metrics.json")
+METRICS_FILES = (
+    "data/ingest/report.json",
+    "data/validated/summary.json",
+    "data/validated/drift.json",
+    "data/model/metrics.json",
+    "data/eval/metrics.json",
+    "data/compress/metrics.json",
+)
 
 
 def _copy_demo_metrics(root: Path) -> None:
@@ -65,9 +71,14 @@ def test_exp_rows_fit_120_columns_with_the_changed_param_first(exp_repo: Path, c
 
 
 def test_params_that_do_not_fit_become_a_more_marker():
-    rows = [exp_cmd.ExpRow(f"exp-{i}", {f"section.param_{k}": i * k for k in range(12)} | {"same": 1},
-                           {"test_accuracy": 0.9 - i / 10, "test_macro_f1": 0.8, "test_nll": 0.3})
-            for i in range(3)]
+    rows = [
+        exp_cmd.ExpRow(
+            f"exp-{i}",
+            {f"section.param_{k}": i * k for k in range(12)} | {"same": 1},
+            {"test_accuracy": 0.9 - i / 10, "test_macro_f1": 0.8, "test_nll": 0.3},
+        )
+        for i in range(3)
+    ]
     text = exp_cmd.format_table(rows, width=80)
     lines = text.splitlines()
     assert max(map(len, lines)) <= 80

@@ -67,8 +67,13 @@ def test_real_pair_rescored_report_and_verdicts(trained_tiny, probed_tiny, mlflo
     lost = np.flatnonzero((champ_pred == y) & (chal_pred != y))
     assert f"newly gets wrong ({len(lost)})" in report
     arts = {a.path for a in client.list_artifacts(second["run_id"], "gate")}
-    assert {"gate/gate_report.md", "gate/gate_metrics.csv", "gate/gate_mcnemar.csv", "gate/gate_per_class.csv",
-            "gate/gate_newly_wrong.csv"} <= arts
+    assert {
+        "gate/gate_report.md",
+        "gate/gate_metrics.csv",
+        "gate/gate_mcnemar.csv",
+        "gate/gate_per_class.csv",
+        "gate/gate_newly_wrong.csv",
+    } <= arts
     newly = pd.read_csv(client.download_artifacts(second["run_id"], "gate/gate_newly_wrong.csv", str(tmp_path)))
     assert list(newly["index"]) == list(lost) and set(newly["challenger_predicted"].astype(str)) <= {data.classes[cls]}
     metrics = pd.read_csv(client.download_artifacts(second["run_id"], "gate/gate_metrics.csv", str(tmp_path)))
@@ -77,8 +82,11 @@ def test_real_pair_rescored_report_and_verdicts(trained_tiny, probed_tiny, mlflo
     assert client.get_model_version(NAME, second["version"]).tags["vistune.gate_significance"].startswith("McNemar")
 
     # an identical model (same weights, another version): "not significant" with p = 1
-    same = str(client.create_model_version(NAME, client.get_model_version(NAME, first["version"]).source,
-                                           run_id=first["run_id"]).version)
+    same = str(
+        client.create_model_version(
+            NAME, client.get_model_version(NAME, first["version"]).source, run_id=first["run_id"]
+        ).version
+    )
     lay_a = tmp_path / "a"
     rcfg = params_with(mlflow_cfg, **cfg).register
     report_md = tmp_path / "same.md"
@@ -108,7 +116,6 @@ def test_real_pair_rescored_report_and_verdicts(trained_tiny, probed_tiny, mlflo
     assert registry.alias_version(client, NAME, "champion") == third["version"]
 
 
-
 def _scored(model_file, data) -> tuple[np.ndarray, float]:
     """(which test images the model gets right, its macro-F1), scored here with scikit-learn."""
     from sklearn.metrics import f1_score
@@ -117,9 +124,7 @@ def _scored(model_file, data) -> tuple[np.ndarray, float]:
     return pred == data.labels, float(f1_score(data.labels, pred, labels=np.unique(data.labels), average="macro"))
 
 
-
 def _mcnemar_p(champion: np.ndarray, challenger: np.ndarray) -> float:
     """Exact McNemar p-value, computed here with scipy: the discordant images split 50/50 under H0."""
     gained, lost = int((challenger & ~champion).sum()), int((champion & ~challenger).sum())
     return float(binomtest(gained, gained + lost, 0.5).pvalue)
-

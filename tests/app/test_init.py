@@ -24,7 +24,9 @@ def _photo(rng: np.random.Generator, shape: str, size: tuple[int, int] = (160, 1
     two images alike (distinct pHashes), so nothing is a near duplicate."""
     w, h = size
     yy, xx = np.mgrid[0:h, 0:w]
-    base = rng.uniform(40, 200, 3) + rng.uniform(-0.5, 0.5, 3) * xx[..., None] + rng.uniform(-0.5, 0.5, 3) * yy[..., None]
+    base = (
+        rng.uniform(40, 200, 3) + rng.uniform(-0.5, 0.5, 3) * xx[..., None] + rng.uniform(-0.5, 0.5, 3) * yy[..., None]
+    )
     img = Image.fromarray(np.clip(base + rng.normal(0, 12, (h, w, 3)), 0, 255).astype(np.uint8), "RGB")
     d = ImageDraw.Draw(img)
     cx, cy, r = rng.integers(40, w - 40), rng.integers(35, h - 35), int(rng.integers(18, 32))
@@ -103,7 +105,7 @@ def test_init_writes_a_photo_recipe_it_printed_and_keeps_comments(photos, params
             assert line in after_text.splitlines()
         elif "#" in line:
             key = line.split("#")[0].split(":")[0].strip()
-            comment = line[line.index("#"):]
+            comment = line[line.index("#") :]
             assert any(comment in row and row.split(":")[0].strip() == key for row in after_text.splitlines()), line
     assert len(after_text.splitlines()) == len(before_text.splitlines())
 
@@ -153,12 +155,15 @@ def _empty(tmp_path: Path) -> Path:
     return tmp_path / "empty"
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda t: t / "nope", "no such file or directory"),
-    (_empty, "no images found"),
-    (_one_class, "only one class ('cats')"),
-    (_train_only, "without a sibling val/"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda t: t / "nope", "no such file or directory"),
+        (_empty, "no images found"),
+        (_one_class, "only one class ('cats')"),
+        (_train_only, "without a sibling val/"),
+    ],
+)
 def test_bad_sources_give_one_line_and_exit_2(tmp_path, params, capsys, make, message):
     before = params.read_bytes()
     assert _init(params, str(make(tmp_path))) == 2

@@ -31,10 +31,12 @@ def test_labels_command_writes_decisions_that_ingest_applies(tmp_path: Path, cap
     source_tree(src)
     before = tree_hash(src)
     lay.validated.mkdir(parents=True)
-    lay.label_issues.write_text("path,given_label,suggested_label,score,split\n"
-                                "train/red/1.jpg,red,green,0.97,train\n"
-                                "val/green/0.jpg,green,red,0.81,val\n"
-                                "train/green/2.jpg,green,red,0.66,train\n")
+    lay.label_issues.write_text(
+        "path,given_label,suggested_label,score,split\n"
+        "train/red/1.jpg,red,green,0.97,train\n"
+        "val/green/0.jpg,green,red,0.81,val\n"
+        "train/green/2.jpg,green,red,0.66,train\n"
+    )
     assert cli.main(["--root", str(lay.root), "labels"]) == 0
     assert "train/red/1.jpg" in capsys.readouterr().out and not lay.label_overrides.exists()  # listing only
 
@@ -42,7 +44,10 @@ def test_labels_command_writes_decisions_that_ingest_applies(tmp_path: Path, cap
     assert lay.label_overrides.read_text() == "path,label\ntrain/green/2.jpg,exclude\ntrain/red/1.jpg,green\n"
     assert cli.main(["--root", str(lay.root), "labels", "--accept", "2"]) == 0  # merged with the earlier ones
     assert lay.label_overrides.read_text().splitlines()[1:] == [
-        "train/green/2.jpg,exclude", "train/red/1.jpg,green", "val/green/0.jpg,red"]
+        "train/green/2.jpg,exclude",
+        "train/red/1.jpg,green",
+        "val/green/0.jpg,red",
+    ]
 
     ingest.run(DataCfg(source=str(src)), lay)
     raw = {p.relative_to(lay.raw).as_posix() for p in lay.raw.rglob("*.jpg")}

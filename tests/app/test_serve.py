@@ -25,7 +25,6 @@ from tests.integrations.registry_helpers import register, write_params_file
 BAD_REQUEST = 400  # one status for every malformed request: MLflow's BAD_REQUEST / INVALID_PARAMETER_VALUE
 
 
-
 def _wait_ping(url: str, proc: subprocess.Popen, limit_s: float = 180) -> None:
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
@@ -63,15 +62,32 @@ def test_serve_answers_a_png_over_http(trained_tiny, probed_tiny, mlflow_cfg, tm
     env = dict(os.environ, PYTHONPATH=str(REPO))
     env.pop("MLFLOW_TRACKING_URI", None)  # the store comes from the params file
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "--params", str(params), "--root", str(tmp_path), "serve",
-         "--port", str(port)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "--params",
+            str(params),
+            "--root",
+            str(tmp_path),
+            "serve",
+            "--port",
+            str(port),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_ping(url, proc)
         body = {"dataframe_split": {"columns": ["image_b64"], "data": [[base64.b64encode(png).decode("ascii")]]}}
-        req = urllib.request.Request(url + "/invocations", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            url + "/invocations", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(req, timeout=60) as r:
             answer = json.loads(r.read())
         pred = answer["predictions"][0]
@@ -83,8 +99,12 @@ def test_serve_answers_a_png_over_http(trained_tiny, probed_tiny, mlflow_cfg, tm
         assert pred["label"] == classes[probs.index(max(probs))]
         # every test image in one request: the HTTP answers are the model's own predictions on those bytes
         blobs = [(trained_tiny.raw / p).read_bytes() for p in manifest[manifest.split == "test"].path]
-        body = {"dataframe_split": {"columns": ["image_b64"],
-                                    "data": [[base64.b64encode(b).decode("ascii")] for b in blobs]}}
+        body = {
+            "dataframe_split": {
+                "columns": ["image_b64"],
+                "data": [[base64.b64encode(b).decode("ascii")] for b in blobs],
+            }
+        }
         code, text = _post(url, json.dumps(body).encode())
         assert code == 200, text[:300]
         served_labels, served_probs = _served_frame(json.loads(text)["predictions"], classes)
@@ -93,8 +113,9 @@ def test_serve_answers_a_png_over_http(trained_tiny, probed_tiny, mlflow_cfg, tm
         np.testing.assert_allclose(served_probs, own_probs, rtol=1e-5, atol=1e-7)
         # a malformed request is refused with the model's own message, and the server stays up
         bad = {"dataframe_split": {"columns": ["image_b64"], "data": [["%% not base64 %%"]]}}
-        req = urllib.request.Request(url + "/invocations", data=json.dumps(bad).encode(),
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            url + "/invocations", data=json.dumps(bad).encode(), headers={"Content-Type": "application/json"}
+        )
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(req, timeout=60)
         code, answer = err.value.code, json.loads(err.value.read().decode())
@@ -102,8 +123,10 @@ def test_serve_answers_a_png_over_http(trained_tiny, probed_tiny, mlflow_cfg, tm
         assert answer["message"].startswith("row 0: image_b64 is not valid base64; ")  # vistune's own line, whole
         assert "stack_trace" not in answer  # the client gets the reason, not the server's traceback
         banner = proc.stdout.readline()  # the startup line: what is served and where `path` inputs may point
-        assert banner.startswith(f"serving vistune-classifier v{receipt['version']} (alias champion) on "
-                                 f"http://127.0.0.1:{port}/invocations; image root for `path` inputs: {REPO}")
+        assert banner.startswith(
+            f"serving vistune-classifier v{receipt['version']} (alias champion) on "
+            f"http://127.0.0.1:{port}/invocations; image root for `path` inputs: {REPO}"
+        )
     finally:
         stop_process_group(proc)
 
@@ -112,8 +135,15 @@ def test_serve_answers_a_png_over_http(trained_tiny, probed_tiny, mlflow_cfg, tm
     assert v2["promoted"] and v2["champion_before"] == receipt["version"], v2["reason"]
     v2_labels, _ = _own_predictions(probed_tiny, blobs)
     assert v2_labels != own_labels  # the two versions answer differently, so the check below means something
-    out = subprocess.run([sys.executable, "-m", "app.cli", "--params", str(params), "--root", str(tmp_path),
-                          "rollback"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "app.cli", "--params", str(params), "--root", str(tmp_path), "rollback"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert f"rolled back v{v2['version']} -> v{receipt['version']}" in out.stdout
     tracking.setup(mlflow_cfg, tmp_path)
@@ -147,36 +177,85 @@ def test_malformed_requests_get_4xx_and_the_server_keeps_answering(trained_tiny,
     env = dict(os.environ, PYTHONPATH=str(REPO))
     env.pop("MLFLOW_TRACKING_URI", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "--params", str(params), "--root", str(tmp_path), "serve",
-         "--port", str(port)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "--params",
+            str(params),
+            "--root",
+            str(tmp_path),
+            "serve",
+            "--port",
+            str(port),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     b64 = base64.b64encode
     good = b64(png).decode()
-    rows = lambda *values: json.dumps({"dataframe_split": {"columns": ["image_b64"],  # noqa: E731
-                                                           "data": [[v] for v in values]}}).encode()
+
+    def rows(*values: str) -> bytes:
+        return json.dumps({"dataframe_split": {"columns": ["image_b64"], "data": [[v] for v in values]}}).encode()
+
     bad = {  # what -> (body, error_code, the start of the message: vistune's own line, nothing prepended)
-        "non-image bytes": (_split("image_b64", b64(b"GIF89a but not really an image" * 10).decode()),
-                            "INVALID_PARAMETER_VALUE", "row 0: not a usable image: "),
-        "bad base64": (_split("image_b64", "%% not base64 %%"), "INVALID_PARAMETER_VALUE",
-                       "row 0: image_b64 is not valid base64; send"),
-        "wrong column": (_split("pixels", "abc"), "INVALID_PARAMETER_VALUE",  # the signature drops unknown columns
-                         "input needs one of the columns ['image_b64', 'image', 'path']; the request had none"),
-        "path escape": (_split("path", "../../../../etc/passwd"), "INVALID_PARAMETER_VALUE",
-                        "row 0: path '../../../../etc/passwd' is outside the server's image root; "),
-        "missing path": (_split("path", "no/such.png"), "INVALID_PARAMETER_VALUE",
-                         "row 0: cannot read path 'no/such.png' (No such file or directory)"),
+        "non-image bytes": (
+            _split("image_b64", b64(b"GIF89a but not really an image" * 10).decode()),
+            "INVALID_PARAMETER_VALUE",
+            "row 0: not a usable image: ",
+        ),
+        "bad base64": (
+            _split("image_b64", "%% not base64 %%"),
+            "INVALID_PARAMETER_VALUE",
+            "row 0: image_b64 is not valid base64; send",
+        ),
+        "wrong column": (
+            _split("pixels", "abc"),
+            "INVALID_PARAMETER_VALUE",  # the signature drops unknown columns
+            "input needs one of the columns ['image_b64', 'image', 'path']; the request had none",
+        ),
+        "path escape": (
+            _split("path", "../../../../etc/passwd"),
+            "INVALID_PARAMETER_VALUE",
+            "row 0: path '../../../../etc/passwd' is outside the server's image root; ",
+        ),
+        "missing path": (
+            _split("path", "no/such.png"),
+            "INVALID_PARAMETER_VALUE",
+            "row 0: cannot read path 'no/such.png' (No such file or directory)",
+        ),
         "empty frame": (rows(), "INVALID_PARAMETER_VALUE", "the request has no rows; send one row per image"),
-        "bad row among good ones": (rows(good, good, b64(png[:40]).decode()), "INVALID_PARAMETER_VALUE",
-                                    "row 2: not a usable image: "),
-        "wrong JSON shape": (json.dumps({"predict": [1, 2, 3]}).encode(), "BAD_REQUEST",
-                             "The input must be a JSON dictionary with exactly one of the input fields"),
-        "not JSON": (b"{this is not json", "BAD_REQUEST", "the request body is not JSON (Expecting property name "
-                     "enclosed in double quotes at line 1 column 2); send JSON such as"),
-        "huge non-image payload (8 MiB)": (_split("image_b64", b64(os.urandom(8 << 20)).decode()),
-                                           "INVALID_PARAMETER_VALUE", "row 0: not a usable image: "),
-        "truncated PNG": (_split("image_b64", b64(png[: len(png) // 2]).decode()), "INVALID_PARAMETER_VALUE",
-                          "row 0: not a usable image: "),
+        "bad row among good ones": (
+            rows(good, good, b64(png[:40]).decode()),
+            "INVALID_PARAMETER_VALUE",
+            "row 2: not a usable image: ",
+        ),
+        "wrong JSON shape": (
+            json.dumps({"predict": [1, 2, 3]}).encode(),
+            "BAD_REQUEST",
+            "The input must be a JSON dictionary with exactly one of the input fields",
+        ),
+        "not JSON": (
+            b"{this is not json",
+            "BAD_REQUEST",
+            "the request body is not JSON (Expecting property name "
+            "enclosed in double quotes at line 1 column 2); send JSON such as",
+        ),
+        "huge non-image payload (8 MiB)": (
+            _split("image_b64", b64(os.urandom(8 << 20)).decode()),
+            "INVALID_PARAMETER_VALUE",
+            "row 0: not a usable image: ",
+        ),
+        "truncated PNG": (
+            _split("image_b64", b64(png[: len(png) // 2]).decode()),
+            "INVALID_PARAMETER_VALUE",
+            "row 0: not a usable image: ",
+        ),
     }
     server_paths = (str(REPO), str(tmp_path), "site-packages", "Traceback")
     try:
@@ -222,8 +301,11 @@ def test_serving_guards_pixel_limit_ood_signal_and_bodies(trained_tiny, mlflow_c
     cal = json.loads(trained_tiny.calibration.read_text())
     threshold = cal["ood_energy_threshold"]
     assert threshold is not None and cal["ood_val_quantile"] == 0.95
-    base = mlflow.MlflowClient(mlflow_cfg.tracking_uri, mlflow_cfg.tracking_uri).get_model_version_download_uri(
-        "vistune-classifier", receipt["version"]).rstrip("/")
+    base = (
+        mlflow.MlflowClient(mlflow_cfg.tracking_uri, mlflow_cfg.tracking_uri)
+        .get_model_version_download_uri("vistune-classifier", receipt["version"])
+        .rstrip("/")
+    )
     local = mlflow.artifacts.download_artifacts(artifact_uri=f"{base}/MLmodel", dst_path=str(tmp_path / "mlmodel"))
     config = Model.load(local).flavors["python_function"]["config"]
     assert config["max_pixels"] == 89_478_485  # validate.max_pixels, recorded with the model
@@ -239,9 +321,27 @@ def test_serving_guards_pixel_limit_ood_signal_and_bodies(trained_tiny, mlflow_c
     env = dict(os.environ, PYTHONPATH=str(REPO))
     env.pop("MLFLOW_TRACKING_URI", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "--params", str(params), "--root", str(tmp_path), "serve",
-         "--port", str(port), "--max-pixels", "1000000"], cwd=REPO, env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "--params",
+            str(params),
+            "--root",
+            str(tmp_path),
+            "serve",
+            "--port",
+            str(port),
+            "--max-pixels",
+            "1000000",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
     try:
@@ -250,11 +350,14 @@ def test_serving_guards_pixel_limit_ood_signal_and_bodies(trained_tiny, mlflow_c
         answer = json.loads(text)
         assert code == BAD_REQUEST and answer["error_code"] == "INVALID_PARAMETER_VALUE", text[:300]
         side = clf.image_size
-        assert answer["message"] == ("row 0: image too large: 1200x1000 = 1200000 pixels > limit 1000000 (the served "
-                                     "model's limit, validate.max_pixels or --max-pixels); send it downscaled (the "
-                                     f"model sees {side}x{side})")
-        body = json.dumps({"dataframe_split": {"columns": ["image_b64"],
-                                               "data": [[b64(x)] for x in [noise, blank, *digits]]}}).encode()
+        assert answer["message"] == (
+            "row 0: image too large: 1200x1000 = 1200000 pixels > limit 1000000 (the served "
+            "model's limit, validate.max_pixels or --max-pixels); send it downscaled (the "
+            f"model sees {side}x{side})"
+        )
+        body = json.dumps(
+            {"dataframe_split": {"columns": ["image_b64"], "data": [[b64(x)] for x in [noise, blank, *digits]]}}
+        ).encode()
         code, text = _post(url, body)
         assert code == 200, text[:300]
         preds = json.loads(text)["predictions"]
@@ -264,10 +367,14 @@ def test_serving_guards_pixel_limit_ood_signal_and_bodies(trained_tiny, mlflow_c
         assert [p["out_of_distribution"] for p in preds] == [bool(e > threshold) for e in expected]
         assert all(isinstance(p["out_of_distribution"], bool) for p in preds)
         # bodies MLflow's app would answer in several lines echoing them: one line each, nothing echoed
-        for what, (data, words) in {"empty body": (b"", "empty request body; send JSON such as {"),
-                                    "blank body": (b"  \n", "empty request body; send JSON such as {"),
-                                    "not JSON": (b"hello", "the request body is not JSON (Expecting value at line 1 "
-                                                           "column 1); send JSON such as {")}.items():
+        for what, (data, words) in {
+            "empty body": (b"", "empty request body; send JSON such as {"),
+            "blank body": (b"  \n", "empty request body; send JSON such as {"),
+            "not JSON": (
+                b"hello",
+                "the request body is not JSON (Expecting value at line 1 column 1); send JSON such as {",
+            ),
+        }.items():
             code, text = _post(url, data)
             answer = json.loads(text)
             assert (code, answer["error_code"]) == (BAD_REQUEST, "BAD_REQUEST"), f"{what}: {text[:300]}"

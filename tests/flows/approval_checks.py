@@ -91,8 +91,14 @@ def nothing_held(repo: Path) -> None:
     assert registry_slots() == 0, "a paused run holds the registry's Prefect concurrency slot"
     runs = repo / ".dvc" / "tmp" / "runs"
     assert not runs.is_dir() or not list(runs.iterdir()), "a paused run keeps its worktree"
-    listed = subprocess.run(["git", "worktree", "list", "--porcelain"], cwd=repo, capture_output=True, text=True,
-                            check=True, env=dict(os.environ)).stdout
+    listed = subprocess.run(
+        ["git", "worktree", "list", "--porcelain"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=dict(os.environ),
+    ).stdout
     assert listed.count("worktree ") == 1
 
 

@@ -58,8 +58,9 @@ def test_approve_reject_and_timeout_in_real_flow_runs(harness, trained_tiny, mlf
     from prefect.flow_runs import resume_flow_run
     from prefect.input.actions import read_flow_run_input
 
-    reg = register(trained_tiny, tmp_path / "run", mlflow_cfg, {**METRIC_GATE_ONLY, "approval": "required"},
-                   macro_f1=0.5)
+    reg = register(
+        trained_tiny, tmp_path / "run", mlflow_cfg, {**METRIC_GATE_ONLY, "approval": "required"}, macro_f1=0.5
+    )
     assert reg["pending_approval"] and not reg["promoted"] and reg["reason"].startswith("gate passed, approval")
     client, lock = tracking.open_receipt_registry(reg, tmp_path)
     v1 = reg["version"]
@@ -75,7 +76,11 @@ def test_approve_reject_and_timeout_in_real_flow_runs(harness, trained_tiny, mlf
     worker, out = _run_in_background(reg, str(tmp_path))
     run_id = _paused_run_id()
     form = read_flow_run_input(f"paused-approval-v{v1}-description", run_id)
-    assert f"v{v1} to champion?" in form and "Model card" in form and f"{reg['run_id']}/artifacts/card/model_card.html" in form
+    assert (
+        f"v{v1} to champion?" in form
+        and "Model card" in form
+        and f"{reg['run_id']}/artifacts/card/model_card.html" in form
+    )
     resume_flow_run(run_id, run_input={"decision": "approve", "reviewer": "alice", "comment": "numbers check out"})
     worker.join(60)
     assert out[0].is_completed() and out[0].result()["outcome"] == "approved"
@@ -102,7 +107,10 @@ def test_approve_reject_and_timeout_in_real_flow_runs(harness, trained_tiny, mlf
     assert tags == {v1: "approved", v2: "rejected", v3: "timed_out"}
     reviews = [e for e in history.read(client, NAME) if e.action == "approval"]
     assert [(e.actor, e.from_version, e.to_version) for e in reviews] == [
-        ("reviewer:alice", None, v1), ("reviewer:bob", v1, v1), (reviews[2].actor, v1, v1)]
+        ("reviewer:alice", None, v1),
+        ("reviewer:bob", v1, v1),
+        (reviews[2].actor, v1, v1),
+    ]
     assert reviews[0].reason == "approved by reviewer:alice: numbers check out"
     assert reviews[1].reason == f"v{v2} rejected by reviewer:bob: bias on 8s; v{v2} stays challenger"
     assert reviews[2].actor.startswith("flow:") and "no decision within" in reviews[2].reason

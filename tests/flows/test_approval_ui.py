@@ -25,8 +25,10 @@ from tests.integrations.registry_helpers import METRIC_GATE_ONLY, register
 pytestmark = pytest.mark.slow
 
 NAME = "vistune-classifier"
-RUN_FLOW = ("import json, sys; from tests.flows.test_approval import review_flow; "
-            "print(json.dumps(review_flow(json.loads(sys.argv[1]), sys.argv[2])))")
+RUN_FLOW = (
+    "import json, sys; from tests.flows.test_approval import review_flow; "
+    "print(json.dumps(review_flow(json.loads(sys.argv[1]), sys.argv[2])))"
+)
 
 
 def _screenshot(page, tmp_path: Path) -> None:
@@ -63,17 +65,30 @@ def test_reviewer_approves_in_the_prefect_ui(trained_tiny, mlflow_cfg, tmp_path)
     reg = register(trained_tiny, tmp_path / "run", mlflow_cfg, {**METRIC_GATE_ONLY, "approval": "required"})
     url = f"http://127.0.0.1:{free_port()}"
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "PREFECT_HOME": str(tmp_path / "prefect"),
-        "PREFECT_API_URL": f"{url}/api", "PYTHONPATH": str(REPO)}
-    server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port",
-                               url.rsplit(":", 1)[1]], env=env, stdout=(tmp_path / "server.log").open("w"),
-                              stderr=subprocess.STDOUT, start_new_session=True)
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_API_URL": f"{url}/api",
+        "PYTHONPATH": str(REPO),
+    }
+    server = subprocess.Popen(
+        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", url.rsplit(":", 1)[1]],
+        env=env,
+        stdout=(tmp_path / "server.log").open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     run = None
     try:
         wait_http(f"{url}/api/health", 180)
-        run = subprocess.Popen([sys.executable, "-c", RUN_FLOW, json.dumps(reg), str(tmp_path)], cwd=REPO, env=env,
-                               stdout=subprocess.PIPE, stderr=(tmp_path / "flow.log").open("w"), text=True,
-                               start_new_session=True)
+        run = subprocess.Popen(
+            [sys.executable, "-c", RUN_FLOW, json.dumps(reg), str(tmp_path)],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=(tmp_path / "flow.log").open("w"),
+            text=True,
+            start_new_session=True,
+        )
         with temporary_settings({PREFECT_API_URL: f"{url}/api"}), sync_playwright() as p:
             run_id = _paused_run()
             browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox"])
@@ -85,8 +100,10 @@ def test_reviewer_approves_in_the_prefect_ui(trained_tiny, mlflow_cfg, tmp_path)
                 dialog = page.get_by_role("dialog")
                 expect(dialog.get_by_text(f"Promote {NAME} v{reg['version']} to champion?")).to_be_visible()
                 expect(dialog.get_by_role("link", name="Model card")).to_have_attribute(
-                    "href", f"http://127.0.0.1:5000/#/experiments/{reg['experiment_id']}/runs/{reg['run_id']}"
-                            "/artifacts/card/model_card.html")
+                    "href",
+                    f"http://127.0.0.1:5000/#/experiments/{reg['experiment_id']}/runs/{reg['run_id']}"
+                    "/artifacts/card/model_card.html",
+                )
                 dialog.locator("button.p-select-button__control").first.press("ArrowDown")  # opens the choices
                 page.get_by_role("option", name="approve", exact=True).click()
                 dialog.locator("textarea").nth(0).fill("alice")
@@ -99,9 +116,15 @@ def test_reviewer_approves_in_the_prefect_ui(trained_tiny, mlflow_cfg, tmp_path)
     finally:
         stop_process_group(run)
         stop_process_group(server)
-    assert json.loads(out.strip().splitlines()[-1])["outcome"] == "approved", (tmp_path / "flow.log").read_text()[-2000:]
+    assert json.loads(out.strip().splitlines()[-1])["outcome"] == "approved", (tmp_path / "flow.log").read_text()[
+        -2000:
+    ]
     client, _ = tracking.open_receipt_registry(reg, tmp_path)
     assert registry.alias_version(client, NAME, "champion") == reg["version"]
     last = history.read(client, NAME)[-1]
     assert (last.actor, last.action, last.to_version, last.reason) == (
-        "reviewer:alice", "approval", reg["version"], "approved by reviewer:alice: checked the card")
+        "reviewer:alice",
+        "approval",
+        reg["version"],
+        "approved by reviewer:alice: checked the card",
+    )

@@ -65,9 +65,23 @@ def _race(folder: Path, env: dict, url: str, name: str, candidates: dict[str, tu
     procs = {}
     for host, (version, value) in candidates.items():
         (folder / host).mkdir()
-        procs[host] = subprocess.Popen([sys.executable, "-c", GATE, str(folder / host), url, name, version, repr(value),
-                                        str(folder / f"{host}.ready"), str(go), str(folder / f"{host}.json")],
-                                       cwd=REPO, env=env)
+        procs[host] = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                GATE,
+                str(folder / host),
+                url,
+                name,
+                version,
+                repr(value),
+                str(folder / f"{host}.ready"),
+                str(go),
+                str(folder / f"{host}.json"),
+            ],
+            cwd=REPO,
+            env=env,
+        )
     deadline = time.monotonic() + 120
     while not all((folder / f"{host}.ready").exists() for host in procs):
         assert time.monotonic() < deadline and all(p.poll() is None for p in procs.values()), "gates did not start"
@@ -95,8 +109,10 @@ def _problems(client, name: str, decisions: dict[str, dict], v1: str, best: str)
         problems.append(f"champion is v{champion}, not the better candidate v{best}")
     first, second = sorted(decisions.values(), key=lambda d: d["champion_before"] != v1)
     if second["champion_before"] != (first["version"] if first["promoted"] else v1):
-        problems.append(f"v{second['version']} was compared with v{second['champion_before']}, "
-                        f"not with the champion v{first['version']}'s gate left")
+        problems.append(
+            f"v{second['version']} was compared with v{second['champion_before']}, "
+            f"not with the champion v{first['version']}'s gate left"
+        )
     entries = history.read(client, name)
     if [e.seq for e in entries] != list(range(1, len(entries) + 1)):
         problems.append(f"history sequence {[e.seq for e in entries]} has gaps (an entry was overwritten)")
@@ -110,16 +126,19 @@ def _problems(client, name: str, decisions: dict[str, dict], v1: str, best: str)
         gated = [e for e in entries if e.alias == "challenger" and e.to_version == d["version"]]
         crowned = [e for e in entries if e.alias == "champion" and e.to_version == d["version"]]
         if len(gated) != 1 or len(crowned) != int(d["promoted"]):
-            problems.append(f"v{d['version']}: {len(gated)} challenger and {len(crowned)} champion entries for one "
-                            f"decision (promoted={d['promoted']})")
+            problems.append(
+                f"v{d['version']}: {len(gated)} challenger and {len(crowned)} champion entries for one "
+                f"decision (promoted={d['promoted']})"
+            )
     if history.unrecorded_changes(client, name):
         problems.append(f"registry and history disagree: {history.unrecorded_changes(client, name)}")
     return problems
 
 
 def _env(prefect_api_url: str | None) -> dict:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("MLFLOW_TRACKING_URI", "VISTUNE_STORE_ROOT", "PREFECT_API_URL")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "VISTUNE_STORE_ROOT", "PREFECT_API_URL")
+    }
     return env | {"PYTHONPATH": str(REPO)} | ({"PREFECT_API_URL": prefect_api_url} if prefect_api_url else {})
 
 
@@ -132,8 +151,9 @@ def test_two_hosts_sharing_only_the_servers_end_with_one_champion(harness, tmp_p
         client = server.client()
         v1, v2, v3 = _setup_store(client, NAME, tmp_path / "setup-lock")
         race = tmp_path / "race"
-        decisions = _race(race, _env(PREFECT_API_URL.value()), server.url, NAME,
-                          {"host-a": (v2, 0.6), "host-b": (v3, 0.7)})
+        decisions = _race(
+            race, _env(PREFECT_API_URL.value()), server.url, NAME, {"host-a": (v2, 0.6), "host-b": (v3, 0.7)}
+        )
         assert {d["lock"] for d in decisions.values()} == {str(race / h / "mlflow") for h in ("host-a", "host-b")}
         assert _problems(client, NAME, decisions, v1, best=v3) == []
         aliases = client.get_registered_model(NAME).aliases

@@ -36,8 +36,13 @@ def _race(tmp_path: Path, env: dict) -> list[tuple[float, float]]:
     for host in ("a", "b"):
         outs.append(tmp_path / f"{host}.json")
         readies.append(tmp_path / f"{host}.ready")
-        procs.append(subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / f"lock-{host}"), str(outs[-1]),
-                                       str(readies[-1]), str(go)], cwd=REPO, env=env))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", HOLD, str(tmp_path / f"lock-{host}"), str(outs[-1]), str(readies[-1]), str(go)],
+                cwd=REPO,
+                env=env,
+            )
+        )
     import time
 
     deadline = time.monotonic() + 120

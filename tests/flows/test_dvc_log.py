@@ -38,8 +38,10 @@ def test_progress_bars_draw_no_frames_when_stderr_is_not_a_terminal(tmp_path):
     for i in range(5):
         Image.new("RGB", (20, 20), (i * 40, 0, 0)).save(lay.raw / f"{i}.png")
     lay.prepared.mkdir(parents=True)
-    code = ("import sys\nfrom pathlib import Path\nfrom stages import augment\nfrom vistune.layout import Layout\n"
-            f"augment._decode_split(Layout(Path({str(tmp_path)!r})), [f'{{i}}.png' for i in range(5)], 8, 'train')\n")
+    code = (
+        "import sys\nfrom pathlib import Path\nfrom stages import augment\nfrom vistune.layout import Layout\n"
+        f"augment._decode_split(Layout(Path({str(tmp_path)!r})), [f'{{i}}.png' for i in range(5)], 8, 'train')\n"
+    )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert (lay.prepared / "train_images.npy").is_file()

@@ -12,8 +12,16 @@ from vistune.evaluate import drift
 
 def _manifest(n: int, seed: int, brightness: tuple[float, float]) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({"label": rng.choice(["a", "b"], n), "width": 32, "height": 32, "aspect": 1.0,
-                         "brightness": rng.uniform(*brightness, n), "mode": "RGB"})
+    return pd.DataFrame(
+        {
+            "label": rng.choice(["a", "b"], n),
+            "width": 32,
+            "height": 32,
+            "aspect": 1.0,
+            "brightness": rng.uniform(*brightness, n),
+            "mode": "RGB",
+        }
+    )
 
 
 def test_fired_tests_are_the_ones_behind_the_drift_decision():

@@ -52,8 +52,11 @@ def repo(tmp_path: Path) -> Path:
 
 
 def _worktrees(repo: Path) -> list[str]:
-    return [line.split(" ", 1)[1] for line in _run(["git", "worktree", "list", "--porcelain"], repo).splitlines()
-            if line.startswith("worktree ")]
+    return [
+        line.split(" ", 1)[1]
+        for line in _run(["git", "worktree", "list", "--porcelain"], repo).splitlines()
+        if line.startswith("worktree ")
+    ]
 
 
 def _workspace_hash(repo: Path) -> str:
@@ -92,8 +95,11 @@ def test_a_worktree_stages_nothing_itself_and_its_experiment_holds_the_run(repo:
         assert _run(["git", "diff", "--cached", "--name-only"], path).split() == ["dvc.lock"]
         _run(["dvc", "exp", "save", "--name", "exp-run-2"], path)
         run_lock = (path / "dvc.lock").read_text()
-    ref = next(line.split()[-1] for line in _run(["git", "for-each-ref", "refs/exps"], repo).splitlines()
-               if line.endswith("/exp-run-2"))
+    ref = next(
+        line.split()[-1]
+        for line in _run(["git", "for-each-ref", "refs/exps"], repo).splitlines()
+        if line.endswith("/exp-run-2")
+    )
     saved = _run(["git", "show", f"{ref}:dvc.lock"], repo)
     assert saved == run_lock != head_lock and "a: 2" in saved
 
@@ -143,10 +149,19 @@ with isolated_workspace(Path(sys.argv[1]), sys.argv[2], log=lambda _: None) as p
 def _start_runs(repo: Path, *run_ids: str) -> list[tuple[subprocess.Popen, Path]]:
     """Isolated runs, each in its own process parked inside its worktree: [(process, worktree)]."""
     root = Path(__file__).resolve().parents[2]
-    env = dict(os.environ, PYTHONPATH=str(root), PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-               DVC_NO_ANALYTICS="1")
-    procs = [subprocess.Popen([sys.executable, "-c", RUN_AND_HANG, str(repo), run_id], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=env) for run_id in run_ids]
+    env = dict(
+        os.environ, PYTHONPATH=str(root), PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", DVC_NO_ANALYTICS="1"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RUN_AND_HANG, str(repo), run_id],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for run_id in run_ids
+    ]
     started = []
     for proc, run_id in zip(procs, run_ids):
         line = proc.stdout.readline().strip()

@@ -29,8 +29,9 @@ def _is_int(ui_name: str) -> bool:
 
 
 # (UI field, bound, limit) for every bound of every params key the form offers
-BOUNDS = [(ui, b, v) for ui, key in PARAM_KEYS.items()
-          for b, v in _metadata(key).items() if b in ("ge", "gt", "le", "lt")]
+BOUNDS = [
+    (ui, b, v) for ui, key in PARAM_KEYS.items() for b, v in _metadata(key).items() if b in ("ge", "gt", "le", "lt")
+]
 
 
 def _outside(bound: str, limit, is_int: bool):
@@ -112,7 +113,11 @@ def test_deployments_prefill_params_yaml_and_describe_every_parameter():
     values = form_values(PARAMS)
     committed = load_params(PARAMS)
     assert (values["epochs"], values["lr"], values["strategy"], values["model"]) == (
-        committed.train.epochs, committed.train.lr, committed.train.strategy, committed.train.model)
+        committed.train.epochs,
+        committed.train.lr,
+        committed.train.strategy,
+        committed.train.model,
+    )
     by_name = {d.name: d for d in deployments()}
     form = by_name["train-pipeline"]
     assert form.parameters == {"params": values}

@@ -39,19 +39,23 @@ CUSTOM = {"epochs": 2, "lr": 0.0042}  # typed into the Custom run form; tiny par
 
 def _skip_reason() -> str | None:
     if not CHROMIUM.exists():
-        return f"{CHROMIUM} is absent: install Debian chromium (`apt-get install chromium`; `make test` does it as root)"
+        return (
+            f"{CHROMIUM} is absent: install Debian chromium (`apt-get install chromium`; `make test` does it as root)"
+        )
     if importlib.util.find_spec("playwright") is None:
         return "the playwright package is absent: pip install -e '.[test]'"
     return None
 
 
-
-
 def _env(tmp_path: Path, url: str) -> dict:
     env = dict(os.environ)
     env.pop("MLFLOW_TRACKING_URI", None)
-    return env | {"PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}", "PREFECT_HOME": str(tmp_path / "prefect"),
-                  "PREFECT_API_URL": f"{url}/api", "PREFECT_RUNNER_POLL_FREQUENCY": "2"}
+    return env | {
+        "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_API_URL": f"{url}/api",
+        "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+    }
 
 
 def _flow_run_state(flow_run_id: str) -> str:
@@ -103,13 +107,18 @@ def _check_form_shows_params_yaml(page, url: str, repo: Path, tmp_path: Path) ->
     page.get_by_role("button", name="Run", exact=True).first.click()
     page.get_by_text("Custom run", exact=True).first.click()
     page.wait_for_url("**/run**")
+
     def field(title: str):  # the innermost form property whose label is `title`
         label = page.locator(".schema-form-property__label").get_by_text(f"{title} (Optional)", exact=True)
         return page.locator(".schema-form-property").filter(has=label).last
 
-    for title, value in (("Epochs", params["train"]["epochs"]), ("Batch size", params["train"]["batch_size"]),
-                         ("Image size", params["augment"]["image_size"]), ("Learning rate", params["train"]["lr"]),
-                         ("Data source", params["data"]["source"])):
+    for title, value in (
+        ("Epochs", params["train"]["epochs"]),
+        ("Batch size", params["train"]["batch_size"]),
+        ("Image size", params["augment"]["image_size"]),
+        ("Learning rate", params["train"]["lr"]),
+        ("Data source", params["data"]["source"]),
+    ):
         expect(field(title).locator("input, textarea").first).to_have_value(str(value))
     for title, value in (("Fine-tuning strategy", params["train"]["strategy"]), ("Backbone", params["train"]["model"])):
         expect(field(title)).to_contain_text(value)  # a dropdown showing the current value
@@ -159,8 +168,9 @@ def _assert_run_carries(flow_run_id: str, repo: Path, env: dict) -> None:
         run = client.read_flow_run(flow_run_id)
     sent = run.parameters["params"]
     assert (sent["epochs"], sent["lr"]) == (CUSTOM["epochs"], CUSTOM["lr"]), sent
-    shown = subprocess.run([str(BIN / "dvc"), "exp", "show", "--csv"], cwd=repo, env=env, capture_output=True, text=True,
-                           check=False)
+    shown = subprocess.run(
+        [str(BIN / "dvc"), "exp", "show", "--csv"], cwd=repo, env=env, capture_output=True, text=True, check=False
+    )
     assert shown.returncode == 0, shown.stderr
     exps = {r["Experiment"]: r for r in csv.DictReader(io.StringIO(shown.stdout))}
     assert run.name in exps, list(exps)
@@ -168,7 +178,9 @@ def _assert_run_carries(flow_run_id: str, repo: Path, env: dict) -> None:
     uri = f"sqlite:///{repo / 'mlflow' / 'mlflow.db'}"
     store = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     experiment_id = store.get_experiment_by_name("vistune").experiment_id
-    (tagged,) = store.search_runs([experiment_id], filter_string=f"tags.`vistune.lineage.dvc_experiment` = '{run.name}'")
+    (tagged,) = store.search_runs(
+        [experiment_id], filter_string=f"tags.`vistune.lineage.dvc_experiment` = '{run.name}'"
+    )
     assert tagged.info.run_name == run.name
     logged = tagged.data.params
     assert (int(logged["train.epochs"]), float(logged["train.lr"])) == (CUSTOM["epochs"], CUSTOM["lr"]), logged
@@ -176,14 +188,30 @@ def _assert_run_carries(flow_run_id: str, repo: Path, env: dict) -> None:
 
 def _report_outputs(root: Path) -> Path:
     """The committed demo outputs the run report reads, plus a registration receipt."""
-    for rel in ("data/eval/metrics.json", "data/eval/predictions.csv", "data/eval/confusion_matrix.png",
-                "data/eval/reliability.png", "data/validated/summary.json"):
+    for rel in (
+        "data/eval/metrics.json",
+        "data/eval/predictions.csv",
+        "data/eval/confusion_matrix.png",
+        "data/eval/reliability.png",
+        "data/validated/summary.json",
+    ):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / rel, root / rel)
     (root / "data/registry").mkdir(parents=True, exist_ok=True)
-    (root / "data/registry/registration.json").write_text(json.dumps(
-        {"model_name": "vistune-classifier", "version": "1", "run_id": "r1", "experiment_id": "1", "promoted": True,
-         "reason": "no champion yet", "champion_before": None, "tracking_uri": "sqlite:///unused.db"}))
+    (root / "data/registry/registration.json").write_text(
+        json.dumps(
+            {
+                "model_name": "vistune-classifier",
+                "version": "1",
+                "run_id": "r1",
+                "experiment_id": "1",
+                "promoted": True,
+                "reason": "no champion yet",
+                "champion_before": None,
+                "tracking_uri": "sqlite:///unused.db",
+            }
+        )
+    )
     return root
 
 
@@ -241,19 +269,29 @@ def test_custom_run_from_the_prefect_ui_carries_its_fields(tmp_path: Path):
     repo = tiny_git_repo(tmp_path / "vistune")
     logs = tmp_path / "logs"
     logs.mkdir()
-    server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", url.rsplit(":", 1)[1]],
-                              env=env, stdout=(logs / "server.log").open("w"), stderr=subprocess.STDOUT,
-                              start_new_session=True)
+    server = subprocess.Popen(
+        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", url.rsplit(":", 1)[1]],
+        env=env,
+        stdout=(logs / "server.log").open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     served = None
     try:
         wait_http(f"{url}/api/health", 120)
-        served = subprocess.Popen([sys.executable, "-m", "flows.serve"], cwd=repo, env=env,
-                                  stdout=(logs / "serve.log").open("w"), stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+        served = subprocess.Popen(
+            [sys.executable, "-m", "flows.serve"],
+            cwd=repo,
+            env=env,
+            stdout=(logs / "serve.log").open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         with temporary_settings({PREFECT_API_URL: f"{url}/api"}), sync_playwright() as p:
             wait_for_deployment(f"{DEPLOYMENT}/{DEPLOYMENT}", [server, served], logs, timeout=120)
-            browser = p.chromium.launch(executable_path=str(CHROMIUM),
-                                        args=["--headless", "--no-sandbox", "--disable-background-networking"])
+            browser = p.chromium.launch(
+                executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox", "--disable-background-networking"]
+            )
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(30_000)
             try:
@@ -261,8 +299,9 @@ def test_custom_run_from_the_prefect_ui_carries_its_fields(tmp_path: Path):
                 run_name = _submit_custom_run(page, field, tmp_path)
                 if run_name is None:  # the server failed the create call under load: only if no run exists, once more
                     assert _n_flow_runs() == 0, "the UI showed an error but a run was created"
-                    run_name = _submit_custom_run(page, _check_form_shows_params_yaml(page, url, repo, tmp_path),
-                                                  tmp_path)
+                    run_name = _submit_custom_run(
+                        page, _check_form_shows_params_yaml(page, url, repo, tmp_path), tmp_path
+                    )
                 assert run_name, f"the Prefect UI failed the Custom run twice; see {logs / 'server.log'}"
                 page.wait_for_url("**/deployments/deployment/**")  # the UI goes back to the deployment
                 flow_run_id = _flow_run_id(run_name)  # the toast's link can vanish under load before a click

@@ -17,7 +17,8 @@ def test_prefect_yaml_triggers_match_flows_triggers():
     by_name = {d["name"]: d for d in spec["deployments"]}
     assert by_name["train-pipeline"]["entrypoint"] == "flows/pipeline.py:train_pipeline"
     assert by_name["watch"]["entrypoint"] == "flows/watch.py:watch_flow"
-    from_yaml = [DeploymentEventTrigger.model_validate(t).model_dump(mode="json")
-                 for t in by_name["train-pipeline"]["triggers"]]
+    from_yaml = [
+        DeploymentEventTrigger.model_validate(t).model_dump(mode="json") for t in by_name["train-pipeline"]["triggers"]
+    ]
     model = load_params(REPO / "params.yaml").register.model_name
     assert from_yaml == [t.model_dump(mode="json") for t in retrain_triggers(model)]

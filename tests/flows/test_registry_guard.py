@@ -35,9 +35,11 @@ def test_alias_moved_outside_vistune_is_flagged_and_recorded(harness, trained_ti
     capsys.readouterr()
     assert cli.main([*base, "status"]) == 0
     warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("WARNING")]
-    assert warnings == [f"WARNING: {NAME}@champion is v{v2} but vistune last set it to v{v1}: changed outside vistune "
-                        "(MLflow UI or client); `vistune history` shows it, `vistune promote`/`rollback` restores a "
-                        "recorded state"]
+    assert warnings == [
+        f"WARNING: {NAME}@champion is v{v2} but vistune last set it to v{v1}: changed outside vistune "
+        "(MLflow UI or client); `vistune history` shows it, `vistune promote`/`rollback` restores a "
+        "recorded state"
+    ]
     assert guard_flow(str(tmp_path)) == [warnings[0].removeprefix("WARNING: ")]
     assert cli.main([*base, "history"]) == 0
     last = capsys.readouterr().out.splitlines()[-1].split()
@@ -47,6 +49,8 @@ def test_alias_moved_outside_vistune_is_flagged_and_recorded(harness, trained_ti
     assert registry.promote(client, NAME, v1, lock, reason="undo the UI edit", actor="cli:ops") == v2
     entries = history.read(client, NAME)
     assert [(e.actor, e.action, e.from_version, e.to_version) for e in entries[-2:]] == [
-        ("outside vistune", "outside", v1, v2), ("cli:ops", "promote", v2, v1)]
+        ("outside vistune", "outside", v1, v2),
+        ("cli:ops", "promote", v2, v1),
+    ]
     assert history.unrecorded_changes(client, NAME) == []
     assert registry.rollback(client, NAME, lock) == (v1, v2)  # the outside holder counts as a previous champion

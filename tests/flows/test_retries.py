@@ -87,7 +87,7 @@ def test_stage_that_fails_once_is_retried_and_completes(repo: Path):
     state = one_stage("flaky", str(repo), return_state=True)
     assert state.is_completed(), state
     assert state.result() == "ran"
-    (task_run, history), = _task_runs(state.state_details.flow_run_id).values()
+    ((task_run, history),) = _task_runs(state.state_details.flow_run_id).values()
     assert task_run.run_count == 2
     assert "Retrying" in history and history[-1] == "Completed"
     assert (repo / "flaky.attempts").read_text() == "2"
@@ -171,7 +171,7 @@ def test_training_killed_three_times_resumes_and_registers_once(repo: Path, tmp_
         killer.join(timeout=30)
         assert len(killed) == 3, f"expected 3 kills, got {len(killed)} (training ended too soon?)"
         assert state.is_completed(), state
-        (task_run, history), = _task_runs(state.state_details.flow_run_id).values()
+        ((task_run, history),) = _task_runs(state.state_details.flow_run_id).values()
         assert task_run.run_count == 4 and history.count("Retrying") == 3 and history[-1] == "Completed"
         assert list(pd.read_csv(lay.train_history).epoch) == list(range(1, 6))  # each epoch exactly once
         assert [p.name for p in checkpoint.parent.iterdir()] == [checkpoint.name]
@@ -201,7 +201,9 @@ def test_unchanged_stage_is_cached_on_its_dvc_lock_entry(repo: Path):
     assert first.is_completed() and second.is_completed()
     second_runs = _task_runs(second.state_details.flow_run_id)
     assert {name: hist[-1] for name, (_, hist) in second_runs.items() if name in ("ingest", "validate")} == {
-        "ingest": "Cached", "validate": "Cached"}
+        "ingest": "Cached",
+        "validate": "Cached",
+    }
     assert second.result()["stages"] == {"ingest": "skipped (unchanged)", "validate": "skipped (unchanged)"}
 
 
@@ -231,14 +233,17 @@ def test_stage_that_always_fails_leaves_outputs_and_champion(repo: Path, tmp_pat
 
     monkeypatch.setattr(pipeline, "run_stage", pipeline.run_stage.with_options(retry_delay_seconds=0))
     champion = _champion(repo, create=True)
-    before = {p: (repo / p).read_bytes() for p in ("params.yaml", "dvc.lock", "data/ingest/report.json",
-                                                   "data/validated/summary.json")}
+    before = {
+        p: (repo / p).read_bytes()
+        for p in ("params.yaml", "dvc.lock", "data/ingest/report.json", "data/validated/summary.json")
+    }
     raw, validated = tree_hash(repo / "data/raw"), tree_hash(repo / "data/validated")
 
     bad = tmp_path / "no-such-images"
     with pytest.raises(StageFailed) as err:
-        pipeline.train_pipeline(params=PipelineParams(data_source=str(bad), epochs=2), repo=str(repo),
-                                save_experiment=False)
+        pipeline.train_pipeline(
+            params=PipelineParams(data_source=str(bad), epochs=2), repo=str(repo), save_experiment=False
+        )
     message = str(err.value)
     assert "failed at stage 'ingest' on its first attempt (a configuration or data error is not retried)" in message
     assert "rolled back" in message and "data.source is not a directory" in message

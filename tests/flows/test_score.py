@@ -26,8 +26,9 @@ def repo(tmp_path_factory) -> Path:
     """A DVC repo (no SCM) whose params.yaml points at a store with the digits champion."""
     root = tmp_path_factory.mktemp("score_repo")
     p = parse_params(tiny_params_dict(evaluate={"batch_size": 64}))
-    cfg = dataclasses.replace(p.register, tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
-                              artifact_root=str(root / "artifacts"))
+    cfg = dataclasses.replace(
+        p.register, tracking_uri=f"sqlite:///{root / 'mlflow.db'}", artifact_root=str(root / "artifacts")
+    )
     raw = to_dict(dataclasses.replace(p, register=cfg))
     raw["train"]["device"] = "cpu"
     (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -79,7 +80,8 @@ def test_scores_equal_the_served_models_answers(repo, folder, monkeypatch):
     monkeypatch.setenv("VISTUNE_IMAGE_ROOT", str(folder))
     mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
     served = mlflow.pyfunc.load_model("models:/vistune-classifier@champion").predict(
-        pd.DataFrame({"path": preds.path.head(8).tolist()}))
+        pd.DataFrame({"path": preds.path.head(8).tolist()})
+    )
     assert served.label.tolist() == preds.label.head(8).tolist()
     assert served.confidence.to_numpy() == pytest.approx(preds.confidence.head(8).to_numpy(), abs=1e-5)
 
@@ -109,8 +111,9 @@ def test_score_flow_run_publishes_label_counts_and_least_confident(repo, folder,
     preds = pd.read_csv(repo / "data" / "score_flow" / "predictions.csv", dtype={"label": str})
     assert len(preds) == 40 and res["summary"]["n_scored"] == 40
     with get_client(sync_client=True) as client:
-        arts = client.read_artifacts(artifact_filter=ArtifactFilter(
-            flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))
+        arts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]))
+        )
     by_key = {a.key: a for a in arts}
     assert {"vistune-score-labels", "vistune-score-least-confident", "vistune-score-summary"} <= set(by_key)
     labels = json.loads(by_key["vistune-score-labels"].data)

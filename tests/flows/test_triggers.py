@@ -45,8 +45,14 @@ def _wait(what, fn, timeout_s: float = 120):
 
 
 def _arrived(n_new, model: str = MODEL) -> dict:
-    return {"model": model, "champion_version": "1", "source": "/data/new", "n_new": n_new, "n_files": 9,
-            "summary": f"{n_new} labelled file(s) new to {model} v1"}
+    return {
+        "model": model,
+        "champion_version": "1",
+        "source": "/data/new",
+        "n_new": n_new,
+        "n_files": 9,
+        "summary": f"{n_new} labelled file(s) new to {model} v1",
+    }
 
 
 def test_events_start_one_debounced_retrain_and_bad_events_none(trained_tiny, mlflow_cfg, tmp_path):
@@ -61,25 +67,37 @@ def test_events_start_one_debounced_retrain_and_bad_events_none(trained_tiny, ml
 
     url = f"http://127.0.0.1:{free_port()}"
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"} | {
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "PREFECT_HOME": str(tmp_path / "prefect")}
-    server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port",
-                               url.rsplit(":", 1)[1]], env=env, stdout=(tmp_path / "server.log").open("w"),
-                              stderr=subprocess.STDOUT, start_new_session=True)
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+    }
+    server = subprocess.Popen(
+        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", url.rsplit(":", 1)[1]],
+        env=env,
+        stdout=(tmp_path / "server.log").open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         wait_http(f"{url}/api/health", 180)
         with temporary_settings({PREFECT_API_URL: f"{url}/api"}), get_client(sync_client=True) as client:
             events.install()  # the registry's one place: the gate's promotion below is sent
             assert register(trained_tiny, tmp_path / "lay", mlflow_cfg)["promoted"]
             on = train_pipeline.to_deployment(name="train-pipeline", triggers=retrain_triggers(MODEL, within_s=120))
-            off = train_pipeline.to_deployment(name="train-pipeline-off", triggers=retrain_triggers(
-                MODEL, on_arrival=False, on_drift=False, within_s=120))
+            off = train_pipeline.to_deployment(
+                name="train-pipeline-off",
+                triggers=retrain_triggers(MODEL, on_arrival=False, on_drift=False, within_s=120),
+            )
             on_id, off_id = on.apply(), off.apply()
             time.sleep(15)  # the triggers service picks up new automations (5 s was too short under suite load)
             for n in (3, 4, 5):  # a burst: one retrain
                 events.emit(events.DATA_ARRIVED, MODEL, "watch", _arrived(n))
             events.emit(events.DATA_ARRIVED, "someone-elses-model", "watch", _arrived(7, "someone-elses-model"))
-            events.emit(events.DATA_DRIFTED, MODEL, "train-pipeline",  # a retrain's own drift: no new retrain
-                        {"model": MODEL, "drift_score": 9.0, "threshold": 2.0, "summary": "own drift"})
+            events.emit(
+                events.DATA_DRIFTED,
+                MODEL,
+                "train-pipeline",  # a retrain's own drift: no new retrain
+                {"model": MODEL, "drift_score": 9.0, "threshold": 2.0, "summary": "own drift"},
+            )
             events.flush()
 
             runs = _wait("a triggered train-pipeline run", lambda: _runs_of(client, on_id), timeout_s=240)
@@ -88,13 +106,18 @@ def test_events_start_one_debounced_retrain_and_bad_events_none(trained_tiny, ml
             assert len(runs) == 1, [r.parameters for r in runs]
             trigger = runs[0].parameters["trigger"]
             # one of the burst's events (the events client sends them without an order guarantee)
-            assert (trigger["event"], trigger["model"]) == (events.DATA_ARRIVED, MODEL) and str(trigger["n_new"]) in ("3", "4", "5")
+            assert (trigger["event"], trigger["model"]) == (events.DATA_ARRIVED, MODEL) and str(trigger["n_new"]) in (
+                "3",
+                "4",
+                "5",
+            )
             assert trigger["id"] and "new to vistune-classifier v1" in trigger["summary"]
             assert _runs_of(client, off_id) == []  # switched off: the same events start nothing
 
             changed = _events(client, events.CHAMPION_CHANGED)
             assert [(e.payload["new_version"], e.payload["action"], e.payload["old_version"]) for e in changed] == [
-                ("1", "gate", None)]
+                ("1", "gate", None)
+            ]
             assert changed[0].resource.id == f"vistune.model.{MODEL}"
 
             # the triggered run itself, given a malformed event (no n_new), logs it and trains nothing
@@ -115,10 +138,14 @@ def test_events_start_one_debounced_retrain_and_bad_events_none(trained_tiny, ml
                 Image.new("RGB", (16, 16), (90 * i, 200, 30)).save(source / "0" / f"new{i}.png")
             watched = watch_flow(source=str(source), repo=str(repo))
             assert (watched["arrived"], watched["n_new"], watched["champion_version"]) == (True, 2, "1")
-            sent = _wait("the watch's event", lambda: [e for e in _events(client, events.DATA_ARRIVED)
-                                                       if e.payload.get("source") == str(source)])
+            sent = _wait(
+                "the watch's event",
+                lambda: [e for e in _events(client, events.DATA_ARRIVED) if e.payload.get("source") == str(source)],
+            )
             assert sent[0].resource["vistune.emitter"] == "watch" and sent[0].payload["examples"] == [
-                "0/new0.png", "0/new1.png"]
+                "0/new0.png",
+                "0/new1.png",
+            ]
             time.sleep(10)
             assert len(_runs_of(client, on_id)) == 1  # inside the debounce window: still one retrain
     finally:

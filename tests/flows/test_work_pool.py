@@ -42,12 +42,14 @@ RUNS = {"a": {"lr": 0.01, "min_improvement": -1.0}, "b": {"lr": 0.002, "min_impr
 SHARED_STATE = (".git", ".dvc/tmp", ".dvc/cache", "mlflow")
 
 
-
-
 def _gate_without_significance_test_and_approval(root: Path) -> None:
-    write_params(root / "params.yaml", tiny_params_dict(
-        register={"gate_test": "none", "approval": "required"},
-        evaluate={"robustness": False, "gradcam": False, "latency": False}))
+    write_params(
+        root / "params.yaml",
+        tiny_params_dict(
+            register={"gate_test": "none", "approval": "required"},
+            evaluate={"robustness": False, "gradcam": False, "latency": False},
+        ),
+    )
 
 
 def _run(cmd: list[str], cwd: Path, env: dict) -> str:
@@ -82,8 +84,9 @@ async def _rows_in_postgres(url: str, run_ids: list) -> list:
 
     conn = await asyncpg.connect(url)
     try:
-        return await conn.fetch("SELECT id, name, state_type::text AS state FROM flow_run WHERE id = ANY($1::uuid[])",
-                                run_ids)
+        return await conn.fetch(
+            "SELECT id, name, state_type::text AS state FROM flow_run WHERE id = ANY($1::uuid[])", run_ids
+        )
     finally:
         await conn.close()
 
@@ -137,13 +140,16 @@ def _assert_reviews(repo: Path, runs: dict, versions: dict) -> None:
     assert approval.champion(client) == va
     assert approval.challenger(client) == versions[second]
     assert {v: client.get_model_version(approval.NAME, v).tags[T.APPROVAL] for v in (va, vb)} == {
-        va: "approved", vb: "rejected"}
+        va: "approved",
+        vb: "rejected",
+    }
     entries = history.read(client, approval.NAME)
     assert [(e.action, e.alias, e.from_version, e.to_version, e.actor) for e in entries] == [
         ("gate", "challenger", None, versions[first], f"flow:{runs[first].name}"),
         ("gate", "challenger", versions[first], versions[second], f"flow:{runs[second].name}"),
         ("approval", "champion", None, va, "reviewer:alice"),
-        ("approval", "champion", va, va, "reviewer:bob")]
+        ("approval", "champion", va, va, "reviewer:bob"),
+    ]
     assert entries[2].reason == "approved by reviewer:alice: looks right"
     assert entries[3].reason == f"v{vb} rejected by reviewer:bob: not yet; v{vb} stays challenger"
     assert history.unrecorded_changes(client, approval.NAME) == []  # the registry is what the history says
@@ -162,7 +168,9 @@ def _assert_experiments_and_registry(repo: Path, env: dict, runs: dict) -> None:
     experiment_id = client.get_experiment_by_name("vistune").experiment_id
     mlflow_runs = {}
     for key, run in runs.items():
-        tagged = client.search_runs([experiment_id], filter_string=f"tags.`vistune.lineage.dvc_experiment` = '{run.name}'")
+        tagged = client.search_runs(
+            [experiment_id], filter_string=f"tags.`vistune.lineage.dvc_experiment` = '{run.name}'"
+        )
         assert len(tagged) == 1, f"{run.name}: {len(tagged)} MLflow runs"
         assert tagged[0].info.run_name == run.name  # one name in Prefect, DVC and MLflow
         assert float(tagged[0].data.params["train.lr"]) == RUNS[key]["lr"]
@@ -184,31 +192,58 @@ def test_two_workers_run_isolated_pipelines_in_parallel(postgres, tmp_path: Path
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = dict(os.environ) | {
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "PREFECT_HOME": str(tmp_path / "prefect"),
-        "PREFECT_API_URL": f"{url}/api", "PREFECT_API_DATABASE_CONNECTION_URL": postgres.url("prefect", "asyncpg"),
-        "PREFECT_WORKER_QUERY_SECONDS": "2", "OMP_NUM_THREADS": "1",
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_API_URL": f"{url}/api",
+        "PREFECT_API_DATABASE_CONNECTION_URL": postgres.url("prefect", "asyncpg"),
+        "PREFECT_WORKER_QUERY_SECONDS": "2",
+        "OMP_NUM_THREADS": "1",
         "PYTHONDONTWRITEBYTECODE": "1",  # no __pycache__ in the repo: its tree must stay byte-identical
     }
     env.pop("MLFLOW_TRACKING_URI", None)
     workspace = tree_hash(repo, ignore=SHARED_STATE)
 
-    server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+    server = subprocess.Popen(
+        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     workers: list[subprocess.Popen] = []
     worker_logs = [(tmp_path / f"worker-{i}.log").open("w") for i in (1, 2)]
     try:
         wait_http(f"{url}/api/health", 180)
         _run([str(BIN / "prefect"), "work-pool", "create", POOL, "--type", "process", "--overwrite"], repo, env)
         for i, log in enumerate(worker_logs, start=1):  # `make workers`
-            workers.append(subprocess.Popen(
-                [str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "process",
-                 "--name", f"vistune-worker-{i}", "--limit", "1"],
-                cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+            workers.append(
+                subprocess.Popen(
+                    [
+                        str(BIN / "prefect"),
+                        "worker",
+                        "start",
+                        "--pool",
+                        POOL,
+                        "--type",
+                        "process",
+                        "--name",
+                        f"vistune-worker-{i}",
+                        "--limit",
+                        "1",
+                    ],
+                    cwd=tmp_path,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
         _run([sys.executable, "-m", "flows.deploy"], repo, env)  # `make pool`: this repo's flows, from its directory
 
         with temporary_settings({PREFECT_API_URL: f"{url}/api"}):
-            started = {key: run_deployment(DEPLOYMENT, parameters={"params": ui}, timeout=0)
-                       for key, ui in RUNS.items()}
+            started = {
+                key: run_deployment(DEPLOYMENT, parameters={"params": ui}, timeout=0) for key, ui in RUNS.items()
+            }
             versions = _review(repo, started, tmp_path)
             runs = _wait_final([r.id for r in started.values()], timeout=900)
             retried = _retried_tasks([r.id for r in started.values()])

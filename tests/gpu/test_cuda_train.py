@@ -26,17 +26,30 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 GPU = dataclasses.replace(TCFG, device="cuda", batch_size=16)
 RECIPES = {
     "plain": ({}, {}),
-    "full_recipe": ({"model_ema": True, "model_ema_decay": 0.9, "clip_grad": 1.0, "class_weighting": "loss",
-                     "adversarial": "fgsm", "adv_fraction": 0.5},
-                    {"mixup": 0.2, "cutmix": 1.0, "brightness": 0.2, "hue": 0.05, "reprob": 0.25,
-                     "auto_augment": "trivial"}),
+    "full_recipe": (
+        {
+            "model_ema": True,
+            "model_ema_decay": 0.9,
+            "clip_grad": 1.0,
+            "class_weighting": "loss",
+            "adversarial": "fgsm",
+            "adv_fraction": 0.5,
+        },
+        {"mixup": 0.2, "cutmix": 1.0, "brightness": 0.2, "hue": 0.05, "reprob": 0.25, "auto_augment": "trivial"},
+    ),
 }
 
 
 def _run(tcfg, acfg, data, device_fraction: float = 0.25):
     b = _backbone(tcfg)
-    run = setup(b, create_strategy(tcfg.strategy, tcfg), tcfg, acfg, torch.from_numpy(data.splits["train"].labels),
-                len(data.classes))
+    run = setup(
+        b,
+        create_strategy(tcfg.strategy, tcfg),
+        tcfg,
+        acfg,
+        torch.from_numpy(data.splits["train"].labels),
+        len(data.classes),
+    )
     x, y = data.tensors("train")
     return run, TrainFeed(x, y, run.device, tcfg.batch_size, device_fraction)
 
@@ -105,18 +118,28 @@ def test_channels_last_end_to_end(tmp_path):
 def test_resume_on_gpu(tmp_path):
     tcfg = dataclasses.replace(GPU, epochs=2)
     data = tiny_data(n=64, size=32)
-    whole = fit(_backbone(tcfg), create_strategy("full", tcfg), data, tcfg, ACFG, progress=False,
-                checkpoint=tmp_path / "a.pt")
+    whole = fit(
+        _backbone(tcfg), create_strategy("full", tcfg), data, tcfg, ACFG, progress=False, checkpoint=tmp_path / "a.pt"
+    )
 
     def crash(epoch: int) -> None:
         if epoch == 0:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        fit(_backbone(tcfg), create_strategy("full", tcfg), data, tcfg, ACFG, progress=False,
-            checkpoint=tmp_path / "b.pt", on_epoch_end=crash)
-    resumed = fit(_backbone(tcfg), create_strategy("full", tcfg), data, tcfg, ACFG, progress=False,
-                  checkpoint=tmp_path / "b.pt")
+        fit(
+            _backbone(tcfg),
+            create_strategy("full", tcfg),
+            data,
+            tcfg,
+            ACFG,
+            progress=False,
+            checkpoint=tmp_path / "b.pt",
+            on_epoch_end=crash,
+        )
+    resumed = fit(
+        _backbone(tcfg), create_strategy("full", tcfg), data, tcfg, ACFG, progress=False, checkpoint=tmp_path / "b.pt"
+    )
     assert resumed.resumed_from_epoch == 1 and len(resumed.history) == 2
     # cuDNN autotuning picks kernels per run, so equal up to float noise rather than bit for bit
     assert resumed.history[1]["train_loss"] == pytest.approx(whole.history[1]["train_loss"], rel=0.05, abs=0.05)

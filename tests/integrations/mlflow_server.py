@@ -44,9 +44,21 @@ class MlflowServer:
         self._log: IO[str] | None = None
 
     def command(self) -> list[str]:
-        return [str(MLFLOW), "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
-                "--backend-store-uri", self.backend_store_uri,
-                "--serve-artifacts", "--artifacts-destination", str(self.artifacts)]
+        return [
+            str(MLFLOW),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            self.backend_store_uri,
+            "--serve-artifacts",
+            "--artifacts-destination",
+            str(self.artifacts),
+        ]
 
     def log_tail(self, chars: int = 3000) -> str:
         return self.log_path.read_text()[-chars:] if self.log_path.exists() else ""
@@ -55,8 +67,14 @@ class MlflowServer:
         """Start and wait for /health (the first start on a fresh database also runs MLflow's migrations)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "a")
-        self.proc = subprocess.Popen(self.command(), cwd=self.workdir, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True, env=server_env())
+        self.proc = subprocess.Popen(
+            self.command(),
+            cwd=self.workdir,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=server_env(),
+        )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, f"mlflow server exited:\n{self.log_tail()}"

@@ -34,11 +34,14 @@ def copy_layout(src: Layout, dest: Path, **metric_overrides: float) -> Layout:
 
 
 def params_with(cfg: RegisterCfg, **register_overrides) -> Params:
-    return dataclasses.replace(parse_params(tiny_params_dict()), register=dataclasses.replace(cfg, **register_overrides))
+    return dataclasses.replace(
+        parse_params(tiny_params_dict()), register=dataclasses.replace(cfg, **register_overrides)
+    )
 
 
-def register(trained: Layout, dest: Path, cfg: RegisterCfg, register_overrides: dict | None = None,
-             **metric_overrides: float) -> dict:
+def register(
+    trained: Layout, dest: Path, cfg: RegisterCfg, register_overrides: dict | None = None, **metric_overrides: float
+) -> dict:
     """Run the real `register` stage on a copy of `trained`; returns its receipt."""
     from stages import register as register_stage
 
@@ -56,8 +59,10 @@ def write_params_file(path: Path, cfg: RegisterCfg) -> Path:
 
 def _head_keys(state: dict, n_classes: int) -> tuple[str, str]:
     """The state-dict keys of the classifier head's weight and bias (the last n_classes-row tensors)."""
-    return ([k for k, v in state.items() if v.ndim == 2 and v.shape[0] == n_classes][-1],
-            [k for k, v in state.items() if v.ndim == 1 and v.shape[0] == n_classes][-1])
+    return (
+        [k for k, v in state.items() if v.ndim == 2 and v.shape[0] == n_classes][-1],
+        [k for k, v in state.items() if v.ndim == 1 and v.shape[0] == n_classes][-1],
+    )
 
 
 def constant_model(src: Path, dest: Path, cls: int) -> None:

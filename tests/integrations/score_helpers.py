@@ -70,13 +70,26 @@ def register_digits_model(tmp: Path, register_cfg, size: int = 32) -> str:
     manifest = build_manifest(ref, max_pixels=89_478_485)
     (tmp / "validate").mkdir(exist_ok=True)
     manifest.to_csv(tmp / "validate" / "manifest.csv", index=False)
-    drift.save_reference(tmp / "evaluate" / "drift_reference.npy",
-                         drift.reference_features(backbone, images, torch.device("cpu")))
+    drift.save_reference(
+        tmp / "evaluate" / "drift_reference.npy", drift.reference_features(backbone, images, torch.device("cpu"))
+    )
     tracker = tracking.Tracker.open(register_cfg, tmp)
-    _, version = tracker.log_run(tracking.RunRecord(
-        name="digits-lr-head", params={"train": {"head": "logistic regression on embeddings"}}, metrics={},
-        history=pd.DataFrame({"epoch": []}), manifest=manifest, manifest_uri=ref.as_uri(),
-        artifacts=[(tmp / "validate" / "manifest.csv", "validate"), (tmp / "evaluate" / "drift_reference.npy", "evaluate")],
-        model_file=model_file, classes=classes, example_image=files[0].read_bytes()))
+    _, version = tracker.log_run(
+        tracking.RunRecord(
+            name="digits-lr-head",
+            params={"train": {"head": "logistic regression on embeddings"}},
+            metrics={},
+            history=pd.DataFrame({"epoch": []}),
+            manifest=manifest,
+            manifest_uri=ref.as_uri(),
+            artifacts=[
+                (tmp / "validate" / "manifest.csv", "validate"),
+                (tmp / "evaluate" / "drift_reference.npy", "evaluate"),
+            ],
+            model_file=model_file,
+            classes=classes,
+            example_image=files[0].read_bytes(),
+        )
+    )
     registry.promote(tracker.client, register_cfg.model_name, version, tracker.lock, reason="test fixture")
     return version

@@ -20,13 +20,15 @@ from tests.conftest import tiny_params_dict
 from tests.integrations.registry_helpers import register
 from tests.integrations.score_helpers import FRESH, write_digits
 
+
 @pytest.fixture(scope="module")
 def store(trained_tiny: Layout, tmp_path_factory):
     """(params whose register section points at a store with trained_tiny as champion, tmp dir)."""
     tmp = tmp_path_factory.mktemp("drift")
     p = parse_params(tiny_params_dict())
-    cfg = dataclasses.replace(p.register, tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}",
-                              artifact_root=str(tmp / "artifacts"))
+    cfg = dataclasses.replace(
+        p.register, tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}", artifact_root=str(tmp / "artifacts")
+    )
     assert register(trained_tiny, tmp / "lay", cfg)["promoted"]
     return dataclasses.replace(p, register=cfg), tmp
 
@@ -34,8 +36,11 @@ def store(trained_tiny: Layout, tmp_path_factory):
 def write_splits(raw: Path, transform=None) -> None:
     """The fresh digits as an ingested dataset: 60/20/20 train/val/test."""
     fresh = list(FRESH)
-    for split, part in (("val", fresh[0::5]), ("test", fresh[1::5]),
-                        ("train", [i for k, i in enumerate(fresh) if k % 5 > 1])):
+    for split, part in (
+        ("val", fresh[0::5]),
+        ("test", fresh[1::5]),
+        ("train", [i for k, i in enumerate(fresh) if k % 5 > 1]),
+    ):
         write_digits(raw, part, transform, split=split)
 
 
@@ -56,8 +61,11 @@ def test_fresh_digits_are_not_flagged(store, tmp_path):
     assert d["n_new"] == len(FRESH)
 
 
-@pytest.mark.parametrize("shift", [lambda im: Image.eval(im, lambda v: 255 - v),
-                                   lambda im: im.filter(ImageFilter.GaussianBlur(1.5))], ids=["invert", "blur"])
+@pytest.mark.parametrize(
+    "shift",
+    [lambda im: Image.eval(im, lambda v: 255 - v), lambda im: im.filter(ImageFilter.GaussianBlur(1.5))],
+    ids=["invert", "blur"],
+)
 def test_inverted_or_blurred_digits_are_flagged(store, tmp_path, shift):
     params, _ = store
     d = _validate(params, tmp_path, shift)
@@ -79,8 +87,9 @@ def test_on_drift_fail_stops_the_stage_with_one_line(store, tmp_path, capsys):
 
 def test_no_champion_yet_skips_without_creating_a_store(tmp_path):
     p = parse_params(tiny_params_dict())
-    params = dataclasses.replace(p, register=dataclasses.replace(
-        p.register, tracking_uri=f"sqlite:///{tmp_path / 'none' / 'mlflow.db'}"))
+    params = dataclasses.replace(
+        p, register=dataclasses.replace(p.register, tracking_uri=f"sqlite:///{tmp_path / 'none' / 'mlflow.db'}")
+    )
     d = _validate(params, tmp_path)
     assert d["status"] == "skipped" and "no champion" in d["reason"] and not d["drifted"]
     assert not (tmp_path / "none" / "mlflow.db").exists()
@@ -92,7 +101,8 @@ def test_a_drift_report_older_than_the_gates_champion_is_marked_stale():
     skipped = {"status": "skipped", "reason": "no champion of vistune-classifier in the registry yet"}
     assert drift_staleness(skipped, "1") == (
         "stale: drift was not measured (no champion of vistune-classifier in the registry yet) when validate ran; "
-        "the gate compared with champion v1; `dvc repro --force validate` measures it against v1")
+        "the gate compared with champion v1; `dvc repro --force validate` measures it against v1"
+    )
     compared = {"status": "compared", "reference": "vistune-classifier v1 (champion)"}
     assert drift_staleness(compared, "1") is None
     assert drift_staleness(compared, "2").startswith("stale: drift was measured against v1 when validate ran")
@@ -107,8 +117,9 @@ def test_the_card_shows_the_staleness_first(tmp_path):
 
     lay = Layout(tmp_path)
     (lay.data / "validated").mkdir(parents=True)
-    (lay.data / "validated" / "drift.json").write_text(json.dumps(
-        {"status": "skipped", "reason": "no champion of m in the registry yet", "drifted": False}))
+    (lay.data / "validated" / "drift.json").write_text(
+        json.dumps({"status": "skipped", "reason": "no champion of m in the registry yet", "drifted": False})
+    )
     shown = card.drift(lay, "1")
     assert list(shown)[0] == "stale" and "the gate compared with champion v1" in shown["stale"]
     assert "stale" not in card.drift(lay, None)

@@ -11,20 +11,51 @@ from vistune.config import ValidateCfg
 
 
 def good_row(i: int) -> dict:
-    return {"path": f"train/a/{i}.png", "split": "train", "label": "a", "exists": True, "readable": True,
-            "name_ok": True, "within_root": True, "bytes": 100, "identified": True, "pixels": 1024,
-            "corrupt": False, "decodable": True, "error": "", "format": "PNG", "extension_mismatch": False,
-            "mode": "RGB", "width": 32,
-            "height": 32, "aspect": 1.0, "leak_of": None, "exact_dup_of": None, "near_dup_of": None}
+    return {
+        "path": f"train/a/{i}.png",
+        "split": "train",
+        "label": "a",
+        "exists": True,
+        "readable": True,
+        "name_ok": True,
+        "within_root": True,
+        "bytes": 100,
+        "identified": True,
+        "pixels": 1024,
+        "corrupt": False,
+        "decodable": True,
+        "error": "",
+        "format": "PNG",
+        "extension_mismatch": False,
+        "mode": "RGB",
+        "width": 32,
+        "height": 32,
+        "aspect": 1.0,
+        "leak_of": None,
+        "exact_dup_of": None,
+        "near_dup_of": None,
+    }
 
 
 BREAKS = {  # code -> how one row breaks it
-    "missing": {"exists": False}, "unreadable": {"readable": False}, "unsafe_name": {"name_ok": False},
-    "outside_root": {"within_root": False}, "empty": {"bytes": 0}, "not_image": {"identified": False},
-    "bomb": {"pixels": 10**9}, "corrupt": {"corrupt": True}, "undecodable": {"decodable": False},
-    "format": {"format": "GIF"}, "extension": {"extension_mismatch": True}, "mode": {"mode": "F"}, "size": {"width": 4}, "aspect": {"aspect": 50.0},
-    "no_label": {"label": None}, "leakage": {"leak_of": "train/a/0.png"},
-    "duplicate": {"exact_dup_of": "train/a/0.png"}, "near_duplicate": {"near_dup_of": "train/a/0.png"},
+    "missing": {"exists": False},
+    "unreadable": {"readable": False},
+    "unsafe_name": {"name_ok": False},
+    "outside_root": {"within_root": False},
+    "empty": {"bytes": 0},
+    "not_image": {"identified": False},
+    "bomb": {"pixels": 10**9},
+    "corrupt": {"corrupt": True},
+    "undecodable": {"decodable": False},
+    "format": {"format": "GIF"},
+    "extension": {"extension_mismatch": True},
+    "mode": {"mode": "F"},
+    "size": {"width": 4},
+    "aspect": {"aspect": 50.0},
+    "no_label": {"label": None},
+    "leakage": {"leak_of": "train/a/0.png"},
+    "duplicate": {"exact_dup_of": "train/a/0.png"},
+    "near_duplicate": {"near_dup_of": "train/a/0.png"},
 }
 
 

@@ -51,14 +51,18 @@ def test_history_rollback_and_rollback_to_time(trained_tiny, mlflow_cfg, tmp_pat
     entries = history.read(client, NAME)
     got = [(e.action, e.alias, e.from_version, e.to_version) for e in entries]
     assert got == [
-        ("gate", "challenger", None, v1), ("gate", "champion", None, v1),
-        ("gate", "challenger", v1, v2), ("gate", "champion", v1, v2),
+        ("gate", "challenger", None, v1),
+        ("gate", "champion", None, v1),
+        ("gate", "challenger", v1, v2),
+        ("gate", "champion", v1, v2),
         ("gate", "challenger", v2, v3),
         ("override", "champion", v2, v3),
         ("gate", "challenger", v3, v4),
         ("archive", "challenger", v4, None),
-        ("rollback", "champion", v3, v2), ("rollback", "champion", v2, v1),
-        ("rollback", "champion", v1, v3), ("rollback", "champion", v3, v1),
+        ("rollback", "champion", v3, v2),
+        ("rollback", "champion", v2, v1),
+        ("rollback", "champion", v1, v3),
+        ("rollback", "champion", v3, v1),
     ]
     assert [e.seq for e in entries] == list(range(1, 13))
     assert [e.time for e in entries] == sorted(e.time for e in entries)

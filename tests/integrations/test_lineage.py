@@ -27,8 +27,13 @@ NAME = "vistune-classifier"
 
 
 def _git(root: Path, *args: str) -> str:
-    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=root, check=True,
-                          capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        cwd=root,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
 
 
 def _repo(root: Path) -> str:
@@ -84,14 +89,15 @@ def test_version_carries_lineage_and_lineage_reproduces_params(trained_tiny, mlf
     assert run.info.run_name == "brisk-heron"  # named like the DVC experiment / Prefect flow run
     run_lineage = {k: v for k, v in run.data.tags.items() if k.startswith("vistune.")}
     assert run_lineage == tags | {f"{t}params": run_lineage[f"{t}params"]}  # every fact on the run, params inline
-    artifact = json.loads(Path(client.download_artifacts(receipt["run_id"], "lineage/lineage.json",
-                                                         str(tmp_path))).read_text())
+    artifact = json.loads(
+        Path(client.download_artifacts(receipt["run_id"], "lineage/lineage.json", str(tmp_path))).read_text()
+    )
     assert artifact == run_lineage
     # the version itself: a short set a registry reader can scan (summary, one JSON, figures, decision)
     assert not any(k.startswith("vistune.dvc.") for k in version_tags)
-    assert {k for k in version_tags if k.startswith(t)} == {f"{t}{f}" for f in
-                                                            ("git_commit", "git_dirty", "dvc_experiment",
-                                                             "prefect_flow_run_url")}
+    assert {k for k in version_tags if k.startswith(t)} == {
+        f"{t}{f}" for f in ("git_commit", "git_dirty", "dvc_experiment", "prefect_flow_run_url")
+    }
     assert len(version_tags) <= 18 and version_tags["vistune.gate"] == "promoted"
     assert "vistune.last_action" not in version_tags  # in the description's first line, not a tag
 
@@ -118,8 +124,19 @@ def test_version_carries_lineage_and_lineage_reproduces_params(trained_tiny, mlf
 
 def test_dirty_files_ignore_params_lock_and_dvc_outs(tmp_path):
     root = tmp_path
-    (root / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"s": {"cmd": "true", "outs": [{"reports/out.json": {
-        "cache": False}}], "metrics": ["reports/m.json"]}}}))
+    (root / "dvc.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "stages": {
+                    "s": {
+                        "cmd": "true",
+                        "outs": [{"reports/out.json": {"cache": False}}],
+                        "metrics": ["reports/m.json"],
+                    }
+                }
+            }
+        )
+    )
     (root / "reports").mkdir()
     for f in ("reports/out.json", "reports/m.json", "params.yaml", "dvc.lock", "code.py"):
         (root / f).write_text("1")

@@ -27,8 +27,11 @@ def champion(trained_tiny: Layout, tmp_path_factory):
     from vistune.config import parse_params
 
     tmp = tmp_path_factory.mktemp("pyfunc")
-    cfg = dataclasses.replace(parse_params(tiny_params_dict()).register,
-                              tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}", artifact_root=str(tmp / "artifacts"))
+    cfg = dataclasses.replace(
+        parse_params(tiny_params_dict()).register,
+        tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}",
+        artifact_root=str(tmp / "artifacts"),
+    )
     receipt = register(trained_tiny, tmp / "lay", cfg)
     assert receipt["promoted"]
     tracking.setup(cfg, tmp)
@@ -75,19 +78,29 @@ def test_signature_and_input_example(champion):
     assert meta.saved_input_example_info["type"] == "dataframe"
 
 
-@pytest.mark.parametrize("frame, message", [
-    (pd.DataFrame({"image": [b"definitely not an image"]}), r"^row 0: not a usable image: .*; send the original"),
-    (pd.DataFrame({"image_b64": ["%%% not base64 %%%"]}), r"^row 0: image_b64 is not valid base64; send the image"),
-    (pd.DataFrame({"image_b64": [base64.b64encode(b"x" * 9).decode(), "%%"]}),
-     r"^row 1: image_b64 is not valid base64"),
-    (pd.DataFrame({"path": ["no/such/file.png"]}), r"^row 0: cannot read path 'no/such/file.png' \(No such file"),
-    (pd.DataFrame({"path": ["/etc/passwd"]}), r"^row 0: path '/etc/passwd' is outside the server's image root; "),
-    (pd.DataFrame({"path": ["../../../../../../etc/passwd"]}), r"^row 0: path '\.\./.*' is outside the server's"),
-    (pd.DataFrame({"picture": ["x"]}),  # MLflow's schema check drops columns outside the signature
-     r"^input needs one of the columns \['image_b64', 'image', 'path'\]; the request had none of them$"),
-    (pd.DataFrame({"image_b64": [None]}), r"^row 0: no image given"),
-    (pd.DataFrame({"image_b64": pd.Series([], dtype=object)}), r"^the request has no rows; send one row per image$"),
-])
+@pytest.mark.parametrize(
+    "frame, message",
+    [
+        (pd.DataFrame({"image": [b"definitely not an image"]}), r"^row 0: not a usable image: .*; send the original"),
+        (pd.DataFrame({"image_b64": ["%%% not base64 %%%"]}), r"^row 0: image_b64 is not valid base64; send the image"),
+        (
+            pd.DataFrame({"image_b64": [base64.b64encode(b"x" * 9).decode(), "%%"]}),
+            r"^row 1: image_b64 is not valid base64",
+        ),
+        (pd.DataFrame({"path": ["no/such/file.png"]}), r"^row 0: cannot read path 'no/such/file.png' \(No such file"),
+        (pd.DataFrame({"path": ["/etc/passwd"]}), r"^row 0: path '/etc/passwd' is outside the server's image root; "),
+        (pd.DataFrame({"path": ["../../../../../../etc/passwd"]}), r"^row 0: path '\.\./.*' is outside the server's"),
+        (
+            pd.DataFrame({"picture": ["x"]}),  # MLflow's schema check drops columns outside the signature
+            r"^input needs one of the columns \['image_b64', 'image', 'path'\]; the request had none of them$",
+        ),
+        (pd.DataFrame({"image_b64": [None]}), r"^row 0: no image given"),
+        (
+            pd.DataFrame({"image_b64": pd.Series([], dtype=object)}),
+            r"^the request has no rows; send one row per image$",
+        ),
+    ],
+)
 def test_malformed_input_gives_a_clear_error(champion, frame, message, tmp_path, monkeypatch):
     model, _, _ = champion
     monkeypatch.setenv("VISTUNE_IMAGE_ROOT", str(tmp_path))

@@ -17,6 +17,7 @@ from vistune.errors import VistuneError
 
 pytestmark = pytest.mark.slow
 
+
 def _client(url: str):
     import mlflow
 
@@ -43,18 +44,32 @@ def test_retry_waits_double_and_stop_at_the_limit():
     assert retry.call(flaky, retries=3, backoff_s=0.5, what="t", sleep=waits.append, log=lambda m: None) == "ok"
     assert waits == [0.5, 1.0]
     with pytest.raises(ConnectionError):
-        retry.call(lambda: (_ for _ in ()).throw(ConnectionError("x")), retries=2, backoff_s=1, what="t",
-                   sleep=waits.append, log=lambda m: None)
+        retry.call(
+            lambda: (_ for _ in ()).throw(ConnectionError("x")),
+            retries=2,
+            backoff_s=1,
+            what="t",
+            sleep=waits.append,
+            log=lambda m: None,
+        )
     assert waits[2:] == [1.0, 2.0]
     with pytest.raises(KeyError):  # not transient: no retry at all
-        retry.call(lambda: {}["k"], retries=5, backoff_s=1, what="t", retry_if=lambda e: isinstance(e, OSError),
-                   sleep=waits.append, log=lambda m: None)
+        retry.call(
+            lambda: {}["k"],
+            retries=5,
+            backoff_s=1,
+            what="t",
+            retry_if=lambda e: isinstance(e, OSError),
+            sleep=waits.append,
+            log=lambda m: None,
+        )
     assert len(waits) == 4
     assert retry.delays(8, 1.0)[-1] == retry.MAX_DELAY_S
 
 
-def test_register_survives_server_outages_and_registers_exactly_once(trained_tiny, mlflow_cfg, postgres, tmp_path,
-                                                                     capsys):
+def test_register_survives_server_outages_and_registers_exactly_once(
+    trained_tiny, mlflow_cfg, postgres, tmp_path, capsys
+):
     from stages import register as register_stage
 
     server = PostgresMlflowServer(postgres, tmp_path / "server")

@@ -45,7 +45,12 @@ def test_gate_accepts_better_and_rejects_worse(trained_tiny, mlflow_cfg, tmp_pat
     assert run.data.params["train.epochs"] == "1" and run.data.metrics["test_macro_f1"] == pytest.approx(0.65)
     assert len(client.get_metric_history(mv.run_id, "val_loss")) >= 1
     arts = {a.path for a in client.list_artifacts(mv.run_id, "evaluate")}
-    assert {"evaluate/metrics.json", "evaluate/robustness.png", "evaluate/gradcam.png", "evaluate/calibration.json"} <= arts
+    assert {
+        "evaluate/metrics.json",
+        "evaluate/robustness.png",
+        "evaluate/gradcam.png",
+        "evaluate/calibration.json",
+    } <= arts
     assert "validate/summary.json" in {a.path for a in client.list_artifacts(mv.run_id, "validate")}
     assert run.data.tags["vistune.lineage.git_commit"] and "vistune.git_commit" not in run.data.tags  # one key per fact
     run_facts = {k: v for k, v in run.data.tags.items() if k.startswith("vistune.")}
@@ -74,8 +79,15 @@ def test_min_improvement_margin(trained_tiny, mlflow_cfg, tmp_path):
 
 
 def test_thresholds_reject_even_without_champion(trained_tiny, mlflow_cfg, tmp_path):
-    r = register(trained_tiny, tmp_path / "a", mlflow_cfg, {"max_ece": 0.05, "min_accuracy": 0.9},
-                 macro_f1=0.99, ece=0.2, accuracy=0.8)
+    r = register(
+        trained_tiny,
+        tmp_path / "a",
+        mlflow_cfg,
+        {"max_ece": 0.05, "min_accuracy": 0.9},
+        macro_f1=0.99,
+        ece=0.2,
+        accuracy=0.8,
+    )
     client, lock = _client(mlflow_cfg, tmp_path)
     assert not r["promoted"]
     assert registry.alias_version(client, NAME, "champion") is None
@@ -94,8 +106,10 @@ def test_threshold_failures_rules():
     cfg = RegisterCfg(min_accuracy=0.5, max_ece=0.1, min_robust_accuracy=0.2)
     assert registry.threshold_failures({"test_accuracy": 0.6, "test_ece": 0.05, "test_robust_accuracy": 0.3}, cfg) == []
     fails = registry.threshold_failures({"test_accuracy": 0.4, "test_ece": 0.05}, cfg)
-    assert fails == ["test_accuracy 0.4000 < register.min_accuracy 0.5",
-                     "test_robust_accuracy not reported but register.min_robust_accuracy=0.2 is set"]
+    assert fails == [
+        "test_accuracy 0.4000 < register.min_accuracy 0.5",
+        "test_robust_accuracy not reported but register.min_robust_accuracy=0.2 is set",
+    ]
     assert registry.threshold_failures({}, RegisterCfg()) == []  # defaults switch every threshold off
 
 
@@ -109,8 +123,11 @@ def test_promote_rollback_archive(trained_tiny, mlflow_cfg, tmp_path):
     assert _tags(client, v2)["vistune.rolled_back"] == "true"
     assert "rolled back" in client.get_model_version(NAME, v1).description
 
-    with pytest.raises(ValueError, match=rf"refused to promote v{v3}: the gate kept it as challenger and it is worse "
-                       rf"than the champion \(test_macro_f1 0.1000 vs champion v{v1} 0.5000\); to promote anyway"):
+    with pytest.raises(
+        ValueError,
+        match=rf"refused to promote v{v3}: the gate kept it as challenger and it is worse "
+        rf"than the champion \(test_macro_f1 0.1000 vs champion v{v1} 0.5000\); to promote anyway",
+    ):
         registry.promote(client, NAME, v3, lock, reason="hotfix")
     assert registry.alias_version(client, NAME, "champion") == v1  # refused: nothing moved
     assert registry.promote(client, NAME, v3, lock, reason="hotfix", force=True) == v1

@@ -25,8 +25,13 @@ from tests.integrations.registry_helpers import params_with, register, worse_cha
 
 pytestmark = pytest.mark.slow
 
-GATE_FILES = {"gate/gate_report.md", "gate/gate_metrics.csv", "gate/gate_mcnemar.csv", "gate/gate_per_class.csv",
-              "gate/gate_newly_wrong.csv"}
+GATE_FILES = {
+    "gate/gate_report.md",
+    "gate/gate_metrics.csv",
+    "gate/gate_mcnemar.csv",
+    "gate/gate_per_class.csv",
+    "gate/gate_newly_wrong.csv",
+}
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +47,9 @@ def server(postgres, tmp_path_factory):
 def _cfg(server: PostgresMlflowServer, tmp: Path, model_name: str) -> RegisterCfg:
     """Default register settings (McNemar gate) pointing at the server; artifact_root must stay unused."""
     base = parse_params(tiny_params_dict()).register
-    return dataclasses.replace(base, tracking_uri=server.url, artifact_root=str(tmp / "client-artifacts"),
-                               model_name=model_name)
+    return dataclasses.replace(
+        base, tracking_uri=server.url, artifact_root=str(tmp / "client-artifacts"), model_name=model_name
+    )
 
 
 def _now() -> str:
@@ -93,12 +99,20 @@ def test_mcnemar_gate_rejects_a_worse_challenger_and_serves_its_report(trained_t
 
     # the registry really lives in PostgreSQL
     assert server.query("SELECT version, status FROM model_versions WHERE name = %s ORDER BY version", name) == [
-        (1, "READY"), (2, "READY")]
+        (1, "READY"),
+        (2, "READY"),
+    ]
     assert _aliases_in_postgres(server, name) == {"champion": 1, "challenger": 2}
-    assert server.query("SELECT value FROM model_version_tags WHERE name = %s AND version = 2 AND key = %s",
-                        name, "vistune.gate") == [("kept as challenger",)]
-    assert server.query("SELECT count(*) FROM runs r JOIN experiments e ON r.experiment_id = e.experiment_id "
-                        "WHERE e.name = %s", cfg.experiment)[0][0] >= 2
+    assert server.query(
+        "SELECT value FROM model_version_tags WHERE name = %s AND version = 2 AND key = %s", name, "vistune.gate"
+    ) == [("kept as challenger",)]
+    assert (
+        server.query(
+            "SELECT count(*) FROM runs r JOIN experiments e ON r.experiment_id = e.experiment_id WHERE e.name = %s",
+            cfg.experiment,
+        )[0][0]
+        >= 2
+    )
 
 
 def test_promote_rollback_archive_history_and_cli(trained_tiny, server, tmp_path, monkeypatch, capsys):
@@ -120,10 +134,13 @@ def test_promote_rollback_archive_history_and_cli(trained_tiny, server, tmp_path
 
     got = [(e.action, e.alias, e.from_version, e.to_version) for e in history.read(server.client(), name)]
     assert got == [
-        ("gate", "challenger", None, v1), ("gate", "champion", None, v1),
+        ("gate", "challenger", None, v1),
+        ("gate", "champion", None, v1),
         ("promote", "champion", v1, v2),
-        ("gate", "challenger", v1, v3), ("archive", "challenger", v3, None),
-        ("rollback", "champion", v2, v1), ("rollback", "champion", v1, v2),
+        ("gate", "challenger", v1, v3),
+        ("archive", "challenger", v3, None),
+        ("rollback", "champion", v2, v1),
+        ("rollback", "champion", v1, v2),
     ]
 
     # the CLI with nothing but the http URL in params.yaml
@@ -142,7 +159,15 @@ def test_promote_rollback_archive_history_and_cli(trained_tiny, server, tmp_path
     assert fresh.get_model_version_by_alias(name, "champion").version == v1
     assert fresh.get_model_version(name, v3).tags["vistune.archived"] == "true"
     assert _aliases_in_postgres(server, name) == {"champion": int(v1)}  # archive dropped the challenger alias
-    assert server.query("SELECT count(*) FROM registered_model_tags WHERE name = %s AND key LIKE %s",
-                        name, history.PREFIX + "%")[0][0] == len(got) + 1
-    assert server.query("SELECT value FROM model_version_tags WHERE name = %s AND version = %s AND key = %s",
-                        name, int(v3), "vistune.archived") == [("true",)]
+    assert (
+        server.query(
+            "SELECT count(*) FROM registered_model_tags WHERE name = %s AND key LIKE %s", name, history.PREFIX + "%"
+        )[0][0]
+        == len(got) + 1
+    )
+    assert server.query(
+        "SELECT value FROM model_version_tags WHERE name = %s AND version = %s AND key = %s",
+        name,
+        int(v3),
+        "vistune.archived",
+    ) == [("true",)]

@@ -14,6 +14,7 @@ from vistune.data.prepared import load_prepared
 from vistune.data.sources.common import SPLITS
 from vistune.io import read_json
 
+
 def reference_decode(path, size: int) -> np.ndarray:
     with Image.open(path) as im:
         rgb = ImageOps.exif_transpose(im).convert("RGB").resize((size, size), Image.BICUBIC)
@@ -70,7 +71,10 @@ def test_augment_decodes_into_the_memory_map_a_chunk_at_a_time(prepared_tiny, tm
     finally:
         tracemalloc.stop()
     split_bytes = counts["train"] * 3 * 128 * 128
-    assert counts["train"] >= 40 and peak < split_bytes / 2, (peak, split_bytes)  # a whole-split array alone is split_bytes
+    assert counts["train"] >= 40 and peak < split_bytes / 2, (
+        peak,
+        split_bytes,
+    )  # a whole-split array alone is split_bytes
     data = load_prepared(lay.prepared)
     manifest = pd.read_csv(lay.manifest, dtype={"label": str})
     train = manifest[manifest.split == "train"]

@@ -43,8 +43,16 @@ def compressed(trained_tiny, tmp_path_factory) -> tuple[Layout, pd.DataFrame]:
     EfficientNet-Lite0 teacher, so the distilled variant misses its gate whatever its accuracy."""
     lay = Layout(tmp_path_factory.mktemp("compressed"))
     shutil.copytree(trained_tiny.root, lay.root, dirs_exist_ok=True, ignore=shutil.ignore_patterns("checkpoints"))
-    p = _params(enabled=True, variants=ALL, finetune_epochs=1, distill_epochs=1, prune_amount=0.6, latency_runs=3,
-                student="timm:resnet18", calibration_images=40)
+    p = _params(
+        enabled=True,
+        variants=ALL,
+        finetune_epochs=1,
+        distill_epochs=1,
+        prune_amount=0.6,
+        latency_runs=3,
+        student="timm:resnet18",
+        calibration_images=40,
+    )
     return lay, compress.run(p, lay).set_index("variant")
 
 
@@ -71,7 +79,13 @@ def test_variants_are_built_checked_and_gated(compressed):
     # pruning really zeroed weights, and the saved file loads as a vistune model
     assert table.loc["pruned", "sparsity"] >= 0.59
     pruned = Classifier.load(lay.compress_models / "pruned.pt")
-    w = torch.cat([m.weight.flatten() for m in pruned.backbone.model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))])
+    w = torch.cat(
+        [
+            m.weight.flatten()
+            for m in pruned.backbone.model.modules()
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
+        ]
+    )
     assert float((w == 0).float().mean()) >= 0.59
     assert table.loc["pruned", "gzip_mb"] < table.loc["fp32", "gzip_mb"]
     student = Classifier.load(lay.compress_models / "distilled.pt")
@@ -86,7 +100,8 @@ def test_variants_are_built_checked_and_gated(compressed):
     assert table.loc["onnx", "gate"] == "pass"  # same function, ~100x faster than eager torch at batch 1
     metrics = read_json(lay.compress_metrics)
     assert metrics["compress_enabled"] is True and metrics["onnx_int8_accuracy"] == pytest.approx(
-        table.loc["onnx_int8", "accuracy"])
+        table.loc["onnx_int8", "accuracy"]
+    )
     assert metrics["distilled_gate_passed"] == 0 and metrics["onnx_gate_passed"] == 1
 
 
@@ -139,7 +154,7 @@ def _photo_crops(photos: list[np.ndarray], size: int, per_photo: int, seed: int)
         for _ in range(per_photo):
             s = int(min(h, w) * rng.uniform(0.5, 0.9))
             y, x = rng.integers(0, h - s + 1), rng.integers(0, w - s + 1)
-            out.append(resize_rgb(img[y:y + s, x:x + s], size))
+            out.append(resize_rgb(img[y : y + s, x : x + s], size))
     return out
 
 
@@ -183,17 +198,37 @@ def _serve_png(params_file, root, version: str, png: bytes) -> dict:
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(REPO))
     env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "--params", str(params_file), "--root", str(root),
-                             "serve", "--version", version, "--port", str(port)], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "--params",
+            str(params_file),
+            "--root",
+            str(root),
+            "serve",
+            "--version",
+            version,
+            "--port",
+            str(port),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         from tests.app.test_serve import _wait_ping
 
         url = f"http://127.0.0.1:{port}"
         _wait_ping(url, proc)
         body = {"dataframe_split": {"columns": ["image_b64"], "data": [[base64.b64encode(png).decode("ascii")]]}}
-        req = urllib.request.Request(url + "/invocations", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            url + "/invocations", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(req, timeout=60) as r:
             return json.loads(r.read())["predictions"][0]
     finally:
@@ -223,7 +258,8 @@ def test_passing_variants_are_registered_siblings_without_alias(compressed, mlfl
     all_versions = client.search_model_versions(f"name='{name}'")
     assert len(all_versions) == 1 + len(passed)  # the failing variant made no version
     assert client.get_model_version(name, parent).tags[T.VARIANTS] == ", ".join(
-        f"{k}=v{v}" for k, v in sorted(receipt["variants"].items()))
+        f"{k}=v{v}" for k, v in sorted(receipt["variants"].items())
+    )
     again = register_stage.run(params_with(mlflow_cfg), lay)  # idempotent: nothing registered twice
     assert again["reused"] and again["variants"] == receipt["variants"]
     assert len(client.search_model_versions(f"name='{name}'")) == len(all_versions)
@@ -244,18 +280,23 @@ def test_passing_variants_are_registered_siblings_without_alias(compressed, mlfl
     version = receipt["variants"]["onnx"]
     pred = _serve_png(write_params_file(tmp_path / "params.yaml", mlflow_cfg), tmp_path, version, png)
     temperature = json.loads(lay.calibration.read_text())["temperature"]
-    labels, probs = OnnxClassifier.load(lay.compress_models / "model.onnx", temperature=temperature).predict_bytes([png])
+    labels, probs = OnnxClassifier.load(lay.compress_models / "model.onnx", temperature=temperature).predict_bytes(
+        [png]
+    )
     assert pred["label"] == labels[0]
     assert [pred[f"p_{c}"] for c in json.loads((lay.prepared / "meta.json").read_text())["classes"]] == pytest.approx(
-        probs[0].tolist(), abs=1e-5)
+        probs[0].tolist(), abs=1e-5
+    )
 
 
 def test_unknown_variant_is_a_clear_error(trained_tiny):
     from vistune.errors import ConfigError
 
     with pytest.raises(ConfigError, match="compress.variants"):
-        compress.run(dataclasses.replace(_params(), compress=dataclasses.replace(_params().compress, variants=("zip",))),
-                     trained_tiny)
+        compress.run(
+            dataclasses.replace(_params(), compress=dataclasses.replace(_params().compress, variants=("zip",))),
+            trained_tiny,
+        )
 
 
 @pytest.mark.parametrize("strategy", ["linear_probe", "partial"])
@@ -267,8 +308,16 @@ def test_a_pretrained_student_starts_from_its_offline_weights(trained_tiny, tmp_
 
     lay = Layout(tmp_path)
     shutil.copytree(trained_tiny.root, lay.root, dirs_exist_ok=True, ignore=shutil.ignore_patterns("checkpoints"))
-    p = _params(enabled=True, variants=["distilled"], student="timm:tf_efficientnet_lite0", student_pretrained="imagenet",
-                distill_strategy=strategy, distill_unfreeze_blocks=1, distill_epochs=1, latency_runs=2)
+    p = _params(
+        enabled=True,
+        variants=["distilled"],
+        student="timm:tf_efficientnet_lite0",
+        student_pretrained="imagenet",
+        distill_strategy=strategy,
+        distill_unfreeze_blocks=1,
+        distill_epochs=1,
+        latency_runs=2,
+    )
     table = compress.run(p, lay).set_index("variant")
     assert list(table.index) == ["fp32", "distilled"] and table.loc["distilled", "gate"] in ("pass", "fail")
     student = Classifier.load(lay.compress_models / "distilled.pt")
@@ -288,7 +337,9 @@ def test_the_gate_judges_speed_on_the_paired_timing():
     from vistune.evaluate.variants import VariantReport, variant_gate as gate
 
     parent = VariantReport("fp32", 0.90, 10.0, 9.0, p50_ms=5.0, p95_ms=6.0)
-    late = VariantReport("distilled", 0.90, 10.0, 9.0, p50_ms=50.0, p95_ms=60.0, speedup_b1=2.0)  # timed in a busy minute
+    late = VariantReport(
+        "distilled", 0.90, 10.0, 9.0, p50_ms=50.0, p95_ms=60.0, speedup_b1=2.0
+    )  # timed in a busy minute
     assert gate(late, parent, 0.01, 0.1) == ""
     slow = dataclasses.replace(late, p50_ms=1.0, speedup_b1=0.5)
     assert "batch-1 latency 2.00x fp32's (timed in alternation with fp32)" in gate(slow, parent, 0.01, 0.1)

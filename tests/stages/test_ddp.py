@@ -26,8 +26,20 @@ def test_ddp_two_gloo_processes(prepared_tiny, tmp_path):
     params = tiny_params_dict(train={"model": "timm:resnet10t", "pretrained": "none", "device": "cpu", "batch_size": 8})
     write_params(tmp_path / "params.yaml", params)
     torchrun = Path(sys.executable).parent / "torchrun"
-    cmd = [str(torchrun), "--standalone", "--nnodes", "1", "--nproc-per-node", "2", "-m", "stages.train",
-           "--params", str(tmp_path / "params.yaml"), "--root", str(tmp_path)]
+    cmd = [
+        str(torchrun),
+        "--standalone",
+        "--nnodes",
+        "1",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "stages.train",
+        "--params",
+        str(tmp_path / "params.yaml"),
+        "--root",
+        str(tmp_path),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
@@ -61,14 +73,14 @@ def _rank(rank: int, world: int, init_file: str, out_dir: str, backend: str = "g
     tdist.init_process_group(backend, init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         info = vdist.DistInfo(rank, world, rank)
-        tcfg = dataclasses.replace(TCFG, epochs=2, batch_size=4, warmup_epochs=0.0, device=device,
-                                   sync_bn=backend == "nccl")
+        tcfg = dataclasses.replace(
+            TCFG, epochs=2, batch_size=4, warmup_epochs=0.0, device=device, sync_bn=backend == "nccl"
+        )
         b = _backbone(tcfg)
         res = fit(b, create_strategy("full", tcfg), tiny_data(n=N_TRAIN), tcfg, ACFG, progress=False, dist=info)
         shards = [epoch_order(tcfg.seed, e, N_TRAIN, info)[0] for e in range(tcfg.epochs)]
         state = {k: v.cpu() for k, v in b.model.state_dict().items()}
-        torch.save({"state": state, "shards": shards, "lr0": res.history[0]["lr"]},
-                   Path(out_dir) / f"rank{rank}.pt")
+        torch.save({"state": state, "shards": shards, "lr0": res.history[0]["lr"]}, Path(out_dir) / f"rank{rank}.pt")
     finally:
         tdist.destroy_process_group()
 

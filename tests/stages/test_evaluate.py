@@ -23,7 +23,9 @@ from vistune.layout import Layout
 from tests.conftest import REPO
 
 PLOT_PX = {  # (width, height) = matplotlib figsize x dpi 100, as plots.py draws them
-    "roc_pr.png": (1100, 500), "reliability.png": (550, 500), "robustness.png": (1100, 450),
+    "roc_pr.png": (1100, 500),
+    "reliability.png": (550, 500),
+    "robustness.png": (1100, 450),
 }
 PLACEHOLDER_PX = (500, 120)
 
@@ -41,10 +43,28 @@ def test_outputs_metrics_and_plots(trained_tiny: Layout):
     lay = trained_tiny
     m = json.loads(lay.eval_metrics.read_text())
     assert all(k.startswith("test_") for k in m)
-    for key in ("accuracy", "top5_accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_precision",
-                "weighted_recall", "weighted_f1", "macro_roc_auc", "macro_average_precision", "ece",
-                "ece_uncalibrated", "temperature", "robust_accuracy", "fgsm_accuracy", "pgd_accuracy",
-                "model_size_mb", "images_per_s", "latency_p50_ms", "latency_p95_ms"):
+    for key in (
+        "accuracy",
+        "top5_accuracy",
+        "macro_precision",
+        "macro_recall",
+        "macro_f1",
+        "weighted_precision",
+        "weighted_recall",
+        "weighted_f1",
+        "macro_roc_auc",
+        "macro_average_precision",
+        "ece",
+        "ece_uncalibrated",
+        "temperature",
+        "robust_accuracy",
+        "fgsm_accuracy",
+        "pgd_accuracy",
+        "model_size_mb",
+        "images_per_s",
+        "latency_p50_ms",
+        "latency_p95_ms",
+    ):
         assert f"test_{key}" in m, key
     for key in ("accuracy", "macro_f1", "ece", "robust_accuracy", "macro_roc_auc"):
         assert 0.0 <= m[f"test_{key}"] <= 1.0
@@ -134,8 +154,15 @@ def test_switches_off_still_write_declared_files_and_flip_tta(trained_tiny: Layo
     shutil.copytree(trained_tiny.prepared, lay.prepared)
     lay.model.parent.mkdir(parents=True)
     shutil.copy(trained_tiny.model, lay.model)
-    cfg = dataclasses.replace(EvaluateCfg(batch_size=64), temperature_scaling=False, robustness=False,
-                              gradcam=False, latency=False, tta_flip=True, roc_max_classes=3)
+    cfg = dataclasses.replace(
+        EvaluateCfg(batch_size=64),
+        temperature_scaling=False,
+        robustness=False,
+        gradcam=False,
+        latency=False,
+        tta_flip=True,
+        roc_max_classes=3,
+    )
     m = evaluate.run(cfg, "cpu", lay)
     assert m["test_temperature"] == 1.0 and m["test_ece"] == pytest.approx(m["test_ece_uncalibrated"])
     assert "test_robust_accuracy" not in m and "test_latency_p50_ms" not in m and "test_macro_roc_auc" not in m

@@ -26,7 +26,9 @@ def png(seed: int) -> bytes:
 
 def test_refused_files_reach_quarantine(tmp_path: Path) -> None:
     src = tmp_path / "src"
-    for i, (split, label, k) in enumerate((s, c, k) for s in ("train", "val", "test") for c in ("a", "b") for k in range(3)):
+    for i, (split, label, k) in enumerate(
+        (s, c, k) for s in ("train", "val", "test") for c in ("a", "b") for k in range(3)
+    ):
         (src / split / label).mkdir(parents=True, exist_ok=True)
         (src / split / label / f"{k}.png").write_bytes(png(i))
     (tmp_path / "outside.png").write_bytes(png(100))
@@ -55,5 +57,10 @@ def test_zip_archive_source(tmp_path: Path) -> None:
     lay = Layout(tmp_path / "repo")
     report = ingest.run(DataCfg(source=str(archive), val_fraction=0.25, test_fraction=0.25), lay)
     assert sum(report.counts.values()) == 8 and report.classes == ["a", "b"]
-    assert report.skipped == [{"path": "photos.zip:photos/../../../tmp/evil.png", "code": "unsafe_name",
-                               "reason": "archive member escapes the archive root ('..' path traversal)"}]
+    assert report.skipped == [
+        {
+            "path": "photos.zip:photos/../../../tmp/evil.png",
+            "code": "unsafe_name",
+            "reason": "archive member escapes the archive root ('..' path traversal)",
+        }
+    ]

@@ -18,9 +18,14 @@ from vistune.models.classifier import Classifier
 def _odd_photos(raw: Path) -> list[str]:
     rng = np.random.default_rng(3)
     photo = _photo(rng, "circle", (200, 120))
-    files = {"wide.jpg": (photo, {"quality": 85}), "tall.png": (photo.transpose(Image.Transpose.ROTATE_90), {}),
-             "gray.jpg": (photo.convert("L"), {}), "palette.png": (photo.convert("P"), {}),
-             "alpha.png": (photo.convert("RGBA"), {}), "deep.png": (photo.convert("L").convert("I;16"), {})}
+    files = {
+        "wide.jpg": (photo, {"quality": 85}),
+        "tall.png": (photo.transpose(Image.Transpose.ROTATE_90), {}),
+        "gray.jpg": (photo.convert("L"), {}),
+        "palette.png": (photo.convert("P"), {}),
+        "alpha.png": (photo.convert("RGBA"), {}),
+        "deep.png": (photo.convert("L").convert("I;16"), {}),
+    }
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 on display
     files["rotated.jpg"] = (photo, {"exif": exif.tobytes()})

@@ -55,8 +55,11 @@ def tiles(grid: np.ndarray, size: int) -> list[np.ndarray]:
     """Cut a save_image grid (HWC uint8) back into its CHW tiles, row by row."""
     step = size + PAD
     rows, cols = (grid.shape[0] - PAD) // step, (grid.shape[1] - PAD) // step
-    return [grid[PAD + r * step: PAD + r * step + size, PAD + c * step: PAD + c * step + size].transpose(2, 0, 1)
-            for r in range(rows) for c in range(cols)]
+    return [
+        grid[PAD + r * step : PAD + r * step + size, PAD + c * step : PAD + c * step + size].transpose(2, 0, 1)
+        for r in range(rows)
+        for c in range(cols)
+    ]
 
 
 def assert_preview_shows_eight_training_images_then_24_augmented_ones(lay: Layout) -> None:
@@ -69,7 +72,7 @@ def assert_preview_shows_eight_training_images_then_24_augmented_ones(lay: Layou
     mask = np.ones(grid.shape[:2], bool)
     for r in range(4):
         for c in range(8):
-            mask[PAD + r * 18: PAD + r * 18 + 16, PAD + c * 18: PAD + c * 18 + 16] = False
+            mask[PAD + r * 18 : PAD + r * 18 + 16, PAD + c * 18 : PAD + c * 18 + 16] = False
     assert (grid[mask] == 0).all()  # only the padding is outside the tiles
     cut = tiles(grid, 16)
     originals = {img.tobytes() for img in train}
@@ -108,8 +111,9 @@ def test_train_resumes_after_sigkill(prepared_tiny, tmp_path):
 
     straight = _copy_prepared(prepared_tiny, tmp_path / "uninterrupted")
     write_params(straight.root / "params.yaml", params)
-    out = subprocess.run(_train_cmd(straight.root), cwd=REPO, env=env, capture_output=True, text=True, timeout=180,
-                         check=False)
+    out = subprocess.run(
+        _train_cmd(straight.root), cwd=REPO, env=env, capture_output=True, text=True, timeout=180, check=False
+    )
     assert out.returncode == 0 and "resumed" not in out.stdout, out.stdout + out.stderr
     resumed, reference = (torch.load(m, weights_only=True)["state_dict"] for m in (lay.model, straight.model))
     assert resumed.keys() == reference.keys()

@@ -56,6 +56,7 @@ def build_corpus(raw: Path, outside: Path) -> dict[str, str]:
     for photo in PHOTOS[:2]:
         shutil.copyfile(photo, a / photo.name)
     rgb = Image.fromarray(np.random.default_rng(99).integers(0, 255, (40, 40, 3), dtype=np.uint8))
+
     # accepted modes, normalized to RGB by to_rgb
     def other(seed: int) -> Image.Image:  # a distinct picture per file, so none is a near duplicate
         return Image.fromarray(np.random.default_rng(seed).integers(0, 255, (40, 40, 3), dtype=np.uint8))
@@ -96,7 +97,11 @@ def build_corpus(raw: Path, outside: Path) -> dict[str, str]:
     save(rgb.convert("LA"), add("train/b/gray_alpha.png", "mode"))  # LA taken out of allowed_modes below
     shutil.copyfile(PHOTOS[0], add("train/b/exact_copy.jpg", "duplicate"))  # same split as train/a's copy
     near = Image.open(PHOTOS[1])
-    add("train/b/near_copy.jpg", "near_duplicate", jpeg_bytes(near.resize((near.width * 3 // 4, near.height * 3 // 4)), quality=60))
+    add(
+        "train/b/near_copy.jpg",
+        "near_duplicate",
+        jpeg_bytes(near.resize((near.width * 3 // 4, near.height * 3 // 4)), quality=60),
+    )
     shutil.copyfile(PHOTOS[0], add(f"val/a/{PHOTOS[0].name}", "leakage"))
     save(rgb, outside / "secret.png")
     add("train/b/escape.png", "outside_root").symlink_to(outside / "secret.png")
@@ -108,9 +113,16 @@ def build_corpus(raw: Path, outside: Path) -> dict[str, str]:
 
 
 def corpus_cfg(**kw) -> ValidateCfg:
-    base = dict(min_images_per_class=2, max_bad_fraction=0.9, max_pixels=2_000_000, max_leaked_fraction=0.5,
-                allowed_modes=tuple(m for m in ALL_MODES if m != "LA"), workers=2,
-                allowed_formats=("PNG", "JPEG"), on_extension_mismatch="quarantine")
+    base = dict(
+        min_images_per_class=2,
+        max_bad_fraction=0.9,
+        max_pixels=2_000_000,
+        max_leaked_fraction=0.5,
+        allowed_modes=tuple(m for m in ALL_MODES if m != "LA"),
+        workers=2,
+        allowed_formats=("PNG", "JPEG"),
+        on_extension_mismatch="quarantine",
+    )
     return ValidateCfg(**{**base, **kw})
 
 
@@ -131,7 +143,10 @@ def test_every_bad_file_is_quarantined_with_its_reason(tmp_path: Path) -> None:
     q = pd.read_csv(lay.quarantine).set_index("path")
     assert q.code.to_dict() == bad
     assert q.reason.notna().all() and not q.reason.str.contains("\n").any()
-    assert "100000x100000" in q.loc["train/b/bomb_header.png", "reason"] or "10000000000" in q.loc["train/b/bomb_header.png", "reason"]
+    assert (
+        "100000x100000" in q.loc["train/b/bomb_header.png", "reason"]
+        or "10000000000" in q.loc["train/b/bomb_header.png", "reason"]
+    )
     assert q.loc["train/b/exact_copy.jpg", "reason"] == f"exact duplicate of train/a/{PHOTOS[0].name}"
     assert q.loc[f"val/a/{PHOTOS[0].name}", "reason"].startswith(f"same image as train/a/{PHOTOS[0].name}")
 
@@ -139,7 +154,8 @@ def test_every_bad_file_is_quarantined_with_its_reason(tmp_path: Path) -> None:
     n_listed = sum(1 for p in lay.raw.rglob("*") if p.is_file() or p.is_symlink())
     assert len(good) == n_listed - len(bad) and not set(good.path) & set(bad)
     assert {"gray.png", "palette.png", "rgba.png", "cmyk.jpg", "sixteen_bit.png", "exif_rotated.jpg"} <= {
-        Path(p).name for p in good.path}
+        Path(p).name for p in good.path
+    }
     summary = json.loads(lay.validation_summary.read_text())
     assert summary == result.summary and summary["n_quarantined"] == len(bad)
     assert summary["quarantined_undecodable"] == 2 and summary["quarantined_bomb"] == 2
@@ -171,8 +187,11 @@ def test_policies_fail_with_one_clear_line(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="on_duplicate=fail"):
         validate.run(dataclasses.replace(cfg, on_duplicate="fail"), lay)
     shutil.copyfile(PHOTOS[0], lay.raw / "test" / "b" / "leaked.jpg")  # 1 of 13 val/test images
-    with pytest.raises(DataError, match=r"copies of images in an earlier split \(> validate.max_leaked_fraction=0.05\)"
-                                        r".*test/b/leaked.jpg -> train/a/photo.jpg") as err:
+    with pytest.raises(
+        DataError,
+        match=r"copies of images in an earlier split \(> validate.max_leaked_fraction=0.05\)"
+        r".*test/b/leaked.jpg -> train/a/photo.jpg",
+    ) as err:
         validate.run(cfg, lay)
     assert "\n" not in str(err.value) and str(lay.quarantine) in str(err.value)
     assert pd.read_csv(lay.quarantine).set_index("path").loc["test/b/leaked.jpg", "code"] == "leakage"
@@ -232,7 +251,9 @@ def test_odd_real_files_default_policy_accepts_what_pillow_decodes(tmp_path: Pat
     assert kept <= set(good.index)
     assert set(good.index[good.extension_mismatch]) == {"train/a/png_named.jpg", "train/a/jpeg_named.png"}
     assert any("png_named.jpg: content is PNG but the name ends .jpg; rename it to .png" in w for w in result.warnings)
-    assert any("jpeg_named.png: content is JPEG but the name ends .png; rename it to .jpg" in w for w in result.warnings)
+    assert any(
+        "jpeg_named.png: content is JPEG but the name ends .png; rename it to .jpg" in w for w in result.warnings
+    )
     s = result.summary
     assert s["quarantined_corrupt"] == 3 and s["quarantined_undecodable"] == 3 and s["n_extension_mismatch"] == 2
 
@@ -244,7 +265,9 @@ def test_odd_real_files_under_narrowing_policies(tmp_path: Path) -> None:
     narrow = ValidateCfg(**ODD_CFG, allowed_formats=("PNG", "JPEG"))
     q = validate.run(narrow, lay).quarantine.set_index("path")
     assert q.code.to_dict() == expected(formats=("PNG", "JPEG"))
-    assert "format MPO not allowed (validate.allowed_formats: PNG, JPEG)" in q.loc["train/a/mpo_frame_size.mpo", "reason"]
+    assert (
+        "format MPO not allowed (validate.allowed_formats: PNG, JPEG)" in q.loc["train/a/mpo_frame_size.mpo", "reason"]
+    )
 
 
 def test_validate_policy_values_are_checked_with_the_valid_list(tmp_path: Path) -> None:
@@ -272,7 +295,8 @@ def test_a_few_leaked_copies_are_quarantined_and_the_stage_passes(tmp_path: Path
     assert result.summary["leaked_fraction"] == 0.04 and result.summary["bad_fraction"] == 0.0
     near = Image.open(PHOTOS[0])
     (lay.raw / "test" / "b" / "resaved.jpg").write_bytes(
-        jpeg_bytes(near.resize((near.width // 2, near.height // 2)), quality=70))  # a near copy: 2 of 26 = 7.7%
+        jpeg_bytes(near.resize((near.width // 2, near.height // 2)), quality=70)
+    )  # a near copy: 2 of 26 = 7.7%
     with pytest.raises(DataError, match=r"2 val/test image\(s\) \(7.7% of 26\).*so the split looks broken") as err:
         validate.run(cfg, lay)
     assert "test/b/resaved.jpg -> train/a/photo.jpg" in str(err.value)

@@ -35,8 +35,9 @@ def whole_table(cfg, lay: Layout) -> tuple[str, list[tuple], list[str]]:
     return m.drop(index=sorted(found)).reset_index(drop=True).to_csv(index=False), bad, leak_warnings + rows
 
 
-@pytest.mark.parametrize("policy", [{}, {"on_duplicate": "warn", "on_extension_mismatch": "warn"}],
-                         ids=["quarantine", "warn"])
+@pytest.mark.parametrize(
+    "policy", [{}, {"on_duplicate": "warn", "on_extension_mismatch": "warn"}], ids=["quarantine", "warn"]
+)
 def test_streamed_outputs_equal_the_whole_table(tmp_path: Path, monkeypatch, policy) -> None:
     lay = Layout(tmp_path / "repo")
     build_corpus(lay.raw, tmp_path / "outside")
@@ -47,7 +48,7 @@ def test_streamed_outputs_equal_the_whole_table(tmp_path: Path, monkeypatch, pol
     assert lay.manifest.read_text(encoding="utf-8") == want_csv
     q = pd.read_csv(lay.quarantine, dtype=str, keep_default_na=False)
     assert [tuple(r) for r in q.itertuples(index=False)] == want_bad
-    assert result.warnings[:len(want_warnings)] == want_warnings
+    assert result.warnings[: len(want_warnings)] == want_warnings
     assert result.summary["n_good"] == len(result.good) == want_csv.count("\n") - 1
     # the decode cache, written part by part, has each distinct file once (the exact copy shares its digest)
     text = lay.decode_cache.read_text()

@@ -26,8 +26,15 @@ def _stage(stage: str, root: Path, params: Path, max_file_bytes: int | None = No
             resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
 
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONDONTWRITEBYTECODE": "1"}
-    return subprocess.run([sys.executable, "-m", f"stages.{stage}", "--params", str(params), "--root", str(root)],
-                          cwd=REPO, env=env, capture_output=True, text=True, preexec_fn=limit, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", f"stages.{stage}", "--params", str(params), "--root", str(root)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        preexec_fn=limit,
+        timeout=600,
+    )
 
 
 def _copy(src: Layout, dest: Path) -> Layout:

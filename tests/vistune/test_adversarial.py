@@ -26,8 +26,15 @@ def norm(x: torch.Tensor) -> torch.Tensor:
 
 def small_net() -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Dropout(0.3),
-                         nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(32, 4))
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Dropout(0.3),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32, 4),
+    )
 
 
 def batch(n: int = 16, size: int = 12) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,8 +52,16 @@ def test_attacks_stay_in_the_ball_raise_the_loss_and_leave_the_model_alone(attac
     if attack == "fgsm":
         adv = fgsm(net, x, y, eps, norm)
     else:
-        adv = pgd(net, x, y, eps, norm, steps=5, random_start=attack == "pgd_random",
-                  generator=torch.Generator().manual_seed(0))
+        adv = pgd(
+            net,
+            x,
+            y,
+            eps,
+            norm,
+            steps=5,
+            random_start=attack == "pgd_random",
+            generator=torch.Generator().manual_seed(0),
+        )
     assert adv.shape == x.shape and not adv.requires_grad
     assert float((adv - x).abs().max()) <= eps + 1e-6
     assert float(adv.min()) >= 0.0 and float(adv.max()) <= 1.0
@@ -62,8 +77,13 @@ def test_pgd_is_at_least_as_strong_as_fgsm_and_soft_targets_work() -> None:
     net, (x, y), eps = small_net(), batch(), 0.05
     net.eval()
     with torch.no_grad():
-        loss = {name: float(F.cross_entropy(net(norm(a)), y)) for name, a in
-                {"fgsm": fgsm(net, x, y, eps, norm), "pgd": pgd(net, x, y, eps, norm, steps=10, random_start=False)}.items()}
+        loss = {
+            name: float(F.cross_entropy(net(norm(a)), y))
+            for name, a in {
+                "fgsm": fgsm(net, x, y, eps, norm),
+                "pgd": pgd(net, x, y, eps, norm, steps=10, random_start=False),
+            }.items()
+        }
     assert loss["pgd"] >= loss["fgsm"] - 1e-4
     soft = F.one_hot(y, 4).float() * 0.9 + 0.025  # mixup / smoothing targets are probabilities
     assert float((pgd(net, x, soft, eps, norm, steps=2) - x).abs().max()) <= eps + 1e-6
@@ -80,8 +100,16 @@ def trained_digits() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     x = F.interpolate(x, size=16, mode="bilinear", align_corners=False).clamp(0, 1).expand(-1, 3, -1, -1).contiguous()
     y = torch.from_numpy(d.target).long()
     torch.manual_seed(0)
-    body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 16, 3, padding=1),
-                         nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(64, 10))
+    body = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(64, 10),
+    )
     net = nn.Sequential(Normalize(), body)
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     g = torch.Generator().manual_seed(0)
@@ -135,10 +163,17 @@ def test_adversarial_batches_are_spread_evenly() -> None:
     assert all(is_adversarial_batch(k, 1.0) for k in range(10))
 
 
-@pytest.mark.parametrize("kw, key", [
-    ({"kind": "bim"}, "train.adversarial"), ({"eps": 0.0}, "train.adv_epsilon"), ({"eps": 8.0}, "train.adv_epsilon"),
-    ({"steps": 0}, "train.adv_steps"), ({"fraction": 0.0}, "train.adv_fraction"), ({"step_size": -1.0}, "train.adv_step_size"),
-])
+@pytest.mark.parametrize(
+    "kw, key",
+    [
+        ({"kind": "bim"}, "train.adversarial"),
+        ({"eps": 0.0}, "train.adv_epsilon"),
+        ({"eps": 8.0}, "train.adv_epsilon"),
+        ({"steps": 0}, "train.adv_steps"),
+        ({"fraction": 0.0}, "train.adv_fraction"),
+        ({"step_size": -1.0}, "train.adv_step_size"),
+    ],
+)
 def test_bad_adversarial_options_name_the_key(kw: dict, key: str) -> None:
     args = {"kind": "pgd", "eps": 0.03, "steps": 3, "step_size": 0.0, "fraction": 0.5, **kw}
     with pytest.raises(ConfigError, match=key):
@@ -166,9 +201,22 @@ def two_feature_data(n: int, seed: int = 0, size: int = 16) -> PreparedData:
 
 def _train(data: PreparedData, adversarial: str, **kw) -> tuple[float, float]:
     """(clean, FGSM eps 0.08) test accuracy after one CPU epoch of resnet10t from scratch."""
-    tcfg = TrainCfg(model="timm:resnet10t", pretrained="none", epochs=1, batch_size=32, lr=3e-3, warmup_epochs=0.1,
-                    patience=0, smoothing=0.0, device="cpu", seed=0, adversarial=adversarial, adv_epsilon=0.08,
-                    adv_fraction=1.0, **kw)
+    tcfg = TrainCfg(
+        model="timm:resnet10t",
+        pretrained="none",
+        epochs=1,
+        batch_size=32,
+        lr=3e-3,
+        warmup_epochs=0.1,
+        patience=0,
+        smoothing=0.0,
+        device="cpu",
+        seed=0,
+        adversarial=adversarial,
+        adv_epsilon=0.08,
+        adv_fraction=1.0,
+        **kw,
+    )
     acfg = AugmentCfg(image_size=16, scale=(1.0, 1.0), ratio=(1.0, 1.0), hflip=0.0, rotation=0.0, salt_pepper=0.0)
     torch.manual_seed(0)
     b = create_backbone(tcfg.model, 2, "none")
@@ -197,9 +245,21 @@ def test_adversarial_training_improves_fgsm_accuracy() -> None:
 
 def test_pgd_training_with_mixup_ema_and_class_weights_runs() -> None:
     data = two_feature_data(64, seed=1)
-    tcfg = TrainCfg(model="timm:test_resnet", pretrained="none", epochs=1, batch_size=16, device="cpu", patience=0,
-                    model_ema=True, model_ema_decay=0.9, class_weighting="loss", adversarial="pgd", adv_epsilon=0.03,
-                    adv_steps=2, adv_fraction=0.5)
+    tcfg = TrainCfg(
+        model="timm:test_resnet",
+        pretrained="none",
+        epochs=1,
+        batch_size=16,
+        device="cpu",
+        patience=0,
+        model_ema=True,
+        model_ema_decay=0.9,
+        class_weighting="loss",
+        adversarial="pgd",
+        adv_epsilon=0.03,
+        adv_steps=2,
+        adv_fraction=0.5,
+    )
     acfg = AugmentCfg(image_size=16, mixup=0.2, cutmix=0.2)
     torch.manual_seed(0)
     b = create_backbone(tcfg.model, 2, "none")

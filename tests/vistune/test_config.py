@@ -7,7 +7,15 @@ import yaml
 
 from vistune import config
 from vistune.config import (
-    Params, StrategyName, TrainCfg, bounded, check_values, limits, load_params, parse_params, to_dict,
+    Params,
+    StrategyName,
+    TrainCfg,
+    bounded,
+    check_values,
+    limits,
+    load_params,
+    parse_params,
+    to_dict,
 )
 from vistune.errors import ConfigError
 
@@ -32,8 +40,12 @@ def _choices(hint) -> tuple:
 
 ENUMERATED = [(s, f.name, _choices(h), typing.get_origin(h) is tuple) for s, f, h in _fields() if _choices(h)]
 # (section, key, bound name, bound, is a tuple, is an int)
-BOUNDS = [(s, f.name, k, v, typing.get_origin(h) is tuple, int in (h, *typing.get_args(h)))
-          for s, f, h in _fields() for k, v in f.metadata.items() if k in ("ge", "gt", "le", "lt")]
+BOUNDS = [
+    (s, f.name, k, v, typing.get_origin(h) is tuple, int in (h, *typing.get_args(h)))
+    for s, f, h in _fields()
+    for k, v in f.metadata.items()
+    if k in ("ge", "gt", "le", "lt")
+]
 
 
 # keys whose every value is valid only beside another key's value (a cross-key check in the section)
@@ -58,10 +70,12 @@ def test_repo_params_parse_and_round_trip():
 def test_dataclass_defaults_equal_committed_params_yaml():
     committed = yaml.safe_load((REPO / "params.yaml").read_text())
     defaults = to_dict(Params())
-    diff = {f"{s}.{k}": (defaults[s].get(k, "<missing>"), committed.get(s, {}).get(k, "<missing>"))
-            for s in defaults.keys() | committed.keys()
-            for k in defaults.get(s, {}).keys() | committed.get(s, {}).keys()
-            if defaults.get(s, {}).get(k, "<missing>") != committed.get(s, {}).get(k, "<missing>")}
+    diff = {
+        f"{s}.{k}": (defaults[s].get(k, "<missing>"), committed.get(s, {}).get(k, "<missing>"))
+        for s in defaults.keys() | committed.keys()
+        for k in defaults.get(s, {}).keys() | committed.get(s, {}).keys()
+        if defaults.get(s, {}).get(k, "<missing>") != committed.get(s, {}).get(k, "<missing>")
+    }
     assert diff == {}, f"dataclass default vs params.yaml: {diff}"
     assert load_params(REPO / "params.yaml") == Params()
 
@@ -98,10 +112,17 @@ def test_missing_file_and_bad_yaml(tmp_path):
 
 # ---- allowed values -------------------------------------------------------------------------
 
+
 def test_the_enumerated_keys_are_the_expected_ones():
     assert {f"{s}.{k}" for s, k, _, _ in ENUMERATED} >= {
-        "train.strategy", "train.class_weighting", "train.adversarial", "augment.auto_augment",
-        "validate.on_duplicate", "register.gate_test", "compress.variants"}
+        "train.strategy",
+        "train.class_weighting",
+        "train.adversarial",
+        "augment.auto_augment",
+        "validate.on_duplicate",
+        "register.gate_test",
+        "compress.variants",
+    }
 
 
 @pytest.mark.parametrize("section, key, choices, is_tuple", ENUMERATED, ids=[f"{s}.{k}" for s, k, _, _ in ENUMERATED])
@@ -113,8 +134,9 @@ def test_enumerated_key_rejects_unknown_value_listing_valid_ones(section, key, c
     assert msg.startswith(f"params.yaml: {section}.{key}=") and "\n" not in msg
     assert msg.endswith(f"valid: {list(choices)}")
     for value in choices:  # each listed value is accepted
-        assert getattr(getattr(parse_params(_raw(section, key, [value] if is_tuple else value)), section), key) \
-            == ((value,) if is_tuple else value)
+        assert getattr(getattr(parse_params(_raw(section, key, [value] if is_tuple else value)), section), key) == (
+            (value,) if is_tuple else value
+        )
 
 
 def test_enumerated_values_match_the_core_registries():
@@ -140,13 +162,18 @@ def test_replace_and_direct_construction_are_checked_too():
 
 # ---- ranges ---------------------------------------------------------------------------------
 
+
 def _outside(bound: str, limit, is_int: bool):
-    return {"ge": limit - 1, "gt": limit, "le": limit + 1, "lt": limit}[bound] if is_int or bound in ("gt", "lt") \
+    return (
+        {"ge": limit - 1, "gt": limit, "le": limit + 1, "lt": limit}[bound]
+        if is_int or bound in ("gt", "lt")
         else {"ge": limit - 0.5, "le": limit + 0.5}[bound]
+    )
 
 
-@pytest.mark.parametrize("section, key, bound, limit, is_tuple, is_int", BOUNDS,
-                         ids=[f"{s}.{k}-{b}{v}" for s, k, b, v, _, _ in BOUNDS])
+@pytest.mark.parametrize(
+    "section, key, bound, limit, is_tuple, is_int", BOUNDS, ids=[f"{s}.{k}-{b}{v}" for s, k, b, v, _, _ in BOUNDS]
+)
 def test_bounded_key_rejects_a_value_outside_and_accepts_its_edge(section, key, bound, limit, is_tuple, is_int):
     bad = _outside(bound, limit, is_int)
     value = _with_item(section, key, bad) if is_tuple else bad
@@ -161,24 +188,37 @@ def test_bounded_key_rejects_a_value_outside_and_accepts_its_edge(section, key, 
         assert parse_params(_raw(section, key, edge))
 
 
-@pytest.mark.parametrize("raw, message", [
-    ({"train": {"lr": 0}}, "params.yaml: train.lr=0.0: value out of range; valid: 0 < lr < 10"),
-    ({"train": {"epochs": 0}}, "params.yaml: train.epochs=0: value out of range; valid: 1 <= epochs <= 1000"),
-    ({"augment": {"hflip": 1.5}}, "params.yaml: augment.hflip=1.5: value out of range; valid: 0 <= hflip <= 1"),
-    ({"data": {"val_fraction": -0.1}},
-     "params.yaml: data.val_fraction=-0.1: value out of range; valid: 0 <= val_fraction <= 1"),
-    ({"evaluate": {"robust_severities": [1, 6]}},
-     "params.yaml: evaluate.robust_severities=[1, 6]: item 6 out of range; valid: 1 <= each item <= 5"),
-    ({"augment": {"scale": [1.0, 0.5]}},
-     "params.yaml: augment.scale=[1.0, 0.5]: must be in increasing order; valid: [low, high] with low <= high, "
-     "0 < each item <= 1"),
-    ({"compress": {"variants": ["onnx", "zip"]}},
-     "params.yaml: compress.variants=['onnx', 'zip']: item 'zip' is not allowed; "
-     "valid: ['onnx', 'onnx_int8', 'onnx_int8_dynamic', 'pruned', 'distilled']"),
-    ({"train": {"device": "gpu"}},
-     r"params.yaml: train.device='gpu': value has the wrong form; "
-     r"valid: auto|cpu|mps|cuda(:\d+)? (regular expression)"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"train": {"lr": 0}}, "params.yaml: train.lr=0.0: value out of range; valid: 0 < lr < 10"),
+        ({"train": {"epochs": 0}}, "params.yaml: train.epochs=0: value out of range; valid: 1 <= epochs <= 1000"),
+        ({"augment": {"hflip": 1.5}}, "params.yaml: augment.hflip=1.5: value out of range; valid: 0 <= hflip <= 1"),
+        (
+            {"data": {"val_fraction": -0.1}},
+            "params.yaml: data.val_fraction=-0.1: value out of range; valid: 0 <= val_fraction <= 1",
+        ),
+        (
+            {"evaluate": {"robust_severities": [1, 6]}},
+            "params.yaml: evaluate.robust_severities=[1, 6]: item 6 out of range; valid: 1 <= each item <= 5",
+        ),
+        (
+            {"augment": {"scale": [1.0, 0.5]}},
+            "params.yaml: augment.scale=[1.0, 0.5]: must be in increasing order; valid: [low, high] with low <= high, "
+            "0 < each item <= 1",
+        ),
+        (
+            {"compress": {"variants": ["onnx", "zip"]}},
+            "params.yaml: compress.variants=['onnx', 'zip']: item 'zip' is not allowed; "
+            "valid: ['onnx', 'onnx_int8', 'onnx_int8_dynamic', 'pruned', 'distilled']",
+        ),
+        (
+            {"train": {"device": "gpu"}},
+            r"params.yaml: train.device='gpu': value has the wrong form; "
+            r"valid: auto|cpu|mps|cuda(:\d+)? (regular expression)",
+        ),
+    ],
+)
 def test_explicit_bad_values_give_one_line_with_the_valid_values(raw, message):
     with pytest.raises(ConfigError) as err:
         parse_params(raw)
@@ -213,18 +253,28 @@ def test_a_field_without_metadata_has_no_bound_and_a_new_bounded_one_is_checked(
         name: str = "anything"
         share: float = bounded(0.5, ge=0, le=1)
 
-    check_values(NewSection(count=-10**9, name=""))  # no metadata: any value of the type
+    check_values(NewSection(count=-(10**9), name=""))  # no metadata: any value of the type
     with pytest.raises(ConfigError, match=r"NewSection.share=2: value out of range; valid: 0 <= share <= 1$"):
         check_values(NewSection(share=2))
 
 
 @pytest.mark.parametrize("strategy", ["partial", "linear_probe"])
 def test_a_frozen_layer_student_needs_pretrained_weights(strategy):
-    with pytest.raises(ConfigError, match=rf"^params.yaml: compress.distill_strategy='{strategy}' keeps .*"
-                                          r"student_pretrained is .none.*valid: "):
+    with pytest.raises(
+        ConfigError,
+        match=rf"^params.yaml: compress.distill_strategy='{strategy}' keeps .*"
+        r"student_pretrained is .none.*valid: ",
+    ):
         parse_params({"compress": {"distill_strategy": strategy, "student_pretrained": "none"}})
-    cfg = parse_params({"compress": {"distill_strategy": strategy, "student_pretrained": "imagenet",
-                                     "student": "timm:tf_efficientnet_lite0"}}).compress
+    cfg = parse_params(
+        {
+            "compress": {
+                "distill_strategy": strategy,
+                "student_pretrained": "imagenet",
+                "student": "timm:tf_efficientnet_lite0",
+            }
+        }
+    ).compress
     assert (cfg.distill_strategy, cfg.student_pretrained) == (strategy, "imagenet")
     with pytest.raises(ConfigError, match=r"compress.student='tf_efficientnet_lite0': value has the wrong form"):
         parse_params({"compress": {"student": "tf_efficientnet_lite0"}})

@@ -25,8 +25,12 @@ def test_mmd_detects_a_mean_shift_and_not_a_fresh_sample():
 
 def test_mmd_permutation_p_values_are_uniform_under_the_null():
     """Same distribution, 40 seeds: about 5% of p-values fall below 0.05 (a level-alpha test)."""
-    ps = np.array([drift.mmd_test(_gauss(40, 4, 2 * s), _gauss(40, 4, 2 * s + 1), permutations=199, seed=s).p_value
-                   for s in range(40)])
+    ps = np.array(
+        [
+            drift.mmd_test(_gauss(40, 4, 2 * s), _gauss(40, 4, 2 * s + 1), permutations=199, seed=s).p_value
+            for s in range(40)
+        ]
+    )
     assert (ps < 0.05).sum() <= 5
     assert 0.3 < ps.mean() < 0.7
 
@@ -47,15 +51,32 @@ def test_manifest_tests_agree_with_scipy():
     from scipy.stats import chi2_contingency, ks_2samp
 
     rng = np.random.default_rng(0)
-    ref = pd.DataFrame({"label": rng.choice(["a", "b", "c"], 300), "width": rng.integers(30, 40, 300),
-                        "height": 32, "aspect": 1.0, "brightness": rng.uniform(0.2, 0.6, 300), "mode": "RGB"})
-    new = pd.DataFrame({"label": rng.choice(["a", "b"], 100), "width": rng.integers(30, 40, 100),
-                        "height": 32, "aspect": 1.0, "brightness": rng.uniform(0.4, 0.8, 100),
-                        "mode": ["L"] * 20 + ["RGB"] * 80})
+    ref = pd.DataFrame(
+        {
+            "label": rng.choice(["a", "b", "c"], 300),
+            "width": rng.integers(30, 40, 300),
+            "height": 32,
+            "aspect": 1.0,
+            "brightness": rng.uniform(0.2, 0.6, 300),
+            "mode": "RGB",
+        }
+    )
+    new = pd.DataFrame(
+        {
+            "label": rng.choice(["a", "b"], 100),
+            "width": rng.integers(30, 40, 100),
+            "height": 32,
+            "aspect": 1.0,
+            "brightness": rng.uniform(0.4, 0.8, 100),
+            "mode": ["L"] * 20 + ["RGB"] * 80,
+        }
+    )
     tests = {t.name: t for t in drift.manifest_tests(ref, new, labelled=True)}
     assert set(tests) == {"classes", "width", "height", "aspect", "brightness", "mode"}
     ks = ks_2samp(ref.brightness, new.brightness)
-    assert tests["brightness"].p_value == pytest.approx(ks.pvalue) and tests["brightness"].effect == pytest.approx(ks.statistic)
+    assert tests["brightness"].p_value == pytest.approx(ks.pvalue) and tests["brightness"].effect == pytest.approx(
+        ks.statistic
+    )
     table = pd.crosstab(pd.Series(["r"] * 300 + ["n"] * 100), pd.concat([ref.label, new.label], ignore_index=True))
     assert tests["classes"].p_value == pytest.approx(chi2_contingency(table.to_numpy(), correction=False).pvalue)
     shares_ref, shares_new = ref.label.value_counts(normalize=True), new.label.value_counts(normalize=True)
@@ -79,8 +100,9 @@ def test_decision_is_bonferroni_and_the_metric_is_flat_json():
 
 
 def test_unlabelled_new_data_skips_the_class_test():
-    ref = pd.DataFrame({"label": ["a", "b"] * 10, "width": 8, "height": 8, "aspect": 1.0, "brightness": 0.5,
-                        "mode": "L"})
+    ref = pd.DataFrame(
+        {"label": ["a", "b"] * 10, "width": 8, "height": 8, "aspect": 1.0, "brightness": 0.5, "mode": "L"}
+    )
     new = ref.assign(label="")
     res = drift.compare(ref, new, 2.0)
     assert "classes" not in {t.name for t in res.tests} and not res.drifted

@@ -69,7 +69,9 @@ def test_partial_keeps_frozen_batchnorm_statistics():
 
 def test_bitfit_counts_biases_and_head():
     b, _, _, n = trainable("timm:tf_efficientnet_lite0", "bitfit")
-    biases = sum(p.numel() for k, p in b.model.named_parameters() if k.endswith(".bias") and not k.startswith("classifier"))
+    biases = sum(
+        p.numel() for k, p in b.model.named_parameters() if k.endswith(".bias") and not k.startswith("classifier")
+    )
     assert biases > 0 and n == biases + count(b.model.classifier)
 
 

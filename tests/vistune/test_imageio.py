@@ -13,8 +13,15 @@ import pytest
 from PIL import Image, ImageOps, features
 
 from vistune.data.imageio import (
-    RGB_CONVERTIBLE_MODES, ImageDecodeError, decode_rgb, exif_rotated, format_names, inspect_bytes, open_header,
-    to_rgb, verify_stream,
+    RGB_CONVERTIBLE_MODES,
+    ImageDecodeError,
+    decode_rgb,
+    exif_rotated,
+    format_names,
+    inspect_bytes,
+    open_header,
+    to_rgb,
+    verify_stream,
 )
 
 ODD_DIR = Path(__file__).resolve().parents[1] / "data" / "odd_images"
@@ -66,10 +73,14 @@ def encode(img: Image.Image, fmt: str, **kw) -> bytes:
 
 def png_header_only(width: int, height: int) -> bytes:
     """A PNG whose IHDR claims width x height but carries almost no pixel data (a bomb's shape)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 def sample(mode: str) -> Image.Image:

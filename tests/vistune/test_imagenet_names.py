@@ -9,8 +9,18 @@ from vistune.config import ConfigError, TrainCfg
 from vistune.models.imagenet_names import imagenet_index, imagenet_rows
 
 
-@pytest.mark.parametrize("name, index", [("ants", 310), ("bees", 309), ("Bee", 309), ("golden_retriever", 207),
-                                         ("golden-retrievers", 207), ("daisies", 985), ("tench", 0)])
+@pytest.mark.parametrize(
+    "name, index",
+    [
+        ("ants", 310),
+        ("bees", 309),
+        ("Bee", 309),
+        ("golden_retriever", 207),
+        ("golden-retrievers", 207),
+        ("daisies", 985),
+        ("tench", 0),
+    ],
+)
 def test_names_match_their_imagenet_class(name, index):
     assert imagenet_index(name) == index
 

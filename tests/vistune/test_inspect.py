@@ -34,8 +34,9 @@ def test_folder_zip_and_csv_list_what_ingest_copies(photos, tmp_path):
     assert inspect_source(cfg, ValidateCfg()).counts == expected
     archive = shutil.make_archive(str(tmp_path / "photos"), "zip", photos.parent, photos.name)
     assert inspect_source(DataCfg(source=archive), ValidateCfg()).counts == expected
-    rows = ["path,label,split"] + [f"{p.relative_to(photos)},{p.parent.name},{p.parts[-3]}"
-                                   for p in sorted(photos.rglob("*.jpg"))]
+    rows = ["path,label,split"] + [
+        f"{p.relative_to(photos)},{p.parent.name},{p.parts[-3]}" for p in sorted(photos.rglob("*.jpg"))
+    ]
     (photos / "images.csv").write_text("\n".join(rows) + "\n")
     csv_cfg = DataCfg(source=str(photos / "images.csv"))
     from_csv = inspect_source(csv_cfg, ValidateCfg())

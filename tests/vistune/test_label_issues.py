@@ -42,8 +42,16 @@ def photo_set(root: Path, per_class: int) -> tuple[list[str], list[str]]:
 
 def test_confident_joint_flags_the_off_diagonal_and_ranks_by_margin():
     labels = np.array([0, 0, 0, 1, 1, 1])
-    probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.1, 0.9],  # third: labelled 0, confidently 1
-                      [0.2, 0.8], [0.3, 0.7], [0.45, 0.55]])
+    probs = np.array(
+        [
+            [0.9, 0.1],
+            [0.8, 0.2],
+            [0.1, 0.9],  # third: labelled 0, confidently 1
+            [0.2, 0.8],
+            [0.3, 0.7],
+            [0.45, 0.55],
+        ]
+    )
     issues = confident_learning(labels, probs)
     # thresholds: mean p_0 over label 0 = 0.6, mean p_1 over label 1 = 0.683
     np.testing.assert_allclose(issues.thresholds, [0.6, (0.8 + 0.7 + 0.55) / 3])

@@ -59,8 +59,12 @@ def test_pairs_within_matches_brute_force() -> None:
     hashes[17] = hashes[3] ^ np.uint64(0b101)  # distance 2
     hashes[250] = hashes[3]
     found = pairs_within(hashes, 3, chunk=64)
-    brute = [(i, j, hamming(int(hashes[i]), int(hashes[j]))) for i in range(300) for j in range(i + 1, 300)
-             if hamming(int(hashes[i]), int(hashes[j])) <= 3]
+    brute = [
+        (i, j, hamming(int(hashes[i]), int(hashes[j])))
+        for i in range(300)
+        for j in range(i + 1, 300)
+        if hamming(int(hashes[i]), int(hashes[j])) <= 3
+    ]
     assert found == brute and (3, 17, 2) in found and (3, 250, 0) in found
     assert pairs_within(hashes, -1) == []
 
@@ -96,7 +100,12 @@ def test_manifest_columns_and_a_file_vanishing_mid_run(tmp_path: Path) -> None:
     row = m.set_index("path").loc["val/b/1.png"]
     assert not row.exists and "disappeared" in row.error
     good = m[m.path != "val/b/1.png"]
-    assert good.decodable.all() and not good.extension_mismatch.any() and (good.pixels == 64).all() and (good.aspect == 1.0).all()
+    assert (
+        good.decodable.all()
+        and not good.extension_mismatch.any()
+        and (good.pixels == 64).all()
+        and (good.aspect == 1.0).all()
+    )
     assert good.phash.str.len().eq(16).all() and good.brightness.between(0, 1).all()
 
 
@@ -156,16 +165,35 @@ def test_decode_cache_is_used_and_follows_the_bytes(tmp_path: Path) -> None:
 
 
 def frame(rows: list[tuple[str, str, str, int]]) -> pd.DataFrame:
-    return pd.DataFrame([{"path": p, "split": s, "sha256": h, "phash": f"{ph:016x}", "decodable": True,
-                          "width": 64, "height": 64, "label": "a"} for p, s, h, ph in rows])
+    return pd.DataFrame(
+        [
+            {
+                "path": p,
+                "split": s,
+                "sha256": h,
+                "phash": f"{ph:016x}",
+                "decodable": True,
+                "width": 64,
+                "height": 64,
+                "label": "a",
+            }
+            for p, s, h, ph in rows
+        ]
+    )
 
 
 def test_duplicates_keep_the_train_copy_and_mark_leakage() -> None:
-    m = frame([
-        ("test/a/x.png", "test", "h1", 1), ("train/a/z.png", "train", "h1", 1), ("train/a/y.png", "train", "h1", 1),
-        ("val/a/near.png", "val", "h2", 0b111), ("train/a/far.png", "train", "h3", 0xFFFF_FFFF_0000_0000),
-        ("train/a/y_near.png", "train", "h4", 0b1), ("val/a/alone.png", "val", "h5", 0x00FF_FF00_FFFF_0000),
-    ])
+    m = frame(
+        [
+            ("test/a/x.png", "test", "h1", 1),
+            ("train/a/z.png", "train", "h1", 1),
+            ("train/a/y.png", "train", "h1", 1),
+            ("val/a/near.png", "val", "h2", 0b111),
+            ("train/a/far.png", "train", "h3", 0xFFFF_FFFF_0000_0000),
+            ("train/a/y_near.png", "train", "h4", 0b1),
+            ("val/a/alone.png", "val", "h5", 0x00FF_FF00_FFFF_0000),
+        ]
+    )
     out = mark_duplicates(m, near_distance=4, near_min_side=32).set_index("path")
     assert out.loc["train/a/z.png", "exact_dup_of"] == "train/a/y.png"
     assert out.loc["test/a/x.png", "leak_of"] == "train/a/y.png"
@@ -178,8 +206,9 @@ def test_duplicates_keep_the_train_copy_and_mark_leakage() -> None:
 
 
 def test_dataset_findings() -> None:
-    good = pd.DataFrame({"split": ["train"] * 23 + ["val", "val", "test"],
-                         "label": ["a"] * 20 + ["b"] * 2 + ["c"] + ["a", "b", "a"]})
+    good = pd.DataFrame(
+        {"split": ["train"] * 23 + ["val", "val", "test"], "label": ["a"] * 20 + ["b"] * 2 + ["c"] + ["a", "b", "a"]}
+    )
     f = dataset_findings(good, min_images_per_class=2, max_imbalance_ratio=10)
     assert f.class_counts == {"a": 20, "b": 2, "c": 1} and f.imbalance_ratio == 20.0
     assert any("'val' lacks classes ['c']" in e for e in f.errors)
@@ -217,17 +246,25 @@ def test_extension_names_come_from_pillow() -> None:
     assert not extension_mismatch("MPO", ".jpg") and not extension_mismatch("MPO", ".mpo")
     assert extension_mismatch("PNG", ".jpg") and extension_mismatch("JPEG", "")
     assert not extension_mismatch("IMT", ".anything")  # Pillow registers no name for it: nothing to disagree with
-    assert (preferred_extension("JPEG"), preferred_extension("PNG"), preferred_extension("MPO")) == (".jpg", ".png", ".jpg")
+    assert (preferred_extension("JPEG"), preferred_extension("PNG"), preferred_extension("MPO")) == (
+        ".jpg",
+        ".png",
+        ".jpg",
+    )
 
 
 def test_leak_messages_warn_below_the_share_and_name_pairs_above() -> None:
-    rows = [("train/a/keep.png", "train", "h1", 1)] + [(f"val/a/{k}.png", "val", f"v{k}", 1 << 40 | k) for k in range(19)]
+    rows = [("train/a/keep.png", "train", "h1", 1)] + [
+        (f"val/a/{k}.png", "val", f"v{k}", 1 << 40 | k) for k in range(19)
+    ]
     m = mark_duplicates(frame(rows + [("test/a/copy.png", "test", "h1", 1)]), near_distance=-1, near_min_side=32)
     fraction, errors, warnings = leak_messages(m, max_fraction=0.05)
     assert fraction == 0.05 and not errors  # 1 of 20 val/test images: at the limit, not above
     assert len(warnings) == 1 and "test/a/copy.png -> train/a/keep.png" in warnings[0]
     fraction, errors, warnings = leak_messages(m, max_fraction=0.04)
-    assert not warnings and "max_leaked_fraction=0.04" in errors[0] and "test/a/copy.png -> train/a/keep.png" in errors[0]
+    assert (
+        not warnings and "max_leaked_fraction=0.04" in errors[0] and "test/a/copy.png -> train/a/keep.png" in errors[0]
+    )
     _, errors, _ = leak_messages(m, max_fraction=0.5, max_count=0)  # the absolute cap of older params files
     assert "validate.max_leaked=0" in errors[0]
     many = mark_duplicates(frame(rows + [(f"test/a/c{k}.png", "test", "h1", 1) for k in range(7)]), -1, 32)

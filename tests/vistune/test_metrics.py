@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vistune.evaluate.metrics import binary_curves, confusion_matrix, curve_summary, one_vs_rest_curves, summarize, top_k_accuracy
+from vistune.evaluate.metrics import (
+    binary_curves,
+    confusion_matrix,
+    curve_summary,
+    one_vs_rest_curves,
+    summarize,
+    top_k_accuracy,
+)
 
 
 def test_three_class_case_by_hand():
@@ -41,11 +48,20 @@ def test_absent_class_is_left_out_of_macro_averages():
 
 
 def test_top5_by_hand():
-    probs = np.array([
-        [0.50, 0.20, 0.10, 0.10, 0.05, 0.05],  # true 5: ranked 5th/6th tie -> stable sort keeps index 4 first -> miss
-        [0.05, 0.10, 0.15, 0.20, 0.25, 0.25],  # true 0: last -> miss
-        [0.30, 0.25, 0.20, 0.15, 0.06, 0.04],  # true 4: 5th -> hit
-    ])
+    probs = np.array(
+        [
+            [
+                0.50,
+                0.20,
+                0.10,
+                0.10,
+                0.05,
+                0.05,
+            ],  # true 5: ranked 5th/6th tie -> stable sort keeps index 4 first -> miss
+            [0.05, 0.10, 0.15, 0.20, 0.25, 0.25],  # true 0: last -> miss
+            [0.30, 0.25, 0.20, 0.15, 0.06, 0.04],  # true 4: 5th -> hit
+        ]
+    )
     y = np.array([5, 0, 4])
     assert top_k_accuracy(probs, y, 5) == pytest.approx(1 / 3)
     assert top_k_accuracy(probs, y, 1) == pytest.approx(0.0)

@@ -22,7 +22,9 @@ def _images(n: int = 6, size: int = 16) -> torch.Tensor:
 def _reference(x: torch.Tensor) -> torch.Tensor:
     """The textbook formula, written independently of vistune: (x / 255 - mean) / std."""
     x01 = x.double() / 255 if x.dtype == torch.uint8 else x.double()
-    return (x01 - torch.tensor(MEAN, dtype=torch.float64).view(1, 3, 1, 1)) / torch.tensor(STD, dtype=torch.float64).view(1, 3, 1, 1)
+    return (x01 - torch.tensor(MEAN, dtype=torch.float64).view(1, 3, 1, 1)) / torch.tensor(
+        STD, dtype=torch.float64
+    ).view(1, 3, 1, 1)
 
 
 @pytest.mark.parametrize("kind", ["uint8", "float01"])

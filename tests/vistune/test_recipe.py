@@ -15,16 +15,35 @@ ALL_LITES = [c.spec for c in r.CPU_COSTS]
 CPU = r.DeviceFacts("cpu", "test CPU", 2)
 
 
-def profile(n_train: int = 245, n_val: int = 76, n_test: int = 77, side: float = 374, modes=None,
-            formats=None, classes=("a", "b")) -> DataProfile:
+def profile(
+    n_train: int = 245,
+    n_val: int = 76,
+    n_test: int = 77,
+    side: float = 374,
+    modes=None,
+    formats=None,
+    classes=("a", "b"),
+) -> DataProfile:
     n = n_train + n_val + n_test
     half = lambda k: {"a": k // 2, "b": k - k // 2}  # noqa: E731
     return DataProfile(
-        source="x", kind="folder-splits", carved=("test",), classes=classes,
+        source="x",
+        kind="folder-splits",
+        carved=("test",),
+        classes=classes,
         counts={"train": half(n_train), "val": half(n_val), "test": half(n_test)},
-        formats=formats or {"JPEG": n}, modes=modes or {"RGB": n}, short_side=Spread(side, side, side),
-        long_side=Spread(side, side, side), aspect=Spread(1, 1, 1), undecodable=(), exact_duplicates=(),
-        near_duplicates=(), leaks=(), refused=(), seconds=0.0)
+        formats=formats or {"JPEG": n},
+        modes=modes or {"RGB": n},
+        short_side=Spread(side, side, side),
+        long_side=Spread(side, side, side),
+        aspect=Spread(1, 1, 1),
+        undecodable=(),
+        exact_duplicates=(),
+        near_duplicates=(),
+        leaks=(),
+        refused=(),
+        seconds=0.0,
+    )
 
 
 def values(rec: r.Recipe) -> dict:
@@ -155,7 +174,9 @@ def test_evaluate_runs_at_the_measured_cpu_batch_and_keeps_its_own_on_a_gpu():
 
 
 def test_gpu_takes_the_largest_backbone_without_a_time_estimate():
-    rec = r.make_recipe(profile(n_train=1000), r.DeviceFacts("cuda", "some GPU", 8), ALL_LITES, "x", Params(), minutes=1)
+    rec = r.make_recipe(
+        profile(n_train=1000), r.DeviceFacts("cuda", "some GPU", 8), ALL_LITES, "x", Params(), minutes=1
+    )
     assert values(rec)["train.model"] == ALL_LITES[-1] and rec.estimated_minutes is None
     assert values(rec)["train.batch_size"] == r.GPU_BATCH and "not measured" in rec.notes[0]
 
@@ -188,8 +209,10 @@ def test_photos_under_a_larger_teacher_get_a_pretrained_lite0_student():
     parsed = Params().compress.__class__(**{k.split(".")[1]: v for k, v in big.items() if k.startswith("compress.")})
     assert parsed.student == ALL_LITES[0]  # the settings pass the section's own checks together
     # the teacher is already the cheapest offline backbone, or the images are not photos: the defaults stay
-    assert not any(k.startswith("compress.") for k in values(r.make_recipe(profile(), CPU, ALL_LITES, "x", Params(),
-                                                                            minutes=1)))
+    assert not any(
+        k.startswith("compress.") for k in values(r.make_recipe(profile(), CPU, ALL_LITES, "x", Params(), minutes=1))
+    )
     digits = profile(n_train=500, side=8, modes={"L": 700}, formats={"PNG": 700})
-    assert not any(k.startswith("compress.") for k in values(r.make_recipe(digits, CPU, ALL_LITES, "x", Params(),
-                                                                            minutes=10_000)))
+    assert not any(
+        k.startswith("compress.") for k in values(r.make_recipe(digits, CPU, ALL_LITES, "x", Params(), minutes=10_000))
+    )

@@ -19,8 +19,9 @@ from vistune.models.backbones import Backbone
 
 def _net() -> Backbone:
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
-                          nn.Linear(32, 3))
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(32, 3)
+    )
     return Backbone(model.eval(), "test:tiny", "4", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 16)
 
 
@@ -49,8 +50,12 @@ def _photos(n: int = 4, size: int = 32) -> torch.Tensor:
     with cbook.get_sample_data("grace_hopper.jpg") as f:
         img = Image.open(f).convert("RGB")
         img.load()
-    crops = [img.crop((20 + 60 * (i % 4), 40 + 50 * (i // 4), 270 + 60 * (i % 4), 290 + 50 * (i // 4)))
-             .resize((size, size), Image.BICUBIC) for i in range(n)]
+    crops = [
+        img.crop((20 + 60 * (i % 4), 40 + 50 * (i // 4), 270 + 60 * (i % 4), 290 + 50 * (i // 4))).resize(
+            (size, size), Image.BICUBIC
+        )
+        for i in range(n)
+    ]
     return torch.from_numpy(np.stack([np.asarray(c) for c in crops]).transpose(0, 3, 1, 2).copy())
 
 

@@ -15,8 +15,10 @@ from vistune.errors import ConfigError
 from vistune.runtime import kernel_env
 
 # a fresh interpreter, as DVC starts a stage: import the stages package (it pins), then ask torch
-PROBE = ("import sys; sys.argv = ['stage', *sys.argv[1:]]; import stages, torch; "
-         "print(torch.backends.cpu.get_cpu_capability(), torch.get_num_threads())")
+PROBE = (
+    "import sys; sys.argv = ['stage', *sys.argv[1:]]; import stages, torch; "
+    "print(torch.backends.cpu.get_cpu_capability(), torch.get_num_threads())"
+)
 
 
 def _has_avx2() -> bool:
@@ -26,8 +28,9 @@ def _has_avx2() -> bool:
 def _capability(params: Path | None, **env: str) -> str:
     clean = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")}
     args = ["--params", str(params)] if params else []
-    proc = subprocess.run([sys.executable, "-c", PROBE, *args], cwd=REPO, env={**clean, **env},
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, *args], cwd=REPO, env={**clean, **env}, capture_output=True, text=True, check=True
+    )
     return proc.stdout.split()[0]
 
 
@@ -40,8 +43,12 @@ def test_kernel_env_pins_x86_only():
 @pytest.mark.skipif(not _has_avx2(), reason="needs an x86-64 CPU with AVX2")
 def test_a_stage_process_runs_the_params_kernel_level(tmp_path):
     native = write_params(tmp_path / "native.yaml", tiny_params_dict(runtime={"cpu_kernels": "native"}))
-    unpinned = subprocess.run([sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
-                              capture_output=True, text=True, check=True).stdout.strip()
+    unpinned = subprocess.run(
+        [sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert _capability(None) == "AVX2"  # the committed params.yaml: portable kernels
     assert _capability(native) == unpinned  # native: whatever this CPU offers
     assert _capability(native, ATEN_CPU_CAPABILITY="default") == "DEFAULT"  # an explicit environment wins
@@ -49,8 +56,12 @@ def test_a_stage_process_runs_the_params_kernel_level(tmp_path):
 
 def test_the_stage_harness_sets_threads_and_says_so(tmp_path):
     params = write_params(tmp_path / "p.yaml", tiny_params_dict(runtime={"threads": 1}))
-    proc = subprocess.run([sys.executable, "-m", "stages.ingest", "--params", str(params), "--root", str(tmp_path)],
-                          cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "stages.ingest", "--params", str(params), "--root", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "kernels, 1 threads" in proc.stdout
 

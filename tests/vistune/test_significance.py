@@ -18,7 +18,7 @@ def _pair(n: int, champion_wrong: int, challenger_wrong: int, overlap: int = 0, 
     champ, chal = y.copy(), y.copy()
     champ[:champion_wrong] = (y[:champion_wrong] + 1) % n_classes
     start = champion_wrong - overlap
-    chal[start:start + challenger_wrong] = (y[start:start + challenger_wrong] + 1) % n_classes
+    chal[start : start + challenger_wrong] = (y[start : start + challenger_wrong] + 1) % n_classes
     return y, champ, chal
 
 
@@ -103,5 +103,9 @@ def test_bad_inputs_are_clear_errors():
     with pytest.raises(ValueError, match="unknown bootstrap metric"):
         sig.paired_bootstrap(np.zeros(3), np.zeros(3), np.zeros(3), "auc", 2)
     with pytest.raises(ValueError, match="unknown gate test"):
-        sig.is_significant("ttest", 0.05, sig.mcnemar(np.ones(2, bool), np.ones(2, bool)),
-                           sig.paired_bootstrap(np.zeros(2), np.zeros(2), np.zeros(2), "accuracy", 1, n_boot=10))
+        sig.is_significant(
+            "ttest",
+            0.05,
+            sig.mcnemar(np.ones(2, bool), np.ones(2, bool)),
+            sig.paired_bootstrap(np.zeros(2), np.zeros(2), np.zeros(2), "accuracy", 1, n_boot=10),
+        )

@@ -25,8 +25,12 @@ def png(seed: int) -> bytes:
     return buf.getvalue()
 
 
-GOOD = {f"data/{split}/{label}/{k}.png": png(zlib.crc32(f"{split}/{label}/{k}".encode()) % 1000)
-        for split in ("train", "val") for label in ("a", "b") for k in range(3)}
+GOOD = {
+    f"data/{split}/{label}/{k}.png": png(zlib.crc32(f"{split}/{label}/{k}".encode()) % 1000)
+    for split in ("train", "val")
+    for label in ("a", "b")
+    for k in range(3)
+}
 
 
 def add_tar(tf: tarfile.TarFile, name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE, link: str = "") -> None:
@@ -51,9 +55,13 @@ def test_tar_members_are_confined(tmp_path: Path) -> None:
     assert sorted((tmp_path / "out").rglob("*.png")) and not (tmp_path / "escape.png").exists()
     assert report.counts["train"] == 6 and report.classes == ["a", "b"]
     codes = {r["path"]: r["code"] for r in report.skipped}
-    assert codes == {"set.tar.gz:../escape.png": "unsafe_name", "set.tar.gz:/etc/absolute.png": "unsafe_name",
-                     "set.tar.gz:data/train/a/link.png": "refused", "set.tar.gz:data/train/a/hard.png": "refused",
-                     "set.tar.gz:data/train/a/bad\\xff.png": "unsafe_name"}
+    assert codes == {
+        "set.tar.gz:../escape.png": "unsafe_name",
+        "set.tar.gz:/etc/absolute.png": "unsafe_name",
+        "set.tar.gz:data/train/a/link.png": "refused",
+        "set.tar.gz:data/train/a/hard.png": "refused",
+        "set.tar.gz:data/train/a/bad\\xff.png": "unsafe_name",
+    }
     assert not list((tmp_path / "out").rglob("link.png")) and not list((tmp_path / "out").rglob("hard.png"))
 
 
@@ -64,7 +72,7 @@ def test_zip_source_with_traversal_and_symlink(tmp_path: Path) -> None:
             zf.writestr(name, data)
         zf.writestr("data/train/../../evil.png", png(4))
         link = zipfile.ZipInfo("data/train/a/link.png")
-        link.external_attr = (0o120777 << 16)
+        link.external_attr = 0o120777 << 16
         zf.writestr(link, "/etc/passwd")
     digest = archive.read_bytes()
     report = ingest(DataCfg(source=str(archive)), tmp_path / "out")
@@ -88,7 +96,9 @@ def test_folder_refuses_non_utf8_names_and_outside_links(tmp_path: Path) -> None
     report = ingest(DataCfg(source=str(root)), tmp_path / "out")
     assert tree_hash(src) == before
     assert {r["path"]: r["code"] for r in report.skipped} == {
-        "train/a/escape.png": "outside_root", "train/b/caf\\xe9.png": "unsafe_name"}
+        "train/a/escape.png": "outside_root",
+        "train/b/caf\\xe9.png": "unsafe_name",
+    }
 
 
 def test_broken_archive_is_one_clear_error(tmp_path: Path) -> None:

@@ -53,11 +53,13 @@ def test_torchvision_local_copy_is_ingested_without_network(tmp_path: Path) -> N
     assert tree_hash(root) == before  # the cache is only read
 
     ingest(cfg, tmp_path / "raw2")
-    assert sorted(p.relative_to(tmp_path / "raw2") for p in (tmp_path / "raw2").rglob("*.png")) == \
-        sorted(p.relative_to(out) for p in out.rglob("*.png"))  # the split is seeded
+    assert sorted(p.relative_to(tmp_path / "raw2") for p in (tmp_path / "raw2").rglob("*.png")) == sorted(
+        p.relative_to(out) for p in out.rglob("*.png")
+    )  # the split is seeded
 
-    capped = ingest(DataCfg(source="torchvision:MNIST", cache_dir=str(root), download=False, max_per_class=3),
-                    tmp_path / "raw3")
+    capped = ingest(
+        DataCfg(source="torchvision:MNIST", cache_dir=str(root), download=False, max_per_class=3), tmp_path / "raw3"
+    )
     assert capped.counts["train"] + capped.counts["val"] == 30 and capped.counts["test"] == 20
 
 
@@ -94,8 +96,11 @@ def test_csv_manifest_with_splits_and_escaping_paths_refused(tmp_path: Path) -> 
     assert (tmp_path / "raw" / "train" / "cat" / "img" / "cat" / "0.png").is_file()
     assert not list((tmp_path / "raw").rglob("secret.png"))
     codes = {r["path"]: r["code"] for r in report.skipped}
-    assert codes == {"labels.csv:../secret.png": "outside_root", f"labels.csv:{tmp_path / 'secret.png'}": "outside_root",
-                     "labels.csv:img/none.png": "missing"}
+    assert codes == {
+        "labels.csv:../secret.png": "outside_root",
+        f"labels.csv:{tmp_path / 'secret.png'}": "outside_root",
+        "labels.csv:img/none.png": "missing",
+    }
     assert all(r["reason"] for r in report.skipped)
     assert tree_hash(data) == before
 

@@ -29,11 +29,22 @@ def tiny_data(n: int = 40, size: int = 16, classes: int = 4, seed: int = 0, skew
         x = np.clip(base + rng.normal(0, 25, (m, 3, size, size)), 0, 255).astype(np.uint8)
         return SplitArrays(x, y.astype(np.int64))
 
-    return PreparedData([f"c{i}" for i in range(classes)], size, {"train": split(n), "val": split(12), "test": split(12)})
+    return PreparedData(
+        [f"c{i}" for i in range(classes)], size, {"train": split(n), "val": split(12), "test": split(12)}
+    )
 
 
-TCFG = TrainCfg(model="timm:resnet10t", pretrained="none", epochs=2, batch_size=16, lr=3e-3, warmup_epochs=0.5,
-                patience=0, device="cpu", seed=3)
+TCFG = TrainCfg(
+    model="timm:resnet10t",
+    pretrained="none",
+    epochs=2,
+    batch_size=16,
+    lr=3e-3,
+    warmup_epochs=0.5,
+    patience=0,
+    device="cpu",
+    seed=3,
+)
 ACFG = AugmentCfg(image_size=16, hflip=0.5, rotation=10.0, salt_pepper=0.02)
 
 
@@ -57,11 +68,15 @@ def test_fit_history_and_predict_api():
     assert logits.shape == (12, 4) and logits.dtype == torch.float32
 
 
-@pytest.mark.parametrize("over", [
-    {"model_ema": True, "model_ema_decay": 0.9, "clip_grad": 1.0, "drop_rate": 0.2, "drop_path_rate": 0.1},
-    {"class_weighting": "loss"},
-    {"class_weighting": "sampler", "strategy": "lora"},
-], ids=["ema_clip_drop", "weighted_loss", "sampler_lora"])
+@pytest.mark.parametrize(
+    "over",
+    [
+        {"model_ema": True, "model_ema_decay": 0.9, "clip_grad": 1.0, "drop_rate": 0.2, "drop_path_rate": 0.1},
+        {"class_weighting": "loss"},
+        {"class_weighting": "sampler", "strategy": "lora"},
+    ],
+    ids=["ema_clip_drop", "weighted_loss", "sampler_lora"],
+)
 def test_recipe_options_train(over):
     tcfg = dataclasses.replace(TCFG, epochs=1, **over)
     acfg = dataclasses.replace(ACFG, mixup=0.4, cutmix=1.0)

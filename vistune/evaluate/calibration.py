@@ -25,9 +25,15 @@ def reliability_table(probs: np.ndarray, y_true: np.ndarray, n_bins: int = 15) -
     for b in range(n_bins):
         m = idx == b
         n = int(m.sum())
-        rows.append({"bin_lo": edges[b], "bin_hi": edges[b + 1], "count": n,
-                     "confidence": float(conf[m].mean()) if n else float("nan"),
-                     "accuracy": float(correct[m].mean()) if n else float("nan")})
+        rows.append(
+            {
+                "bin_lo": edges[b],
+                "bin_hi": edges[b + 1],
+                "count": n,
+                "confidence": float(conf[m].mean()) if n else float("nan"),
+                "accuracy": float(correct[m].mean()) if n else float("nan"),
+            }
+        )
     return pd.DataFrame(rows)
 
 

@@ -105,8 +105,13 @@ def manifest_tests(reference: pd.DataFrame, new: pd.DataFrame, labelled: bool) -
         tests.append(_table_test("classes", reference.label.astype(str), new.label.astype(str)))
     for col in STAT_COLUMNS:
         if col in reference and col in new:
-            tests.append(_ks_test(col, pd.to_numeric(reference[col], errors="coerce").to_numpy(float),
-                                  pd.to_numeric(new[col], errors="coerce").to_numpy(float)))
+            tests.append(
+                _ks_test(
+                    col,
+                    pd.to_numeric(reference[col], errors="coerce").to_numpy(float),
+                    pd.to_numeric(new[col], errors="coerce").to_numpy(float),
+                )
+            )
     if "mode" in reference and "mode" in new:
         tests.append(_table_test("mode", reference["mode"].astype(str), new["mode"].astype(str)))
     return [t for t in tests if t is not None]
@@ -179,18 +184,32 @@ def decide(tests: list[DriftTest], threshold: float, reference: str) -> DriftRes
     p = min(1.0, len(tests) * worst.p_value)
     score = round(-math.log10(max(p, MIN_P)), 4) + 0.0  # + 0.0: no "-0.0" in the metric
     drifted = score > threshold
-    reason = (f"{worst.name} differs most (p={worst.p_value:.3g}, effect {worst.effect:.3g}); "
-              f"adjusted p={p:.3g} over {len(tests)} tests")
+    reason = (
+        f"{worst.name} differs most (p={worst.p_value:.3g}, effect {worst.effect:.3g}); "
+        f"adjusted p={p:.3g} over {len(tests)} tests"
+    )
     return DriftResult("compared", reason, score, float(f"{p:.6g}"), threshold, drifted, reference, tests)
 
 
-def compare(reference: pd.DataFrame, new: pd.DataFrame, threshold: float, *, reference_name: str = "",
-            reference_features: np.ndarray | None = None, new_features: np.ndarray | None = None,
-            labelled: bool = True, seed: int = 0) -> DriftResult:
+def compare(
+    reference: pd.DataFrame,
+    new: pd.DataFrame,
+    threshold: float,
+    *,
+    reference_name: str = "",
+    reference_features: np.ndarray | None = None,
+    new_features: np.ndarray | None = None,
+    labelled: bool = True,
+    seed: int = 0,
+) -> DriftResult:
     """All tests between a reference manifest (+ embeddings) and a new one; one decision."""
     tests = manifest_tests(reference, new, labelled and "label" in new and new.label.astype(str).ne("").all())
-    if reference_features is not None and new_features is not None and len(reference_features) > 1 \
-            and len(new_features) > 1:
+    if (
+        reference_features is not None
+        and new_features is not None
+        and len(reference_features) > 1
+        and len(new_features) > 1
+    ):
         tests.append(mmd_test(reference_features, new_features, seed=seed))
     return decide(tests, threshold, reference_name)
 
@@ -199,12 +218,15 @@ def summary_line(result: DriftResult) -> str:
     if result.status == "skipped":
         return f"drift: skipped ({result.reason})"
     verdict = "DRIFT" if result.drifted else "no drift"
-    return (f"drift vs {result.reference}: {verdict} (drift_score {result.drift_score:.2f} "
-            f"{'>' if result.drifted else '<='} threshold {result.threshold}); {result.reason}")
+    return (
+        f"drift vs {result.reference}: {verdict} (drift_score {result.drift_score:.2f} "
+        f"{'>' if result.drifted else '<='} threshold {result.threshold}); {result.reason}"
+    )
 
 
-def reference_features(backbone, images: torch.Tensor, device: torch.device, seed: int = 0,
-                       size: int = REFERENCE_SAMPLE) -> np.ndarray:
+def reference_features(
+    backbone, images: torch.Tensor, device: torch.device, seed: int = 0, size: int = REFERENCE_SAMPLE
+) -> np.ndarray:
     """Embeddings of a seeded sample of the training images (float16: ~2.5 MB for 1,000 x 1,280),
     saved beside the model so a later comparison needs neither the images nor a re-decode."""
     idx = torch.from_numpy(sample_index(images.shape[0], size, seed))

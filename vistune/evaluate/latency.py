@@ -40,8 +40,14 @@ def call_times_ms(fn: Callable[[int], object], runs: int, device: torch.device |
     return times
 
 
-def measure(backbone: Backbone, model_file: Path, images: torch.Tensor, device: torch.device,
-            runs: int = 20, batch_size: int = 64) -> dict[str, float]:
+def measure(
+    backbone: Backbone,
+    model_file: Path,
+    images: torch.Tensor,
+    device: torch.device,
+    runs: int = 20,
+    batch_size: int = 64,
+) -> dict[str, float]:
     """Single-image latency percentiles (ms) over `runs` calls after one warm-up, and
     batched images/s over one pass of `images` (warm-up first, so it is steady-state)."""
     out: dict[str, float] = {
@@ -52,16 +58,19 @@ def measure(backbone: Backbone, model_file: Path, images: torch.Tensor, device: 
         return out
     predict_logits(backbone, images[:1], device, batch_size=1)
     n = len(images)
-    times = call_times_ms(lambda i: predict_logits(backbone, images[i % n : i % n + 1], device, batch_size=1),
-                          runs, device)
+    times = call_times_ms(
+        lambda i: predict_logits(backbone, images[i % n : i % n + 1], device, batch_size=1), runs, device
+    )
     batch = images[:batch_size]
     predict_logits(backbone, batch, device, batch_size=batch_size)
     elapsed = call_times_ms(lambda _: predict_logits(backbone, batch, device, batch_size=batch_size), 1, device)[0]
-    out.update({
-        "latency_p50_ms": float(np.percentile(times, 50)),
-        "latency_p95_ms": float(np.percentile(times, 95)),
-        "images_per_s": len(batch) / max(elapsed / 1000, 1e-9),
-    })
+    out.update(
+        {
+            "latency_p50_ms": float(np.percentile(times, 50)),
+            "latency_p95_ms": float(np.percentile(times, 95)),
+            "images_per_s": len(batch) / max(elapsed / 1000, 1e-9),
+        }
+    )
     return out
 
 

@@ -25,9 +25,17 @@ def per_class_report(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str])
     from sklearn.metrics import precision_recall_fscore_support
 
     precision, recall, f1, support = precision_recall_fscore_support(
-        np.asarray(y_true), np.asarray(y_pred), labels=np.arange(len(classes)), zero_division=0)
-    return pd.DataFrame({"class": classes, "precision": precision.astype(float), "recall": recall.astype(float),
-                         "f1": f1.astype(float), "support": support.astype(int)})
+        np.asarray(y_true), np.asarray(y_pred), labels=np.arange(len(classes)), zero_division=0
+    )
+    return pd.DataFrame(
+        {
+            "class": classes,
+            "precision": precision.astype(float),
+            "recall": recall.astype(float),
+            "f1": f1.astype(float),
+            "support": support.astype(int),
+        }
+    )
 
 
 def top_k_accuracy(probs: np.ndarray, y_true: np.ndarray, k: int) -> float:
@@ -80,17 +88,27 @@ def binary_curves(scores: np.ndarray, positive: np.ndarray) -> dict[str, np.ndar
     n_pos, n_neg = int(positive.sum()), int((~positive).sum())
     if not len(scores):
         zero = np.zeros(1)
-        return {"fpr": zero, "tpr": zero, "precision": np.ones(1), "recall": zero, "roc_auc": float("nan"),
-                "ap": float("nan")}
+        return {
+            "fpr": zero,
+            "tpr": zero,
+            "precision": np.ones(1),
+            "recall": zero,
+            "roc_auc": float("nan"),
+            "ap": float("nan"),
+        }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)  # one-class curves: handled below
         warnings.filterwarnings("ignore", message="No positive class found")
         fpr, tpr, _ = roc_curve(positive, scores, drop_intermediate=False)
         precision, recall, _ = precision_recall_curve(positive, scores, drop_intermediate=False)
-    return {"fpr": np.nan_to_num(fpr), "tpr": np.nan_to_num(tpr), "precision": precision[::-1],
-            "recall": recall[::-1] if n_pos else np.zeros(len(recall)),
-            "roc_auc": float(roc_auc_score(positive, scores)) if n_pos and n_neg else float("nan"),
-            "ap": float(average_precision_score(positive, scores)) if n_pos else float("nan")}
+    return {
+        "fpr": np.nan_to_num(fpr),
+        "tpr": np.nan_to_num(tpr),
+        "precision": precision[::-1],
+        "recall": recall[::-1] if n_pos else np.zeros(len(recall)),
+        "roc_auc": float(roc_auc_score(positive, scores)) if n_pos and n_neg else float("nan"),
+        "ap": float(average_precision_score(positive, scores)) if n_pos else float("nan"),
+    }
 
 
 def one_vs_rest_curves(probs: np.ndarray, y_true: np.ndarray, classes: list[str]) -> dict[str, dict]:

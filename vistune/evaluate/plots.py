@@ -34,8 +34,15 @@ def confusion_matrix_png(cm: np.ndarray, classes: list[str], path: Path, title: 
             thresh = mat.max() / 2 if mat.size else 0
             for i in range(n):
                 for j in range(n):
-                    ax.text(j, i, format(mat[i, j], fmt), ha="center", va="center", fontsize=8,
-                            color="white" if mat[i, j] > thresh else "black")
+                    ax.text(
+                        j,
+                        i,
+                        format(mat[i, j], fmt),
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="white" if mat[i, j] > thresh else "black",
+                    )
         fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     with atomic_path(path) as tmp:
@@ -68,7 +75,9 @@ def roc_pr_png(curves: dict[str, dict], path: Path) -> None:
         roc.plot(c["fpr"], c["tpr"], lw=1.2, label=f"{name} (AUC {c['roc_auc']:.3f})")
         pr.step(c["recall"], c["precision"], where="post", lw=1.2, label=f"{name} (AP {c['ap']:.3f})")
     roc.plot([0, 1], [0, 1], "k--", lw=0.8)
-    roc.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC, one vs rest", xlim=(0, 1), ylim=(0, 1.02))
+    roc.set(
+        xlabel="false positive rate", ylabel="true positive rate", title="ROC, one vs rest", xlim=(0, 1), ylim=(0, 1.02)
+    )
     pr.set(xlabel="recall", ylabel="precision", title="Precision-recall, one vs rest", xlim=(0, 1), ylim=(0, 1.02))
     for ax in (roc, pr):
         ax.legend(fontsize=7, loc="lower right" if ax is roc else "lower left")
@@ -92,7 +101,9 @@ def robustness_png(table, path: Path) -> None:
     """Accuracy vs severity per corruption (left) and vs epsilon per attack (right)."""
     plt = _plt()
     fig, (cax, aax) = plt.subplots(1, 2, figsize=(11, 4.5))
-    clean = float(table[table.perturbation == "clean"].accuracy.iloc[0]) if (table.perturbation == "clean").any() else None
+    clean = (
+        float(table[table.perturbation == "clean"].accuracy.iloc[0]) if (table.perturbation == "clean").any() else None
+    )
     for kind, grp in table[table.perturbation != "clean"].groupby("perturbation"):
         ax = aax if kind in ("fgsm", "pgd") else cax
         xs = [0.0, *grp.severity] if clean is not None else list(grp.severity)

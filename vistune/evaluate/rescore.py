@@ -53,8 +53,9 @@ def predict(model_file: Path, data: EvalSet, batch_size: int = 256) -> np.ndarra
         raise ValueError(f"model predicts classes this test split lacks: {unknown[:5]}")
     images = data.images
     if images.shape[-1] != clf.image_size:  # champion trained at another augment.image_size
-        images = torch.nn.functional.interpolate(images.float(), size=(clf.image_size, clf.image_size),
-                                                 mode="bilinear", antialias=True, align_corners=False)
+        images = torch.nn.functional.interpolate(
+            images.float(), size=(clf.image_size, clf.image_size), mode="bilinear", antialias=True, align_corners=False
+        )
         images = images.round().clamp(0, 255).to(torch.uint8)
     pred = clf.logits(images, batch_size=batch_size).argmax(dim=1).numpy()
     remap = np.array([data.classes.index(c) for c in clf.classes])
@@ -66,10 +67,12 @@ def paired_evidence(data: EvalSet, champ_pred: np.ndarray, chal_pred: np.ndarray
     y, k = data.labels, len(data.classes)
     mc = sig.mcnemar(champ_pred == y, chal_pred == y)
     confidence = 1.0 - cfg.gate_alpha
-    boots = {m: sig.paired_bootstrap(y, champ_pred, chal_pred, m, k, cfg.gate_n_boot, confidence, SEED)
-             for m in sig.METRICS}
-    values = {m: (float(sig.METRICS[m](y, champ_pred, k)[0]), float(sig.METRICS[m](y, chal_pred, k)[0]))
-              for m in sig.METRICS}
+    boots = {
+        m: sig.paired_bootstrap(y, champ_pred, chal_pred, m, k, cfg.gate_n_boot, confidence, SEED) for m in sig.METRICS
+    }
+    values = {
+        m: (float(sig.METRICS[m](y, champ_pred, k)[0]), float(sig.METRICS[m](y, chal_pred, k)[0])) for m in sig.METRICS
+    }
     metric = GATE_METRICS.get(cfg.gate_metric)
     required = cfg.gate_test != "none" and cfg.min_improvement >= 0  # a negative margin waives the test
     ok, why = sig.is_significant(cfg.gate_test, cfg.gate_alpha, mc, boots[metric or "accuracy"])
@@ -79,20 +82,52 @@ def paired_evidence(data: EvalSet, champ_pred: np.ndarray, chal_pred: np.ndarray
         why += f" (on accuracy: {cfg.gate_metric} cannot be re-scored)"
     finding = sig.verdict(cfg.gate_test, cfg.gate_alpha, mc, boots[metric or "accuracy"])
     p_value = {"mcnemar": mc.p_value, "bootstrap": boots[metric or "accuracy"].p_value}.get(cfg.gate_test)
-    metrics = pd.DataFrame([{"metric": m, "champion": values[m][0], "challenger": values[m][1], "delta": b.delta,
-                             "ci_low": b.low, "ci_high": b.high, "confidence": b.confidence,
-                             "p_not_better": b.p_value, "n_boot": b.n_boot} for m, b in boots.items()])
+    metrics = pd.DataFrame(
+        [
+            {
+                "metric": m,
+                "champion": values[m][0],
+                "challenger": values[m][1],
+                "delta": b.delta,
+                "ci_low": b.low,
+                "ci_high": b.high,
+                "confidence": b.confidence,
+                "p_not_better": b.p_value,
+                "n_boot": b.n_boot,
+            }
+            for m, b in boots.items()
+        ]
+    )
     mcn = pd.DataFrame([{"test": "mcnemar", **mc.as_dict(), "alpha": cfg.gate_alpha, "n": len(y)}])
     f1a, f1b = sig.per_class_f1(y, champ_pred, k), sig.per_class_f1(y, chal_pred, k)
-    per_class = pd.DataFrame({"class": data.classes, "support": np.bincount(y, minlength=k)[:k],
-                              "champion_f1": f1a, "challenger_f1": f1b, "delta": f1b - f1a})
+    per_class = pd.DataFrame(
+        {
+            "class": data.classes,
+            "support": np.bincount(y, minlength=k)[:k],
+            "champion_f1": f1a,
+            "challenger_f1": f1b,
+            "delta": f1b - f1a,
+        }
+    )
     lost = np.flatnonzero((champ_pred == y) & (chal_pred != y))
-    newly_wrong = pd.DataFrame({"index": lost, "image": [data.names[i] for i in lost],
-                                "actual": [data.classes[y[i]] for i in lost],
-                                "challenger_predicted": [data.classes[chal_pred[i]] for i in lost]})
-    return PairedEvidence(ok if required else None, why, finding, p_value,
-                          values[metric][0] if metric else None, values[metric][1] if metric else None, mc,
-                          {"metrics": metrics, "mcnemar": mcn, "per_class": per_class, "newly_wrong": newly_wrong})
+    newly_wrong = pd.DataFrame(
+        {
+            "index": lost,
+            "image": [data.names[i] for i in lost],
+            "actual": [data.classes[y[i]] for i in lost],
+            "challenger_predicted": [data.classes[chal_pred[i]] for i in lost],
+        }
+    )
+    return PairedEvidence(
+        ok if required else None,
+        why,
+        finding,
+        p_value,
+        values[metric][0] if metric else None,
+        values[metric][1] if metric else None,
+        mc,
+        {"metrics": metrics, "mcnemar": mcn, "per_class": per_class, "newly_wrong": newly_wrong},
+    )
 
 
 def load_eval_set(layout) -> EvalSet:

@@ -71,8 +71,15 @@ CORRUPTIONS: dict[str, Callable[[torch.Tensor, int, torch.Generator], torch.Tens
 }
 
 
-def attack(backbone: Backbone, images: torch.Tensor, labels: torch.Tensor, eps: float, steps: int,
-           device: torch.device, amp: bool = True) -> torch.Tensor:
+def attack(
+    backbone: Backbone,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    eps: float,
+    steps: int,
+    device: torch.device,
+    amp: bool = True,
+) -> torch.Tensor:
     """FGSM when steps == 1, else PGD with step 2.5 * eps / steps (Madry et al.'s rule of thumb).
 
     Returns adversarial pixels in [0, 1] (float, on `device`) that maximize cross-entropy
@@ -88,8 +95,14 @@ def attack(backbone: Backbone, images: torch.Tensor, labels: torch.Tensor, eps: 
 
 
 @torch.no_grad()
-def _accuracy(backbone: Backbone, x01_or_u8: torch.Tensor, labels: torch.Tensor, device: torch.device,
-              batch_size: int, amp: bool = True) -> float:
+def _accuracy(
+    backbone: Backbone,
+    x01_or_u8: torch.Tensor,
+    labels: torch.Tensor,
+    device: torch.device,
+    batch_size: int,
+    amp: bool = True,
+) -> float:
     net = backbone.net.to(device).eval()
     correct = torch.zeros((), dtype=torch.long, device=device)
     for i in range(0, len(labels), batch_size):
@@ -99,27 +112,61 @@ def _accuracy(backbone: Backbone, x01_or_u8: torch.Tensor, labels: torch.Tensor,
     return int(correct) / max(len(labels), 1)
 
 
-def robustness_table(backbone: Backbone, images: torch.Tensor, labels: torch.Tensor, device: torch.device,
-                     severities: tuple[int, ...], attack_eps: tuple[float, ...], pgd_steps: int,
-                     batch_size: int = 256, seed: int = 0, amp: bool = True) -> pd.DataFrame:
+def robustness_table(
+    backbone: Backbone,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    device: torch.device,
+    severities: tuple[int, ...],
+    attack_eps: tuple[float, ...],
+    pgd_steps: int,
+    batch_size: int = 256,
+    seed: int = 0,
+    amp: bool = True,
+) -> pd.DataFrame:
     """Rows (perturbation, severity, accuracy): clean, each corruption x severity, FGSM/PGD x eps."""
     g = torch.Generator().manual_seed(seed)
-    rows = [{"perturbation": "clean", "severity": 0.0,
-             "accuracy": _accuracy(backbone, images, labels, device, batch_size, amp)}]
+    rows = [
+        {
+            "perturbation": "clean",
+            "severity": 0.0,
+            "accuracy": _accuracy(backbone, images, labels, device, batch_size, amp),
+        }
+    ]
     for name, fn in CORRUPTIONS.items():
         for s in severities:
             if not 1 <= s <= 5:
                 raise ValueError(f"evaluate.robust_severities: {s} is outside 1..5")
-            rows.append({"perturbation": name, "severity": float(s),
-                         "accuracy": _accuracy(backbone, fn(images, s, g), labels, device, batch_size, amp)})
+            rows.append(
+                {
+                    "perturbation": name,
+                    "severity": float(s),
+                    "accuracy": _accuracy(backbone, fn(images, s, g), labels, device, batch_size, amp),
+                }
+            )
     for kind, steps in (("fgsm", 1), ("pgd", pgd_steps)):
         if steps < 1:
             continue
         for eps in attack_eps:
-            adv = torch.cat([attack(backbone, images[i : i + batch_size], labels[i : i + batch_size], eps, steps,
-                                    device, amp) for i in range(0, len(labels), batch_size)]) if len(labels) else images.float()
-            rows.append({"perturbation": kind, "severity": float(eps),
-                         "accuracy": _accuracy(backbone, adv, labels, device, batch_size, amp)})
+            adv = (
+                torch.cat(
+                    [
+                        attack(
+                            backbone, images[i : i + batch_size], labels[i : i + batch_size], eps, steps, device, amp
+                        )
+                        for i in range(0, len(labels), batch_size)
+                    ]
+                )
+                if len(labels)
+                else images.float()
+            )
+            rows.append(
+                {
+                    "perturbation": kind,
+                    "severity": float(eps),
+                    "accuracy": _accuracy(backbone, adv, labels, device, batch_size, amp),
+                }
+            )
     return pd.DataFrame(rows)
 
 

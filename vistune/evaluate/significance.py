@@ -43,7 +43,9 @@ class BootstrapResult:
         return asdict(self)
 
 
-def mcnemar(champion_correct: np.ndarray, challenger_correct: np.ndarray, exact_below: int = EXACT_BELOW) -> McNemarResult:
+def mcnemar(
+    champion_correct: np.ndarray, challenger_correct: np.ndarray, exact_below: int = EXACT_BELOW
+) -> McNemarResult:
     """McNemar's test of two classifiers' per-image correctness on the same images."""
     a = np.asarray(champion_correct, dtype=bool)
     b = np.asarray(challenger_correct, dtype=bool)
@@ -87,9 +89,17 @@ def accuracy_rows(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray
 METRICS = {"accuracy": accuracy_rows, "macro_f1": macro_f1_rows}
 
 
-def paired_bootstrap(y: np.ndarray, champion_pred: np.ndarray, challenger_pred: np.ndarray, metric: str,
-                     n_classes: int, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0,
-                     chunk: int = 250) -> BootstrapResult:
+def paired_bootstrap(
+    y: np.ndarray,
+    champion_pred: np.ndarray,
+    challenger_pred: np.ndarray,
+    metric: str,
+    n_classes: int,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    chunk: int = 250,
+) -> BootstrapResult:
     """Percentile CI of metric(challenger) - metric(champion) over `n_boot` paired resamples."""
     if metric not in METRICS:
         raise ValueError(f"unknown bootstrap metric {metric!r}; valid: {sorted(METRICS)}")
@@ -115,8 +125,9 @@ def per_class_f1(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
     """F1 of each class (0 where a class is neither present nor predicted)."""
     from sklearn.metrics import f1_score
 
-    return f1_score(np.asarray(y), np.asarray(pred), labels=np.arange(n_classes), average=None,
-                    zero_division=0).astype(float)
+    return f1_score(np.asarray(y), np.asarray(pred), labels=np.arange(n_classes), average=None, zero_division=0).astype(
+        float
+    )
 
 
 def verdict(test: str, alpha: float, mc: McNemarResult, boot: BootstrapResult) -> str:
@@ -129,8 +140,13 @@ def verdict(test: str, alpha: float, mc: McNemarResult, boot: BootstrapResult) -
             return "no significant difference"
         return "significantly better" if mc.gained > mc.lost else "significantly worse"
     if test == "bootstrap":
-        return "significantly better" if boot.low > 0 else "significantly worse" if boot.high < 0 else \
-            "no significant difference"
+        return (
+            "significantly better"
+            if boot.low > 0
+            else "significantly worse"
+            if boot.high < 0
+            else "no significant difference"
+        )
     raise ValueError(f"unknown gate test {test!r}; valid: {list(GATE_TESTS)}")
 
 
@@ -144,17 +160,29 @@ def is_significant(test: str, alpha: float, mc: McNemarResult, boot: BootstrapRe
         return True, "no significance test (register.gate_test: none)"
     if test == "mcnemar":
         ok = mc.p_value < alpha and mc.gained > mc.lost
-        return ok, (f"McNemar p={mc.p_value:.4g} ({mc.method}; +{mc.gained}/-{mc.lost} images) "
-                    f"{'<' if mc.p_value < alpha else '>='} alpha {alpha}")
+        return ok, (
+            f"McNemar p={mc.p_value:.4g} ({mc.method}; +{mc.gained}/-{mc.lost} images) "
+            f"{'<' if mc.p_value < alpha else '>='} alpha {alpha}"
+        )
     if test == "bootstrap":
         ok = boot.low > 0.0
-        return ok, (f"bootstrap {boot.metric} delta {boot.delta:+.4f}, {boot.confidence:.0%} CI "
-                    f"[{boot.low:+.4f}, {boot.high:+.4f}] {'excludes' if ok else 'includes'} 0")
+        return ok, (
+            f"bootstrap {boot.metric} delta {boot.delta:+.4f}, {boot.confidence:.0%} CI "
+            f"[{boot.low:+.4f}, {boot.high:+.4f}] {'excludes' if ok else 'includes'} 0"
+        )
     raise ValueError(f"unknown gate test {test!r}; valid: {list(GATE_TESTS)}")
 
 
-def bootstrap_ci(y: np.ndarray, pred: np.ndarray, metric: str, n_classes: int, n_boot: int = 1000,
-                 confidence: float = 0.95, seed: int = 0, chunk: int = 250) -> tuple[float, float, float]:
+def bootstrap_ci(
+    y: np.ndarray,
+    pred: np.ndarray,
+    metric: str,
+    n_classes: int,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    chunk: int = 250,
+) -> tuple[float, float, float]:
     """(value, low, high): percentile bootstrap CI of one model's metric over resampled test images,
     the sampling noise a headline figure on a few hundred images carries (shown on the model card)."""
     if metric not in METRICS:

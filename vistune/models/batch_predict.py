@@ -26,14 +26,18 @@ def _decode_batch(pool: ThreadPoolExecutor, files: Sequence[Path], size: int) ->
     return torch.from_numpy(np.stack(arrs))
 
 
-def predict_files(clf: Classifier, files: Sequence[Path], batch_size: int = 256, workers: int = 4,
-                  progress: bool = True) -> np.ndarray:
+def predict_files(
+    clf: Classifier, files: Sequence[Path], batch_size: int = 256, workers: int = 4, progress: bool = True
+) -> np.ndarray:
     """Probabilities N x C (rows in `files` order). Files must already have passed validation:
     a file that fails to decode here raises `ImageDecodeError`."""
     out = np.zeros((len(files), len(clf.classes)), dtype=np.float32)
     chunks = [list(range(i, min(i + batch_size, len(files)))) for i in range(0, len(files), batch_size)]
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, ThreadPoolExecutor(max_workers=1) as ahead, \
-            tqdm(total=len(files), desc="score", unit="img", disable=None if progress else True) as bar:
+    with (
+        ThreadPoolExecutor(max_workers=max(1, workers)) as pool,
+        ThreadPoolExecutor(max_workers=1) as ahead,
+        tqdm(total=len(files), desc="score", unit="img", disable=None if progress else True) as bar,
+    ):
         pending = ahead.submit(_decode_batch, pool, [files[i] for i in chunks[0]], clf.image_size) if chunks else None
         for n, idx in enumerate(chunks):
             images = pending.result()

@@ -25,7 +25,9 @@ from vistune.data.preprocess import resize_rgb
 from vistune.models.device_policy import place, predict_logits, resolve_device
 
 
-def save_model(path: Path, backbone: Backbone, state_dict: dict, classes: list[str], image_size: int, extra: dict) -> None:
+def save_model(
+    path: Path, backbone: Backbone, state_dict: dict, classes: list[str], image_size: int, extra: dict
+) -> None:
     payload = {
         "format": "vistune-model/1",
         "spec": backbone.spec,
@@ -49,7 +51,7 @@ def prepare_images(blobs: Sequence[bytes], image_size: int) -> np.ndarray:
 def _network_state(state: dict) -> dict:
     """The bare network's keys; a state dict taken from `Backbone.net` (keys `model.*`) works too."""
     if state and all(k.startswith("model.") for k in state):
-        return {k[len("model."):]: v for k, v in state.items()}
+        return {k[len("model.") :]: v for k, v in state.items()}
     return state
 
 

@@ -71,7 +71,8 @@ def apply_lora(model: nn.Module, rank: int, alpha: float, skip: str = "") -> lis
     """
     inside = {f"{n}.base" for n, m in model.named_modules() if isinstance(m, LORA_TYPES)}
     targets = [
-        n for n, m in model.named_modules()
+        n
+        for n, m in model.named_modules()
         if n and lora_target(m) and n not in inside and not (skip and (n == skip or n.startswith(skip + ".")))
     ]
     for name in targets:

@@ -39,8 +39,10 @@ class OnnxClassifier:
         session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
         meta = session.get_modelmeta().custom_metadata_map
         if META_CLASSES not in meta or META_IMAGE_SIZE not in meta:
-            raise WeightsError(f"{path}: not a vistune ONNX model (no {META_CLASSES} / {META_IMAGE_SIZE} metadata); "
-                               f"export it with vistune.models.onnx_export.export_onnx")
+            raise WeightsError(
+                f"{path}: not a vistune ONNX model (no {META_CLASSES} / {META_IMAGE_SIZE} metadata); "
+                f"export it with vistune.models.onnx_export.export_onnx"
+            )
         return cls(session, list(json.loads(meta[META_CLASSES])), int(meta[META_IMAGE_SIZE]), float(temperature))
 
     def logits(self, images: np.ndarray) -> np.ndarray:

@@ -42,15 +42,18 @@ def freeze_same_padding(net: nn.Module, image_size: int) -> nn.Module:
 
     net = copy.deepcopy(net).cpu().eval()
     sizes: dict[str, tuple[int, int]] = {}
-    hooks = [m.register_forward_pre_hook(lambda _m, args, n=name: sizes.__setitem__(n, tuple(args[0].shape[-2:])))
-             for name, m in _same_convs(net)]
+    hooks = [
+        m.register_forward_pre_hook(lambda _m, args, n=name: sizes.__setitem__(n, tuple(args[0].shape[-2:])))
+        for name, m in _same_convs(net)
+    ]
     with torch.no_grad():
         net(torch.zeros(1, 3, image_size, image_size, dtype=torch.uint8))
     for h in hooks:
         h.remove()
     for name, m in _same_convs(net):
-        conv = nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, 0, m.dilation, m.groups,
-                         bias=m.bias is not None)
+        conv = nn.Conv2d(
+            m.in_channels, m.out_channels, m.kernel_size, m.stride, 0, m.dilation, m.groups, bias=m.bias is not None
+        )
         conv.load_state_dict(m.state_dict())
         pads = pad_same_arg(list(sizes[name]), list(m.kernel_size), list(m.stride), list(m.dilation))
         parent, _, leaf = name.rpartition(".")
@@ -91,8 +94,15 @@ def export_onnx(backbone: Backbone, image_size: int, path: Path, classes: list[s
     net = freeze_same_padding(backbone.net, image_size)
     dummy = torch.zeros(1, 3, image_size, image_size, dtype=torch.uint8)
     buf = io.BytesIO()
-    torch.onnx.export(net, (dummy,), buf, dynamo=False, input_names=["images"], output_names=["logits"],
-                      dynamic_axes={"images": {0: "n"}, "logits": {0: "n"}})
+    torch.onnx.export(
+        net,
+        (dummy,),
+        buf,
+        dynamo=False,
+        input_names=["images"],
+        output_names=["logits"],
+        dynamic_axes={"images": {0: "n"}, "logits": {0: "n"}},
+    )
     optimize(buf.getvalue(), path)
     if classes is not None:
         set_metadata(path, classes, image_size)

@@ -41,8 +41,10 @@ def _reader(images: np.ndarray, batch_size: int):
         """Feeds the calibration images to the fp32 graph, `batch_size` at a time."""
 
         def __init__(self) -> None:
-            self._it: Iterator[dict] = ({"images": np.ascontiguousarray(images[i:i + batch_size], dtype=np.uint8)}
-                                        for i in range(0, len(images), batch_size))
+            self._it: Iterator[dict] = (
+                {"images": np.ascontiguousarray(images[i : i + batch_size], dtype=np.uint8)}
+                for i in range(0, len(images), batch_size)
+            )
 
         def get_next(self) -> dict | None:
             return next(self._it, None)
@@ -50,20 +52,31 @@ def _reader(images: np.ndarray, batch_size: int):
     return Batches()
 
 
-def quantize_static_int8(src: Path, dst: Path, images: np.ndarray, method: str = "minmax",
-                         batch_size: int = 32) -> None:
+def quantize_static_int8(
+    src: Path, dst: Path, images: np.ndarray, method: str = "minmax", batch_size: int = 32
+) -> None:
     """Static QDQ int8 of the whole graph: per-channel int8 weights, uint8 activations whose ranges
     come from `images` (uint8 N x 3 x S x S) run through `src` with calibration `method`."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     if method not in CALIBRATION_METHODS:
         raise ValueError(f"calibration method {method!r}; valid: {list(CALIBRATION_METHODS)}")
-    calibrate = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
-                 "entropy": CalibrationMethod.Entropy}[method]
+    calibrate = {
+        "minmax": CalibrationMethod.MinMax,
+        "percentile": CalibrationMethod.Percentile,
+        "entropy": CalibrationMethod.Entropy,
+    }[method]
     with atomic_path(dst) as tmp:
-        quantize_static(str(src), str(tmp), _reader(images, batch_size), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=calibrate)
+        quantize_static(
+            str(src),
+            str(tmp),
+            _reader(images, batch_size),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=calibrate,
+        )
 
 
 def quantize_dynamic_int8(src: Path, dst: Path) -> None:
@@ -92,5 +105,8 @@ def integer_ops(path: Path) -> dict[str, int]:
     ops = Counter(n.op_type for n in graph.node)
     convs = [n for n in graph.node if n.op_type == "Conv"]
     qdq = sum(dequantized(n.input[0], False) and dequantized(n.input[1], True) for n in convs)
-    return {"conv": len(convs) + ops["QLinearConv"] + ops["ConvInteger"],
-            "int8_conv": qdq + ops["QLinearConv"] + ops["ConvInteger"], "int8_weights": len(int8)}
+    return {
+        "conv": len(convs) + ops["QLinearConv"] + ops["ConvInteger"],
+        "int8_conv": qdq + ops["QLinearConv"] + ops["ConvInteger"],
+        "int8_weights": len(int8),
+    }

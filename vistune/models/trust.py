@@ -23,9 +23,13 @@ def verify_sha256(path: Path, expected: str, setting: str) -> str:
         raise WeightsError(f"{path}: weights file not found; fix the path or set train.pretrained to imagenet or none")
     actual = sha256_file(path)
     if not expected:
-        raise WeightsError(f"{path}: weights from outside the pipeline are verified before use; {setting} is empty "
-                           f"(set {setting}: {actual} if you trust this file)")
+        raise WeightsError(
+            f"{path}: weights from outside the pipeline are verified before use; {setting} is empty "
+            f"(set {setting}: {actual} if you trust this file)"
+        )
     if actual != expected.strip().lower():
-        raise WeightsError(f"{path}: sha256 {actual} does not match {setting} {expected}; the file changed or is "
-                           f"not the one pinned: re-download it or update {setting}")
+        raise WeightsError(
+            f"{path}: sha256 {actual} does not match {setting} {expected}; the file changed or is "
+            f"not the one pinned: re-download it or update {setting}"
+        )
     return actual

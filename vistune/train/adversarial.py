@@ -40,9 +40,17 @@ def _loss(model: torch.nn.Module, x01: torch.Tensor, y: torch.Tensor, normalize_
     return F.cross_entropy(model(normalize_fn(x01) if normalize_fn is not None else x01).float(), y)
 
 
-def pgd(model: torch.nn.Module, x01: torch.Tensor, y: torch.Tensor, eps: float, normalize_fn: NormalizeFn | None = None,
-        steps: int = 5, step_size: float = 0.0, random_start: bool = True,
-        generator: torch.Generator | None = None) -> torch.Tensor:
+def pgd(
+    model: torch.nn.Module,
+    x01: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    normalize_fn: NormalizeFn | None = None,
+    steps: int = 5,
+    step_size: float = 0.0,
+    random_start: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Projected gradient ascent on cross-entropy inside the L-inf ball of radius `eps` (Madry et al.).
 
     `step_size` 0 means 2.5 * eps / steps, so the walk can reach the ball's surface from any start.
@@ -68,8 +76,9 @@ def pgd(model: torch.nn.Module, x01: torch.Tensor, y: torch.Tensor, eps: float, 
     return x.detach()
 
 
-def fgsm(model: torch.nn.Module, x01: torch.Tensor, y: torch.Tensor, eps: float,
-         normalize_fn: NormalizeFn | None = None) -> torch.Tensor:
+def fgsm(
+    model: torch.nn.Module, x01: torch.Tensor, y: torch.Tensor, eps: float, normalize_fn: NormalizeFn | None = None
+) -> torch.Tensor:
     """One signed-gradient step of size `eps` (Goodfellow et al.); [0, 1] pixels, detached."""
     return pgd(model, x01, y, eps, normalize_fn, steps=1, step_size=eps, random_start=False)
 
@@ -95,8 +104,16 @@ def is_adversarial_batch(step: int, fraction: float) -> bool:
     return math.floor((step + 1) * fraction + 1e-9) > math.floor(step * fraction + 1e-9)
 
 
-def perturb(kind: str, model: torch.nn.Module, x01: torch.Tensor, y: torch.Tensor, eps: float,
-            normalize_fn: NormalizeFn | None = None, steps: int = 5, step_size: float = 0.0) -> torch.Tensor:
+def perturb(
+    kind: str,
+    model: torch.nn.Module,
+    x01: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    normalize_fn: NormalizeFn | None = None,
+    steps: int = 5,
+    step_size: float = 0.0,
+) -> torch.Tensor:
     """The training-time attack by name (`train.adversarial`); PGD starts at a random point."""
     if kind == "fgsm":
         return fgsm(model, x01, y, eps, normalize_fn)

@@ -25,17 +25,44 @@ import torch.nn.functional as F
 from vistune.config import AugmentCfg
 
 _OPS = (
-    "random_resized_crop", "hflip", "rotation", "shear", "brightness", "contrast", "saturation", "hue",
-    "gaussian_noise", "salt_pepper", "auto_augment", "random_erasing",
+    "random_resized_crop",
+    "hflip",
+    "rotation",
+    "shear",
+    "brightness",
+    "contrast",
+    "saturation",
+    "hue",
+    "gaussian_noise",
+    "salt_pepper",
+    "auto_augment",
+    "random_erasing",
 )
 
 # auto-augment op table: name -> maximum magnitude (TrivialAugment-wide style ranges)
 _AA_GEOM = {"rotate": 30.0, "shear_x": 0.3, "shear_y": 0.3, "translate_x": 0.45, "translate_y": 0.45}
-_AA_PIXEL = {"identity": 0.0, "brightness": 0.9, "saturation": 0.9, "contrast": 0.9, "sharpness": 0.9,
-             "posterize": 4.0, "solarize": 1.0, "autocontrast": 0.0}
+_AA_PIXEL = {
+    "identity": 0.0,
+    "brightness": 0.9,
+    "saturation": 0.9,
+    "contrast": 0.9,
+    "sharpness": 0.9,
+    "posterize": 4.0,
+    "solarize": 1.0,
+    "autocontrast": 0.0,
+}
 _AA_NAMES = list(_AA_GEOM) + list(_AA_PIXEL)
-_AA_SIGNED = {"rotate", "shear_x", "shear_y", "translate_x", "translate_y", "brightness", "saturation",
-              "contrast", "sharpness"}
+_AA_SIGNED = {
+    "rotate",
+    "shear_x",
+    "shear_y",
+    "translate_x",
+    "translate_y",
+    "brightness",
+    "saturation",
+    "contrast",
+    "sharpness",
+}
 _AA_MAXES = torch.tensor([(_AA_GEOM | _AA_PIXEL)[k] for k in _AA_NAMES])
 _AA_SIGNED_MASK = torch.tensor([k in _AA_SIGNED for k in _AA_NAMES])
 
@@ -67,8 +94,13 @@ def _to(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 def _warp(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     """Resample by the affine `theta`; a batch of pure mirrors/identities (hflip alone) is flipped
     exactly instead, since bilinear grid_sample reproduces a flip only up to float rounding."""
-    mirror_only = bool((theta[:, :, 2] == 0).all() and (theta[:, 0, 1] == 0).all() and (theta[:, 1, 0] == 0).all()
-                       and (theta[:, 1, 1] == 1).all() and (theta[:, 0, 0].abs() == 1).all())
+    mirror_only = bool(
+        (theta[:, :, 2] == 0).all()
+        and (theta[:, 0, 1] == 0).all()
+        and (theta[:, 1, 0] == 0).all()
+        and (theta[:, 1, 1] == 1).all()
+        and (theta[:, 0, 0].abs() == 1).all()
+    )
     if mirror_only:
         return torch.where(_view(_to(theta[:, 0, 0] < 0, x), x), x.flip(3), x)
     grid = F.affine_grid(_to(theta, x), list(x.shape), align_corners=False)
@@ -139,10 +171,17 @@ class BatchAugment:
         c = self.cfg
         on = {
             "random_resized_crop": tuple(c.scale) != (1.0, 1.0) or tuple(c.ratio) != (1.0, 1.0),
-            "hflip": c.hflip > 0, "rotation": c.rotation > 0, "shear": c.shear > 0,
-            "brightness": c.brightness > 0, "contrast": c.contrast > 0, "saturation": c.saturation > 0,
-            "hue": c.hue > 0, "gaussian_noise": c.gaussian_noise > 0, "salt_pepper": c.salt_pepper > 0,
-            "auto_augment": c.auto_augment != "none", "random_erasing": c.reprob > 0,
+            "hflip": c.hflip > 0,
+            "rotation": c.rotation > 0,
+            "shear": c.shear > 0,
+            "brightness": c.brightness > 0,
+            "contrast": c.contrast > 0,
+            "saturation": c.saturation > 0,
+            "hue": c.hue > 0,
+            "gaussian_noise": c.gaussian_noise > 0,
+            "salt_pepper": c.salt_pepper > 0,
+            "auto_augment": c.auto_augment != "none",
+            "random_erasing": c.reprob > 0,
         }
         return [op for op in _OPS if on[op]]
 
@@ -242,8 +281,14 @@ class BatchAugment:
         if "hue" in on:
             a = _sym(n, 2 * math.pi * min(c.hue, 0.5), g)
             cos, sin, one, zero = torch.cos(a), torch.sin(a), torch.ones(n), torch.zeros(n)
-            rot = torch.stack([torch.stack([one, zero, zero], 1), torch.stack([zero, cos, -sin], 1),
-                               torch.stack([zero, sin, cos], 1)], 1)
+            rot = torch.stack(
+                [
+                    torch.stack([one, zero, zero], 1),
+                    torch.stack([zero, cos, -sin], 1),
+                    torch.stack([zero, sin, cos], 1),
+                ],
+                1,
+            )
             m = _to(_YIQ_INV @ rot @ _YIQ, x)
             x = torch.einsum("nij,njhw->nihw", m, x).clamp(0, 1)
         return x

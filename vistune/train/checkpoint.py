@@ -22,7 +22,12 @@ from vistune.io import save_torch
 from vistune.train.steps import Run
 
 _RUNTIME_KEYS = ("device", "compile", "threads", "channels_last")
-_NEWER_DEFAULTS = {"sync_bn": False, "lr_scaling": "linear", "amp_dtype": "auto", "keep": "best"}  # at these values, older checkpoints still resume
+_NEWER_DEFAULTS = {
+    "sync_bn": False,
+    "lr_scaling": "linear",
+    "amp_dtype": "auto",
+    "keep": "best",
+}  # at these values, older checkpoints still resume
 
 
 @dataclass
@@ -63,8 +68,13 @@ def fingerprint(tcfg: TrainCfg, acfg: AugmentCfg, data: PreparedData, world_size
     train = {k: v for k, v in train.items() if not (k in _NEWER_DEFAULTS and v == _NEWER_DEFAULTS[k])}
     if tcfg.adversarial == "none":  # checkpoints from before the adversarial options still resume
         train = {k: v for k, v in train.items() if k != "adversarial" and not k.startswith("adv_")}
-    key = {"train": train, "augment": to_dict(acfg), "classes": data.classes,
-           "n": {s: len(a) for s, a in data.splits.items()}, "world_size": world_size}
+    key = {
+        "train": train,
+        "augment": to_dict(acfg),
+        "classes": data.classes,
+        "n": {s: len(a) for s, a in data.splits.items()},
+        "world_size": world_size,
+    }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
@@ -80,10 +90,16 @@ def resume(run: Run, path: Path | None, fp: str) -> Progress:
         run.ema.load_state_dict(state["ema"])
     if state.get("scaler"):
         run.scaler.load_state_dict(state["scaler"])
-    return Progress(best_state=state["best_state"], history=state["history"], best_acc=state["best_acc"],
-                    best_epoch=state["best_epoch"], kept_epoch=state.get("kept_epoch", state["best_epoch"]),
-                    bad_epochs=state["bad_epochs"], start=state["epoch"] + 1,
-                    stopped_early=bool(state.get("stopped_early")))
+    return Progress(
+        best_state=state["best_state"],
+        history=state["history"],
+        best_acc=state["best_acc"],
+        best_epoch=state["best_epoch"],
+        kept_epoch=state.get("kept_epoch", state["best_epoch"]),
+        bad_epochs=state["bad_epochs"],
+        start=state["epoch"] + 1,
+        stopped_early=bool(state.get("stopped_early")),
+    )
 
 
 def _load(path: Path | None, fp: str) -> dict[str, Any] | None:
@@ -96,9 +112,18 @@ def _load(path: Path | None, fp: str) -> dict[str, Any] | None:
 def save(path: Path, run: Run, progress: Progress, epoch: int, fp: str) -> None:
     """Atomically rewrite the checkpoint after `epoch` (rank 0 only under DDP)."""
     state = {
-        "fingerprint": fp, "epoch": epoch, "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
-        "ema": run.ema.state_dict() if run.ema else None, "scaler": run.scaler.state_dict(),
-        "history": progress.history, "best_acc": progress.best_acc, "best_epoch": progress.best_epoch,
-        "kept_epoch": progress.kept_epoch, "bad_epochs": progress.bad_epochs, "best_state": progress.best_state, "stopped_early": progress.stopped_early,
+        "fingerprint": fp,
+        "epoch": epoch,
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "ema": run.ema.state_dict() if run.ema else None,
+        "scaler": run.scaler.state_dict(),
+        "history": progress.history,
+        "best_acc": progress.best_acc,
+        "best_epoch": progress.best_epoch,
+        "kept_epoch": progress.kept_epoch,
+        "bad_epochs": progress.bad_epochs,
+        "best_state": progress.best_state,
+        "stopped_early": progress.stopped_early,
     }
     save_torch(state, path)  # same bytes for the same state, like model.pt

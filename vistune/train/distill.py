@@ -29,9 +29,21 @@ def kd_loss(teacher_net: nn.Module, device: torch.device, temperature: float, al
     return loss
 
 
-def distill(teacher: Backbone, student: Backbone, data: PreparedData, acfg: AugmentCfg, epochs: int,
-            lr: float, batch_size: int, temperature: float, alpha: float, seed: int, device: str = "cpu",
-            strategy: str = "full", unfreeze_blocks: int = 2) -> list[float]:
+def distill(
+    teacher: Backbone,
+    student: Backbone,
+    data: PreparedData,
+    acfg: AugmentCfg,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    temperature: float,
+    alpha: float,
+    seed: int,
+    device: str = "cpu",
+    strategy: str = "full",
+    unfreeze_blocks: int = 2,
+) -> list[float]:
     """Train `student` with `kd_loss` through the training loop's own steps (setup, one epoch).
 
     Both see the same augmented batch, each through its own normalization (`Backbone.net`); AdamW,
@@ -40,9 +52,22 @@ def distill(teacher: Backbone, student: Backbone, data: PreparedData, acfg: Augm
     ImageNet features; a student from scratch needs `full`; `partial` trains the last `unfreeze_blocks`
     blocks). Returns the per-epoch mean loss; the student keeps its last weights.
     """
-    tcfg = TrainCfg(model=student.spec, pretrained="none", strategy=strategy, unfreeze_blocks=unfreeze_blocks,
-                    epochs=epochs, batch_size=batch_size, lr=lr, min_lr=lr * 0.01, weight_decay=0.05,
-                    warmup_epochs=0.5, smoothing=0.0, patience=0, device=device, seed=seed)
+    tcfg = TrainCfg(
+        model=student.spec,
+        pretrained="none",
+        strategy=strategy,
+        unfreeze_blocks=unfreeze_blocks,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        min_lr=lr * 0.01,
+        weight_decay=0.05,
+        warmup_epochs=0.5,
+        smoothing=0.0,
+        patience=0,
+        device=device,
+        seed=seed,
+    )
     x, y = data.tensors("train")
     run = steps.setup(student, create_strategy(strategy, tcfg), tcfg, acfg, y, len(data.classes))
     teacher_net = place(teacher, run.device).eval()

@@ -32,8 +32,13 @@ class PinnedPrefetch:
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, device: torch.device, batch_size: int, depth: int = 2) -> None:
         self.x, self.y, self.device = x, y, device
-        self.bufs = [(torch.empty((batch_size, *x.shape[1:]), dtype=x.dtype).pin_memory(),
-                      torch.empty(batch_size, dtype=y.dtype).pin_memory()) for _ in range(depth)]
+        self.bufs = [
+            (
+                torch.empty((batch_size, *x.shape[1:]), dtype=x.dtype).pin_memory(),
+                torch.empty(batch_size, dtype=y.dtype).pin_memory(),
+            )
+            for _ in range(depth)
+        ]
         self.copied: list[torch.cuda.Event | None] = [None] * depth  # last H2D copy out of each buffer
         self.stream = torch.cuda.Stream(device)
 
@@ -75,8 +80,14 @@ class PinnedPrefetch:
 class TrainFeed:
     """The uint8 train images and labels, and the batches of one epoch's index order."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, device: torch.device, batch_size: int,
-                 device_fraction: float = DEVICE_DATA_FRACTION) -> None:
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        device: torch.device,
+        batch_size: int,
+        device_fraction: float = DEVICE_DATA_FRACTION,
+    ) -> None:
         self.device = device
         self.on_device = fits_on_device(x.numel() * x.element_size(), device, device_fraction)
         self.prefetch = None

@@ -62,21 +62,36 @@ def train_epoch(run: Run, feed: TrainFeed, epoch: int, loss_fn: LossFn, show: bo
     _sync(run.device)
     elapsed = time.perf_counter() - t0
     vdist.sync_buffers(run.model, run.dist)  # BatchNorm statistics: every rank keeps rank 0's
-    seen, loss_sum, correct = vdist.all_sum([stats.seen, float(stats.loss_sum), float(stats.correct)], run.dist, run.device)
-    return {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), "train_accuracy": correct / max(seen, 1),
-            "lr": stats.lr, "images_per_s": seen / max(elapsed, 1e-9)}
+    seen, loss_sum, correct = vdist.all_sum(
+        [stats.seen, float(stats.loss_sum), float(stats.correct)], run.dist, run.device
+    )
+    return {
+        "epoch": epoch + 1,
+        "train_loss": loss_sum / max(seen, 1),
+        "train_accuracy": correct / max(seen, 1),
+        "lr": stats.lr,
+        "images_per_s": seen / max(elapsed, 1e-9),
+    }
 
 
 def _row(train: dict[str, float], val: dict[str, float]) -> dict[str, float]:
     """One history row, columns in the order history.csv has always had."""
     head = {k: train[k] for k in ("epoch", "train_loss", "train_accuracy")}
-    return {**head, "val_loss": val["val_loss"], "val_accuracy": val["val_accuracy"], "lr": train["lr"],
-            "images_per_s": train["images_per_s"], **{k: v for k, v in val.items() if k.startswith("raw_")}}
+    return {
+        **head,
+        "val_loss": val["val_loss"],
+        "val_accuracy": val["val_accuracy"],
+        "lr": train["lr"],
+        "images_per_s": train["images_per_s"],
+        **{k: v for k, v in val.items() if k.startswith("raw_")},
+    }
 
 
 def _report(row: dict[str, float], run: Run) -> None:
-    tqdm.write(f"epoch {row['epoch']}/{run.tcfg.epochs}  train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  "
-               f"val_acc {row['val_accuracy']:.4f}{' (EMA)' if run.ema else ''}  {row['images_per_s']:.0f} img/s")
+    tqdm.write(
+        f"epoch {row['epoch']}/{run.tcfg.epochs}  train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  "
+        f"val_acc {row['val_accuracy']:.4f}{' (EMA)' if run.ema else ''}  {row['images_per_s']:.0f} img/s"
+    )
 
 
 def fit(
@@ -121,8 +136,12 @@ def fit(
             on_epoch_end(epoch)
     run.model.load_state_dict(prog.best_state)
     return FitResult(
-        history=prog.history, best_epoch=prog.best_epoch, best_val_accuracy=prog.best_acc, kept_epoch=prog.kept_epoch,
-        stopped_early=prog.stopped_early, resumed_from_epoch=prog.start,
+        history=prog.history,
+        best_epoch=prog.best_epoch,
+        best_val_accuracy=prog.best_acc,
+        kept_epoch=prog.kept_epoch,
+        stopped_early=prog.stopped_early,
+        resumed_from_epoch=prog.start,
         state_dict={k: v.detach().cpu().contiguous() for k, v in strategy.export_state_dict(run.model).items()},
     )
 

@@ -103,7 +103,9 @@ def class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
 def _wrap(net: nn.Module, tcfg: TrainCfg, device: torch.device, dist: vdist.DistInfo) -> nn.Module:
     model: nn.Module = net
     if dist.enabled:
-        model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+        model = torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None
+        )
     return torch.compile(model) if tcfg.compile else model
 
 
@@ -112,13 +114,22 @@ def _sync_bn(backbone: Backbone, tcfg: TrainCfg, device: torch.device, dist: vdi
     if not (tcfg.sync_bn and dist.enabled):
         return
     if device.type != "cuda":
-        raise ConfigError("params.yaml: train.sync_bn needs CUDA devices (SyncBatchNorm has no CPU/gloo kernel); "
-                          "set train.sync_bn: false for CPU data-parallel runs")
+        raise ConfigError(
+            "params.yaml: train.sync_bn needs CUDA devices (SyncBatchNorm has no CPU/gloo kernel); "
+            "set train.sync_bn: false for CPU data-parallel runs"
+        )
     backbone.model = nn.SyncBatchNorm.convert_sync_batchnorm(backbone.model)
 
 
-def setup(backbone: Backbone, strategy: Strategy, tcfg: TrainCfg, acfg: AugmentCfg, train_y: torch.Tensor,
-          num_classes: int, dist: vdist.DistInfo | None = None) -> Run:
+def setup(
+    backbone: Backbone,
+    strategy: Strategy,
+    tcfg: TrainCfg,
+    acfg: AugmentCfg,
+    train_y: torch.Tensor,
+    num_classes: int,
+    dist: vdist.DistInfo | None = None,
+) -> Run:
     """Check the recipe, place the model (channels_last), build optimizer, scaler, schedule, EMA, wrappers."""
     check_config(tcfg)
     dist = dist or vdist.DistInfo()
@@ -135,13 +146,27 @@ def setup(backbone: Backbone, strategy: Strategy, tcfg: TrainCfg, acfg: AugmentC
     steps = max(1, -(-per_rank // tcfg.batch_size))
     weights = class_weights(train_y, num_classes)
     return Run(
-        backbone=backbone, strategy=strategy, tcfg=tcfg, acfg=acfg, device=device, dist=dist, net=net,
-        train_model=_wrap(net, tcfg, device, dist), params=[p for g in groups for p in g["params"]],
-        optimizer=optimizer, scaler=torch.amp.GradScaler(device.type, enabled=fp16),
-        sched=WarmupCosine(lr, scaled_lr(tcfg.min_lr, dist.world_size, tcfg.lr_scaling),
-                           int(tcfg.warmup_epochs * steps), tcfg.epochs * steps),
+        backbone=backbone,
+        strategy=strategy,
+        tcfg=tcfg,
+        acfg=acfg,
+        device=device,
+        dist=dist,
+        net=net,
+        train_model=_wrap(net, tcfg, device, dist),
+        params=[p for g in groups for p in g["params"]],
+        optimizer=optimizer,
+        scaler=torch.amp.GradScaler(device.type, enabled=fp16),
+        sched=WarmupCosine(
+            lr,
+            scaled_lr(tcfg.min_lr, dist.world_size, tcfg.lr_scaling),
+            int(tcfg.warmup_epochs * steps),
+            tcfg.epochs * steps,
+        ),
         ema=ModelEma(backbone.model, tcfg.model_ema_decay) if tcfg.model_ema else None,
-        augment=BatchAugment(acfg), num_classes=num_classes, steps_per_epoch=steps,
+        augment=BatchAugment(acfg),
+        num_classes=num_classes,
+        steps_per_epoch=steps,
         loss_weight=weights.to(device) if tcfg.class_weighting == "loss" else None,
         sample_weight=weights[train_y] if tcfg.class_weighting == "sampler" else None,
     )
@@ -159,8 +184,9 @@ def cross_entropy(run: Run) -> LossFn:
     return loss
 
 
-def epoch_order(seed: int, epoch: int, n: int, dist: vdist.DistInfo,
-                sample_weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Generator]:
+def epoch_order(
+    seed: int, epoch: int, n: int, dist: vdist.DistInfo, sample_weight: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Generator]:
     """This rank's image order for `epoch` and the generator its augmentation draws from.
 
     Seeded from (seed, epoch): a resumed run repeats the uninterrupted one. Every rank draws the
@@ -188,8 +214,16 @@ def make_batch(run: Run, xb: torch.Tensor, y: torch.Tensor, g: torch.Generator, 
     if tcfg.adversarial != "none" and vadv.is_adversarial_batch(step, tcfg.adv_fraction):
         # attack the plain net (not the DDP/compiled wrapper): only pixels get gradients
         with autocast(run.device, tcfg.amp, tcfg.amp_dtype):
-            b.x = vadv.perturb(tcfg.adversarial, run.net, b.x, b.target if b.target is not None else y,
-                               tcfg.adv_epsilon, None, tcfg.adv_steps, tcfg.adv_step_size)
+            b.x = vadv.perturb(
+                tcfg.adversarial,
+                run.net,
+                b.x,
+                b.target if b.target is not None else y,
+                tcfg.adv_epsilon,
+                None,
+                tcfg.adv_steps,
+                tcfg.adv_step_size,
+            )
     return b
 
 
@@ -210,17 +244,27 @@ def train_step(run: Run, b: Batch, loss_fn: LossFn) -> tuple[torch.Tensor, torch
     return loss.detach(), logits.detach()
 
 
-def run_epoch(run: Run, feed: TrainFeed, order: torch.Tensor, g: torch.Generator, epoch: int,
-              loss_fn: LossFn, show: bool = False) -> EpochStats:
+def run_epoch(
+    run: Run, feed: TrainFeed, order: torch.Tensor, g: torch.Generator, epoch: int, loss_fn: LossFn, show: bool = False
+) -> EpochStats:
     """One pass over `order`; returns device-side sums (no host sync inside)."""
     bs = run.tcfg.batch_size
     starts = [i for i in range(0, len(order), bs) if len(order[i : i + bs]) >= 2 or len(order) <= 1]
     chunks = [order[i : i + bs] for i in starts]  # a batch of one breaks BatchNorm in train mode
     run.strategy.set_train_mode(run.backbone)
-    stats = EpochStats(0, torch.zeros((), device=run.device), torch.zeros((), device=run.device, dtype=torch.long),
-                       run.sched.lr_at(epoch * run.steps_per_epoch))
-    bar = tqdm(total=len(order), desc=f"epoch {epoch + 1}/{run.tcfg.epochs}", unit="img",
-                disable=None if show else True, leave=False)  # None: no frames when stderr is not a terminal
+    stats = EpochStats(
+        0,
+        torch.zeros((), device=run.device),
+        torch.zeros((), device=run.device, dtype=torch.long),
+        run.sched.lr_at(epoch * run.steps_per_epoch),
+    )
+    bar = tqdm(
+        total=len(order),
+        desc=f"epoch {epoch + 1}/{run.tcfg.epochs}",
+        unit="img",
+        disable=None if show else True,
+        leave=False,
+    )  # None: no frames when stderr is not a terminal
     for i, (xb, y) in zip(starts, feed.batches(chunks)):
         stats.lr = run.sched.apply(run.optimizer, epoch * run.steps_per_epoch + i // bs)
         b = make_batch(run, xb, y, g, i // bs)
@@ -233,7 +277,9 @@ def run_epoch(run: Run, feed: TrainFeed, order: torch.Tensor, g: torch.Generator
     return stats
 
 
-def evaluate(backbone: Backbone, x: torch.Tensor, y: torch.Tensor, device: torch.device, amp: bool) -> tuple[float, float]:
+def evaluate(
+    backbone: Backbone, x: torch.Tensor, y: torch.Tensor, device: torch.device, amp: bool
+) -> tuple[float, float]:
     if not len(y):
         return float("nan"), 0.0
     logits = predict_logits(backbone, x, device, amp=amp)

@@ -80,9 +80,27 @@ def test_serving_follows_promote_and_rollback_and_survives_a_broken_version(trai
     env = dict(os.environ, PYTHONPATH=str(REPO))
     env.pop("MLFLOW_TRACKING_URI", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "--params", str(params), "--root", str(tmp_path), "serve",
-         "--port", str(port), "--poll-s", "1"], cwd=REPO, env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "--params",
+            str(params),
+            "--root",
+            str(tmp_path),
+            "serve",
+            "--port",
+            str(port),
+            "--poll-s",
+            "1",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     client, lock = tracking.open_registry(mlflow_cfg, tmp_path.resolve())
     name = mlflow_cfg.model_name
