@@ -34,6 +34,9 @@ def prefect_server(startup_timeout_s: int = 90) -> Iterator[None]:
     """A temporary Prefect server for the block (real API, temp SQLite), torn down within bounds."""
     from prefect.testing.utilities import prefect_test_harness
 
+    # an events worker left bound to an earlier test's server (one per process, keyed without the URL) would
+    # send this block's task-run events there: evict it so the first event here binds a fresh one
+    drain_prefect_services()
     with prefect_test_harness(server_startup_timeout=startup_timeout_s):
         try:
             yield

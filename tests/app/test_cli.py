@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from app import cli
@@ -120,11 +122,16 @@ def test_promote_refuses_a_kept_version_unless_forced_with_a_reason(store, capsy
     assert registry.alias_version(client, NAME, "champion") == v1
 
 
-def test_prefect_promote_refuses_then_forces(store):
-    """The `promote` deployment's flow: refused (the task fails at once, not retried), then forced."""
+def _task_runs(name: str) -> list:
     from prefect.client.orchestration import get_client
 
-    from tests.prefect_harness import prefect_server
+    with get_client(sync_client=True) as pc:
+        return [r for r in pc.read_task_runs() if r.name == name]
+
+
+def test_prefect_promote_refuses_then_forces(store):
+    """The `promote` deployment's flow: refused (the task fails at once, not retried), then forced."""
+    from tests.prefect_harness import drain_prefect_services, prefect_server
 
     from flows.promote import promote_flow
 
@@ -135,9 +142,10 @@ def test_prefect_promote_refuses_then_forces(store):
         with pytest.raises(ValueError, match=rf"refused to promote v{v2}: .*0.1000 vs champion v{v1} 0.5000"):
             promote_flow(int(v2), repo=str(root))
         assert registry.alias_version(client, NAME, "champion") == v1
-        with get_client(sync_client=True) as pc:
-            runs = pc.read_task_runs()
-        refused = [r for r in runs if r.name == f"set-champion-v{v2}"]
+        drain_prefect_services()  # task runs reach the server as events: deliver them before reading
+        deadline = time.monotonic() + 60
+        while not (refused := _task_runs(f"set-champion-v{v2}")) and time.monotonic() < deadline:
+            time.sleep(1)  # the server records task runs from those events in the background
         assert len(refused) == 1 and refused[0].run_count == 1  # one attempt: a refusal is not retried
         assert promote_flow(int(v2), reason="reviewed by ops", force=True, repo=str(root)) == v1
     assert registry.alias_version(client, NAME, "champion") == v2

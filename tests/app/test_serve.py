@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -23,6 +24,24 @@ from tests.conftest import REPO, free_port, stop_process_group
 from tests.integrations.registry_helpers import register, write_params_file
 
 BAD_REQUEST = 400  # one status for every malformed request: MLflow's BAD_REQUEST / INVALID_PARAMETER_VALUE
+
+
+def start_serve(params: Path, root: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+    """`vistune serve` on a free port in its own process group, the store from the params file; (process, URL)."""
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("MLFLOW_TRACKING_URI", None)  # the store comes from the params file
+    cmd = [sys.executable, "-m", "app.cli", "--params", str(params), "--root", str(root), "serve", "--port", str(port)]
+    proc = subprocess.Popen(
+        [*cmd, *extra],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    return proc, f"http://127.0.0.1:{port}"
 
 
 def _wait_ping(url: str, proc: subprocess.Popen, limit_s: float = 180) -> None:
@@ -58,30 +77,7 @@ def test_serve_answers_a_png_over_http(trained_tiny, probed_tiny, mlflow_cfg, tm
     png = (trained_tiny.raw / row.path).read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
-    port = free_port()
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    env.pop("MLFLOW_TRACKING_URI", None)  # the store comes from the params file
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "app.cli",
-            "--params",
-            str(params),
-            "--root",
-            str(tmp_path),
-            "serve",
-            "--port",
-            str(port),
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    proc, url = start_serve(params, tmp_path)
     try:
         _wait_ping(url, proc)
         body = {"dataframe_split": {"columns": ["image_b64"], "data": [[base64.b64encode(png).decode("ascii")]]}}
@@ -125,7 +121,7 @@ def test_serve_answers_a_png_over_http(trained_tiny, probed_tiny, mlflow_cfg, tm
         banner = proc.stdout.readline()  # the startup line: what is served and where `path` inputs may point
         assert banner.startswith(
             f"serving vistune-classifier v{receipt['version']} (alias champion) on "
-            f"http://127.0.0.1:{port}/invocations; image root for `path` inputs: {REPO}"
+            f"{url}/invocations; image root for `path` inputs: {REPO}"
         )
     finally:
         stop_process_group(proc)
@@ -138,7 +134,7 @@ def test_serve_answers_a_png_over_http(trained_tiny, probed_tiny, mlflow_cfg, tm
     out = subprocess.run(
         [sys.executable, "-m", "app.cli", "--params", str(params), "--root", str(tmp_path), "rollback"],
         cwd=REPO,
-        env=env,
+        env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"PYTHONPATH": str(REPO)},
         capture_output=True,
         text=True,
         timeout=300,
@@ -173,30 +169,7 @@ def test_malformed_requests_get_4xx_and_the_server_keeps_answering(trained_tiny,
     params = write_params_file(tmp_path / "params.yaml", mlflow_cfg)
     manifest = pd.read_csv(trained_tiny.manifest, dtype={"label": str})
     png = (trained_tiny.raw / manifest[manifest.split == "test"].iloc[0].path).read_bytes()
-    port = free_port()
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "app.cli",
-            "--params",
-            str(params),
-            "--root",
-            str(tmp_path),
-            "serve",
-            "--port",
-            str(port),
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    proc, url = start_serve(params, tmp_path)
     b64 = base64.b64encode
     good = b64(png).decode()
 
@@ -317,32 +290,7 @@ def test_serving_guards_pixel_limit_ood_signal_and_bodies(trained_tiny, mlflow_c
     blank = _png(np.full((64, 64, 3), 255, dtype=np.uint8))
     manifest = pd.read_csv(trained_tiny.manifest, dtype={"label": str})
     digits = [(trained_tiny.raw / p).read_bytes() for p in manifest[manifest.split == "test"].path.iloc[:4]]
-    port = free_port()
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "app.cli",
-            "--params",
-            str(params),
-            "--root",
-            str(tmp_path),
-            "serve",
-            "--port",
-            str(port),
-            "--max-pixels",
-            "1000000",
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    proc, url = start_serve(params, tmp_path, "--max-pixels", "1000000")
     b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
     try:
         _wait_ping(url, proc)

@@ -80,6 +80,9 @@ def test_events_start_one_debounced_retrain_and_bad_events_none(trained_tiny, ml
     try:
         wait_http(f"{url}/api/health", 180)
         with temporary_settings({PREFECT_API_URL: f"{url}/api"}), get_client(sync_client=True) as client:
+            # Prefect keeps one events worker per process, bound to the server it first sent to: drop any
+            # left by an earlier test in this pytest worker, so these events reach this test's server
+            events.flush()
             events.install()  # the registry's one place: the gate's promotion below is sent
             assert register(trained_tiny, tmp_path / "lay", mlflow_cfg)["promoted"]
             on = train_pipeline.to_deployment(name="train-pipeline", triggers=retrain_triggers(MODEL, within_s=120))

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -16,14 +13,14 @@ import pandas as pd
 import pytest
 
 from integrations import registry, tracking
-from tests.conftest import REPO, free_port, stop_process_group
+from tests.conftest import stop_process_group
 from tests.integrations.registry_helpers import (
     params_with,
     register,
     worse_challenger,
     write_params_file,
 )
-from tests.app.test_serve import _post, _split, _wait_ping
+from tests.app.test_serve import _post, _split, _wait_ping, start_serve
 
 
 def _versions_answering(url: str, body: bytes) -> tuple[str, str]:
@@ -76,32 +73,7 @@ def test_serving_follows_promote_and_rollback_and_survives_a_broken_version(trai
     png = (trained_tiny.raw / manifest[manifest.split == "test"].iloc[0].path).read_bytes()
     body = _split("image_b64", base64.b64encode(png).decode())
 
-    port = free_port()
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "app.cli",
-            "--params",
-            str(params),
-            "--root",
-            str(tmp_path),
-            "serve",
-            "--port",
-            str(port),
-            "--poll-s",
-            "1",
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    proc, url = start_serve(params, tmp_path, "--poll-s", "1")
     client, lock = tracking.open_registry(mlflow_cfg, tmp_path.resolve())
     name = mlflow_cfg.model_name
     try:
