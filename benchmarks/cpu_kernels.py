@@ -34,10 +34,10 @@ LEVELS = ("avx2", "native")
 def cpu_facts() -> dict[str, str]:
     """Model name and the vector extensions /proc/cpuinfo lists (x86), to say which CPU 'native' is."""
     text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    lines = dict(ln.split(":", 1) for ln in text.splitlines() if ":" in ln)
-    flags = lines.get("flags\t\t", lines.get("flags", "")).split()
+    lines = {k.strip(): v.strip() for k, v in (ln.split(":", 1) for ln in text.splitlines() if ":" in ln)}
+    flags = lines.get("flags", "").split()
     return {
-        "model": lines.get("model name\t", platform.processor()).strip(),
+        "model": lines.get("model name", platform.processor()),
         "machine": platform.machine(),
         "vector_flags": " ".join(f for f in flags if f.startswith(("avx", "fma", "amx"))),
         "cores": str(os.cpu_count()),
