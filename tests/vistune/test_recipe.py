@@ -10,6 +10,7 @@ import pytest
 from vistune import recipe as r
 from vistune.config import Params
 from vistune.data.inspect import DataProfile, Spread
+from vistune.recipe_check import Measurement, SizeCheck
 
 ALL_LITES = [c.spec for c in r.CPU_COSTS]
 CPU = r.DeviceFacts("cpu", "test CPU", 2)
@@ -219,9 +220,7 @@ def test_photos_under_a_larger_teacher_get_a_pretrained_lite0_student():
 
 
 # ---- rules over a measurement on the data (vistune.recipe_check) ---------------------------------------------
-def measured(*checks: tuple[int, float]) -> "Measurement":  # noqa: F821
-    from vistune.recipe_check import Measurement, SizeCheck
-
+def measured(*checks: tuple[int, float]) -> Measurement:
     return Measurement("timm:tf_efficientnet_lite0", 300, 2, tuple(SizeCheck(s, a, None) for s, a in checks), 1.0)
 
 
