@@ -77,9 +77,23 @@ def _recipe(params: Path) -> dict:
     return {key: doc[key.split(".")[0]].get(key.split(".")[1]) for key in RECIPE_KEYS}
 
 
-def _estimate(log: Path) -> float | None:
-    found = re.findall(r"estimated ([0-9.]+) min for the whole pipeline\)", log.read_text())
-    return float(found[-1]) if found else None
+def val_accuracy(clone: Path) -> float | None:
+    """The kept weights' val accuracy (train's history at `kept_epoch`): what a variant is chosen by, never test."""
+    import csv
+
+    kept = json.loads((clone / "data" / "model" / "metrics.json").read_text()).get("kept_epoch")
+    with (clone / "data" / "model" / "history.csv").open() as f:
+        rows = {int(r["epoch"]): float(r["val_accuracy"]) for r in csv.DictReader(f)}
+    return round(rows[kept], 4) if kept in rows else None
+
+
+def _estimate(log: Path) -> tuple[float | None, float | None]:
+    """`init`'s printed estimate (scaled by the CPU's speed then) and its quiet-machine figure."""
+    text = log.read_text()
+    found = re.findall(r"estimated ([0-9.]+) min for the whole pipeline\)", text)
+    quiet = re.findall(r"([0-9.]+) min on a quiet machine", text)
+    now = float(found[-1]) if found else None
+    return now, float(quiet[-1]) if quiet else now
 
 
 def run_one(name: str, minutes: float | None, pins: list[str], work: Path) -> dict:
@@ -102,12 +116,14 @@ def run_one(name: str, minutes: float | None, pins: list[str], work: Path) -> di
         "set": Path(name).name,
         "budget_minutes": minutes,
         "pins": pins,
+        "val_accuracy": val_accuracy(clone),
         "test_accuracy": round(metrics["test_accuracy"], 4),
         "test_macro_f1": round(metrics["test_macro_f1"], 4),
         "test_n": metrics["test_n"],
         "init_s": round(init_s, 1),
         "repro_s": round(repro_s, 1),
-        "estimated_min": _estimate(log),
+        "estimated_min": _estimate(log)[0],
+        "estimated_quiet_min": _estimate(log)[1],
         "measured_min": round((init_s + repro_s) / 60, 2),
         "recipe": _recipe(clone / "params.yaml"),
         "load_before": load_before,

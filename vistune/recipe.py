@@ -47,7 +47,10 @@ CPU_BATCH = 32
 # (benchmarks/eval_batch.py): FGSM/PGD input-gradient steps 12.7 img/s at batch 16 against 3.95 at 256 (8: 11.7,
 # 32: 8.3); no-grad forwards 28.5 against 23.8 (8 and 32 within 5% of 16)
 CPU_EVAL_BATCH = 16
-GPU_BATCH = 64  # not measured on a GPU here: the value benchmarks/accuracy.py used before
+# GPU recipe: the same rules (the probe check runs on the GPU too); its constants are NOT measured yet (no GPU was
+# lent): the batch is benchmarks/accuracy.py's earlier value, the LR scales linearly from the per-64 values below,
+# and no time budget applies. benchmarks/gpu_check.sh measures the batch (lite0_batch_choice.json) when one is.
+GPU_BATCH = 64
 # photos keep the squash decode (vistune.data.preprocess.resize_rgb): on hymenoptera's fixed features it
 # matched timm's resize-256/centre-crop-224 and beat a centre crop of the short side (RESULTS.md)
 # pipeline cost besides the epochs, from the hymenoptera `init` + `dvc repro` run 3 (RESULTS.md, load ~1):
