@@ -7,6 +7,7 @@ registry lock (`flows.cross_host_lock` adds the lock every host sees when a Pref
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 COMMANDS = ("promote", "rollback", "archive", "status", "history", "lineage", "card")
@@ -71,18 +72,42 @@ def lineage(client, name: str, version: str, params_out: str | None) -> None:
         print(f"wrote v{version}'s params to {params_out}")
 
 
+def announce_champion_moves() -> bool:
+    """Send `vistune.champion.changed` for this command's alias move, as the promote/rollback flows do
+    (a serving fleet or an automation may listen). No Prefect API: one line says so, the move goes ahead."""
+    from flows import events
+
+    if not events.configured():
+        print(
+            f"note: no Prefect API configured (PREFECT_API_URL): {events.CHAMPION_CHANGED} not sent; "
+            "the alias moves all the same",
+            file=sys.stderr,
+        )
+        return False
+    events.install()
+    return True
+
+
+def _delivered() -> None:
+    """Before this short-lived command exits: its event reaches the server, or one line says it may not have."""
+    from flows import events
+
+    if not events.flush():
+        print(f"note: {events.CHAMPION_CHANGED} may not have reached {events.configured()}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace, client, lock, name: str, metric: str = "test_macro_f1") -> None:
     """One registry action on an open registry (`lock`: the registry lock for alias changes; `metric`:
     the gate metric the promotion guard compares)."""
     from integrations import registry
 
-    if args.cmd == "promote":
-        reason = args.reason or ("" if args.force else "manual promotion")
-        prev = registry.promote(client, name, args.version, lock, reason=reason, metric=metric, force=args.force)
-        print(f"{name}: champion v{prev or '-'} -> v{args.version}")
-    elif args.cmd == "rollback":
-        frm, to = registry.rollback(client, name, lock, to_time=args.to_time)
-        print(f"{name}: champion rolled back v{frm} -> v{to}")
+    if args.cmd in ("promote", "rollback"):
+        sending = announce_champion_moves()
+        try:
+            _move_champion(args, client, lock, name, metric)
+        finally:
+            if sending:
+                _delivered()
     elif args.cmd == "history":
         from integrations import history
 
@@ -99,3 +124,15 @@ def run(args: argparse.Namespace, client, lock, name: str, metric: str = "test_m
         print(f"{name}: v{args.version} archived")
     elif args.cmd == "status":
         status(client, name)
+
+
+def _move_champion(args: argparse.Namespace, client, lock, name: str, metric: str) -> None:
+    from integrations import registry
+
+    if args.cmd == "promote":
+        reason = args.reason or ("" if args.force else "manual promotion")
+        prev = registry.promote(client, name, args.version, lock, reason=reason, metric=metric, force=args.force)
+        print(f"{name}: champion v{prev or '-'} -> v{args.version}")
+    else:
+        frm, to = registry.rollback(client, name, lock, to_time=args.to_time)
+        print(f"{name}: champion rolled back v{frm} -> v{to}")
