@@ -206,13 +206,17 @@ def test_cli_promote_and_rollback_send_champion_changed(store, capsys):
         assert _cli(params, root, "rollback") == 0
         sent = _champion_events(2)
     actor = history.default_actor()
-    got = [{k: e.payload[k] for k in ("model", "old_version", "new_version", "action", "forced", "actor")} for e in sent]
+    got = [
+        {k: e.payload[k] for k in ("model", "old_version", "new_version", "action", "forced", "actor")} for e in sent
+    ]
     assert got == [
         {"model": NAME, "old_version": v1, "new_version": v2, "action": "override", "forced": True, "actor": actor},
         {"model": NAME, "old_version": v2, "new_version": v1, "action": "rollback", "forced": False, "actor": actor},
     ]
-    assert sent[0].payload["reason"].startswith("forced: hotfix") and sent[1].payload["reason"] == f"rollback from v{v2}"
-    assert {e.resource.id for e in sent} == {f"vistune.model.{NAME}"} and sent[0].resource["vistune.emitter"] == "vistune"
+    assert (
+        sent[0].payload["reason"].startswith("forced: hotfix") and sent[1].payload["reason"] == f"rollback from v{v2}"
+    )
+    assert {(e.resource.id, e.resource["vistune.emitter"]) for e in sent} == {(f"vistune.model.{NAME}", "vistune")}
 
     capsys.readouterr()
     with temporary_settings(restore_defaults={PREFECT_API_URL}):

@@ -1,7 +1,7 @@
 """The loop's events and triggers on a real `prefect server start` (temp PREFECT_HOME, free port):
 a champion move sends `vistune.champion.changed`; a burst of `vistune.data.arrived` starts exactly one
-train-pipeline run that names its event; events for another model, train-pipeline's own drift and a
-switched-off trigger start none; a malformed event's run is logged and ignored (no retrain)."""
+train-pipeline run that names its event; events for another model, train-pipeline's own drift, a
+switched-off trigger and one left out by params.yaml `loop` start none; a malformed event's run is logged and ignored (no retrain)."""
 
 from __future__ import annotations
 
@@ -16,12 +16,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from tests.conftest import free_port, stop_process_group
+from tests.conftest import free_port, stop_process_group, tiny_params_dict, write_params
 from tests.integrations.registry_helpers import register, write_params_file
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 MODEL = "vistune-classifier"
+SWITCHED = "switched-classifier"  # a repository whose params.yaml switches the arrival trigger off
 
 
 def _runs_of(client, deployment_id) -> list:
@@ -61,6 +62,7 @@ def test_events_start_one_debounced_retrain_and_bad_events_none(trained_tiny, ml
 
     from flows import events
     from flows.pipeline import train_pipeline
+    from flows.serve import deployments
     from flows.triggers import retrain_triggers
     from flows.wait import wait_http
     from flows.watch import watch_flow
@@ -90,11 +92,21 @@ def test_events_start_one_debounced_retrain_and_bad_events_none(trained_tiny, ml
                 name="train-pipeline-off",
                 triggers=retrain_triggers(MODEL, on_arrival=False, on_drift=False, within_s=120),
             )
-            on_id, off_id = on.apply(), off.apply()
+            switched = tmp_path / "switched.yaml"
+            write_params(
+                switched, tiny_params_dict(register={"model_name": SWITCHED}, loop={"retrain_on_arrival": False})
+            )
+            by_params = next(d for d in deployments(params=switched, debounce_s=120) if d.name == "train-pipeline")
+            by_params.name = "train-pipeline-by-params"
+            assert [next(iter(t.expect)) for t in by_params.triggers] == [events.DATA_DRIFTED]
+            on_id, off_id, params_id = on.apply(), off.apply(), by_params.apply()
             time.sleep(15)  # the triggers service picks up new automations (5 s was too short under suite load)
             for n in (3, 4, 5):  # a burst: one retrain
                 events.emit(events.DATA_ARRIVED, MODEL, "watch", _arrived(n))
             events.emit(events.DATA_ARRIVED, "someone-elses-model", "watch", _arrived(7, "someone-elses-model"))
+            events.emit(events.DATA_ARRIVED, SWITCHED, "watch", _arrived(6, SWITCHED))  # its trigger is left out
+            drift = {"model": SWITCHED, "drift_score": 9.0, "threshold": 2.0, "summary": "drift seen by watch"}
+            events.emit(events.DATA_DRIFTED, SWITCHED, "watch", drift)  # its drift trigger stays: one run
             events.emit(
                 events.DATA_DRIFTED,
                 MODEL,
@@ -116,6 +128,13 @@ def test_events_start_one_debounced_retrain_and_bad_events_none(trained_tiny, ml
             )
             assert trigger["id"] and "new to vistune-classifier v1" in trigger["summary"]
             assert _runs_of(client, off_id) == []  # switched off: the same events start nothing
+            # only the drift event: arrival is not registered at all
+            by_drift = _wait("the params-built deployment's drift run", lambda: _runs_of(client, params_id))
+            assert [(r.parameters["trigger"]["event"], r.parameters["trigger"]["model"]) for r in by_drift] == [
+                (events.DATA_DRIFTED, SWITCHED)
+            ]
+            assert client.read_automations_by_name(f"retrain {SWITCHED} on arrived data") == []
+            assert len(client.read_automations_by_name(f"retrain {SWITCHED} on drift")) == 1
 
             changed = _events(client, events.CHAMPION_CHANGED)
             assert [(e.payload["new_version"], e.payload["action"], e.payload["old_version"]) for e in changed] == [
