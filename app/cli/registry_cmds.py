@@ -72,28 +72,26 @@ def lineage(client, name: str, version: str, params_out: str | None) -> None:
         print(f"wrote v{version}'s params to {params_out}")
 
 
-def announce_champion_moves() -> bool:
-    """Send `vistune.champion.changed` for this command's alias move, as the promote/rollback flows do
-    (a serving fleet or an automation may listen). No Prefect API: one line says so, the move goes ahead."""
+def _move_and_announce(args: argparse.Namespace, client, lock, name: str, metric: str) -> None:
+    """Move `champion` and send `vistune.champion.changed`, as the promote/rollback flows do (a serving
+    fleet or an automation may listen); waits for its delivery before this short-lived command exits.
+    No Prefect API: once the alias moved, one line says the event was not sent."""
     from flows import events
 
-    if not events.configured():
+    api = events.configured()
+    if api:
+        events.install()
+    try:
+        _move_champion(args, client, lock, name, metric)
+    finally:
+        if api and not events.flush():
+            print(f"note: {events.CHAMPION_CHANGED} may not have reached {api}", file=sys.stderr)
+    if not api:
         print(
             f"note: no Prefect API configured (PREFECT_API_URL): {events.CHAMPION_CHANGED} not sent; "
-            "the alias moves all the same",
+            "the alias moved all the same",
             file=sys.stderr,
         )
-        return False
-    events.install()
-    return True
-
-
-def _delivered() -> None:
-    """Before this short-lived command exits: its event reaches the server, or one line says it may not have."""
-    from flows import events
-
-    if not events.flush():
-        print(f"note: {events.CHAMPION_CHANGED} may not have reached {events.configured()}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace, client, lock, name: str, metric: str = "test_macro_f1") -> None:
@@ -102,12 +100,7 @@ def run(args: argparse.Namespace, client, lock, name: str, metric: str = "test_m
     from integrations import registry
 
     if args.cmd in ("promote", "rollback"):
-        sending = announce_champion_moves()
-        try:
-            _move_champion(args, client, lock, name, metric)
-        finally:
-            if sending:
-                _delivered()
+        _move_and_announce(args, client, lock, name, metric)
     elif args.cmd == "history":
         from integrations import history
 

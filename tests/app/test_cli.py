@@ -224,5 +224,5 @@ def test_cli_promote_and_rollback_send_champion_changed(store, capsys):
     out, err = capsys.readouterr()
     assert f"champion v{v1} -> v{v3}" in out and registry.alias_version(client, NAME, "champion") == v3
     assert err.strip() == (
-        "note: no Prefect API configured (PREFECT_API_URL): vistune.champion.changed not sent; the alias moves all the same"
+        "note: no Prefect API configured (PREFECT_API_URL): vistune.champion.changed not sent; the alias moved all the same"
     )
