@@ -72,6 +72,33 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str], log: Path) -> float:
     return time.perf_counter() - t0
 
 
+class _LoadSampler:
+    """The 1-min load average every 15 s while a run lasts: its mean says how shared the machine was."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(15):
+            self.samples.append(os.getloadavg()[0])
+
+    def __enter__(self) -> _LoadSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def mean(self) -> float | None:
+        return round(sum(self.samples) / len(self.samples), 2) if self.samples else None
+
+
 def _recipe(params: Path) -> dict:
     doc = yaml.safe_load(params.read_text())
     return {key: doc[key.split(".")[0]].get(key.split(".")[1]) for key in RECIPE_KEYS}
@@ -109,8 +136,9 @@ def run_one(name: str, minutes: float | None, pins: list[str], work: Path) -> di
     for pin in pins:
         init += ["--set", pin]
     load_before = _load()
-    init_s = _run(init, clone, env, log)
-    repro_s = _run(["dvc", "repro", "--quiet"], clone, env, log)
+    with _LoadSampler() as load:
+        init_s = _run(init, clone, env, log)
+        repro_s = _run(["dvc", "repro", "--quiet"], clone, env, log)
     metrics = json.loads((clone / "data" / "eval" / "metrics.json").read_text())
     return {
         "set": Path(name).name,
@@ -128,6 +156,7 @@ def run_one(name: str, minutes: float | None, pins: list[str], work: Path) -> di
         "recipe": _recipe(clone / "params.yaml"),
         "load_before": load_before,
         "load_after": _load(),
+        "load_mean": load.mean,
         "clone": str(clone),
     }
 
@@ -154,7 +183,7 @@ def main() -> None:
                 f"{row['set']:22} {str(minutes or 'default'):>7} {row['test_accuracy']:6.4f} "
                 f"{row['test_macro_f1']:6.4f} {row['estimated_min'] or 0:5.1f} {row['measured_min']:5.1f}  "
                 f"{r['train.model'].split(':')[-1]} {r['train.strategy']} {r['augment.image_size']}px "
-                f"{r['train.epochs']}ep lr {r['train.lr']} (load {row['load_before']}->{row['load_after']})",
+                f"{r['train.epochs']}ep lr {r['train.lr']} (load mean {row['load_mean']})",
                 flush=True,
             )
             args.out.parent.mkdir(parents=True, exist_ok=True)
