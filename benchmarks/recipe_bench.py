@@ -131,6 +131,7 @@ def run_one(name: str, minutes: float | None, pins: list[str], work: Path) -> di
     subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
     env = dict(os.environ, **ENV, PREFECT_HOME=str(clone / ".prefect"))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env["PYTHONPATH"] = str(clone)  # `vistune init` runs the clone's code, not the editable install's checkout
     log = clone / "bench.log"
     init = ["vistune", "init", str(_source(name))] + ([] if minutes is None else ["--minutes", f"{minutes:g}"])
     for pin in pins:
@@ -158,6 +159,9 @@ def run_one(name: str, minutes: float | None, pins: list[str], work: Path) -> di
         "load_after": _load(),
         "load_mean": load.mean,
         "clone": str(clone),
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=clone, capture_output=True, text=True
+        ).stdout.strip(),
     }
 
 
