@@ -134,8 +134,8 @@ def test_a_set_the_frozen_probe_cannot_separate_is_fine_tuned(tmp_path, params, 
 
 
 def test_estimate_is_the_cost_model_of_the_written_recipe(photos, params, capsys):
-    """The printed quiet-machine estimate is `estimate_seconds` of exactly the backbone, size, epochs and
-    strategy written (the load factor only scales what is printed)."""
+    """The printed estimate is `estimate_seconds` of exactly the backbone, size, epochs and strategy written
+    (a busy CPU only adds a note scaled by its measured slowdown)."""
     import dataclasses
 
     from vistune.data.inspect import inspect_source
@@ -143,18 +143,16 @@ def test_estimate_is_the_cost_model_of_the_written_recipe(photos, params, capsys
 
     assert _init(params, str(photos)) == 0
     out = capsys.readouterr().out
-    quiet = re.search(r"([0-9.]+) min on a quiet machine", out) or re.search(
-        r"estimated ([0-9.]+) min for the whole", out
-    )
-    now = re.search(r"estimated ([0-9.]+) min for the whole", out)
-    factor = re.search(r"([0-9.]+)x the measured quiet time", out)
+    quiet = re.search(r"estimated ([0-9.]+) min for the whole", out)
+    busy = re.search(r"it runs ([0-9.]+)x slower now \(~([0-9]+) min if that lasts\)", out)
     chosen = load_params(params)
     cost = next(c for c in CPU_COSTS if c.spec == chosen.train.model)
     profile = inspect_source(dataclasses.replace(chosen.data, source=str(photos)), chosen.validate)
     probe = chosen.train.strategy == "linear_probe"
     seconds = estimate_seconds(cost, chosen.augment.image_size, chosen.train.epochs, profile, 2, probe)
     assert float(quiet.group(1)) == pytest.approx(seconds / 60, abs=0.051)
-    assert float(now.group(1)) == pytest.approx(seconds / 60 * float(factor.group(1)), rel=0.02, abs=0.051)
+    if busy:
+        assert int(busy.group(2)) == pytest.approx(seconds / 60 * float(busy.group(1)), abs=0.6)
 
 
 def test_second_init_is_idempotent(photos, params, capsys):
