@@ -12,7 +12,8 @@
 - Identity (`vistune.model_sha256`, ...): what makes two registrations the same (idempotency).
 - Gate and alias actions (`vistune.gate`, ...): set by `integrations.registry`; the gate's figures are
   `vistune.<metric>` (e.g. `vistune.test_macro_f1`).
-- Alias history (`vistune.alias_history.<seq>`, on the registered model): `integrations.history`.
+- Alias history (`vistune.alias_history.<seq>`, on a registry-log run the registered model's one tag
+  `vistune.alias_history` names): `integrations.history`.
 - Compress variants (`vistune.variant`, ...): a sibling version built from a parent version's weights
   (`stages/compress.py`), registered by `register`, never given an alias automatically.
 """
@@ -75,7 +76,8 @@ APPROVAL = (
 CARD = f"{PREFIX}card"  # runs:/<run>/card/model_card.html, the version's model card (app.card)
 CARD_ARTIFACT = "card/model_card.html"  # the card's path inside its run
 
-ALIAS_HISTORY = f"{PREFIX}alias_history."
+ALIAS_HISTORY = f"{PREFIX}alias_history."  # + <seq>: one entry, a tag on the model's registry-log run
+ALIAS_HISTORY_RUN = f"{PREFIX}alias_history"  # on the registered model: runs:/<registry-log run id>
 
 VARIANT = f"{PREFIX}variant"  # on a variant's version: onnx | onnx_int8 | pruned | distilled ...
 VARIANT_OF = f"{PREFIX}variant_of"  # on a variant's version: the parent version it was built from
