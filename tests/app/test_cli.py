@@ -85,7 +85,7 @@ def test_prefect_flows_promote_rollback_archive(store):
         archive_flow(v2, repo=str(root))
     assert registry.alias_version(client, NAME, "champion") == v1
     assert client.get_model_version(NAME, v2).tags["vistune.archived"] == "true"
-    assert "from prefect" in client.get_model_version(NAME, v3).tags["vistune.decision_reason"]
+    assert "from prefect" in client.get_model_version(NAME, v3).description.splitlines()[0]
 
 
 def _kept(client, lock, version: str, f1: float) -> None:
@@ -149,7 +149,7 @@ def test_prefect_promote_refuses_then_forces(store):
         assert len(refused) == 1 and refused[0].run_count == 1  # one attempt: a refusal is not retried
         assert promote_flow(int(v2), reason="reviewed by ops", force=True, repo=str(root)) == v1
     assert registry.alias_version(client, NAME, "champion") == v2
-    assert "forced: reviewed by ops" in client.get_model_version(NAME, v2).tags["vistune.decision_reason"]
+    assert "forced: reviewed by ops" in client.get_model_version(NAME, v2).description.splitlines()[0]
 
 
 def test_approval_of_a_worse_version_is_refused(store):

@@ -86,7 +86,7 @@ def test_mcnemar_gate_rejects_a_worse_challenger_and_serves_its_report(trained_t
     client = server.client()
     assert client.get_model_version_by_alias(name, "champion").version == "1"
     assert client.get_model_version_by_alias(name, "challenger").version == "2"
-    assert client.get_model_version(name, "2").tags["vistune.gate_significance"].startswith("McNemar")
+    assert registry.version_facts(client, name, "2")["vistune.gate_significance"].startswith("McNemar")
     assert GATE_FILES <= {a.path for a in client.list_artifacts(second["run_id"], "gate")}
     report = Path(client.download_artifacts(second["run_id"], "gate/gate_report.md", str(tmp_path / "dl")))
     assert report.read_text() == (worse.root / second["gate_report"]).read_text()
