@@ -19,7 +19,7 @@ import pandas as pd
 
 from app import card, gate_report
 from flows import cross_host_lock
-from integrations import lineage, registry, tags as T, tracking
+from integrations import champion, lineage, registry, tags as T, tracking
 from stages.cli import stage_main
 from vistune.config import Params, to_dict
 from vistune.errors import VistuneError
@@ -178,6 +178,8 @@ def _write_receipt(
         "variants": variants,
     }
     write_json(layout.registration, receipt)
+    drift = read_json(layout.drift) if layout.drift.is_file() else None
+    write_json(layout.register_drift, champion.drift_check(drift, decision.champion_before))
     return receipt
 
 
