@@ -364,14 +364,18 @@ def review(
     actor: str,
     compared_with: str | None,
     metric: str = RegisterCfg.gate_metric,
+    force: bool = False,
 ) -> tuple[str, str]:
     """Close a pending approval (`register.approval: required`): approved -> champion, rejected or
     timed out -> stays challenger. An approval given after `champion` moved away from the version the
     gate compared with (`compared_with`) is `stale`: the gate's evidence no longer holds, so nothing
-    moves; so is one the promotion guard refuses (`refused`: worse than the champion by `metric`).
+    moves; so is one the promotion guard refuses (`refused`: worse than the champion by `metric`) unless
+    `force` with a comment (the reason; an `override` entry, as `promote --force`).
     One alias-history entry per outcome, with the reviewer's comment and actor. Returns (outcome, reason)."""
     if outcome not in REVIEW_OUTCOMES:
         raise ValueError(f"unknown review outcome {outcome!r}; valid: {list(REVIEW_OUTCOMES)}")
+    unforced = " (force ignored: it needs a comment saying why)" if force and not comment.strip() else ""
+    force = force and not unforced  # the form is answered once: a missing reason refuses, it does not raise
     with registry_lock(lock_dir, name):
         history.record_outside(client, name, actor)
         state = client.get_model_version(name, version).tags.get(T.APPROVAL)
@@ -386,15 +390,18 @@ def review(
                 f"waiting; v{version} stays challenger (`vistune promote {version}` to override)"
             )
         elif outcome == "approved" and (refused := _refusal(client, name, version, champ, metric)):
-            outcome, reason = "refused", f"approved by {actor}{said}, but {refused}"
+            if force:
+                reason = f"approved by {actor}, {promotion_guard.forced_reason(comment, refused)}"
+            else:
+                outcome, reason = "refused", f"approved by {actor}{said}, but {refused}{unforced}"
         elif outcome == "approved":
-            reason = f"approved by {actor}{said}"
+            refused, reason = None, f"approved by {actor}{said}"
         elif outcome == "rejected":
             reason = f"rejected by {actor}{said}; v{version} stays challenger"
         else:
             reason = f"{comment or 'no decision in time'}; v{version} stays challenger"
         if outcome == "approved":
-            _set_champion(client, name, version, champ, "approval", reason, actor)
+            _set_champion(client, name, version, champ, "override" if refused else "approval", reason, actor)
         else:  # champion unchanged: still one entry, so the log shows who decided what
             history.append(client, name, CHAMPION, champ, champ, "approval", f"v{version} {reason}", actor)
         client.set_model_version_tag(name, version, T.APPROVAL, outcome)

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from app import cli
-from integrations import registry, tracking
+from integrations import history, registry, tracking
 
 from tests.integrations.registry_helpers import register, write_params_file
 
@@ -163,3 +163,28 @@ def test_approval_of_a_worse_version_is_refused(store):
     assert outcome == "refused" and "0.3000 vs champion v1 0.5000".replace("v1", f"v{v1}") in reason
     assert registry.alias_version(client, NAME, "champion") == v1
     assert client.get_model_version(NAME, v2).tags["vistune.gate"] == "kept as challenger"
+
+
+def test_approval_with_force_and_a_reason_overrides_the_guard(store):
+    """The approval form offers force, as the promote deployment does: without a comment it is ignored
+    (refused, one answer per form); with one the version becomes champion, an override in the history."""
+    from flows.approval import Review
+
+    assert {"force", "comment"} <= set(Review.model_json_schema()["properties"])  # the fields the form shows
+    client, params, root, (v1, v2, v3) = store
+    _, lock = tracking.open_registry(cli.load_params(params).register, root)
+    champ = registry.alias_version(client, NAME, "champion")
+    d = registry.gate(client, NAME, v2, "test_macro_f1", 0.3, -0.5, lock, approval_required=True)
+    assert d.pending_approval
+    outcome, reason = registry.review(client, NAME, v2, lock, "approved", "", "reviewer:ann", champ, force=True)
+    assert outcome == "refused" and reason.endswith("(force ignored: it needs a comment saying why)")
+    assert registry.alias_version(client, NAME, "champion") == champ
+    d = registry.gate(client, NAME, v3, "test_macro_f1", 0.3, -0.5, lock, approval_required=True)
+    outcome, reason = registry.review(
+        client, NAME, v3, lock, "approved", "needed for the demo", "reviewer:bo", champ, force=True
+    )
+    assert outcome == "approved" and "forced: needed for the demo (overrode: v" in reason
+    assert registry.alias_version(client, NAME, "champion") == v3
+    last = history.read(client, NAME)[-1]
+    assert (last.action, last.actor, last.from_version, last.to_version) == ("override", "reviewer:bo", champ, v3)
+    assert "forced: needed for the demo" in last.reason
