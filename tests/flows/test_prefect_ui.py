@@ -156,7 +156,7 @@ def _submit_custom_run(page, field, tmp_path: Path) -> str | None:
         return None
     shown = toast.inner_text().split(" scheduled to start now")[0].strip()
     assert shown == asked, (shown, asked)  # the toast names the run as typed ...
-    link = page.locator(".toast-flow-run-create").filter(has_text=asked).get_by_role("button", name="View run")
+    link = page.locator(".toast-flow-run-create").filter(has_text=asked).get_by_role("button", name="View run").first
     expect(link).to_be_visible(timeout=5_000)
     return shown  # ... and links it (the button can vanish under load before a click: not clicked)
 
