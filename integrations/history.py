@@ -77,7 +77,7 @@ def _create_log_run(client, name: str) -> str:
     """The run that holds `name`'s log, in its own experiment so experiment views never list it."""
     experiment = client.get_experiment_by_name(LOG_EXPERIMENT)
     experiment_id = experiment.experiment_id if experiment else client.create_experiment(LOG_EXPERIMENT)
-    run = client.create_run(experiment_id, tags={"vistune.registry_log_for": name}, run_name=f"{name} alias history")
+    run = client.create_run(experiment_id, tags={T.REGISTRY_LOG_FOR: name}, run_name=f"{name} alias history")
     client.set_terminated(run.info.run_id)  # a log, not a running job (tags can still be added)
     client.set_registered_model_tag(name, POINTER, f"runs:/{run.info.run_id}")
     return run.info.run_id

@@ -78,6 +78,7 @@ CARD_ARTIFACT = "card/model_card.html"  # the card's path inside its run
 
 ALIAS_HISTORY = f"{PREFIX}alias_history."  # + <seq>: one entry, a tag on the model's registry-log run
 ALIAS_HISTORY_RUN = f"{PREFIX}alias_history"  # on the registered model: runs:/<registry-log run id>
+REGISTRY_LOG_FOR = f"{PREFIX}registry_log_for"  # on a registry-log run: the registered model it logs
 
 VARIANT = f"{PREFIX}variant"  # on a variant's version: onnx | onnx_int8 | pruned | distilled ...
 VARIANT_OF = f"{PREFIX}variant_of"  # on a variant's version: the parent version it was built from
