@@ -60,6 +60,59 @@ def _check_written(text: str, changes, where: Path) -> Params:
     return parsed
 
 
+DECISIONS = ("train.model", "train.strategy", "augment.image_size")  # printed with their reason even when unchanged
+MEASURE_BACKBONE = "timm:tf_efficientnet_lite0"  # the cheapest offline backbone: the probe check's features
+
+
+def _measure(profile, current: Params, params_path: Path, say):
+    """The frozen-probe check on the source's train split (colour images with ImageNet weights only; None
+    otherwise, e.g. grayscale digits), features cached per size under .run/."""
+    from vistune.data.features import FeatureSpec
+    from vistune.recipe import CPU_COSTS, check_sizes
+    from vistune.recipe_check import measure_source
+
+    if not profile.is_colour or current.train.pretrained != "imagenet":
+        return None
+    sizes = check_sizes(profile, CPU_COSTS[0].native)
+    cache = params_path.resolve().parent / ".run" / "init_features"
+    cache.mkdir(parents=True, exist_ok=True)
+    spec = FeatureSpec(MEASURE_BACKBONE, "imagenet", "", 0)
+    measured = measure_source(
+        dataclasses.replace(current.data, source=profile.source), current.validate, spec, sizes, cache
+    )
+    say("\n" + "\n".join(measured.describe()))
+    return measured
+
+
+def _share_features(measured, params_path: Path, model: str, size: int) -> None:
+    """Validate embeds train+val with the chosen backbone at the chosen size: hand it the sample's rows."""
+    import shutil
+
+    from vistune.layout import Layout
+    from vistune.recipe_check import cache_file
+
+    root = params_path.resolve().parent
+    found = cache_file(root / ".run" / "init_features", model, size)
+    if measured is not None and model == MEASURE_BACKBONE and found.is_file():
+        target = Layout(root).feature_cache
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(found, target)
+
+
+def _load_factor(device, say) -> float:
+    """How much slower than the cost model's quiet figures this CPU runs now (1.0 on a GPU)."""
+    from vistune.recipe import CPU_COSTS, MEASURED_THREADS
+    from vistune.recipe_check import forward_images_per_s
+
+    if device.kind != "cpu":
+        return 1.0
+    cost = CPU_COSTS[0]
+    now = forward_images_per_s(cost.spec, cost.native) * MEASURED_THREADS / max(device.threads, 1)
+    factor = max(1.0, cost.eval_img_s / now)
+    say(f"this CPU now: {now:.0f} img/s forward at {cost.native} px, {factor:.2f}x the measured quiet time")
+    return factor
+
+
 def write_recipe(
     source: str,
     params_path: Path,
@@ -82,20 +135,30 @@ def write_recipe(
     profile = inspect_source(dataclasses.replace(current.data, source=source), current.validate)
     say("\n".join(describe(profile)))
     device = _device(current)
-    recipe = make_recipe(profile, device, list_backbones(), _source_value(source, params_path), current, minutes)
+    measured = _measure(profile, current, params_path, say)
+    factor = _load_factor(device, say)
+    recipe = make_recipe(
+        profile, device, list_backbones(), _source_value(source, params_path), current, minutes, measured
+    )
     changes = diff(recipe, current, pins or {})
     new_text = apply_settings(params_path.read_text(), [(c.key, c.new) for c in changes], str(params_path))
     _check_written(new_text, changes, params_path)
     say(
         f"\nrecipe for {params_path} ({device.kind}: {device.name}"
         + (
-            f", estimated {recipe.estimated_minutes:.1f} min for the whole pipeline)"
+            f", estimated {recipe.estimated_minutes * factor:.1f} min for the whole pipeline)"
             if recipe.estimated_minutes is not None
             else ")"
         )
     )
+    if recipe.estimated_minutes is not None and factor > 1.0:
+        say(f"  note: {recipe.estimated_minutes:.1f} min on a quiet machine; this one runs {factor:.2f}x slower now")
     for note in recipe.notes:
         say(f"  note: {note}")
+    changed = {c.key for c in changes}
+    for setting in recipe.settings:
+        if setting.key in DECISIONS and setting.key not in changed:
+            say(f"  {setting.key}: {_show(setting.value)} kept  ({setting.reason})")
     if not changes:
         say(f"  no changes: {params_path} already holds this recipe")
         return []
@@ -105,5 +168,7 @@ def write_recipe(
         say(f"dry run: {params_path} not written")
         return changes
     write_text(params_path, new_text)
+    chosen = {s.key: s.value for s in recipe.settings}
+    _share_features(measured, params_path, chosen["train.model"], chosen["augment.image_size"])
     say(f"wrote {len(changes)} change(s) to {params_path}; {NEXT_STEP}")
     return changes

@@ -46,6 +46,11 @@ bench() {  # name model batch
 }
 bench lite0 timm:tf_efficientnet_lite0 256
 bench resnet50 timm:resnet50 256
+# the recipe's GPU batch (vistune.recipe.GPU_BATCH, marked not measured until this runs): the fastest tried batch
+timeout 120 $PY benchmarks/train_throughput.py --device cuda --model timm:tf_efficientnet_lite0 --pretrained none \
+  --image-size 224 --data "$DATA" --repeat 16 --batch-size 0 --try-batches 32 64 128 256 --try-steps 4 --steps 10 \
+  --warmup 3 --loader-steps 4 --workers 8 --note "gpu_check.sh: GPU_BATCH choice" \
+  --out "$OUT/lite0_batch_choice.json" 2>&1 | tail -6
 
 $PY - "$OUT" "$tests_rc" "$tests_s" <<'PY'
 import json, sys

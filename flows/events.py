@@ -41,12 +41,18 @@ def model_resource(model: str, emitter: str) -> dict[str, str]:
     return {"prefect.resource.id": resource_id(model), "prefect.resource.name": model, EMITTER_LABEL: emitter}
 
 
+def configured() -> str:
+    """The Prefect API events go to (`PREFECT_API_URL`), or "" when none is configured."""
+    from prefect.settings import PREFECT_API_URL
+
+    return str(PREFECT_API_URL.value() or "")
+
+
 def emit(event: str, model: str, emitter: str, payload: dict):
     """Send one event; returns it, or None when no Prefect server is configured or sending failed."""
     from prefect.events import emit_event
-    from prefect.settings import PREFECT_API_URL
 
-    if not PREFECT_API_URL.value():
+    if not configured():
         _log.debug("no PREFECT_API_URL: %s not sent", event)
         return None
     try:
@@ -56,11 +62,13 @@ def emit(event: str, model: str, emitter: str, payload: dict):
         return None
 
 
-def flush(timeout_s: float = 10) -> None:
-    """Wait for queued events to reach the server (a short-lived command, e.g. `vistune promote`)."""
+def flush(timeout_s: float = 10) -> bool:
+    """Wait for queued events to reach the server (a short-lived command, e.g. `vistune promote`);
+    False when some were still on their way after `timeout_s`."""
     from prefect.events.worker import EventsWorker
 
-    EventsWorker.drain_all(timeout=timeout_s)
+    _, pending = EventsWorker.drain_all(timeout=timeout_s)
+    return not pending
 
 
 def champion_changed(change: ChampionChange, emitter: str = "vistune") -> None:
@@ -75,13 +83,14 @@ def champion_changed(change: ChampionChange, emitter: str = "vistune") -> None:
             "action": change.action,
             "reason": change.reason,
             "actor": change.actor,
+            "forced": change.action == "override",  # promoted past the promotion guard, with a reason
             "summary": f"{change.model} champion v{change.old or '-'} -> v{change.new} ({change.action}: {change.reason})",
         },
     )
 
 
 def _emitter() -> str:
-    """The flow this process is running now (its name), else "vistune"."""
+    """The flow this process is running now (its name), else "vistune" (the `vistune` command)."""
     from prefect.runtime import flow_run
 
     return str(flow_run.flow_name or "vistune")

@@ -50,6 +50,10 @@ from vistune.layout import Layout
 REPO = Path(__file__).resolve().parent.parent
 
 Workspace = Literal["shared", "isolated"]
+# a run started by an event re-reads the source: DVC does not track a source folder's files (ingest's deps are
+# the code and `data` params), so new images there change nothing DVC sees; the stages after it run only
+# when what ingest wrote differs (DVC compares the hashes)
+REREAD_ON_EVENT = ("ingest",)
 
 
 @contextmanager
@@ -221,15 +225,17 @@ def _run_stages(
     store_root: str = "",
     fit_recipe: bool = False,
     emitter: str = "train-pipeline",
+    reread: tuple[str, ...] = (),
 ) -> tuple[dict, dict]:
-    """Apply params (`fit_recipe`: see `apply_params`) and run the stages; on failure say where it broke and
-    roll the workspace back to `snapshot` (None for an isolated run: its worktree is thrown away)."""
+    """Apply params (`fit_recipe`: see `apply_params`) and run the stages (`reread`: stages forced to run,
+    e.g. `ingest` when an event says the source changed); on failure say where it broke and roll the
+    workspace back to `snapshot` (None for an isolated run: its worktree is thrown away)."""
     states: dict[str, str] = {}
     stage = "apply-params"
     try:
         overrides = apply_params(params, repo, fit_recipe)
         for stage in stages:
-            states[stage] = run_stage(stage, repo, force, experiment, store_root)
+            states[stage] = run_stage(stage, repo, force or stage in reread, experiment, store_root)
             if stage == "validate":
                 emit_drift(repo, emitter)
     except BaseException as exc:
@@ -360,7 +366,16 @@ def train_pipeline(
         work = str(root)
         snapshot = _snapshot(root, isolated)
         overrides, states = _run_stages(
-            dvc_stages(root), params, work, force, experiment, logger, snapshot, store_root, fit_recipe=True
+            dvc_stages(root),
+            params,
+            work,
+            force,
+            experiment,
+            logger,
+            snapshot,
+            store_root,
+            fit_recipe=True,
+            reread=REREAD_ON_EVENT if trigger else (),
         )
         saved = record_experiment(work, experiment, repo) if save_experiment else ""
         pushed = push_outputs(work)

@@ -9,13 +9,15 @@ scheduled `retrain` takes no form values, so it always trains on the workspace's
 
 The loop (docs/continuous-training.md): `watch` runs hourly and emits `vistune.data.arrived` when
 `data.source` holds labelled images the champion never trained on; train-pipeline carries deployment
-triggers on that and on `vistune.data.drifted` (flows/triggers.py), debounced; `--no-retrain-on-arrival`,
-`--no-retrain-on-drift` create them switched off, `--no-watch` leaves the watch unscheduled.
+triggers on that and on `vistune.data.drifted` (flows/triggers.py), debounced; params.yaml `loop` switches
+leave a trigger out; `--no-retrain-on-arrival`, `--no-retrain-on-drift` create them switched off,
+`--watch-every-s 0` leaves the watch unscheduled.
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from prefect import serve
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
@@ -24,7 +26,7 @@ from flows.form import prefill
 from flows.pipeline import REPO, train_pipeline, validate_only
 from flows.promote import archive_flow, promote_flow, rollback_flow
 from flows.score import score_flow
-from flows.triggers import DEBOUNCE_S, retrain_triggers
+from flows.triggers import deployment_triggers
 from flows.watch import watch_flow
 from vistune.config import load_params
 
@@ -35,11 +37,13 @@ ONE_AT_A_TIME = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLi
 def deployments(
     retrain_on_arrival: bool = True,
     retrain_on_drift: bool = True,
-    debounce_s: int = DEBOUNCE_S,
+    debounce_s: int | None = None,
     watch_every_s: int = 3600,
+    params: Path = PARAMS,
 ) -> list:
-    model = load_params(PARAMS).register.model_name
-    triggers = retrain_triggers(model, retrain_on_arrival, retrain_on_drift, debounce_s)
+    """The deployments; train-pipeline's triggers follow `params` (its `loop` section; `debounce_s` None =
+    `loop.debounce_s`), the flags create the remaining ones switched off."""
+    triggers = deployment_triggers(load_params(params), retrain_on_arrival, retrain_on_drift, debounce_s)
     return [
         prefill(
             train_pipeline.to_deployment(
@@ -49,13 +53,13 @@ def deployments(
                 triggers=triggers,
                 description="Full chain through DVC: validate, augment, train, evaluate, register",
             ),
-            PARAMS,
+            params,
         ),
         prefill(
             validate_only.to_deployment(
                 name="validate-only", tags=["vistune"], description="Ingest + validate a data source, no training"
             ),
-            PARAMS,
+            params,
             field="data_source",
         ),
         promote_flow.to_deployment(
@@ -95,7 +99,12 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-retrain-on-arrival", action="store_true", help="create the arrival trigger switched off")
     ap.add_argument("--no-retrain-on-drift", action="store_true", help="create the drift trigger switched off")
-    ap.add_argument("--debounce-s", type=int, default=DEBOUNCE_S, help="one retrain per burst of events this long")
+    ap.add_argument(
+        "--debounce-s",
+        type=int,
+        default=None,
+        help="one retrain per burst of events this long (default: loop.debounce_s)",
+    )
     ap.add_argument("--watch-every-s", type=int, default=3600, help="watch schedule; 0 = not scheduled")
     args = ap.parse_args(argv)
     serve(

@@ -5,8 +5,10 @@ then ignores the same event for `within_s` (one retrain per burst). No second re
 one: train-pipeline's deployment concurrency limit is 1 (a run triggered meanwhile waits its turn,
 as a run started by hand does). Drift only counts when found outside train-pipeline (by
 `validate-only` or `watch`): a retrain's own validate must not start the next retrain.
-Each trigger is an automation the Prefect UI can switch off; `python -m flows.serve
---no-retrain-on-drift` / `--no-retrain-on-arrival` (or prefect.yaml `enabled: false`) create it off.
+Switched off in params.yaml (`loop.retrain_on_arrival` / `loop.retrain_on_drift: false`), a trigger is
+not registered at all (`deployment_triggers`). Otherwise each is an automation the Prefect UI can switch
+off; `python -m flows.serve --no-retrain-on-drift` / `--no-retrain-on-arrival` (or prefect.yaml
+`enabled: false`) create it switched off, so the UI can turn it on.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from datetime import timedelta
 from prefect.events import DeploymentEventTrigger
 
 from flows.events import DATA_ARRIVED, DATA_DRIFTED, EMITTER_LABEL, resource_id
+from vistune.config import Params
 
 DEBOUNCE_S = 600
 DRIFT_EMITTERS = ["validate-only", "watch"]  # not train-pipeline: its drift result is about the run itself
@@ -65,6 +68,18 @@ def retrain_triggers(
             **common,
         ),
     ]
+
+
+def deployment_triggers(
+    params: Params, on_arrival: bool = True, on_drift: bool = True, within_s: int | None = None
+) -> list[DeploymentEventTrigger]:
+    """train-pipeline's triggers for the repository's params: those params.yaml `loop` switches off are
+    left out (no automation, no retrain); `on_*` False creates the others disabled; `within_s` None =
+    `loop.debounce_s`."""
+    loop = params.loop
+    kept = {DATA_ARRIVED: loop.retrain_on_arrival, DATA_DRIFTED: loop.retrain_on_drift}
+    triggers = retrain_triggers(params.register.model_name, on_arrival, on_drift, within_s or loop.debounce_s)
+    return [t for t in triggers if all(kept[e] for e in t.expect)]
 
 
 def _number(value) -> float | None:

@@ -223,6 +223,7 @@ def link_card(client: MlflowClient, name: str, version: str, uri: str) -> None:
 def _set_champion(
     client: MlflowClient, name: str, version: str, previous: str | None, action: str, reason: str, actor: str | None
 ) -> None:
+    actor = actor or history.default_actor()  # the alias history and the listeners name the same actor
     client.set_registered_model_alias(name, CHAMPION, version)
     history.append(client, name, CHAMPION, previous, version, action, reason, actor)
     tags = client.get_model_version(name, version).tags

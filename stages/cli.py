@@ -33,13 +33,16 @@ def write_failure(exc: BaseException) -> str | None:
     return None
 
 
+DEFAULT_PARAMS = "params.yaml"
+
+
 def _params_arg(argv: Sequence[str]) -> str:
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--params", default=DEFAULT_PARAMS)
     try:
         return parser.parse_known_args(argv)[0].params
     except SystemExit:  # a malformed command line: stage_main's own parser reports it
-        return "params.yaml"
+        return DEFAULT_PARAMS
 
 
 def pin_kernels_from_argv(argv: Sequence[str]) -> None:
@@ -70,7 +73,7 @@ def apply_runtime(cfg: RuntimeCfg) -> str:
 
 def stage_main(name: str, argv: Sequence[str] | None, body: Callable[[Params, Layout], object]) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m stages.{name}", description=f"vistune stage `{name}`")
-    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    parser.add_argument("--params", default=DEFAULT_PARAMS, help=f"params file (default: {DEFAULT_PARAMS})")
     parser.add_argument("--root", default=".", help="repository root holding data/ (default: .)")
     args = parser.parse_args(argv)
     banner(name)

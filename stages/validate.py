@@ -43,7 +43,7 @@ from vistune.data.dataquality import (
     leak_messages,
     marked_column,
 )
-from vistune.data.features import FeatureSpec
+from vistune.data.features import FeatureSpec, save_cache
 from vistune.data.label_issues import LabelReview, empty_table, review_labels
 from vistune.data.imageio import format_names
 from vistune.errors import ConfigError, DataError
@@ -313,6 +313,8 @@ def run(
         )
         failures, warned = _first_failures(suite.outcomes, _warn_codes(cfg))
         review, row_of = _label_review(cfg, layout, store, failures, features)
+        if review is None and not layout.feature_cache.exists():  # a declared DVC out, even with the check off
+            save_cache(layout.feature_cache, "none", [], np.zeros((0, 0), np.float16))
         if review is not None and cfg.on_label_issue == "exclude":
             _exclude_flagged(review, row_of, failures)
         bad, row_warnings = _write_outputs(store, marked, failures, warned, layout)

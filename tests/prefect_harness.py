@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from pathlib import Path
 from typing import Iterator
 
 DRAIN_TIMEOUT_S = 20.0
@@ -42,3 +43,43 @@ def prefect_server(startup_timeout_s: int = 90) -> Iterator[None]:
             yield
         finally:
             drain_prefect_services()
+
+
+@contextlib.contextmanager
+def prefect_server_process(home: Path, startup_timeout_s: int = 180) -> Iterator[str]:
+    """`prefect server start` (all its services, the triggers too) on a free port, its PREFECT_HOME under
+    `home`; yields the API URL with this process's settings pointing at it. The harness above runs no
+    triggers service: deployment triggers need this one."""
+    import os
+    import subprocess
+    import sys
+
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.wait import wait_http
+    from tests.conftest import free_port, stop_process_group
+
+    port = free_port()
+    bin_dir = Path(sys.executable).parent
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"} | {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PREFECT_HOME": str(home),
+    }
+    home.mkdir(parents=True, exist_ok=True)
+    server = subprocess.Popen(
+        [str(bin_dir / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=(home / "server.log").open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/api/health", startup_timeout_s)
+        drain_prefect_services()  # an events worker bound to an earlier server: evicted, the next binds here
+        with temporary_settings({PREFECT_API_URL: f"http://127.0.0.1:{port}/api"}):
+            try:
+                yield f"http://127.0.0.1:{port}/api"
+            finally:
+                drain_prefect_services()
+    finally:
+        stop_process_group(server)

@@ -325,6 +325,16 @@ class RuntimeCfg(_Checked):
 
 
 @dataclass(frozen=True)
+class LoopCfg(_Checked):
+    """The continuous-training loop's switches, read when the deployments are built (flows/serve.py):
+    a retrain trigger switched off here is not registered at all (docs/continuous-training.md)."""
+
+    retrain_on_arrival: bool = True  # vistune.data.arrived (the watch flow) starts a train-pipeline run
+    retrain_on_drift: bool = True  # vistune.data.drifted above validate.drift_threshold starts one
+    debounce_s: int = bounded(600, ge=1)  # one retrain per burst of events this long (seconds)
+
+
+@dataclass(frozen=True)
 class Params:
     runtime: RuntimeCfg = field(default_factory=RuntimeCfg)
     data: DataCfg = field(default_factory=DataCfg)
@@ -334,6 +344,7 @@ class Params:
     evaluate: EvaluateCfg = field(default_factory=EvaluateCfg)
     register: RegisterCfg = field(default_factory=RegisterCfg)
     compress: CompressCfg = field(default_factory=CompressCfg)
+    loop: LoopCfg = field(default_factory=LoopCfg)
 
 
 @functools.cache

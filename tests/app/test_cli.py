@@ -188,3 +188,66 @@ def test_approval_with_force_and_a_reason_overrides_the_guard(store):
     last = history.read(client, NAME)[-1]
     assert (last.action, last.actor, last.from_version, last.to_version) == ("override", "reviewer:bo", champ, v3)
     assert "forced: needed for the demo" in last.reason
+
+
+def _champion_events(want: int, timeout_s: float = 60) -> list:
+    """The `vistune.champion.changed` events the test server has stored, oldest first, once there are `want`."""
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter
+
+    deadline = time.monotonic() + timeout_s
+    with get_client(sync_client=True) as pc:
+        while True:
+            found = pc.read_events(EventFilter(event=EventNameFilter(name=["vistune.champion.changed"])), limit=20)
+            if len(found.events) >= want or time.monotonic() > deadline:
+                return sorted(found.events, key=lambda e: e.occurred)
+            time.sleep(1)
+
+
+def test_cli_promote_and_rollback_send_champion_changed(store, capsys):
+    """`vistune promote` (its own short-lived process) and `vistune rollback` send the event the flows send,
+    to a real Prefect server; without a Prefect API they say so in one line and still move the alias."""
+    import os
+    import subprocess
+    import sys
+
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from integrations import history
+    from tests.conftest import REPO
+    from tests.prefect_harness import prefect_server
+
+    client, params, root, (v1, v2, v3) = store
+    _, lock = tracking.open_registry(cli.load_params(params).register, root)
+    _kept(client, lock, v2, 0.1)  # promoting v2 needs --force: the payload says forced
+    with prefect_server():
+        env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+        env.update(PYTHONPATH=str(REPO), PREFECT_API_URL=PREFECT_API_URL.value())
+        cmd = [sys.executable, "-m", "app.cli", "--params", str(params), "--root", str(root)]
+        proc = subprocess.run(
+            [*cmd, "promote", v2, "--force", "--reason", "hotfix"], env=env, capture_output=True, text=True
+        )
+        assert proc.returncode == 0 and "note:" not in proc.stderr, proc.stdout + proc.stderr
+        assert _cli(params, root, "rollback") == 0
+        sent = _champion_events(2)
+    actor = history.default_actor()
+    got = [
+        {k: e.payload[k] for k in ("model", "old_version", "new_version", "action", "forced", "actor")} for e in sent
+    ]
+    assert got == [
+        {"model": NAME, "old_version": v1, "new_version": v2, "action": "override", "forced": True, "actor": actor},
+        {"model": NAME, "old_version": v2, "new_version": v1, "action": "rollback", "forced": False, "actor": actor},
+    ]
+    assert (
+        sent[0].payload["reason"].startswith("forced: hotfix") and sent[1].payload["reason"] == f"rollback from v{v2}"
+    )
+    assert {(e.resource.id, e.resource["vistune.emitter"]) for e in sent} == {(f"vistune.model.{NAME}", "vistune")}
+
+    capsys.readouterr()
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        assert _cli(params, root, "promote", v3) == 0
+    out, err = capsys.readouterr()
+    assert f"champion v{v1} -> v{v3}" in out and registry.alias_version(client, NAME, "champion") == v3
+    assert err.strip() == (
+        "note: no Prefect API configured (PREFECT_API_URL): vistune.champion.changed not sent; the alias moved all the same"
+    )

@@ -40,13 +40,16 @@ def _photo(rng: np.random.Generator, shape: str, size: tuple[int, int] = (160, 1
     return img
 
 
-def make_photos(root: Path, per_split: dict[str, int], classes=SHAPES, seed: int = 0) -> Path:
+def make_photos(root: Path, per_split: dict[str, int], classes=SHAPES, seed: int = 0, shuffled: bool = False) -> Path:
+    """ImageFolder of drawn shapes, one class per shape; `shuffled`: each image's shape drawn at random, so the
+    folder names no longer say what is in the picture (a set nothing can separate)."""
     rng = np.random.default_rng(seed)
     for split, n in per_split.items():
         for c in classes:
             (root / split / c).mkdir(parents=True, exist_ok=True)
             for i in range(n):
-                _photo(rng, c).save(root / split / c / f"{c}_{i:03d}.jpg", quality=90)
+                shape = SHAPES[rng.integers(len(SHAPES))] if shuffled else c
+                _photo(rng, shape).save(root / split / c / f"{c}_{i:03d}.jpg", quality=90)
     return root
 
 
@@ -92,8 +95,13 @@ def test_init_writes_a_photo_recipe_it_printed_and_keeps_comments(photos, params
     assert set(printed) == changed and changed
     for key in changed:
         assert printed[key] == (_shown(before[key]), _shown(after[key])), key
-    # a photo recipe: the backbone's native size, flips, crops, light jitter, no salt-and-pepper
-    assert after["augment.image_size"] >= 224 and after["augment.hflip"] == 0.5
+    # measured on the data: a frozen probe at the images' own size (128) and the native one (224); both separate
+    # the shapes, so the smaller size and the probe are chosen
+    measured = dict(re.findall(r"^\s+(\d+) px: accuracy ([0-9.]+)", out, re.M))
+    assert set(measured) == {"128", "224"} and float(measured["128"]) >= float(measured["224"]) - 0.01
+    assert after["augment.image_size"] == 128 and after["train.strategy"] == "linear_probe"
+    # a photo recipe: flips, crops, light jitter, no salt-and-pepper
+    assert after["augment.hflip"] == 0.5
     assert after["augment.salt_pepper"] == 0.0 and after["augment.scale"][0] < 0.7
     assert 0 < after["augment.brightness"] <= 0.3
     assert after["train.model"].startswith("timm:tf_efficientnet_lite")
@@ -108,6 +116,45 @@ def test_init_writes_a_photo_recipe_it_printed_and_keeps_comments(photos, params
             comment = line[line.index("#") :]
             assert any(comment in row and row.split(":")[0].strip() == key for row in after_text.splitlines()), line
     assert len(after_text.splitlines()) == len(before_text.splitlines())
+
+
+def test_a_set_the_frozen_probe_cannot_separate_is_fine_tuned(tmp_path, params, capsys):
+    """Folder names unrelated to the pictures: the probe is near chance, so ~2/3 of 96 train images would stay
+    wrong (>= FT_MIN_ERRORS) and init fine-tunes; the printed measurement is the one the rule used."""
+    from vistune.recipe import FT_MIN_ERRORS
+
+    src = make_photos(tmp_path / "noise", {"train": 32, "val": 4}, shuffled=True)
+    assert _init(params, str(src)) == 0
+    out = capsys.readouterr().out
+    accuracy = dict(re.findall(r"^\s+(\d+) px: accuracy ([0-9.]+)", out, re.M))
+    used = re.search(r"a frozen probe scored ([0-9.]+) at (\d+) px", out)
+    assert used and used.group(1) == accuracy[used.group(2)]
+    assert load_params(params).train.strategy == "full"
+    assert 96 * (1 - float(used.group(1))) >= FT_MIN_ERRORS
+
+
+def test_estimate_is_the_cost_model_of_the_written_recipe(photos, params, capsys):
+    """The printed quiet-machine estimate is `estimate_seconds` of exactly the backbone, size, epochs and
+    strategy written (the load factor only scales what is printed)."""
+    import dataclasses
+
+    from vistune.data.inspect import inspect_source
+    from vistune.recipe import CPU_COSTS, estimate_seconds
+
+    assert _init(params, str(photos)) == 0
+    out = capsys.readouterr().out
+    quiet = re.search(r"([0-9.]+) min on a quiet machine", out) or re.search(
+        r"estimated ([0-9.]+) min for the whole", out
+    )
+    now = re.search(r"estimated ([0-9.]+) min for the whole", out)
+    factor = re.search(r"([0-9.]+)x the measured quiet time", out)
+    chosen = load_params(params)
+    cost = next(c for c in CPU_COSTS if c.spec == chosen.train.model)
+    profile = inspect_source(dataclasses.replace(chosen.data, source=str(photos)), chosen.validate)
+    probe = chosen.train.strategy == "linear_probe"
+    seconds = estimate_seconds(cost, chosen.augment.image_size, chosen.train.epochs, profile, 2, probe)
+    assert float(quiet.group(1)) == pytest.approx(seconds / 60, abs=0.051)
+    assert float(now.group(1)) == pytest.approx(seconds / 60 * float(factor.group(1)), rel=0.02, abs=0.051)
 
 
 def test_second_init_is_idempotent(photos, params, capsys):

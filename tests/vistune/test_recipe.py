@@ -10,6 +10,7 @@ import pytest
 from vistune import recipe as r
 from vistune.config import Params
 from vistune.data.inspect import DataProfile, Spread
+from vistune.recipe_check import Measurement, SizeCheck
 
 ALL_LITES = [c.spec for c in r.CPU_COSTS]
 CPU = r.DeviceFacts("cpu", "test CPU", 2)
@@ -216,3 +217,44 @@ def test_photos_under_a_larger_teacher_get_a_pretrained_lite0_student():
     assert not any(
         k.startswith("compress.") for k in values(r.make_recipe(digits, CPU, ALL_LITES, "x", Params(), minutes=10_000))
     )
+
+
+# ---- rules over a measurement on the data (vistune.recipe_check) ---------------------------------------------
+def measured(*checks: tuple[int, float]) -> Measurement:
+    return Measurement("timm:tf_efficientnet_lite0", 300, 2, tuple(SizeCheck(s, a, None) for s, a in checks), 1.0)
+
+
+def test_measured_probe_errors_decide_probe_or_fine_tuning():
+    """n_train x (1 - probe accuracy) against FT_MIN_ERRORS, whatever the set's size."""
+    lite0 = ALL_LITES[:1]
+    big_separable = values(r.make_recipe(profile(n_train=5000), CPU, lite0, "x", Params(), None, measured((224, 1.0))))
+    assert big_separable["train.strategy"] == "linear_probe"
+    n = 1000
+    just_under = 1 - (r.FT_MIN_ERRORS - 1) / n
+    just_over = 1 - (r.FT_MIN_ERRORS + 1) / n
+    for acc, want in ((just_under, "linear_probe"), (just_over, "full")):
+        v = values(r.make_recipe(profile(n_train=n), CPU, lite0, "x", Params(), None, measured((224, acc))))
+        assert v["train.strategy"] == want, acc
+    small_hard = values(r.make_recipe(profile(n_train=245), CPU, lite0, "x", Params(), None, measured((224, 0.5))))
+    assert small_hard["train.strategy"] == "full"  # 122 of 245 wrong: the old size rule would have probed
+
+
+def test_measured_size_is_the_smallest_within_a_point_of_the_best():
+    p = profile(n_train=4000, side=64, modes={"RGB": 4153})
+    lite0 = ALL_LITES[:1]
+    pick = lambda *c: values(r.make_recipe(p, CPU, lite0, "x", Params(), None, measured(*c)))["augment.image_size"]  # noqa: E731
+    assert r.check_sizes(p, 224) == (64, 128, 224)
+    assert pick((64, 0.927), (128, 0.960), (224, 0.950)) == 128  # eurosat's measurement
+    assert pick((64, 0.955), (128, 0.960), (224, 0.962)) == 64
+    assert pick((64, 0.90), (128, 0.92), (224, 0.96)) == 224
+    # photos at least as large as the native size are checked at it alone; the old photo rules apply
+    assert r.check_sizes(profile(side=374), 224) == (224,)
+
+
+def test_measured_small_images_fit_the_budget_the_upsampled_ones_miss():
+    """A 4000-image set of 64-px tiles at 224 px overruns the default budget; at the measured 128 px it fits."""
+    p = profile(n_train=4000, n_val=500, n_test=500, side=64, modes={"RGB": 5000})
+    lite0 = ALL_LITES[:1]
+    at_224 = r.make_recipe(p, CPU, lite0, "x", Params(), None, measured((64, 0.90), (128, 0.92), (224, 0.96)))
+    at_128 = r.make_recipe(p, CPU, lite0, "x", Params(), None, measured((64, 0.927), (128, 0.960), (224, 0.950)))
+    assert at_224.estimated_minutes > r.DEFAULT_MINUTES >= at_128.estimated_minutes

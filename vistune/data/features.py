@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence, Union
 
 import numpy as np
 
 BATCH = 64  # images decoded and embedded at a time: memory stays flat whatever the data size
+Source = Union[Path, str, Callable[[], bytes]]  # a file, or a reader of bytes (an archive member, `vistune init`)
 
 
 @dataclass(frozen=True)
@@ -50,12 +51,17 @@ def save_cache(path: Path, key: str, shas: Sequence[str], features: np.ndarray) 
     from vistune.io import atomic_path
 
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, key=np.array(key), sha256=np.array([s.encode() for s in shas], dtype="S64"),
-                 features=features.astype(np.float16))
+        np.savez(
+            f,
+            key=np.array(key),
+            sha256=np.array([s.encode() for s in shas], dtype="S64"),
+            features=features.astype(np.float16),
+        )
 
 
-def embed_files(files: Sequence[Path], shas: Sequence[str], spec: FeatureSpec,
-                cache_path: Path | None = None) -> tuple[np.ndarray, int]:
+def embed_files(
+    files: Sequence[Source], shas: Sequence[str], spec: FeatureSpec, cache_path: Path | None = None
+) -> tuple[np.ndarray, int]:
     """(N x D float32 features in `files` order, how many were computed now); cache updated."""
     cached = load_cache(cache_path, spec.key)
     todo = sorted({s for s in shas if s.encode() not in cached})
@@ -72,7 +78,11 @@ def embed_files(files: Sequence[Path], shas: Sequence[str], spec: FeatureSpec,
     return table[[where[s] for s in shas]].astype(np.float32), len(todo)
 
 
-def _embed(files: Sequence[Path], shas: Sequence[str], spec: FeatureSpec) -> dict[bytes, np.ndarray]:
+def _read(source: Source) -> bytes:
+    return source() if callable(source) else Path(source).read_bytes()
+
+
+def _embed(files: Sequence[Source], shas: Sequence[str], spec: FeatureSpec) -> dict[bytes, np.ndarray]:
     import torch
 
     from vistune.evaluate.drift import embed
@@ -85,7 +95,7 @@ def _embed(files: Sequence[Path], shas: Sequence[str], spec: FeatureSpec) -> dic
     place(backbone, device).eval()
     out: dict[bytes, np.ndarray] = {}
     for i in range(0, len(files), BATCH):
-        images = prepare_images([Path(f).read_bytes() for f in files[i:i + BATCH]], spec.image_size)
+        images = prepare_images([_read(f) for f in files[i : i + BATCH]], spec.image_size)
         feats = embed(backbone, torch.from_numpy(images), device).astype(np.float16)
-        out.update(zip((s.encode() for s in shas[i:i + BATCH]), feats))
+        out.update(zip((s.encode() for s in shas[i : i + BATCH]), feats))
     return out

@@ -98,13 +98,19 @@ class DataProfile:
         return sum(self.formats.values())
 
     @property
+    def is_colour(self) -> bool:
+        """Most images are colour (a grayscale set such as scanned digits is not)."""
+        colour = sum(n for m, n in self.modes.items() if m in ("RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "P", "PA"))
+        return colour * 2 >= max(self.n_decodable, 1)
+
+    @property
     def is_photo(self) -> bool:
         """Colour pictures big enough for ImageNet-style photo augmentation (flips, crops, jitter)."""
-        colour = sum(n for m, n in self.modes.items() if m in ("RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "P", "PA"))
-        return self.short_side.median >= PHOTO_MIN_SIDE and colour * 2 >= max(self.n_decodable, 1)
+        return self.short_side.median >= PHOTO_MIN_SIDE and self.is_colour
 
 
 # ---- listing, per kind of source -----------------------------------------------------------------
+
 
 def _file_items(items: list[tuple[Path, str]], split: str, root: Path) -> list[Item]:
     return [Item(str(p.relative_to(root)), split, lab, p.read_bytes) for p, lab in items]
@@ -137,8 +143,10 @@ def _digits(cfg: DataCfg, report: IngestReport) -> Iterator[tuple[list[Item], st
     """scikit-learn's digits as `ingest` writes them (PNG bytes), in memory."""
     from PIL import Image
 
-    items = [Item(fname, split, label, lambda image=image: _png(Image.fromarray(image, mode="L")))
-             for image, split, label, fname in digits_items(cfg)]
+    items = [
+        Item(fname, split, label, lambda image=image: _png(Image.fromarray(image, mode="L")))
+        for image, split, label, fname in digits_items(cfg)
+    ]
     yield items, "sklearn", SPLITS
 
 
@@ -146,8 +154,10 @@ def _digits(cfg: DataCfg, report: IngestReport) -> Iterator[tuple[list[Item], st
 @contextlib.contextmanager
 def _torchvision(cfg: DataCfg, report: IngestReport) -> Iterator[tuple[list[Item], str, tuple[str, ...]]]:
     """A torchvision dataset from `data.cache_dir` (downloaded only when `data.download` allows), in memory."""
-    items = [Item(fname, split, folder, lambda ds=ds, i=i: _png(ds[i][0]))
-             for ds, split, i, folder, fname in torchvision_items(cfg)]
+    items = [
+        Item(fname, split, folder, lambda ds=ds, i=i: _png(ds[i][0]))
+        for ds, split, i, folder, fname in torchvision_items(cfg)
+    ]
     yield items, "torchvision", ("val",)
 
 
@@ -160,8 +170,9 @@ def _archive(cfg: DataCfg, report: IngestReport) -> Iterator[tuple[list[Item], s
         try:
             extract_archive(Path(source).expanduser(), Path(tmp), report)
         except Exception as exc:  # zipfile/tarfile raise several types for a damaged archive
-            raise DataError(f"{source}: not a readable archive ({exc.__class__.__name__}); re-create it "
-                            "or point at a directory") from None
+            raise DataError(
+                f"{source}: not a readable archive ({exc.__class__.__name__}); re-create it or point at a directory"
+            ) from None
         root = dataset_root(Path(tmp))
         items, _, carved = _folder(cfg, root, report)
         yield items, "archive", carved
@@ -173,8 +184,10 @@ def _directory(cfg: DataCfg, report: IngestReport) -> Iterator[tuple[list[Item],
     source = cfg.source
     root = Path(source).expanduser()
     if not root.exists():
-        raise DataError(f"{source}: no such file or directory; give an ImageFolder directory, an archive, "
-                        f"a .csv manifest or one of {list_sources()[:1] + ['torchvision:<Dataset>']}")
+        raise DataError(
+            f"{source}: no such file or directory; give an ImageFolder directory, an archive, "
+            f"a .csv manifest or one of {list_sources()[:1] + ['torchvision:<Dataset>']}"
+        )
     if not root.is_dir():
         raise DataError(f"{source}: not a directory, archive (.zip/.tar/.tar.gz) or .csv manifest")
     yield _folder(cfg, root, report)
@@ -191,16 +204,32 @@ def list_source(cfg: DataCfg, report: IngestReport):
 
 # ---- facts and the profile -----------------------------------------------------------------------
 
+
 def _facts(item: Item, vcfg: ValidateCfg) -> dict:
     try:
         data = item.read()
     except OSError as exc:
-        return {"path": item.path, "split": item.split, "label": item.label, "sha256": "", "decodable": False,
-                "error": exc.strerror or type(exc).__name__, "width": 0, "height": 0, "phash": "", "format": "",
-                "mode": ""}
+        return {
+            "path": item.path,
+            "split": item.split,
+            "label": item.label,
+            "sha256": "",
+            "decodable": False,
+            "error": exc.strerror or type(exc).__name__,
+            "width": 0,
+            "height": 0,
+            "phash": "",
+            "format": "",
+            "mode": "",
+        }
     facts = decode_facts(data, vcfg.max_pixels, vcfg.decode_timeout_s or None)
-    return {"path": item.path, "split": item.split, "label": item.label, "sha256": sha256_bytes(data),
-            **{k: facts[k] for k in ("decodable", "error", "width", "height", "phash", "format", "mode")}}
+    return {
+        "path": item.path,
+        "split": item.split,
+        "label": item.label,
+        "sha256": sha256_bytes(data),
+        **{k: facts[k] for k in ("decodable", "error", "width", "height", "phash", "format", "mode")},
+    }
 
 
 def _spread(values: pd.Series) -> Spread:
@@ -215,32 +244,51 @@ def _findings(df: pd.DataFrame, mask: pd.Series, detail: Callable[[pd.Series], s
 
 def _check_usable(source: str, items: list[Item]) -> None:
     if not items:
-        raise DataError(f"{source}: no images found; expected <root>/<class>/<image> files "
-                        "(or <root>/train/<class>/... and <root>/val/<class>/...)")
+        raise DataError(
+            f"{source}: no images found; expected <root>/<class>/<image> files "
+            "(or <root>/train/<class>/... and <root>/val/<class>/...)"
+        )
     classes = sorted({it.label for it in items})
     if len(classes) < 2:
-        hint = (f" (a {classes[0]}/ folder without a sibling {'val' if classes[0] == 'train' else 'train'}/ is read "
-                "as a class: add the other split folder)") if classes[0] in SPLITS else ""
-        raise DataError(f"{source}: only one class ({classes[0]!r}) found; a classifier needs at least two "
-                        f"class folders, one per label{hint}")
+        hint = (
+            (
+                f" (a {classes[0]}/ folder without a sibling {'val' if classes[0] == 'train' else 'train'}/ is read "
+                "as a class: add the other split folder)"
+            )
+            if classes[0] in SPLITS
+            else ""
+        )
+        raise DataError(
+            f"{source}: only one class ({classes[0]!r}) found; a classifier needs at least two "
+            f"class folders, one per label{hint}"
+        )
 
 
-def profile(df: pd.DataFrame, source: str, kind: str, carved: tuple[str, ...], refused: tuple[Finding, ...],
-            seconds: float) -> DataProfile:
+def profile(
+    df: pd.DataFrame, source: str, kind: str, carved: tuple[str, ...], refused: tuple[Finding, ...], seconds: float
+) -> DataProfile:
     """The report's numbers from a facts table already marked by `mark_duplicates`."""
     ok = df[df.decodable.astype(bool)]
     short = np.minimum(ok.width, ok.height)
     long = np.maximum(ok.width, ok.height)
     counts = {s: {str(k): int(v) for k, v in sorted(df[df.split == s].label.value_counts().items())} for s in SPLITS}
     return DataProfile(
-        source=source, kind=kind, carved=carved, classes=tuple(sorted(df.label.unique())), counts=counts,
-        formats=dict(Counter(ok.format).most_common()), modes=dict(Counter(ok["mode"]).most_common()),
-        short_side=_spread(short), long_side=_spread(long), aspect=_spread((ok.width / ok.height).round(3)),
+        source=source,
+        kind=kind,
+        carved=carved,
+        classes=tuple(sorted(df.label.unique())),
+        counts=counts,
+        formats=dict(Counter(ok.format).most_common()),
+        modes=dict(Counter(ok["mode"]).most_common()),
+        short_side=_spread(short),
+        long_side=_spread(long),
+        aspect=_spread((ok.width / ok.height).round(3)),
         undecodable=_findings(df, ~df.decodable.astype(bool), lambda r: r.error or "does not decode"),
         exact_duplicates=_findings(df, df.exact_dup_of.notna(), lambda r: f"same bytes as {r.exact_dup_of}"),
         near_duplicates=_findings(df, df.near_dup_of.notna(), lambda r: f"looks like {r.near_dup_of}"),
         leaks=_findings(df, df.leak_of.notna(), lambda r: f"copy of {r.leak_of}"),
-        refused=refused, seconds=round(seconds, 2),
+        refused=refused,
+        seconds=round(seconds, 2),
     )
 
 
@@ -254,14 +302,17 @@ def inspect_source(cfg: DataCfg, vcfg: ValidateCfg) -> DataProfile:
             rows = list(pool.map(lambda it: _facts(it, vcfg), items))
     df = pd.DataFrame(rows)
     if not df.decodable.astype(bool).any():
-        raise DataError(f"{cfg.source}: none of the {len(df)} files decodes as an image; "
-                        f"first: {df.path.iloc[0]} ({df.error.iloc[0]})")
+        raise DataError(
+            f"{cfg.source}: none of the {len(df)} files decodes as an image; "
+            f"first: {df.path.iloc[0]} ({df.error.iloc[0]})"
+        )
     df = mark_duplicates(df, vcfg.near_duplicate_distance, vcfg.near_duplicate_min_side)
     refused = tuple(Finding(s["path"], "", s["reason"]) for s in report.skipped)
     return profile(df, cfg.source, kind, carved, refused, time.perf_counter() - t0)
 
 
 # ---- the printed report ---------------------------------------------------------------------------
+
 
 def _examples(found: tuple[Finding, ...], limit: int = 3) -> str:
     shown = "; ".join(f"{f.path} ({f.detail})" for f in found[:limit])
@@ -272,9 +323,11 @@ def describe(p: DataProfile) -> list[str]:
     """Human-readable lines: counts per class and split, size/mode/format spread, duplicates, leaks."""
     width = max(5, *(len(c) for c in p.classes)) + 2
     head = "".join(f"{s:>8}" for s in SPLITS)
-    lines = [f"source {p.source} ({p.kind}): {p.n_images} images, {len(p.classes)} classes, read in {p.seconds:.1f}s"
-             + (f"; {', '.join(p.carved)} split by data.seed" if p.carved else ""),
-             f"  {'class':<{width}}{head}"]
+    lines = [
+        f"source {p.source} ({p.kind}): {p.n_images} images, {len(p.classes)} classes, read in {p.seconds:.1f}s"
+        + (f"; {', '.join(p.carved)} split by data.seed" if p.carved else ""),
+        f"  {'class':<{width}}{head}",
+    ]
     for c in p.classes:
         lines.append(f"  {c:<{width}}" + "".join(f"{p.counts[s].get(c, 0):>8}" for s in SPLITS))
     lines.append(f"  {'total':<{width}}" + "".join(f"{p.n_split(s):>8}" for s in SPLITS))
@@ -286,9 +339,12 @@ def describe(p: DataProfile) -> list[str]:
         f"  modes: {fmt(p.modes)};  formats: {fmt(p.formats)}",
         f"  looks like: {'photos' if p.is_photo else 'small or grayscale images (not photos)'}",
     ]
-    for title, found in (("undecodable", p.undecodable), ("exact duplicates (same split)", p.exact_duplicates),
-                         ("near duplicates (same split, pHash)", p.near_duplicates),
-                         ("cross-split leaks (validate quarantines them from val/test)", p.leaks),
-                         ("refused while listing", p.refused)):
+    for title, found in (
+        ("undecodable", p.undecodable),
+        ("exact duplicates (same split)", p.exact_duplicates),
+        ("near duplicates (same split, pHash)", p.near_duplicates),
+        ("cross-split leaks (validate quarantines them from val/test)", p.leaks),
+        ("refused while listing", p.refused),
+    ):
         lines.append(f"  {title}: {len(found)}" + (f": {_examples(found)}" if found else ""))
     return lines
