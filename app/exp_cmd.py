@@ -2,8 +2,9 @@
 
 `dvc exp show --only-changed` prints every key of every metrics file (drift's `n_new`, `reason`, ...)
 before the params, ~3,000 characters a row; this reads `dvc exp show --json` and prints the name,
-only the params whose values differ between the rows shown, then the headline metrics, each row cut
-to the terminal's width with a `+N more` marker instead of wrapping.
+only the params whose values differ between the rows shown, then the headline metrics and which
+champion drift was measured against (`stale` when the gate compared with another), each row cut to
+the terminal's width with a `+N more` marker instead of wrapping.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pathlib import Path
 from app.report import HEADLINE, LOWER_IS_BETTER
 
 CELL_MAX = 24  # a longer param value (a path, a list) is cut with "…"
+# register's data/register/drift.json (integrations.champion.drift_check): one "drift vs" column
+DRIFT_KEYS = ("drift_reference_version", "drift_gate_champion", "drift_stale")
 GAP = "  "
 
 
@@ -76,7 +79,7 @@ def changed_params(rows: list[ExpRow]) -> list[str]:
 def metric_keys(rows: list[ExpRow], all_metrics: bool = False) -> list[str]:
     """The headline keys present in some row, in HEADLINE's order; with `all_metrics`, every other
     numeric key after them, sorted."""
-    present = {k for row in rows for k, v in row.metrics.items() if isinstance(v, (int, float))}
+    present = {k for row in rows for k, v in row.metrics.items() if isinstance(v, (int, float))} - set(DRIFT_KEYS)
     keys = [key for _, key, _ in HEADLINE if key in present]
     return keys + (sorted(present - set(keys)) if all_metrics else [])
 
@@ -112,6 +115,16 @@ def _cell(value, key: str = "") -> str:
     return text if len(text) <= CELL_MAX else text[: CELL_MAX - 1] + "…"
 
 
+def drift_cell(metrics: dict) -> str:
+    """Which champion drift was measured against: `v1`, or `stale: none, gate v2` when the gate compared
+    with another champion (validate was cached; `dvc repro --force validate` measures it again)."""
+    if "drift_stale" not in metrics:
+        return "-"
+    ref = metrics.get("drift_reference_version")
+    measured = f"v{ref}" if ref is not None else "none"
+    return f"stale: {measured}, gate v{metrics.get('drift_gate_champion')}" if metrics["drift_stale"] else measured
+
+
 def _column(header: str, cells: list[str]) -> list[str]:
     width = max(len(header), *(len(c) for c in cells))
     return [header.ljust(width)] + [c.ljust(width) for c in cells]
@@ -136,6 +149,11 @@ def format_table(rows: list[ExpRow], width: int = 120, all_metrics: bool = False
     name_col = _column("experiment", [r.name for r in rows])
     param_cols = [_column(k, [_cell(r.params.get(k)) for r in rows]) for k in params]
     metric_cols = [_column(k.removeprefix("test_"), [_cell(r.metrics.get(k), k) for r in rows]) for k in metrics]
+    n_headline = len(metric_keys(rows))
+    if any("drift_stale" in r.metrics for r in rows):  # a headline column, after accuracy and macro-F1
+        at = min(2, n_headline)
+        metric_cols.insert(at, _column("drift vs", [drift_cell(r.metrics) for r in rows]))
+        metrics, n_headline = [*metrics[:at], "drift vs", *metrics[at:]], n_headline + 1
 
     def more(hidden: int) -> list[list[str]]:
         return [_column(f"+{hidden} more", [""] * len(rows))] if hidden else []
@@ -149,7 +167,6 @@ def format_table(rows: list[ExpRow], width: int = 120, all_metrics: bool = False
             *more(len(metrics) - n_metrics),
         ]
 
-    n_headline = len(metric_keys(rows))
     for n_params, n_metrics in _drop_order(len(params), n_headline, len(metrics)):
         cols = layout(n_params, n_metrics)
         if sum(len(c[0]) for c in cols) + len(GAP) * (len(cols) - 1) <= width:

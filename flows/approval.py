@@ -4,7 +4,7 @@ The DVC `register` stage (a subprocess) runs the gate; a version that passes is 
 `vistune.approval=pending`, stays `challenger`, and its receipt (registration.json) says
 `pending_approval`. The flow then, after giving the workspace lock back (a waiting run blocks no
 other run), pauses with `pause_flow_run(wait_for_input=Review)`: the flow-run page shows a typed
-form (approve / reject, reviewer, comment) under a description with the gate's numbers and links
+form (approve / reject, reviewer, comment, force) under a description with the gate's numbers and links
 to the model card and the version. The answer, or the timeout (`register.approval_timeout_h`), is
 recorded by `integrations.registry.review`: one alias-history entry with comment and actor.
 
@@ -35,7 +35,14 @@ class Review(RunInput):
         description="approve: this version becomes champion; reject: it stays challenger"
     )
     reviewer: str = Field("", description="your name, recorded as the actor in the alias history")
-    comment: str = Field("", description="why; kept in the alias history and on the model version")
+    comment: str = Field(
+        "", description="why; kept in the alias history and on the model version (the reason, with force)"
+    )
+    force: bool = Field(
+        False,
+        description="approve even if the promotion guard refuses (worse than the champion); needs a comment "
+        "saying why, recorded as an override in the alias history, as `vistune promote --force --reason`",
+    )
 
 
 def form_text(reg: dict) -> str:
@@ -59,7 +66,7 @@ def form_text(reg: dict) -> str:
 
 
 @task(retries=2, retry_delay_seconds=5, task_run_name="record-review")
-def record_review(reg: dict, repo: str, outcome: str, comment: str, actor: str) -> dict:
+def record_review(reg: dict, repo: str, outcome: str, comment: str, actor: str, force: bool = False) -> dict:
     """The outcome into the registry (alias + history entry + version tags), under the registry lock."""
     from flows import cross_host_lock
     from integrations import registry, tracking
@@ -75,6 +82,7 @@ def record_review(reg: dict, repo: str, outcome: str, comment: str, actor: str) 
         actor,
         reg.get("champion_before"),
         **({"metric": reg["metric"]} if reg.get("metric") else {}),
+        force=force,
     )
     return {"outcome": outcome, "reason": reason, "version": str(reg["version"]), "actor": actor}
 
@@ -120,7 +128,7 @@ def await_approval(reg: dict, repo: str, poll_s: int = 10) -> dict:
         )
         outcome = "approved" if answer.decision == "approve" else "rejected"
         actor = f"reviewer:{answer.reviewer.strip()}" if answer.reviewer.strip() else f"prefect-ui:{flow_run.name}"
-        result = record_review(reg, repo, outcome, answer.comment.strip(), actor)
+        result = record_review(reg, repo, outcome, answer.comment.strip(), actor, answer.force)
     except FlowPauseTimeout:
         _keep_running_after_timeout()
         result = record_review(

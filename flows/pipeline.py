@@ -22,6 +22,7 @@ runs in a throwaway git worktree of HEAD on the same DVC cache and MLflow regist
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -150,6 +151,13 @@ def apply_params(params: PipelineParams, repo: str, fit_recipe: bool = False) ->
 
 def _has_commit(repo: Path) -> bool:
     return subprocess.run(["git", "rev-parse", "--verify", "HEAD"], cwd=repo, capture_output=True).returncode == 0
+
+
+def experiment_name(run_name: str) -> str:
+    """The DVC experiment (and MLflow run) name of a flow run: its name, with each run of characters a git
+    ref refuses (a name typed in the Custom run form may hold spaces or `=`) made one `-`."""
+    name = re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9._-]+", "-", run_name)).strip("-.")
+    return name.removesuffix(".lock") or "vistune-run"
 
 
 @task(task_run_name="record-experiment")
@@ -350,7 +358,7 @@ def train_pipeline(
     if ignored:
         return {**started_by, "ignored_trigger": ignored}
     events.install()  # an approval's champion move, in this process
-    experiment = str(flow_run.name or "vistune-run")
+    experiment = experiment_name(str(flow_run.name or ""))
     isolated = workspace == "isolated"
     store_root = str(Path(repo).resolve()) if isolated else ""
     outside = flag_outside_changes(repo)  # an alias moved behind vistune's back: one line each

@@ -226,14 +226,31 @@ def drift_vs_champion(
         return drift_against(model, new() if callable(new) else new, image_root, validate_cfg, device=device)
 
 
+def drift_measured_against(report: dict | None) -> str | None:
+    """The champion version a drift report (validate's drift.json) was measured against, None when
+    it was skipped (no champion yet, registry unreachable) or there is no report."""
+    found = re.search(r" v(\d+)\b", str((report or {}).get("reference") or ""))
+    return found.group(1) if found and (report or {}).get("status") == "compared" else None
+
+
+def drift_check(report: dict | None, gate_champion: str | None) -> dict:
+    """register's drift metrics for DVC: the champion drift was measured against, the one the gate
+    compared with (null: none) and whether the drift figures are stale (`drift_staleness`)."""
+    measured = drift_measured_against(report)
+    return {
+        "drift_reference_version": int(measured) if measured else None,
+        "drift_gate_champion": int(gate_champion) if gate_champion else None,
+        "drift_stale": drift_staleness(report, gate_champion) is not None,
+    }
+
+
 def drift_staleness(report: dict | None, gate_champion: str | None) -> str | None:
     """Why a drift report (validate's drift.json scalars) does not describe the champion the gate used,
     or None when it does. DVC caches `validate` and cannot see the registry: a report written before
     that champion existed says "no champion yet" next to a gate that compared with one."""
     if not report or not gate_champion:
         return None
-    found = re.search(r" v(\d+)\b", str(report.get("reference") or ""))
-    measured = found.group(1) if found and report.get("status") == "compared" else None
+    measured = drift_measured_against(report)
     if measured == str(gate_champion):
         return None
     was = f"measured against v{measured}" if measured else f"not measured ({report.get('reason') or 'skipped'})"

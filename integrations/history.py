@@ -1,11 +1,14 @@
-"""The alias audit log, kept in the registry itself: one registered-model tag per alias change.
+"""The alias audit log: one tag per alias change on a registry-log MLflow run, one run per model.
 
-Each change (gate, promote, rollback, archive) is a tag `vistune.alias_history.<seq>` on the
-registered model holding a small JSON entry: when (UTC), who (`flow:<Prefect run>` or
-`cli:<user>`), which alias, from which version to which, and why. One tag per event keeps every
-value far below the store's tag-size limit and never rewrites old entries; the sequence number is
-allocated under the registry lock, so the log is totally ordered. Rollback reads it ("previous
-champion", "champion as of <time>") and `vistune history` prints it.
+Each change (gate, promote, rollback, archive) is a tag `vistune.alias_history.<seq>` holding a small
+JSON entry: when (UTC), who (`flow:<Prefect run>` or `cli:<user>`), which alias, from which version
+to which, and why. The tags live on a run of the `vistune-registry-log` experiment, not on the
+registered model, so the MLflow registry page shows the versions table first; the registered model
+carries one short tag, `vistune.alias_history` = `runs:/<log run>`, that says where the log is. One tag
+per event never rewrites old entries; the sequence number is allocated under the registry lock, so
+the log is totally ordered. Rollback reads it ("previous champion", "champion as of <time>") and
+`vistune history` prints it. Stores written before the move (entries on the registered model) are
+read as they are and moved to the log run on the next alias change.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from datetime import datetime, UTC
 from integrations import tags as T
 
 PREFIX = T.ALIAS_HISTORY
+POINTER = T.ALIAS_HISTORY_RUN  # on the registered model: runs:/<log run id>
+LOG_EXPERIMENT = "vistune-registry-log"
 MAX_REASON = 1500  # a tag value holds 5000 characters on sqlite; the rest of an entry is small
 
 
@@ -62,30 +67,63 @@ def parse_time(text: str) -> datetime:
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
+def _log_run_id(client, name: str, model_tags: dict) -> str | None:
+    """The log run of `name` named by the registered model's pointer tag (None: none yet)."""
+    pointer = model_tags.get(POINTER, "")
+    return pointer.removeprefix("runs:/") or None
+
+
+def _create_log_run(client, name: str) -> str:
+    """The run that holds `name`'s log, in its own experiment so experiment views never list it."""
+    experiment = client.get_experiment_by_name(LOG_EXPERIMENT)
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(LOG_EXPERIMENT)
+    run = client.create_run(experiment_id, tags={T.REGISTRY_LOG_FOR: name}, run_name=f"{name} alias history")
+    client.set_terminated(run.info.run_id)  # a log, not a running job (tags can still be added)
+    client.set_registered_model_tag(name, POINTER, f"runs:/{run.info.run_id}")
+    return run.info.run_id
+
+
+def _entries(tags: dict) -> dict[int, str]:
+    """seq -> JSON value of every history tag in `tags`."""
+    return {int(k[len(PREFIX) :]): v for k, v in tags.items() if k.startswith(PREFIX) and k[len(PREFIX) :].isdigit()}
+
+
+def _raw(client, name: str) -> dict[int, str]:
+    """Every entry's JSON by sequence number: the log run's tags plus any left on the registered model."""
+    model_tags = client.get_registered_model(name).tags or {}
+    run_id = _log_run_id(client, name, model_tags)
+    found = _entries(model_tags)
+    if run_id:
+        found.update(_entries(client.get_run(run_id).data.tags))
+    return found
+
+
 def read(client, name: str) -> list[Entry]:
     """Every entry of `name`'s log, oldest first."""
-    tags = client.get_registered_model(name).tags or {}
     entries = []
-    for key, value in tags.items():
-        if not key.startswith(PREFIX):
-            continue
+    for seq, value in _raw(client, name).items():
         try:
             d = json.loads(value)
             entries.append(
                 Entry(
-                    int(key[len(PREFIX) :]),
-                    d["time"],
-                    d["actor"],
-                    d["action"],
-                    d["alias"],
-                    d.get("from"),
-                    d.get("to"),
-                    d.get("reason", ""),
+                    seq, d["time"], d["actor"], d["action"], d["alias"], d.get("from"), d.get("to"), d.get("reason", "")
                 )
             )
         except (ValueError, KeyError, TypeError):
             continue  # a hand-edited tag is shown nowhere rather than breaking every rollback
     return sorted(entries, key=lambda e: e.seq)
+
+
+def _writable_log(client, name: str) -> tuple[str, int]:
+    """The log run (created on first use; older entries on the registered model moved into it) and the
+    last sequence number. Call under the registry lock."""
+    model_tags = client.get_registered_model(name).tags or {}
+    run_id = _log_run_id(client, name, model_tags) or _create_log_run(client, name)
+    for key, value in sorted(model_tags.items()):
+        if key.startswith(PREFIX):  # the old place: moved once, copy before delete
+            client.set_tag(run_id, key, value)
+            client.delete_registered_model_tag(name, key)
+    return run_id, max(_entries(client.get_run(run_id).data.tags), default=0)
 
 
 def append(
@@ -99,13 +137,9 @@ def append(
     actor: str | None = None,
 ) -> Entry:
     """Add one entry; call under `registry.registry_lock` so sequence numbers never collide."""
-    existing = [
-        int(k[len(PREFIX) :])
-        for k in (client.get_registered_model(name).tags or {})
-        if k.startswith(PREFIX) and k[len(PREFIX) :].isdigit()
-    ]
+    run_id, last = _writable_log(client, name)
     entry = Entry(
-        max(existing, default=0) + 1,
+        last + 1,
         datetime.now(UTC).isoformat(timespec="microseconds"),
         actor or default_actor(),
         action,
@@ -125,7 +159,7 @@ def append(
             "reason": entry.reason,
         }
     )
-    client.set_registered_model_tag(name, f"{PREFIX}{entry.seq:06d}", value)
+    client.set_tag(run_id, f"{PREFIX}{entry.seq:06d}", value)
     return entry
 
 

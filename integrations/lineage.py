@@ -139,21 +139,24 @@ def facts(params: dict, manifest: Path, root: Path, dirty: list[str], stage: str
 
 
 def version_tags(all_facts: dict[str, str]) -> dict[str, str]:
-    """The short lineage tag set of a model version: the `VERSION_LINEAGE` facts as tags of their own,
-    and every fact (inline params left out: they are the run's `lineage/params.yaml`) as one JSON tag."""
-    full = {k: v for k, v in sorted(all_facts.items()) if k != T.lineage("params")}
-    short = {T.lineage(f): all_facts[T.lineage(f)] for f in T.VERSION_LINEAGE if T.lineage(f) in all_facts}
-    return short | {T.LINEAGE_JSON: json.dumps(full, separators=(",", ":"))[:INLINE_PARAMS_MAX]}
+    """The lineage a model version carries itself (`VERSION_LINEAGE`: commit and data hash); every
+    fact is on its run, so the registry's version row stays short."""
+    return {T.lineage(f): all_facts[T.lineage(f)] for f in T.VERSION_LINEAGE if T.lineage(f) in all_facts}
 
 
-def version_lineage(tags: dict[str, str]) -> dict[str, str]:
-    """Every lineage fact of a version: its JSON tag merged with its own lineage tags (versions
-    registered before the JSON tag carry only the latter)."""
+def version_lineage(client, mv) -> dict[str, str]:
+    """Every lineage fact of model version `mv`: its run's lineage tags (inline params left out: they
+    are the run's `lineage/params.yaml`), then what older versions carry themselves (a JSON tag and
+    their own lineage tags)."""
+    run_tags = client.get_run(mv.run_id).data.tags if mv.run_id else {}
+    facts = {
+        k: v for k, v in run_tags.items() if (k.startswith(TAG) or k.startswith(T.DVC)) and k != T.lineage("params")
+    }
     try:
-        merged = json.loads(tags.get(T.LINEAGE_JSON) or "{}")
+        facts |= json.loads(mv.tags.get(T.LINEAGE_JSON) or "{}")
     except ValueError:  # cut at the tag limit: the run's lineage/lineage.json has it whole
-        merged = {}
-    return merged | {k: v for k, v in tags.items() if k.startswith(TAG) or k.startswith(T.DVC)}
+        pass
+    return facts | {k: v for k, v in mv.tags.items() if k.startswith(TAG) or k.startswith(T.DVC)}
 
 
 def version_params(client, name: str, version: str) -> dict:
@@ -172,7 +175,7 @@ def describe(client, name: str, version: str) -> str:
     """Text for `vistune lineage`: each lineage fact once, then the commands that rebuild the model
     (the git commit appears only there, in `git checkout`)."""
     mv = client.get_model_version(name, version)
-    tags = dict(sorted(version_lineage(mv.tags).items()))
+    tags = dict(sorted(version_lineage(client, mv).items()))
     if not any(k.startswith(TAG) for k in tags):
         raise ValueError(f"v{version} of {name!r} carries no lineage tags (registered before lineage was recorded)")
     shown = {T.lineage("params"), T.lineage("git_commit")}

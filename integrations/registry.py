@@ -129,6 +129,22 @@ def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
         return None
 
 
+def version_facts(client: MlflowClient, name: str, version: str) -> dict[str, str]:
+    """Every vistune fact of a version: its run's tags (lineage, identity, the gate's details) under the
+    version's own short set. Versions registered before the short set carry everything themselves."""
+    mv = client.get_model_version(name, version)
+    run_tags = client.get_run(mv.run_id).data.tags if mv.run_id else {}
+    return {k: v for k, v in run_tags.items() if k.startswith(T.PREFIX)} | dict(mv.tags)
+
+
+def _tag_run(client: MlflowClient, name: str, version: str, tags: Mapping[str, str | None]) -> None:
+    """Facts about the gate of `version` on the run that logged it (one gated version per run)."""
+    run_id = client.get_model_version(name, version).run_id
+    for key, value in tags.items() if run_id else ():
+        if value is not None:
+            client.set_tag(run_id, key, value)
+
+
 def version_metric(client: MlflowClient, name: str, version: str, metric: str) -> float | None:
     mv = client.get_model_version(name, version)
     tagged = mv.tags.get(T.metric(metric))
@@ -167,13 +183,11 @@ def registry_lock(lock_dir: Path | RegistryLock, model_name: str | None = None) 
             yield
 
 
-def _record(client: MlflowClient, name: str, version: str, action: str, reason: str, previous: str | None) -> None:
-    """The last action on the version: its reason tag and its description's first line (`[time] action:
-    reason`, what `vistune status` shows), then the card link."""
+def _record(client: MlflowClient, name: str, version: str, action: str, reason: str) -> None:
+    """The last action on the version: its description's first line (`[time] action: reason`, what
+    `vistune status` shows), then the card link. Not a tag: the version row stays short; the alias
+    history holds every action with its reason."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    client.set_model_version_tag(name, version, T.DECISION_REASON, reason)
-    if previous is not None and previous != version:
-        client.set_model_version_tag(name, version, T.PREVIOUS_CHAMPION, previous)
     card = client.get_model_version(name, version).tags.get(T.CARD)
     client.update_model_version(
         name, version, description=f"[{stamp}] {action}: {reason}" + _card_line(client, version, card)
@@ -304,17 +318,23 @@ def gate(
         client.set_model_version_tag(
             name, version, T.GATE, T.GATE_PROMOTED if promoted else T.GATE_PENDING if pending else T.GATE_KEPT
         )
-        if failures:
-            client.set_model_version_tag(name, version, T.GATE_FAILURES, "; ".join(failures))
-        if comparison is not None:
-            client.set_model_version_tag(name, version, T.GATE_SIGNIFICANCE, comparison.summary[:4000])
+        _tag_run(
+            client,
+            name,
+            version,
+            {
+                T.DECISION_REASON: reason[:4000],
+                T.PREVIOUS_CHAMPION: champ,
+                T.GATE_FAILURES: "; ".join(failures) if failures else None,
+                T.GATE_SIGNIFICANCE: comparison.summary[:4000] if comparison is not None else None,
+            },
+        )
         _record(
             client,
             name,
             version,
             "gate: " + (T.GATE_PROMOTED if promoted else T.GATE_PENDING if pending else T.GATE_KEPT),
             reason,
-            champ,
         )
         return Decision(
             version,
@@ -345,14 +365,18 @@ def review(
     actor: str,
     compared_with: str | None,
     metric: str = RegisterCfg.gate_metric,
+    force: bool = False,
 ) -> tuple[str, str]:
     """Close a pending approval (`register.approval: required`): approved -> champion, rejected or
     timed out -> stays challenger. An approval given after `champion` moved away from the version the
     gate compared with (`compared_with`) is `stale`: the gate's evidence no longer holds, so nothing
-    moves; so is one the promotion guard refuses (`refused`: worse than the champion by `metric`).
+    moves; so is one the promotion guard refuses (`refused`: worse than the champion by `metric`) unless
+    `force` with a comment (the reason; an `override` entry, as `promote --force`).
     One alias-history entry per outcome, with the reviewer's comment and actor. Returns (outcome, reason)."""
     if outcome not in REVIEW_OUTCOMES:
         raise ValueError(f"unknown review outcome {outcome!r}; valid: {list(REVIEW_OUTCOMES)}")
+    unforced = " (force ignored: it needs a comment saying why)" if force and not comment.strip() else ""
+    force = force and not unforced  # the form is answered once: a missing reason refuses, it does not raise
     with registry_lock(lock_dir, name):
         history.record_outside(client, name, actor)
         state = client.get_model_version(name, version).tags.get(T.APPROVAL)
@@ -367,20 +391,23 @@ def review(
                 f"waiting; v{version} stays challenger (`vistune promote {version}` to override)"
             )
         elif outcome == "approved" and (refused := _refusal(client, name, version, champ, metric)):
-            outcome, reason = "refused", f"approved by {actor}{said}, but {refused}"
+            if force:
+                reason = f"approved by {actor}, {promotion_guard.forced_reason(comment, refused)}"
+            else:
+                outcome, reason = "refused", f"approved by {actor}{said}, but {refused}{unforced}"
         elif outcome == "approved":
-            reason = f"approved by {actor}{said}"
+            refused, reason = None, f"approved by {actor}{said}"
         elif outcome == "rejected":
             reason = f"rejected by {actor}{said}; v{version} stays challenger"
         else:
             reason = f"{comment or 'no decision in time'}; v{version} stays challenger"
         if outcome == "approved":
-            _set_champion(client, name, version, champ, "approval", reason, actor)
+            _set_champion(client, name, version, champ, "override" if refused else "approval", reason, actor)
         else:  # champion unchanged: still one entry, so the log shows who decided what
             history.append(client, name, CHAMPION, champ, champ, "approval", f"v{version} {reason}", actor)
         client.set_model_version_tag(name, version, T.APPROVAL, outcome)
         client.set_model_version_tag(name, version, T.GATE, T.GATE_PROMOTED if outcome == "approved" else T.GATE_KEPT)
-        _record(client, name, version, f"approval: {outcome}", reason, champ)
+        _record(client, name, version, f"approval: {outcome}", reason)
         return outcome, reason
 
 
@@ -420,7 +447,7 @@ def promote(
             raise ValueError(refused)
         action, why = ("override", promotion_guard.forced_reason(reason, refused)) if refused else ("promote", reason)
         _set_champion(client, name, version, previous, action, why, actor)
-        _record(client, name, version, "promoted to champion" + (" (forced)" if refused else ""), why, previous)
+        _record(client, name, version, "promoted to champion" + (" (forced)" if refused else ""), why)
         return previous
 
 
@@ -445,8 +472,8 @@ def _rollback_target(client: MlflowClient, name: str, current: str, to_time: str
         if v.tags.get(T.ARCHIVED) == "true" or v.tags.get(T.ROLLED_BACK) == "true"
     }
     target = history.previous_holder(entries, current, {str(v) for v in unusable})
-    if target is None:  # stores written before the history existed: the version's own tag
-        target = client.get_model_version(name, current).tags.get(T.PREVIOUS_CHAMPION)
+    if target is None:  # stores written before the history existed: the gate's record
+        target = version_facts(client, name, current).get(T.PREVIOUS_CHAMPION)
     if not target:
         raise ValueError(f"champion v{current} of {name!r} records no previous champion to roll back to")
     return target
@@ -465,7 +492,7 @@ def rollback(
         target = _rollback_target(client, name, current, to_time)
         why = f"rollback from v{current}" + (f" to the champion as of {to_time}" if to_time else "")
         _set_champion(client, name, target, current, "rollback", why, actor)
-        _record(client, name, target, "rolled back to champion", why, None)
+        _record(client, name, target, "rolled back to champion", why)
         client.set_model_version_tag(name, current, T.ROLLED_BACK, "true")
         return current, target
 
@@ -483,4 +510,4 @@ def archive(
             client.delete_registered_model_alias(name, alias)
             history.append(client, name, alias, version, None, "archive", f"v{version} archived", actor)
         client.set_model_version_tag(name, version, T.ARCHIVED, "true")
-        _record(client, name, version, "archived", "manual archive", None)
+        _record(client, name, version, "archived", "manual archive")

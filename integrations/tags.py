@@ -1,18 +1,19 @@
 """Every MLflow tag key vistune writes, spelled once (runs, model versions, the registered model).
 
-- Lineage (`vistune.lineage.<fact>`): where a model came from. Every fact goes on the MLflow run (one
-  tag each, searchable) and into its artifact `lineage/lineage.json`. A model version carries a short
-  set, so the registry's version list stays readable: the summary facts `VERSION_LINEAGE` plus the
-  whole lineage as one JSON tag `vistune.lineage` (`LINEAGE_JSON`; the resolved params are the run's
-  `lineage/params.yaml`). `vistune lineage` prints them.
-- On a version, besides: the headline figures (`vistune.test_accuracy`, `vistune.test_macro_f1`,
-  `vistune.test_ece`, `vistune.test_robust_accuracy`), the decision (`vistune.gate`,
-  `vistune.decision_reason`, `vistune.gate_significance`, ...) and the identity tags below.
+- A model version carries a short set, so its row in the MLflow registry stays one or two lines:
+  `vistune.gate`, the gate metric (`vistune.test_macro_f1`), `vistune.card`, `vistune.model_sha256`
+  and the `VERSION_LINEAGE` facts (git commit, data manifest hash); state tags appear only when set
+  (`vistune.approval`, `vistune.rolled_back`, `vistune.archived`, variants). Everything else is on
+  the run that logged it (`registry.version_facts` merges both): every lineage fact (one tag each,
+  and the artifact `lineage/lineage.json`; `vistune lineage` prints them), the params/metrics
+  digests, the gate's reason, failures, significance and the champion it compared with. Stores
+  written before carry these on the version (`LINEAGE_JSON`, ...), still read.
 - DVC hashes (`vistune.dvc.<stage>:<out>`): the md5 DVC records for each stage output.
 - Identity (`vistune.model_sha256`, ...): what makes two registrations the same (idempotency).
 - Gate and alias actions (`vistune.gate`, ...): set by `integrations.registry`; the gate's figures are
   `vistune.<metric>` (e.g. `vistune.test_macro_f1`).
-- Alias history (`vistune.alias_history.<seq>`, on the registered model): `integrations.history`.
+- Alias history (`vistune.alias_history.<seq>`, on a registry-log run the registered model's one tag
+  `vistune.alias_history` names): `integrations.history`.
 - Compress variants (`vistune.variant`, ...): a sibling version built from a parent version's weights
   (`stages/compress.py`), registered by `register`, never given an alias automatically.
 """
@@ -41,9 +42,9 @@ LINEAGE_FACTS = (
     "cpu_threads",
 )
 DVC = f"{PREFIX}dvc."
-LINEAGE_JSON = f"{PREFIX}lineage"  # on a model version: every lineage fact and DVC hash as one JSON object
+LINEAGE_JSON = f"{PREFIX}lineage"  # read only: older versions' lineage as one JSON object (now on the run)
 # the lineage facts a model version also carries as tags of their own (what a registry reader looks for)
-VERSION_LINEAGE = ("git_commit", "git_dirty", "dvc_experiment", "prefect_flow_run_url")
+VERSION_LINEAGE = ("git_commit", "data_manifest_sha256")
 
 MODEL_SHA256 = f"{PREFIX}model_sha256"
 PARAMS_SHA256 = f"{PREFIX}params_sha256"
@@ -75,7 +76,9 @@ APPROVAL = (
 CARD = f"{PREFIX}card"  # runs:/<run>/card/model_card.html, the version's model card (app.card)
 CARD_ARTIFACT = "card/model_card.html"  # the card's path inside its run
 
-ALIAS_HISTORY = f"{PREFIX}alias_history."
+ALIAS_HISTORY = f"{PREFIX}alias_history."  # + <seq>: one entry, a tag on the model's registry-log run
+ALIAS_HISTORY_RUN = f"{PREFIX}alias_history"  # on the registered model: runs:/<registry-log run id>
+REGISTRY_LOG_FOR = f"{PREFIX}registry_log_for"  # on a registry-log run: the registered model it logs
 
 VARIANT = f"{PREFIX}variant"  # on a variant's version: onnx | onnx_int8 | pruned | distilled ...
 VARIANT_OF = f"{PREFIX}variant_of"  # on a variant's version: the parent version it was built from

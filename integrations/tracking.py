@@ -167,15 +167,27 @@ def idempotency_tags(model_file: Path, params: dict[str, Any], metrics: dict[str
     return {T.MODEL_SHA256: sha256_file(model_file), T.PARAMS_SHA256: digest, T.METRICS_SHA256: metrics_digest}
 
 
+VERSION_IDENTITY = (T.MODEL_SHA256,)  # the identity tag a version carries; the params/metrics digests are its run's
+
+
 def version_with_tags(client: mlflow.MlflowClient, name: str, tags: dict[str, str]):
-    """The registered version of `name` carrying all of `tags` (the lowest if several), else None."""
+    """The registered version of `name` carrying all of `tags` on itself or its run (the lowest if
+    several), else None."""
     try:
         found = client.search_model_versions(f"name='{name}'")
     except mlflow.exceptions.MlflowException as exc:
         if "RESOURCE_DOES_NOT_EXIST" in str(exc):
             return None
         raise
-    hits = [mv for mv in found if all(mv.tags.get(k) == v for k, v in tags.items())]
+
+    def carries(mv) -> bool:
+        if any(mv.tags.get(k) != v for k, v in tags.items() if k in VERSION_IDENTITY):
+            return False
+        rest = {k: v for k, v in tags.items() if mv.tags.get(k) != v}
+        run_tags = client.get_run(mv.run_id).data.tags if rest and mv.run_id else {}
+        return all(run_tags.get(k) == v for k, v in rest.items())
+
+    hits = [mv for mv in found if carries(mv)]
     return min(hits, key=lambda mv: int(mv.version)) if hits else None
 
 
@@ -340,6 +352,7 @@ class RunRecord:
     example_image: bytes
     calibration: Path | None = None
     version_tags: dict[str, str] = field(default_factory=dict)  # set as the version is created
+    run_tags: dict[str, str] = field(default_factory=dict)  # set before the model is logged
 
 
 @dataclass
@@ -382,6 +395,7 @@ class Tracker:
 
         with mlflow.start_run(experiment_id=self.experiment_id, run_name=rec.name) as active:
             mlflow.log_params(flatten(rec.params))
+            mlflow.set_tags(rec.run_tags)  # before the version exists: a re-run always finds them
             mlflow.log_dict(rec.params, "lineage/params.yaml")  # the resolved params, for `vistune lineage`
             with warnings.catch_warnings():  # schema-inference hints about integer columns are noise here
                 warnings.simplefilter("ignore", UserWarning)
@@ -447,8 +461,8 @@ class Tracker:
         registry.link_card(self.client, self.model_name, version, uri)
 
     def tag_lineage(self, run_id: str, version: str, facts: dict[str, str], version_tags: dict[str, str]) -> None:
-        """Lineage: every fact on the run (tags and the artifact `lineage/lineage.json`), the short
-        `version_tags` set on the model version (integrations.tags)."""
+        """Lineage: every fact on the run (tags and the artifact `lineage/lineage.json`), the two
+        `version_tags` on the model version (integrations.tags.VERSION_LINEAGE)."""
         self.client.log_dict(run_id, facts, "lineage/lineage.json")
         self.tag(run_id, None, facts)
         self.tag(None, version, version_tags)

@@ -19,7 +19,7 @@ import pandas as pd
 
 from app import card, gate_report
 from flows import cross_host_lock
-from integrations import lineage, registry, tags as T, tracking
+from integrations import champion, lineage, registry, tags as T, tracking
 from stages.cli import stage_main
 from vistune.config import Params, to_dict
 from vistune.errors import VistuneError
@@ -61,7 +61,8 @@ def _record(params: Params, layout: Layout, metrics: dict, key_tags: dict[str, s
         classes=read_json(layout.prepared / "meta.json")["classes"],
         example_image=_example_image(manifest, layout),
         calibration=layout.calibration,
-        version_tags=key_tags,
+        version_tags={k: v for k, v in key_tags.items() if k in tracking.VERSION_IDENTITY},
+        run_tags={k: v for k, v in key_tags.items() if k not in tracking.VERSION_IDENTITY},
     )
 
 
@@ -132,10 +133,6 @@ def run(params: Params, layout: Layout) -> dict:
     if existing is not None:
         return _reuse(tracker, existing, params, layout, metrics, dirty)
     run_id, version = tracker.log_run(_record(params, layout, metrics, key_tags))
-    # the figures the gate judged, visible on the version
-    tracker.tag(
-        None, version, {T.metric(key): repr(float(metrics[key])) for key, _, _ in registry.THRESHOLDS if key in metrics}
-    )
     report = _gate_report(layout)
     gate_report.write(report, gate_report.placeholder(version, "no champion to compare with"), {})
     decision = registry.gate(
@@ -181,6 +178,8 @@ def _write_receipt(
         "variants": variants,
     }
     write_json(layout.registration, receipt)
+    drift = read_json(layout.drift) if layout.drift.is_file() else None
+    write_json(layout.register_drift, champion.drift_check(drift, decision.champion_before))
     return receipt
 
 
@@ -192,7 +191,7 @@ def _log_card(tracker: tracking.Tracker, layout: Layout, params: Params, receipt
 
 def _earlier_decision(tracker: tracking.Tracker, version: str, metrics: dict) -> registry.Decision:
     cfg = tracker.cfg
-    tags = tracker.client.get_model_version(cfg.model_name, version).tags
+    tags = registry.version_facts(tracker.client, cfg.model_name, version)
     return registry.Decision(
         version,
         tags.get(T.GATE) == "promoted",

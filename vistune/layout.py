@@ -145,6 +145,12 @@ class Layout:
     def registration(self) -> Path:
         return self.data / "registry" / "registration.json"
 
+    @property
+    def register_drift(self) -> Path:
+        """Which champion validate's drift was measured against and whether that is the one the gate
+        compared with (a DVC metric: `vistune exp` shows it)."""
+        return self.data / "register" / "drift.json"
+
     # evaluate extras
     @property
     def roc_pr_png(self) -> Path:

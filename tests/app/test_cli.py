@@ -7,7 +7,7 @@ import time
 import pytest
 
 from app import cli
-from integrations import registry, tracking
+from integrations import history, registry, tracking
 
 from tests.integrations.registry_helpers import register, write_params_file
 
@@ -85,7 +85,7 @@ def test_prefect_flows_promote_rollback_archive(store):
         archive_flow(v2, repo=str(root))
     assert registry.alias_version(client, NAME, "champion") == v1
     assert client.get_model_version(NAME, v2).tags["vistune.archived"] == "true"
-    assert "from prefect" in client.get_model_version(NAME, v3).tags["vistune.decision_reason"]
+    assert "from prefect" in client.get_model_version(NAME, v3).description.splitlines()[0]
 
 
 def _kept(client, lock, version: str, f1: float) -> None:
@@ -149,7 +149,7 @@ def test_prefect_promote_refuses_then_forces(store):
         assert len(refused) == 1 and refused[0].run_count == 1  # one attempt: a refusal is not retried
         assert promote_flow(int(v2), reason="reviewed by ops", force=True, repo=str(root)) == v1
     assert registry.alias_version(client, NAME, "champion") == v2
-    assert "forced: reviewed by ops" in client.get_model_version(NAME, v2).tags["vistune.decision_reason"]
+    assert "forced: reviewed by ops" in client.get_model_version(NAME, v2).description.splitlines()[0]
 
 
 def test_approval_of_a_worse_version_is_refused(store):
@@ -163,6 +163,31 @@ def test_approval_of_a_worse_version_is_refused(store):
     assert outcome == "refused" and "0.3000 vs champion v1 0.5000".replace("v1", f"v{v1}") in reason
     assert registry.alias_version(client, NAME, "champion") == v1
     assert client.get_model_version(NAME, v2).tags["vistune.gate"] == "kept as challenger"
+
+
+def test_approval_with_force_and_a_reason_overrides_the_guard(store):
+    """The approval form offers force, as the promote deployment does: without a comment it is ignored
+    (refused, one answer per form); with one the version becomes champion, an override in the history."""
+    from flows.approval import Review
+
+    assert {"force", "comment"} <= set(Review.model_json_schema()["properties"])  # the fields the form shows
+    client, params, root, (v1, v2, v3) = store
+    _, lock = tracking.open_registry(cli.load_params(params).register, root)
+    champ = registry.alias_version(client, NAME, "champion")
+    d = registry.gate(client, NAME, v2, "test_macro_f1", 0.3, -0.5, lock, approval_required=True)
+    assert d.pending_approval
+    outcome, reason = registry.review(client, NAME, v2, lock, "approved", "", "reviewer:ann", champ, force=True)
+    assert outcome == "refused" and reason.endswith("(force ignored: it needs a comment saying why)")
+    assert registry.alias_version(client, NAME, "champion") == champ
+    d = registry.gate(client, NAME, v3, "test_macro_f1", 0.3, -0.5, lock, approval_required=True)
+    outcome, reason = registry.review(
+        client, NAME, v3, lock, "approved", "needed for the demo", "reviewer:bo", champ, force=True
+    )
+    assert outcome == "approved" and "forced: needed for the demo (overrode: v" in reason
+    assert registry.alias_version(client, NAME, "champion") == v3
+    last = history.read(client, NAME)[-1]
+    assert (last.action, last.actor, last.from_version, last.to_version) == ("override", "reviewer:bo", champ, v3)
+    assert "forced: needed for the demo" in last.reason
 
 
 def _champion_events(want: int, timeout_s: float = 60) -> list:

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from app import cli, exp_cmd
+from integrations import champion
 from flows.dvc_cli import dvc_output
 from tests.conftest import REPO, tiny_git_repo
 
@@ -31,7 +32,12 @@ def _copy_demo_metrics(root: Path) -> None:
     for rel in METRICS_FILES:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / rel, root / rel)
-    stage = {"cmd": "true", "params": ["train.epochs"], "metrics": [{rel: {"cache": False}} for rel in METRICS_FILES]}
+    # register's drift metric (no demo file yet): the baseline measured drift against the gate's champion
+    drift = root / "data/register/drift.json"
+    drift.parent.mkdir(parents=True, exist_ok=True)
+    drift.write_text(json.dumps(champion.drift_check({"status": "compared", "reference": "m v1 (champion)"}, "1")))
+    files = (*METRICS_FILES, "data/register/drift.json")
+    stage = {"cmd": "true", "params": ["train.epochs"], "metrics": [{rel: {"cache": False}} for rel in files]}
     (root / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"metrics": stage}}, sort_keys=False))
 
 
@@ -46,6 +52,8 @@ def exp_repo(tmp_path_factory) -> Path:
     metrics = json.loads((root / "data/eval/metrics.json").read_text())
     metrics["test_accuracy"] = 0.5
     (root / "data/eval/metrics.json").write_text(json.dumps(metrics))
+    stale = champion.drift_check({"status": "skipped", "reason": "no champion yet"}, "2")  # validate was cached
+    (root / "data/register/drift.json").write_text(json.dumps(stale))
     proc = dvc_output(["exp", "save", "--name", "more-epochs"], cwd=root)
     assert proc.returncode == 0, proc.stderr
     return root
@@ -63,6 +71,11 @@ def test_exp_rows_fit_120_columns_with_the_changed_param_first(exp_repo: Path, c
     assert "n_new" not in lines[0] and "reason" not in lines[0]
     by_name = {line.split()[0]: line.split() for line in lines[1:]}
     assert by_name["more-epochs"][2] == "0.5000"
+    # which champion drift was measured against, read by DVC from register's metric, stale marked
+    start = lines[0].index("drift vs")
+    drift = {line.split()[0]: line[start:].split("  ")[0].strip() for line in lines[1:]}
+    assert drift["more-epochs"] == "stale: none, gate v2" and drift["workspace"] == "stale: none, gate v2"
+    assert list(drift.values()).count("v1") == 1  # the baseline commit
 
     assert cli.main(["--root", str(exp_repo), "exp", "--width", "120", "--sort-by", "test_accuracy"]) == 0
     assert capsys.readouterr().out.splitlines()[-1].split()[0] == "more-epochs"  # best first: it is worst

@@ -79,7 +79,8 @@ def test_real_pair_rescored_report_and_verdicts(trained_tiny, probed_tiny, mlflo
     metrics = pd.read_csv(client.download_artifacts(second["run_id"], "gate/gate_metrics.csv", str(tmp_path)))
     row = metrics.set_index("metric").loc["macro_f1"]
     assert row["delta"] == pytest.approx(want_chal - want_champ) and row["ci_low"] <= row["delta"] <= row["ci_high"]
-    assert client.get_model_version(NAME, second["version"]).tags["vistune.gate_significance"].startswith("McNemar")
+    facts = registry.version_facts(client, NAME, second["version"])  # the gate's details are on its run
+    assert facts["vistune.gate_significance"].startswith("McNemar")
 
     # an identical model (same weights, another version): "not significant" with p = 1
     same = str(

@@ -3,7 +3,9 @@
 A real `prefect server start` (temp PREFECT_HOME, free port) and `python -m flows.serve` in a
 temp copy of the repo with tiny params. The browser opens Deployments -> train-pipeline -> Run ->
 Custom run and reads the form: every field shows the repo's params.yaml value. Then it types new
-epochs and learning rate, submits, opens the new run's page (found by the name the toast shows) and waits until its
+epochs, learning rate and a run name that says so, submits; the toast names the run as typed, with a "View run"
+button (Prefect 3.8's answer to Submit, then it goes back to the deployment); the test opens the new run's page
+(found by that name) and waits until its
 page says Completed: the flow run's parameters, its DVC experiment and its MLflow run carry the typed values.
 Last, a flow run that publishes the run report (flows/summary.py) over the
 committed demo outputs: its Artifacts tab lists the headline table and the images, the headline's
@@ -17,6 +19,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -130,10 +133,15 @@ def _check_form_shows_params_yaml(page, url: str, repo: Path, tmp_path: Path) ->
 
 
 def _submit_custom_run(page, field, tmp_path: Path) -> str | None:
-    """On the Custom run form: type new epochs and learning rate, Submit; the new run's name (from the toast),
-    None when the UI showed its error page instead (seen 1 in 6 runs on a loaded 2-core machine, no run made)."""
+    """On the Custom run form: type a run name that says what was asked, new epochs and learning rate, Submit;
+    the toast names the run and links it ("View run"). Returns the name the toast shows, None when the UI
+    showed its error page instead (seen 1 in 6 runs on a loaded 2-core machine, no run made)."""
     from playwright.sync_api import expect
 
+    name_box = page.locator(".flow-run-name-input input").first  # pre-filled with a random name; editable
+    expect(name_box).not_to_have_value("")
+    asked = f"epochs-{CUSTOM['epochs']}-{secrets.token_hex(2)}"  # also the DVC experiment's name: unique
+    name_box.fill(asked)
     for title, value in (("Epochs", CUSTOM["epochs"]), ("Learning rate", CUSTOM["lr"])):
         box = field(title).locator("input").first
         box.fill(str(value))
@@ -146,7 +154,11 @@ def _submit_custom_run(page, field, tmp_path: Path) -> str | None:
     if not toast.is_visible():
         _save(page, tmp_path, "prefect-ui-submit-error.png")
         return None
-    return toast.inner_text().split(" scheduled to start now")[0].strip()
+    shown = toast.inner_text().split(" scheduled to start now")[0].strip()
+    assert shown == asked, (shown, asked)  # the toast names the run as typed ...
+    link = page.locator(".toast-flow-run-create").filter(has_text=asked).get_by_role("button", name="View run").first
+    expect(link).to_be_visible(timeout=5_000)
+    return shown  # ... and links it (the button can vanish under load before a click: not clicked)
 
 
 def _n_flow_runs() -> int:

@@ -123,3 +123,38 @@ def test_the_card_shows_the_staleness_first(tmp_path):
     shown = card.drift(lay, "1")
     assert list(shown)[0] == "stale" and "the gate compared with champion v1" in shown["stale"]
     assert "stale" not in card.drift(lay, None)
+
+
+def test_register_writes_which_champion_drift_was_measured_against(store, trained_tiny, tmp_path):
+    """The real `register` stage beside a cached `validate`: data/register/drift.json (a DVC metric)
+    names the champion drift was measured against and says stale when the gate compared with another."""
+    from integrations import champion
+    from stages import register as register_stage
+
+    from tests.integrations.registry_helpers import copy_layout, params_with
+
+    params, _ = store  # v1 is champion
+    gate_only = params_with(params.register, gate_test="none")
+    before = dataclasses.replace(  # validate ran before any champion existed (an empty store)
+        params,
+        register=dataclasses.replace(params.register, tracking_uri=f"sqlite:///{tmp_path / 'empty' / 'mlflow.db'}"),
+    )
+    old = copy_layout(trained_tiny, tmp_path / "old", macro_f1=0.01)
+    validate.check_drift(before, old)
+    assert json.loads(old.drift.read_text())["status"] == "skipped"
+    assert not register_stage.run(gate_only, old)["promoted"]  # the gate compared with v1
+    assert json.loads(old.register_drift.read_text()) == {
+        "drift_reference_version": None,
+        "drift_gate_champion": 1,
+        "drift_stale": True,
+    }
+
+    fresh = copy_layout(trained_tiny, tmp_path / "fresh", macro_f1=0.02)
+    validate.check_drift(params, fresh)  # measured against v1, the champion the gate compares with
+    receipt = register_stage.run(gate_only, fresh)
+    assert receipt["champion_before"] == "1" and not receipt["promoted"]
+    assert json.loads(fresh.register_drift.read_text()) == champion.drift_check(
+        json.loads(fresh.drift.read_text()), "1"
+    )
+    assert json.loads(fresh.register_drift.read_text())["drift_reference_version"] == 1
+    assert json.loads(fresh.register_drift.read_text())["drift_stale"] is False

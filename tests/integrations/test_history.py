@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import datetime, UTC
 
@@ -69,6 +70,12 @@ def test_history_rollback_and_rollback_to_time(trained_tiny, mlflow_cfg, tmp_pat
     assert entries[2].actor == entries[3].actor == "flow:nightly-otter"
     assert entries[5].actor.startswith("cli:") and entries[5].reason.startswith("forced: hotfix (overrode: v")
     assert "as of" in entries[10].reason
+    # the log is on its registry-log run: the registered model keeps one short tag, the versions table stays up
+    model_tags = client.get_registered_model(NAME).tags
+    assert list(model_tags) == [history.POINTER] and len(model_tags[history.POINTER]) < 60
+    log_run = client.get_run(model_tags[history.POINTER].removeprefix("runs:/"))
+    assert client.get_experiment(log_run.info.experiment_id).name == history.LOG_EXPERIMENT
+    assert len([k for k in log_run.data.tags if k.startswith(history.PREFIX)]) == 12
 
     with pytest.raises(ValueError, match="had no champion at"):
         registry.rollback(client, NAME, lock, to_time="2000-01-01T00:00:00")
@@ -91,12 +98,19 @@ def test_history_rollback_and_rollback_to_time(trained_tiny, mlflow_cfg, tmp_pat
     assert "not ISO-8601" in capsys.readouterr().err
 
 
-def test_history_entries_stay_small_and_skip_foreign_tags(trained_tiny, mlflow_cfg, tmp_path):
+def test_history_entries_stay_small_and_old_model_tags_move_to_the_log_run(trained_tiny, mlflow_cfg, tmp_path):
     v1 = register(trained_tiny, tmp_path / "a", mlflow_cfg, macro_f1=0.5)["version"]
     client, lock = tracking.open_registry(mlflow_cfg, tmp_path)
-    client.set_registered_model_tag(NAME, history.PREFIX + "000099", "not json")  # hand-edited: ignored
+    # a store written before the move: entries as registered-model tags, one of them hand-edited
+    old = {"time": "2026-01-01T00:00:00+00:00", "actor": "cli:old", "action": "promote", "alias": "champion"}
+    client.set_registered_model_tag(NAME, history.PREFIX + "000050", json.dumps({**old, "from": None, "to": v1}))
+    client.set_registered_model_tag(NAME, history.PREFIX + "000099", "not json")  # ignored, never fatal
+    assert [x.seq for x in history.read(client, NAME)] == [1, 2, 50]
+    assert history.read(client, NAME)[-1].actor == "cli:old"
     with registry.registry_lock(lock):
         e = history.append(client, NAME, "champion", v1, v1, "promote", "x" * 10_000, actor="cli:test")
     assert e.seq == 100 and len(e.reason) == history.MAX_REASON
-    assert len(client.get_registered_model(NAME).tags[f"{history.PREFIX}000100"]) < 5000
-    assert [x.seq for x in history.read(client, NAME)] == [1, 2, 100]
+    assert list(client.get_registered_model(NAME).tags) == [history.POINTER]  # moved, not copied
+    log_tags = client.get_run(client.get_registered_model(NAME).tags[history.POINTER][len("runs:/") :]).data.tags
+    assert len(log_tags[f"{history.PREFIX}000100"]) < 5000 and log_tags[f"{history.PREFIX}000099"] == "not json"
+    assert [x.seq for x in history.read(client, NAME)] == [1, 2, 50, 100]

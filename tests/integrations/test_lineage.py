@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from app import cli
-from integrations import lineage, tracking
+from integrations import lineage, registry, tracking
 from stages import register as register_stage
 from vistune.config import to_dict
 from vistune.errors import VistuneError
@@ -62,7 +62,8 @@ def test_version_carries_lineage_and_lineage_reproduces_params(trained_tiny, mlf
     receipt = register_stage.run(params, lay)
     client, _ = tracking.open_registry(mlflow_cfg, tmp_path)
     version_tags = client.get_model_version(NAME, receipt["version"]).tags
-    tags = lineage.version_lineage(version_tags)  # the version's lineage JSON tag + its own lineage tags
+    mv = client.get_model_version(NAME, receipt["version"])
+    tags = lineage.version_lineage(client, mv)  # the version's two lineage tags + every fact on its run
     t = lineage.TAG
     assert tags[f"{t}git_commit"] == sha and tags[f"{t}git_dirty"] == "false"
     assert not {"vistune.git_commit", "vistune.run_id", "vistune.dvc_experiment"} & set(tags)  # each fact once
@@ -87,18 +88,25 @@ def test_version_carries_lineage_and_lineage_reproduces_params(trained_tiny, mlf
     assert len(tags[f"{t}params_md5"]) == 32
     run = client.get_run(receipt["run_id"])
     assert run.info.run_name == "brisk-heron"  # named like the DVC experiment / Prefect flow run
-    run_lineage = {k: v for k, v in run.data.tags.items() if k.startswith("vistune.")}
+    run_lineage = {k: v for k, v in run.data.tags.items() if k.startswith((t, "vistune.dvc."))}
     assert run_lineage == tags | {f"{t}params": run_lineage[f"{t}params"]}  # every fact on the run, params inline
     artifact = json.loads(
         Path(client.download_artifacts(receipt["run_id"], "lineage/lineage.json", str(tmp_path))).read_text()
     )
     assert artifact == run_lineage
-    # the version itself: a short set a registry reader can scan (summary, one JSON, figures, decision)
-    assert not any(k.startswith("vistune.dvc.") for k in version_tags)
-    assert {k for k in version_tags if k.startswith(t)} == {
-        f"{t}{f}" for f in ("git_commit", "git_dirty", "dvc_experiment", "prefect_flow_run_url")
+    # the version itself: a short set a registry reader can scan (one line each in the versions table)
+    assert set(version_tags) == {
+        "vistune.gate",
+        "vistune.test_macro_f1",
+        "vistune.card",
+        "vistune.model_sha256",
+        f"{t}git_commit",
+        f"{t}data_manifest_sha256",
     }
-    assert len(version_tags) <= 18 and version_tags["vistune.gate"] == "promoted"
+    assert version_tags["vistune.gate"] == "promoted" and all(len(v) <= 80 for v in version_tags.values())
+    # the gate's details and the identity digests moved to the run; merged back where they are read
+    facts = registry.version_facts(client, NAME, receipt["version"])
+    assert facts["vistune.decision_reason"].startswith("no champion yet") and len(facts["vistune.params_sha256"]) == 64
     assert "vistune.last_action" not in version_tags  # in the description's first line, not a tag
 
     params_out = tmp_path / "reproduced.yaml"

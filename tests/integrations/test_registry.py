@@ -21,7 +21,8 @@ def _client(cfg: RegisterCfg, root: Path) -> tuple[MlflowClient, Path]:
 
 
 def _tags(client: MlflowClient, version: str) -> dict:
-    return client.get_model_version(NAME, version).tags
+    """The version's short tag set merged with its run's (where the gate's details are)."""
+    return registry.version_facts(client, NAME, version)
 
 
 def test_gate_accepts_better_and_rejects_worse(trained_tiny, mlflow_cfg, tmp_path):
@@ -38,7 +39,7 @@ def test_gate_accepts_better_and_rejects_worse(trained_tiny, mlflow_cfg, tmp_pat
     assert registry.alias_version(client, NAME, "challenger") == r3["version"]
     mv = client.get_model_version(NAME, r3["version"])
     assert mv.tags["vistune.gate"] == "kept as challenger"
-    assert "does not beat champion" in mv.tags["vistune.decision_reason"]
+    assert "does not beat champion" in _tags(client, r3["version"])["vistune.decision_reason"]
     assert "gate: kept as challenger" in mv.description and "0.6500" in mv.description
     # the run behind a version carries params, per-epoch metrics, artifacts and tags
     run = client.get_run(mv.run_id)
@@ -53,8 +54,8 @@ def test_gate_accepts_better_and_rejects_worse(trained_tiny, mlflow_cfg, tmp_pat
     } <= arts
     assert "validate/summary.json" in {a.path for a in client.list_artifacts(mv.run_id, "validate")}
     assert run.data.tags["vistune.lineage.git_commit"] and "vistune.git_commit" not in run.data.tags  # one key per fact
-    run_facts = {k: v for k, v in run.data.tags.items() if k.startswith("vistune.")}
-    version_facts = lineage.version_lineage(mv.tags)  # the version's short set + its one JSON tag
+    run_facts = {k: v for k, v in run.data.tags.items() if k.startswith(("vistune.lineage.", "vistune.dvc."))}
+    version_facts = lineage.version_lineage(client, mv)  # the version's two lineage tags + its run's
     assert run_facts == version_facts | {"vistune.lineage.params": run_facts["vistune.lineage.params"]}  # same facts
     assert run.inputs.dataset_inputs and run.inputs.dataset_inputs[0].dataset.name == "image_manifest"
 
@@ -94,7 +95,7 @@ def test_thresholds_reject_even_without_champion(trained_tiny, mlflow_cfg, tmp_p
     tags = _tags(client, r["version"])
     assert "test_ece 0.2000 > register.max_ece 0.05" in tags["vistune.gate_failures"]
     assert "test_accuracy 0.8000 < register.min_accuracy 0.9" in tags["vistune.gate_failures"]
-    assert tags["vistune.test_ece"] == repr(0.2)
+    assert client.get_run(r["run_id"]).data.metrics["test_ece"] == pytest.approx(0.2)  # a run metric, not a tag
     assert "fails thresholds" in client.get_model_version(NAME, r["version"]).description
     v2 = _clone(client, r["version"])
     cfg = RegisterCfg(max_ece=0.05, min_robust_accuracy=0.3)

@@ -86,7 +86,7 @@ def test_mcnemar_gate_rejects_a_worse_challenger_and_serves_its_report(trained_t
     client = server.client()
     assert client.get_model_version_by_alias(name, "champion").version == "1"
     assert client.get_model_version_by_alias(name, "challenger").version == "2"
-    assert client.get_model_version(name, "2").tags["vistune.gate_significance"].startswith("McNemar")
+    assert registry.version_facts(client, name, "2")["vistune.gate_significance"].startswith("McNemar")
     assert GATE_FILES <= {a.path for a in client.list_artifacts(second["run_id"], "gate")}
     report = Path(client.download_artifacts(second["run_id"], "gate/gate_report.md", str(tmp_path / "dl")))
     assert report.read_text() == (worse.root / second["gate_report"]).read_text()
@@ -159,12 +159,13 @@ def test_promote_rollback_archive_history_and_cli(trained_tiny, server, tmp_path
     assert fresh.get_model_version_by_alias(name, "champion").version == v1
     assert fresh.get_model_version(name, v3).tags["vistune.archived"] == "true"
     assert _aliases_in_postgres(server, name) == {"champion": int(v1)}  # archive dropped the challenger alias
-    assert (
-        server.query(
-            "SELECT count(*) FROM registered_model_tags WHERE name = %s AND key LIKE %s", name, history.PREFIX + "%"
-        )[0][0]
-        == len(got) + 1
+    # the history is on the model's registry-log run; the registered model keeps only the pointer to it
+    log_run = fresh.get_registered_model(name).tags[history.POINTER].removeprefix("runs:/")
+    logged = server.query(
+        "SELECT count(*) FROM tags WHERE run_uuid = %s AND key LIKE %s", log_run, history.PREFIX + "%"
     )
+    assert logged[0][0] == len(got) + 1
+    assert server.query("SELECT key FROM registered_model_tags WHERE name = %s", name) == [(history.POINTER,)]
     assert server.query(
         "SELECT value FROM model_version_tags WHERE name = %s AND version = %s AND key = %s",
         name,
