@@ -119,18 +119,20 @@ def test_init_writes_a_photo_recipe_it_printed_and_keeps_comments(photos, params
 
 
 def test_a_set_the_frozen_probe_cannot_separate_is_fine_tuned(tmp_path, params, capsys):
-    """Folder names unrelated to the pictures: the probe is near chance, so ~2/3 of 96 train images would stay
-    wrong (>= FT_MIN_ERRORS) and init fine-tunes; the printed measurement is the one the rule used."""
-    from vistune.recipe import FT_MIN_ERRORS
+    """Folder names unrelated to the pictures: the probe is near chance, so about half of 2 x FT_MIN_PER_CLASS
+    train images would stay wrong (>= FT_MIN_ERRORS) and init fine-tunes; the printed measurement is the one the
+    rule used."""
+    from vistune.recipe import FT_MIN_ERRORS, FT_MIN_PER_CLASS
 
-    src = make_photos(tmp_path / "noise", {"train": 32, "val": 4}, shuffled=True)
+    n = FT_MIN_PER_CLASS
+    src = make_photos(tmp_path / "noise", {"train": n, "val": 4}, classes=SHAPES[:2], shuffled=True)
     assert _init(params, str(src)) == 0
     out = capsys.readouterr().out
     accuracy = dict(re.findall(r"^\s+(\d+) px: accuracy ([0-9.]+)", out, re.M))
     used = re.search(r"a frozen probe scored ([0-9.]+) at (\d+) px", out)
     assert used and used.group(1) == accuracy[used.group(2)]
     assert load_params(params).train.strategy == "full"
-    assert 96 * (1 - float(used.group(1))) >= FT_MIN_ERRORS
+    assert 2 * n * (1 - float(used.group(1))) >= FT_MIN_ERRORS
 
 
 def test_estimate_is_the_cost_model_of_the_written_recipe(photos, params, capsys):

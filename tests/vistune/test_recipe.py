@@ -237,6 +237,10 @@ def test_measured_probe_errors_decide_probe_or_fine_tuning():
         assert v["train.strategy"] == want, acc
     small_hard = values(r.make_recipe(profile(n_train=245), CPU, lite0, "x", Params(), None, measured((224, 0.5))))
     assert small_hard["train.strategy"] == "full"  # 122 of 245 wrong: the old size rule would have probed
+    # many errors but few images a class (cub_warblers: 30): the probe, which tied with fine-tuning there
+    few = r.FT_MIN_PER_CLASS * 2 - 2
+    v = values(r.make_recipe(profile(n_train=few), CPU, lite0, "x", Params(), None, measured((224, 0.5))))
+    assert v["train.strategy"] == "linear_probe"
 
 
 def test_measured_size_is_the_smallest_within_a_point_of_the_best():
