@@ -60,6 +60,9 @@ GPU_BATCH = 64
 FIXED_S = 42.0
 DECODE_S_PER_MPX = 0.124
 EVAL_PASSES = 61
+# evaluate's corruption and attack passes stop at evaluate.robust_max_images (default 128) test images; the cost
+# model used to cap at 256, which put cub_warblers' probe (225 test images) at 10.0 min against 4.8 measured
+EVAL_IMAGES_CAP = 128
 # a linear probe's train step is a forward plus on-the-fly augmentation; the train stage (start-up included) over
 # its forward-only estimate, quiet 2026-12-03 pipeline runs: Lite0 @256 0.50, Lite2 @288 0.46
 PROBE_STEP_SHARE = 0.48
@@ -200,7 +203,7 @@ def estimate_seconds(
     speed = (cost.native / size) ** 2 * max(threads, 1) / MEASURED_THREADS  # compute ~ pixels, ~ cores
     train_img_s = cost.eval_img_s * PROBE_STEP_SHARE if probe else cost.train_img_s
     train_s = epochs * (p.n_split("train") / (train_img_s * speed) + p.n_split("val") / (cost.eval_img_s * speed))
-    eval_s = EVAL_PASSES * min(p.n_split("test"), 256) / (cost.eval_img_s * speed)
+    eval_s = EVAL_PASSES * min(p.n_split("test"), EVAL_IMAGES_CAP) / (cost.eval_img_s * speed)
     decode_s = p.n_images * p.short_side.median * p.long_side.median / 1e6 * DECODE_S_PER_MPX
     return FIXED_S + decode_s + train_s + eval_s
 
