@@ -37,11 +37,8 @@ class BackboneCost:
 MEASURED_THREADS = 2
 # benchmarks/recipe_probe.py on the 2-core CPU when it was quiet (load ~1), 2026-12-02: configs interleaved round
 # by round, batch 32 (batch 16 trains lite0 1.3x faster per image; the measured accuracy recipe used 32)
-# Lite0's train rate is the train stage's own epoch log on the recipe bench (2026-12-06, load 1.8): 28-29 img/s at
-# 224 px on plantvillage, ~80 at 128 px on eurosat (= 26 at 224 by pixels); the microbenchmark's 15.1 undercounted
-# it. Lite1/Lite2 full fine-tuning did not run on the bench: their rates are still the microbenchmark's.
 CPU_COSTS = (  # smallest first
-    BackboneCost("timm:tf_efficientnet_lite0", 224, 28.0, 56.6, 2e-3),
+    BackboneCost("timm:tf_efficientnet_lite0", 224, 15.1, 56.6, 2e-3),
     BackboneCost("timm:tf_efficientnet_lite1", 240, 9.3, 37.5, 2e-4),
     BackboneCost("timm:tf_efficientnet_lite2", 260, 6.5, 31.3, 2e-4),
 )
@@ -56,22 +53,19 @@ CPU_EVAL_BATCH = 16
 GPU_BATCH = 64
 # photos keep the squash decode (vistune.data.preprocess.resize_rgb): on hymenoptera's fixed features it
 # matched timm's resize-256/centre-crop-224 and beat a centre crop of the short side (RESULTS.md)
-# pipeline cost besides the epochs, fitted to the recipe bench's quiet runs (2026-12-06, load 1.8-1.9; RESULTS.md):
-# - DVC, imports, ingest, augment and register: `dvc repro` minus its stages' train/evaluate/validate, 25-34 s;
-# - validate decodes every image (DECODE_S_PER_MPX, from hymenoptera 2026-12-03) and embeds train+val once with
-#   the train backbone at its size for the label-issue search (a forward each);
-# - evaluate (test, temperature on val, corruptions and FGSM/PGD on at most evaluate.robust_max_images = 128 test
-#   images, Grad-CAM, latency, drift embeddings): 4,404 / 4,792 / 3,983 forward-equivalents on plantvillage /
-#   eurosat / cub for 128 capped test images, so ~35 per capped test image (Lite2 @288 on hymenoptera, 2026-12-03
-#   quiet: 61; one backbone's figure, not fitted)
-FIXED_S = 30.0
+# pipeline cost besides the epochs, from the hymenoptera `init` + `dvc repro` run 3 (RESULTS.md, load ~1):
+# imports + DVC + ingest + register 42 s; validate + augment decode 398 photos (median 374 x 500 px) in 9.2 s;
+# evaluate (test, temperature on val, corruptions, FGSM/PGD, Grad-CAM, latency, drift embeddings) at
+# evaluate.batch_size CPU_EVAL_BATCH: 183 s = 61 forward-equivalents per test image (Lite2 @288, 2026-12-03, quiet)
+FIXED_S = 42.0
 DECODE_S_PER_MPX = 0.124
-EVAL_PASSES = 35
+EVAL_PASSES = 61
+# evaluate's corruption and attack passes stop at evaluate.robust_max_images (default 128) test images; the cost
+# model used to cap at 256, which put cub_warblers' probe (225 test images) at 10.0 min against 4.8 measured
 EVAL_IMAGES_CAP = 128
-TRAIN_START_S = 15.0  # the train stage before its first epoch: weights, data, model build (bench logs)
-# a linear probe's train step is a forward plus on-the-fly augmentation and a head update: on the bench its epochs
-# ran at the forward rate (cub Lite1 @240 ~40 img/s against 37.5; hymenoptera Lite2 @288 ~27 against 25.5)
-PROBE_STEP_SHARE = 1.0
+# a linear probe's train step is a forward plus on-the-fly augmentation; the train stage (start-up included) over
+# its forward-only estimate, quiet 2026-12-03 pipeline runs: Lite0 @256 0.50, Lite2 @288 0.46
+PROBE_STEP_SHARE = 0.48
 # with no --minutes on a CPU, the largest backbone whose estimate fits the issue's aim for a whole run; a larger
 # frozen backbone answers better (hymenoptera, 3x5-fold CV on train+val: Lite2 @288 9 errors of 960, Lite0 @256 16)
 DEFAULT_MINUTES = 10.0
@@ -204,18 +198,14 @@ def image_size_for(p: DataProfile, native: int, probe: bool = False, measured: M
 def estimate_seconds(
     cost: BackboneCost, size: int, epochs: int, p: DataProfile, threads: int, probe: bool = False
 ) -> float:
-    """Whole-pipeline seconds on a CPU: fixed cost + validate (decode every image, embed train+val once) +
-    train (start-up, epochs of train + val) + evaluate. A linear probe's train image costs a forward
-    (PROBE_STEP_SHARE), not a full train step."""
+    """Whole-pipeline seconds on a CPU: fixed cost + decoding (validate, augment) + epochs (train + val)
+    + evaluate. A linear probe's train image costs a forward (PROBE_STEP_SHARE), not a full train step."""
     speed = (cost.native / size) ** 2 * max(threads, 1) / MEASURED_THREADS  # compute ~ pixels, ~ cores
-    forward_s = 1 / (cost.eval_img_s * speed)
     train_img_s = cost.eval_img_s * PROBE_STEP_SHARE if probe else cost.train_img_s
-    n_train, n_val = p.n_split("train"), p.n_split("val")
-    train_s = TRAIN_START_S + epochs * (n_train / (train_img_s * speed) + n_val * forward_s)
-    eval_s = EVAL_PASSES * min(p.n_split("test"), EVAL_IMAGES_CAP) * forward_s
-    validate_s = p.n_images * p.short_side.median * p.long_side.median / 1e6 * DECODE_S_PER_MPX
-    validate_s += (n_train + n_val) * forward_s
-    return FIXED_S + validate_s + train_s + eval_s
+    train_s = epochs * (p.n_split("train") / (train_img_s * speed) + p.n_split("val") / (cost.eval_img_s * speed))
+    eval_s = EVAL_PASSES * min(p.n_split("test"), EVAL_IMAGES_CAP) / (cost.eval_img_s * speed)
+    decode_s = p.n_images * p.short_side.median * p.long_side.median / 1e6 * DECODE_S_PER_MPX
+    return FIXED_S + decode_s + train_s + eval_s
 
 
 def _pick_backbone(
