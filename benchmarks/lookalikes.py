@@ -95,12 +95,17 @@ def leaf_ids(files: list[Path]) -> list[str]:
     return ids
 
 
+def _leaked(leaf: list[str], n_train: int) -> np.ndarray:
+    """Per val image: does train hold a photo of the same leaf?"""
+    train_leaves = set(leaf[:n_train])
+    return np.array([v in train_leaves for v in leaf[n_train:]])
+
+
 def _against_leaves(leaf: list[str], n_train: int, val_idx: np.ndarray, partners: np.ndarray) -> dict:
     """Precision (the named partner is the same leaf; the val leaf is in train at all) and recall, by leaf id."""
     if not leaf:
         return {}
-    train_leaves = set(leaf[:n_train])
-    leaked = np.array([leaf[n_train + i] in train_leaves for i in range(len(leaf) - n_train)])
+    leaked = _leaked(leaf, n_train)
     flagged = np.zeros(len(leaked), dtype=bool)
     flagged[val_idx] = True
     pair = [leaf[n_train + i] == leaf[j] for i, j in zip(val_idx, partners)]
@@ -149,7 +154,7 @@ def main(argv=None) -> int:
                 **_against_leaves(leaf, n_train, val_idx, found.partners),
             }
         )
-    n_leaked = sum(leaf[n_train + i] in set(leaf[:n_train]) for i in range(len(val))) if leaf else None
+    n_leaked = int(_leaked(leaf, n_train).sum()) if leaf else None
     print(
         f"{args.data.name}: {n_train} train, {len(val)} val"
         + (f" ({n_leaked} val images of a leaf also in train)" if leaf else "")

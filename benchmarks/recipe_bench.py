@@ -141,6 +141,7 @@ def run_one(name: str, minutes: float | None, pins: list[str], work: Path) -> di
         init_s = _run(init, clone, env, log)
         repro_s = _run(["dvc", "repro", "--quiet"], clone, env, log)
     metrics = json.loads((clone / "data" / "eval" / "metrics.json").read_text())
+    estimate = _estimate(log)
     return {
         "set": Path(name).name,
         "budget_minutes": minutes,
@@ -151,8 +152,8 @@ def run_one(name: str, minutes: float | None, pins: list[str], work: Path) -> di
         "test_n": metrics["test_n"],
         "init_s": round(init_s, 1),
         "repro_s": round(repro_s, 1),
-        "estimated_min": _estimate(log)[0],
-        "estimated_quiet_min": _estimate(log)[1],
+        "estimated_min": estimate[0],
+        "estimated_quiet_min": estimate[1],
         "measured_min": round((init_s + repro_s) / 60, 2),
         "recipe": _recipe(clone / "params.yaml"),
         "load_before": load_before,

@@ -184,8 +184,8 @@ def image_size_for(p: DataProfile, native: int, probe: bool = False, measured: M
     PROBE_UPSIZE x it for a frozen backbone (linear probe) as far as the photos have the detail. Smaller
     images: their own median short side rounded up to a multiple of 32 (at least 32)."""
     if measured is not None:
-        if measured.size_choice().size < measured.checks[-1].size:
-            return min(measured.size_choice().size, native)
+        if measured.smaller_size is not None:
+            return min(measured.smaller_size.size, native)
         if not (p.is_photo and probe):
             return native  # the native size measured best: upsampling pays here
     if p.is_photo:
@@ -290,10 +290,11 @@ def _strategy(p: DataProfile, measured: Measurement | None) -> tuple[bool, str]:
 
 
 def _size_reason(p: DataProfile, cost: BackboneCost, size: int, measured: Measurement | None = None) -> str:
-    if measured is not None and measured.size_choice().size < measured.checks[-1].size and size < cost.native:
+    smaller = None if measured is None else measured.smaller_size
+    if smaller is not None and size < cost.native:
         best = max(measured.checks, key=lambda c: c.accuracy)
         return (
-            f"the smallest measured size whose frozen-probe accuracy ({measured.size_choice().accuracy:.3f}) is "
+            f"the smallest measured size whose frozen-probe accuracy ({smaller.accuracy:.3f}) is "
             f"within a point of the best ({best.accuracy:.3f} at {best.size} px): "
             f"{(cost.native / size) ** 2:.1f}x less compute per image than {cost.native} px"
         )

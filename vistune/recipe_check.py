@@ -54,6 +54,12 @@ class Measurement:
         """The smallest size whose probe accuracy is within SIZE_TOLERANCE of the best."""
         return next(c for c in self.checks if c.accuracy >= self.best_accuracy - SIZE_TOLERANCE)
 
+    @property
+    def smaller_size(self) -> SizeCheck | None:
+        """`size_choice` where it is below the largest size checked (the native one), else None."""
+        choice = self.size_choice()
+        return choice if choice.size < self.checks[-1].size else None
+
     def describe(self) -> list[str]:
         lines = [
             f"measured: a linear head on {self.backbone}'s frozen ImageNet features, {FOLDS}-fold on "
