@@ -21,7 +21,7 @@ from app import card, gate_report
 from flows import cross_host_lock
 from integrations import champion, lineage, registry, tags as T, tracking
 from stages.cli import stage_main
-from vistune.config import Params, to_dict
+from vistune.config import Params, RegisterCfg, to_dict
 from vistune.errors import VistuneError
 from vistune.io import read_json, write_json
 from vistune.layout import Layout
@@ -121,6 +121,23 @@ def _check_inputs(params: Params, layout: Layout) -> dict:
     return metrics
 
 
+def _gate(tracker: tracking.Tracker, cfg: RegisterCfg, version: str, metrics: dict, compare=None) -> registry.Decision:
+    """`registry.gate` with this stage's register params: a new version (with its paired comparison) and a
+    re-run that finds a version whose gate never ran both come here."""
+    return registry.gate(
+        tracker.client,
+        cfg.model_name,
+        version,
+        cfg.gate_metric,
+        float(metrics[cfg.gate_metric]),
+        cfg.min_improvement,
+        lock_dir=tracker.lock,
+        failures=registry.threshold_failures(metrics, cfg),
+        compare=compare,
+        approval_required=cfg.approval == "required",
+    )
+
+
 def run(params: Params, layout: Layout) -> dict:
     cfg = params.register
     root = layout.root.resolve()
@@ -135,17 +152,8 @@ def run(params: Params, layout: Layout) -> dict:
     run_id, version = tracker.log_run(_record(params, layout, metrics, key_tags))
     report = _gate_report(layout)
     gate_report.write(report, gate_report.placeholder(version, "no champion to compare with"), {})
-    decision = registry.gate(
-        tracker.client,
-        cfg.model_name,
-        version,
-        cfg.gate_metric,
-        float(metrics[cfg.gate_metric]),
-        cfg.min_improvement,
-        lock_dir=tracker.lock,
-        failures=registry.threshold_failures(metrics, cfg),
-        compare=gate_report.make_compare(tracker.client, cfg, layout, version, run_id, report),
-        approval_required=cfg.approval == "required",
+    decision = _gate(
+        tracker, cfg, version, metrics, gate_report.make_compare(tracker.client, cfg, layout, version, run_id, report)
     )
     variants = _register_variants(tracker, layout, run_id, version)
     receipt = _write_receipt(tracker, layout, run_id, False, decision, variants)
@@ -214,17 +222,7 @@ def _reuse(tracker: tracking.Tracker, mv, params: Params, layout: Layout, metric
     if mv.tags.get(T.GATE):
         decision = _earlier_decision(tracker, version, metrics)
     else:
-        decision = registry.gate(
-            tracker.client,
-            cfg.model_name,
-            version,
-            cfg.gate_metric,
-            float(metrics[cfg.gate_metric]),
-            cfg.min_improvement,
-            lock_dir=tracker.lock,
-            failures=registry.threshold_failures(metrics, cfg),
-            approval_required=cfg.approval == "required",
-        )
+        decision = _gate(tracker, cfg, version, metrics)
     report = _gate_report(layout)
     if not report.is_file():  # a DVC out: must exist even when nothing new was gated here
         gate_report.write(
