@@ -65,27 +65,31 @@ MEASURE_BACKBONE = "timm:tf_efficientnet_lite0"  # the cheapest offline backbone
 
 
 def _measure(profile, current: Params, params_path: Path, say):
-    """The frozen-probe check on the source's train split (colour images with ImageNet weights only; None
-    otherwise, e.g. grayscale digits), features cached per size under .run/."""
+    """The frozen-probe checks on the source's train split (colour images with ImageNet weights only; None
+    otherwise, e.g. grayscale digits): Lite0 at each candidate size, then, where the head alone is trained,
+    every offline backbone at its own size; features cached per backbone and size under .run/."""
     from vistune.data.features import FeatureSpec
-    from vistune.recipe import CPU_COSTS, check_sizes
-    from vistune.recipe_check import measure_source
+    from vistune.models.backbones import list_backbones
+    from vistune.recipe import CPU_COSTS, backbones_to_score, check_sizes
+    from vistune.recipe_check import measure, sample_source, score_backbones
 
     if not profile.is_colour or current.train.pretrained != "imagenet":
         return None
-    sizes = check_sizes(profile, CPU_COSTS[0].native)
     cache = params_path.resolve().parent / ".run" / "init_features"
     cache.mkdir(parents=True, exist_ok=True)
+    sample = sample_source(dataclasses.replace(current.data, source=profile.source), current.validate)
     spec = FeatureSpec(MEASURE_BACKBONE, "imagenet", "", 0)
-    measured = measure_source(
-        dataclasses.replace(current.data, source=profile.source), current.validate, spec, sizes, cache
-    )
+    measured = measure(sample, spec, check_sizes(profile, CPU_COSTS[0].native), cache)
+    wanted = backbones_to_score(profile, list_backbones(), measured)
+    if wanted:
+        measured = score_backbones(measured, sample, wanted, cache)
     say("\n" + "\n".join(measured.describe()))
     return measured
 
 
 def _share_features(measured, params_path: Path, model: str, size: int) -> None:
-    """Validate embeds train+val with the chosen backbone at the chosen size: hand it the sample's rows."""
+    """Validate embeds train+val with the chosen backbone at the chosen size: hand it the sample's rows
+    where the checks embedded that backbone at that size."""
     import shutil
 
     from vistune.layout import Layout
@@ -93,7 +97,7 @@ def _share_features(measured, params_path: Path, model: str, size: int) -> None:
 
     root = params_path.resolve().parent
     found = cache_file(root / ".run" / "init_features", model, size)
-    if measured is not None and model == MEASURE_BACKBONE and found.is_file():
+    if measured is not None and found.is_file():
         target = Layout(root).feature_cache
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(found, target)

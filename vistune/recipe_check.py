@@ -10,12 +10,16 @@ What the recipe learns from it (vistune.recipe):
   win; far from it, the set is far from ImageNet's features and fine-tuning is worth its cost;
 - the smallest input size whose probe accuracy is within SIZE_TOLERANCE of the best: the pixels that carry the
   classes, rather than the backbone's native size (a 64-px tile upsampled to 224 costs 12x the compute);
-- the forward images/s of this machine now, against the quiet-machine figures the recipe's cost model holds
-  (`load_factor`): the printed estimate is scaled by it, the choices are not (so `init` stays idempotent).
+- where the recipe trains the head alone: each offline backbone's probe accuracy at the size it would run at
+  (`score_backbones`), so the backbone is the one whose features separate this data best, not the largest that
+  fits the budget (on cub_warblers Lite2 @260 scored test 0.858 against Lite1 @240's 0.902);
+- the forward images/s of this machine now, against the quiet-machine figures the recipe's cost model holds:
+  a busy CPU gets a note beside the estimate, the choices do not change (so `init` stays idempotent).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,12 +43,23 @@ class SizeCheck:
 
 
 @dataclass(frozen=True)
+class BackboneCheck:
+    model: str
+    size: int
+    accuracy: float  # K-fold out-of-sample accuracy of a linear head on this backbone's frozen features
+
+
+@dataclass(frozen=True)
 class Measurement:
     backbone: str
     n_images: int
     n_classes: int
     checks: tuple[SizeCheck, ...]  # smallest size first
     seconds: float
+    backbones: tuple[BackboneCheck, ...] = ()  # `score_backbones`: each offline backbone at its probe size
+
+    def backbone_accuracy(self, model: str) -> float | None:
+        return next((b.accuracy for b in self.backbones if b.model == model), None)
 
     @property
     def best_accuracy(self) -> float:
@@ -68,7 +83,19 @@ class Measurement:
         for c in self.checks:
             speed = "" if c.images_per_s is None else f", {c.images_per_s:.0f} img/s"
             lines.append(f"  {c.size:>4} px: accuracy {c.accuracy:.3f}{speed}")
+        for b in self.backbones:
+            lines.append(f"  {b.model} at {b.size} px: accuracy {b.accuracy:.3f}")
         return lines
+
+
+@dataclass(frozen=True)
+class Sample:
+    """The stratified train sample the checks score: read once, embedded once per backbone and size."""
+
+    reads: tuple[Source, ...]
+    shas: tuple[str, ...]
+    y: np.ndarray  # class index per image, into `names`
+    names: tuple[str, ...]
 
 
 def cache_file(cache_dir: Path, model: str, size: int) -> Path:
@@ -90,41 +117,59 @@ def stratified_sample(labels: Sequence[str], n: int, seed: int = 0) -> np.ndarra
     return np.sort(np.concatenate(picked))
 
 
-def measure(
-    reads: Sequence[Source],
-    shas: Sequence[str],
-    labels: Sequence[str],
-    backbone: FeatureSpec,
-    sizes: Sequence[int],
-    cache_dir: Path | None = None,
-    seed: int = 0,
-) -> Measurement:
-    """Probe accuracy per input size on a stratified sample of (reads, shas, labels); `backbone.image_size` is
-    replaced by each size. Features are cached per backbone and size in `cache_dir` (`cache_file`)."""
-    t0 = time.perf_counter()
+def sample_of(reads: Sequence[Source], shas: Sequence[str], labels: Sequence[str], seed: int = 0) -> Sample:
+    """A stratified sample of at most SAMPLE of (reads, shas, labels)."""
     pick = stratified_sample(labels, SAMPLE, seed)
-    reads = [reads[i] for i in pick]
-    shas = [shas[i] for i in pick]
-    names = sorted({labels[i] for i in pick})
+    names = tuple(sorted({labels[i] for i in pick}))
     y = np.array([names.index(labels[i]) for i in pick])
-    checks = []
-    for size in sizes:
-        spec = FeatureSpec(backbone.model, backbone.pretrained, backbone.pretrained_sha256, size)
-        t1 = time.perf_counter()
-        cached = None if cache_dir is None else cache_file(cache_dir, backbone.model, size)
-        feats, n_new = embed_files(reads, shas, spec, cached)
-        speed = n_new / (time.perf_counter() - t1) if n_new else None
-        probs = out_of_sample_probs(feats, y, folds=FOLDS, seed=seed)
-        checks.append(SizeCheck(size, round(float((probs.argmax(1) == y).mean()), 4), speed))
-    checks.sort(key=lambda c: c.size)
-    return Measurement(backbone.model, len(pick), len(names), tuple(checks), time.perf_counter() - t0)
+    return Sample(tuple(reads[i] for i in pick), tuple(shas[i] for i in pick), y, names)
 
 
-def measure_source(
-    cfg, vcfg, backbone: FeatureSpec, sizes: Sequence[int], cache_dir: Path | None = None, seed: int = 0
+def _score(sample: Sample, spec: FeatureSpec, cache_dir: Path | None, seed: int) -> SizeCheck:
+    """One backbone at one size: embed the sample (cached), K-fold probe accuracy, images/s of the new rows."""
+    t0 = time.perf_counter()
+    cached = None if cache_dir is None else cache_file(cache_dir, spec.model, spec.image_size)
+    feats, n_new = embed_files(list(sample.reads), list(sample.shas), spec, cached)
+    speed = n_new / (time.perf_counter() - t0) if n_new else None
+    probs = out_of_sample_probs(feats, sample.y, folds=FOLDS, seed=seed)
+    return SizeCheck(spec.image_size, round(float((probs.argmax(1) == sample.y).mean()), 4), speed)
+
+
+def measure(
+    sample: Sample, backbone: FeatureSpec, sizes: Sequence[int], cache_dir: Path | None = None, seed: int = 0
 ) -> Measurement:
-    """`measure` on the train split of any source `vistune init` can inspect (`cfg`: DataCfg, `vcfg`:
-    ValidateCfg): the sample's bytes are read where they lie; images that do not decode are left out."""
+    """Probe accuracy per input size on `sample`; `backbone.image_size` is replaced by each size. Features are
+    cached per backbone and size in `cache_dir` (`cache_file`)."""
+    t0 = time.perf_counter()
+    checks = [
+        _score(
+            sample, FeatureSpec(backbone.model, backbone.pretrained, backbone.pretrained_sha256, size), cache_dir, seed
+        )
+        for size in sizes
+    ]
+    checks.sort(key=lambda c: c.size)
+    n = len(sample.shas)
+    return Measurement(backbone.model, n, len(sample.names), tuple(checks), time.perf_counter() - t0)
+
+
+def score_backbones(
+    measured: Measurement, sample: Sample, sizes: dict[str, int], cache_dir: Path | None = None, seed: int = 0
+) -> Measurement:
+    """`measured` with each backbone in `sizes` (model -> input size) scored on the same sample; the time added."""
+    t0 = time.perf_counter()
+    found = []
+    for model, size in sizes.items():
+        check = next((c for c in measured.checks if c.size == size), None) if model == measured.backbone else None
+        if check is None:
+            check = _score(sample, FeatureSpec(model, "imagenet", "", size), cache_dir, seed)
+        found.append(BackboneCheck(model, size, check.accuracy))
+    spent = time.perf_counter() - t0
+    return dataclasses.replace(measured, backbones=tuple(found), seconds=measured.seconds + spent)
+
+
+def sample_source(cfg, vcfg, seed: int = 0) -> Sample:
+    """The stratified train sample of any source `vistune init` can inspect (`cfg`: DataCfg, `vcfg`:
+    ValidateCfg): the bytes are read where they lie; images that do not decode are left out."""
     from vistune.data.manifest import decode_facts
     from vistune.data.inspect import list_source
     from vistune.data.sources.common import IngestReport
@@ -140,8 +185,7 @@ def measure_source(
                 blobs.append(data)
                 labels.append(train[i].label)
     shas = [sha256_bytes(b) for b in blobs]
-    reads = [(lambda b=b: b) for b in blobs]
-    return measure(reads, shas, labels, backbone, sizes, cache_dir, seed)
+    return sample_of([(lambda b=b: b) for b in blobs], shas, labels, seed)
 
 
 def forward_images_per_s(model: str, size: int, batch: int = 16, repeats: int = 4, warm: int = 2) -> float:

@@ -100,6 +100,11 @@ def test_init_writes_a_photo_recipe_it_printed_and_keeps_comments(photos, params
     measured = dict(re.findall(r"^\s+(\d+) px: accuracy ([0-9.]+)", out, re.M))
     assert set(measured) == {"128", "224"} and float(measured["128"]) >= float(measured["224"]) - 0.01
     assert after["augment.image_size"] == 128 and after["train.strategy"] == "linear_probe"
+    # the head alone: every offline backbone's features scored on the same sample; the best (the cheapest on a tie)
+    scores = {m: float(a) for m, a in re.findall(r"^\s+(timm:\S+) at 128 px: accuracy ([0-9.]+)", out, re.M)}
+    assert len(scores) == 3 and after["train.model"] in scores
+    best = max(scores.values())
+    assert after["train.model"] == next(m for m in sorted(scores, key=lambda m: m[-1]) if scores[m] == best)
     # a photo recipe: flips, crops, light jitter, no salt-and-pepper
     assert after["augment.hflip"] == 0.5
     assert after["augment.salt_pepper"] == 0.0 and after["augment.scale"][0] < 0.7

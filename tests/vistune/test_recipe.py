@@ -10,7 +10,7 @@ import pytest
 from vistune import recipe as r
 from vistune.config import Params
 from vistune.data.inspect import DataProfile, Spread
-from vistune.recipe_check import Measurement, SizeCheck
+from vistune.recipe_check import BackboneCheck, Measurement, SizeCheck
 
 ALL_LITES = [c.spec for c in r.CPU_COSTS]
 CPU = r.DeviceFacts("cpu", "test CPU", 2)
@@ -262,3 +262,53 @@ def test_measured_small_images_fit_the_budget_the_upsampled_ones_miss():
     at_224 = r.make_recipe(p, CPU, lite0, "x", Params(), None, measured((64, 0.90), (128, 0.92), (224, 0.96)))
     at_128 = r.make_recipe(p, CPU, lite0, "x", Params(), None, measured((64, 0.927), (128, 0.960), (224, 0.950)))
     assert at_224.estimated_minutes > r.DEFAULT_MINUTES >= at_128.estimated_minutes
+
+
+def scored(base: Measurement, **acc: float) -> Measurement:
+    """`base` with per-backbone probe accuracies, keyed lite0 / lite1 / lite2."""
+    sizes = {"lite0": 256, "lite1": 288, "lite2": 288}
+    return dataclasses.replace(
+        base,
+        backbones=tuple(BackboneCheck(f"timm:tf_efficientnet_{k}", sizes[k], a) for k, a in acc.items()),
+    )
+
+
+def test_only_a_measured_head_alone_asks_for_backbone_scores():
+    separable, hard = measured((224, 0.99)), measured((224, 0.5))
+    asked = r.backbones_to_score(profile(n_train=245), ALL_LITES, separable)
+    assert set(asked) == set(ALL_LITES) and asked[ALL_LITES[-1]] == 288  # each at the size its probe runs at
+    assert r.backbones_to_score(profile(n_train=3000), ALL_LITES, hard) == {}  # fine-tuning: no choice to make
+    assert r.backbones_to_score(profile(n_train=245), ALL_LITES, None) == {}
+
+
+def test_a_head_alone_takes_the_backbone_whose_features_score_best_and_that_fits():
+    p, base = profile(n_train=447, classes=tuple("abcdefghijklmno")), measured((224, 0.879))
+    pick = lambda m, minutes=None: values(r.make_recipe(p, CPU, ALL_LITES, "x", Params(), minutes, m))  # noqa: E731
+    cub = scored(base, lite0=0.879, lite1=0.889, lite2=0.882)  # cub_warblers' sample: Lite1 best
+    assert pick(cub)["train.model"] == ALL_LITES[1] and pick(cub)["train.strategy"] == "linear_probe"
+    assert "probe accuracy" in next(
+        s.reason for s in r.make_recipe(p, CPU, ALL_LITES, "x", Params(), None, cub).settings if s.key == "train.model"
+    )
+    hym = scored(base, lite0=0.955, lite1=0.959, lite2=0.971)
+    assert pick(hym)["train.model"] == ALL_LITES[2]
+    tie = scored(base, lite0=0.9, lite1=0.9, lite2=0.9)
+    assert pick(tie)["train.model"] == ALL_LITES[0]  # a tie goes to the cheapest
+
+    # the best does not fit a small budget: the next best that does
+    def est(spec: str) -> float:
+        cost = next(c for c in r.CPU_COSTS if c.spec == spec)
+        return r.estimate_seconds(cost, 288, r.epochs_for(447), p, 2, True) / 60
+
+    budget = (est(ALL_LITES[1]) + est(ALL_LITES[2])) / 2
+    assert est(ALL_LITES[1]) < budget < est(ALL_LITES[2])
+    assert pick(hym, budget)["train.model"] == ALL_LITES[1]
+
+
+def test_measured_fine_tuning_takes_the_cheapest_backbone_at_any_budget():
+    p = profile(n_train=4000, n_val=500, n_test=500, side=64, modes={"RGB": 5000})
+    m = measured((64, 0.927), (128, 0.960), (224, 0.950))
+    for minutes in (None, 30, 10_000):
+        v = values(r.make_recipe(p, CPU, ALL_LITES, "x", Params(), minutes, m))
+        assert (v["train.strategy"], v["train.model"], v["augment.image_size"]) == ("full", ALL_LITES[0], 128)
+    # not measured (grayscale, no ImageNet weights): the largest that fits, as before
+    assert values(r.make_recipe(p, CPU, ALL_LITES, "x", Params(), 10_000))["train.model"] == ALL_LITES[-1]
