@@ -11,6 +11,9 @@ on train+val as the stage does (val labels clean; flags counted among train imag
 - a linear-probe proxy for "test accuracy" (not the pipeline's fine-tuning): the same logistic
   regression trained on the train features with the noisy labels, with the flagged images left out
   (`exclude`), and with the clean labels, scored on `val/`;
+- `--holdout-by-leaf` (plantvillage_potato): train/ and val/ share leaves (README), so a head that loses train
+  images also loses the val leaves it had memorised; this pools both, holds out 20% of the *leaves* (seeded,
+  the README's leaf-id rule) as the scoring split and runs everything above on the rest;
 - noise 0: the false-flag rate of the clean set;
 - time: the forward passes (cold cache, per image) and the K-fold + ranking.
 With `--cleanlab PYTHON` (a throwaway venv with cleanlab; AGPL, never a vistune dependency) the same
@@ -40,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import folder_items, write_result  # noqa: E402
 
 from vistune.data.features import FeatureSpec, embed_files  # noqa: E402
-from vistune.data.label_issues import confident_learning, out_of_sample_probs  # noqa: E402
+from vistune.data.label_issues import confident_learning, find_label_issues, out_of_sample_probs  # noqa: E402
 from vistune.io import sha256_bytes  # noqa: E402
 
 CLEANLAB = """
@@ -72,6 +75,17 @@ def flip(y: np.ndarray, rate: float, n_classes: int, seed: int) -> tuple[np.ndar
     return noisy, idx
 
 
+def leaf_holdout(files: list[Path], val_files: list[Path], classes: list[str], share: float = 0.2, seed: int = 0):
+    """(train files, y, held-out files, y): train/ + val/ pooled, `share` of the leaves held out whole."""
+    from lookalikes import leaf_ids
+    from sklearn.model_selection import GroupShuffleSplit
+
+    pool = files + val_files
+    y = np.array([classes.index(f.parent.name) for f in pool])
+    keep, held = next(GroupShuffleSplit(1, test_size=share, random_state=seed).split(pool, y, leaf_ids(pool)))
+    return [pool[i] for i in keep], y[keep], [pool[i] for i in held], y[held]
+
+
 def probe_accuracy(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray) -> float:
     """The stage's head (standardized features, logistic regression C=0.1) trained on (x, y), scored on test."""
     from sklearn.linear_model import LogisticRegression
@@ -93,12 +107,11 @@ def cleanlab_flags(python: str, labels: np.ndarray, probs: np.ndarray) -> dict[s
     return json.loads(out.stdout)
 
 
-def one_run(x, y, x_val, y_val, n_classes, rate, seed, folds, cleanlab, trainval=False):
+def one_run(x, y, x_val, y_val, n_classes, rate, seed, folds, cleanlab, trainval=False, rounds=1):
     noisy, flipped = flip(y, rate, n_classes, seed) if rate else (y.copy(), np.array([], dtype=int))
     t0 = time.perf_counter()
     xs, ys = (np.concatenate([x, x_val]), np.concatenate([noisy, y_val])) if trainval else (x, noisy)
-    probs_all = out_of_sample_probs(xs, ys, folds, seed)
-    issues_all = confident_learning(ys, probs_all)
+    issues_all = find_label_issues(xs, ys, folds, seed, rounds)
     seconds = time.perf_counter() - t0
     issues = type(issues_all)(
         issues_all.flagged[: len(y)], issues_all.suggested[: len(y)], issues_all.score[: len(y)], issues_all.thresholds
@@ -123,9 +136,10 @@ def one_run(x, y, x_val, y_val, n_classes, rate, seed, folds, cleanlab, trainval
         "probe_acc_exclude": probe_accuracy(x[keep], noisy[keep], x_val, y_val),
         "probe_acc_clean": probe_accuracy(x, y, x_val, y_val),
     }
-    if cleanlab:
+    if cleanlab:  # the rule itself (one round) against cleanlab's on the same probabilities
+        probs_all = out_of_sample_probs(xs, ys, folds, seed)
         cl = cleanlab_flags(cleanlab, ys, probs_all)
-        mine = set(np.flatnonzero(issues_all.flagged).tolist())
+        mine = set(np.flatnonzero(confident_learning(ys, probs_all).flagged).tolist())
         for name, flags in cl.items():
             s = set(flags)
             row[f"cleanlab_{name}_n"] = len(s)
@@ -146,6 +160,8 @@ def main(argv=None) -> int:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--scope", choices=["train", "trainval"], default="train")
     ap.add_argument("--cache", type=Path, default=None, help="feature cache .npz (the stage's format)")
+    ap.add_argument("--rounds", type=int, default=2, help="validate.label_issue_rounds")
+    ap.add_argument("--holdout-by-leaf", action="store_true", help="plantvillage: score on held-out leaves")
     ap.add_argument("--cleanlab", default="", help="python of a throwaway venv with cleanlab installed")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
@@ -154,6 +170,8 @@ def main(argv=None) -> int:
     _, val_files, y_val = split_items(args.data, "val", args.max_val, 1)
     files = [f for f in files if f.suffix.lower() != ".gif"]  # hymenoptera's placeholder GIF (validate refuses it)
     y = np.array([classes.index(f.parent.name) for f in files])
+    if args.holdout_by_leaf:
+        files, y, val_files, y_val = leaf_holdout(files, val_files, classes)
     spec = FeatureSpec(args.model, "imagenet", "", args.size)
     all_files = files + val_files
     t0 = time.perf_counter()
@@ -161,7 +179,19 @@ def main(argv=None) -> int:
     embed_s = time.perf_counter() - t0
     x, x_val = feats[: len(files)], feats[len(files) :]
     rows = [
-        one_run(x, y, x_val, y_val, len(classes), rate, seed, args.folds, args.cleanlab, args.scope == "trainval")
+        one_run(
+            x,
+            y,
+            x_val,
+            y_val,
+            len(classes),
+            rate,
+            seed,
+            args.folds,
+            args.cleanlab,
+            args.scope == "trainval",
+            args.rounds,
+        )
         for rate in args.noise
         for seed in (args.seeds if rate else args.seeds[:1])
     ]
@@ -196,6 +226,8 @@ def main(argv=None) -> int:
             "model": args.model,
             "size": args.size,
             "scope": args.scope,
+            "holdout_by_leaf": args.holdout_by_leaf,
+            "rounds": args.rounds,
             "n_train": len(files),
             "n_val": len(val_files),
             "n_embedded": n_new,

@@ -126,6 +126,7 @@ def _label_review(
         spec,
         cfg.label_issue_folds,
         cache_path=layout.feature_cache,
+        rounds=cfg.label_issue_rounds,
     )
     print(
         f"label issues: {len(review.table)} of {review.n_checked} train/val images look mislabelled "

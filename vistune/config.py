@@ -147,6 +147,7 @@ class ValidateCfg(_Checked):
     # train.model's pretrained features of train+val; "exclude" quarantines flagged train images (code label_issue)
     on_label_issue: OnLabelIssue = "warn"
     label_issue_folds: int = bounded(5, ge=0, le=20)  # K of the K-fold; 0 = no label-issue search, 1 is refused
+    label_issue_rounds: int = bounded(2, ge=1, le=5)  # refits without the flagged images (find_label_issues)
     max_label_issue_fraction: float = bounded(0.0, ge=0, le=1)  # on_label_issue fail: above this share of train+val
 
     def __post_init__(self) -> None:

@@ -92,3 +92,26 @@ def test_feature_cache_is_keyed_by_content_and_backbone(tmp_path: Path):
     other_size = FeatureSpec(LITE0.model, LITE0.pretrained, "", 32)
     _, n_other = embed_files(files, shas, other_size, cache)
     assert n_other == len(set(shas))  # another size is another key: recomputed
+
+
+def test_a_second_round_without_the_flagged_images_finds_more_flips_and_keeps_the_first():
+    """Overlapping Gaussian classes with 15% of labels flipped: the refit without round one's flags finds flips
+    the first head (which learnt from them) missed; round one's flags stay flagged; a clean set stays clean."""
+    from vistune.data.label_issues import find_label_issues
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 200)
+    x = rng.normal(0, 1, (600, 16)) + 2.2 * np.eye(3, 16)[y]
+    flips = rng.choice(600, 90, replace=False)
+    noisy = y.copy()
+    noisy[flips] = (y[flips] + rng.integers(1, 3, 90)) % 3
+    one = find_label_issues(x, noisy, folds=5, rounds=1)
+    two = find_label_issues(x, noisy, folds=5, rounds=2)
+    assert (two.flagged >= one.flagged).all() and two.flagged.sum() > one.flagged.sum()
+    found = lambda issues: np.isin(flips, np.flatnonzero(issues.flagged)).sum()  # noqa: E731
+    assert found(two) > found(one) >= 0.5 * len(flips)
+    new = two.flagged & ~one.flagged
+    assert np.isin(np.flatnonzero(new), flips).mean() > 0.5  # the extra flags are mostly flips
+    assert (two.suggested[flips][two.flagged[flips]] == y[flips][two.flagged[flips]]).mean() > 0.8
+    clean = find_label_issues(x[:, :3] * 3, y, folds=5, rounds=2)  # well separated, true labels
+    assert clean.flagged.mean() < 0.02
