@@ -42,8 +42,9 @@ demo: setup
 	@echo "  experiments: vistune exp --sort-by test_macro_f1  (changed params, then headline metrics; full table: dvc exp show)"
 
 # two pytest workers, one test file each at a time (module fixtures and in-file order kept): most tests
-# wait on subprocesses and servers, so the suite takes ~12 min on 2 cores instead of ~17
-PYTEST_XDIST ?= -n 2 --dist loadfile
+# wait on subprocesses and servers, so the suite takes ~12 min on 2 cores instead of ~17. Files go out
+# longest first (tests/conftest.py orders them; xdist's own reorder would put them last)
+PYTEST_XDIST ?= -n 2 --dist loadfile --no-loadscope-reorder
 test: setup browser postgres
 	$(PY) -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
 

@@ -203,3 +203,46 @@ def postgres():
         yield server
     finally:
         server.stop()
+
+
+# --- file order for `make test` (-n 2 --dist loadfile --no-loadscope-reorder) -------------------------------
+# xdist hands whole files to the two workers in collection order, and a worker takes its next file as soon as
+# two or fewer tests of its current one are left. Its default order (most tests first) puts the one-test
+# end-to-end files (minutes each) last, where one worker can end up running two of them while the other idles.
+# Longest first instead: files by the duration they took last time (pytest's cache), files never timed that
+# hold `slow` tests before the rest. Each file's tests keep their order.
+_DURATIONS_KEY = "vistune/file_durations"
+_file_seconds: dict[str, float] = {}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    cache = getattr(config, "cache", None)  # None under -p no:cacheprovider
+    known = cache.get(_DURATIONS_KEY, {}) if cache is not None else {}
+    slow = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow")}
+    first_index: dict[str, int] = {}
+    for i, item in enumerate(items):
+        first_index.setdefault(item.nodeid.split("::")[0], i)
+
+    def key(item) -> tuple:
+        path = item.nodeid.split("::")[0]
+        if path in known:
+            return (1, -known[path], first_index[path])
+        return (0 if path in slow else 2, 0.0, first_index[path])
+
+    items.sort(key=key)
+
+
+def pytest_runtest_logreport(report) -> None:
+    path = report.nodeid.split("::")[0]
+    _file_seconds[path] = _file_seconds.get(path, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session) -> None:
+    """Record each file's duration (setup + call + teardown) for the next run's order; the xdist controller
+    sees every worker's reports, the workers record nothing."""
+    cache = getattr(session.config, "cache", None)
+    if cache is None or hasattr(session.config, "workerinput") or not _file_seconds:
+        return
+    known = cache.get(_DURATIONS_KEY, {})
+    known.update({path: round(seconds, 2) for path, seconds in _file_seconds.items()})
+    cache.set(_DURATIONS_KEY, known)

@@ -83,3 +83,43 @@ def prefect_server_process(home: Path, startup_timeout_s: int = 180) -> Iterator
                 drain_prefect_services()
     finally:
         stop_process_group(server)
+
+
+def wait_for_triggers_service(client, timeout_s: float = 120) -> float:
+    """Block until the server's triggers service acts on the automations created so far; returns the
+    seconds waited. Polls instead of a fixed sleep (15 s was the margin needed under suite load): a probe
+    automation created last fires on a probe event, and the service loads automations in the order they are
+    created (one lock, on SQLite right after each commit; else all at once at its 5 s reconcile)."""
+    import time
+    import uuid
+
+    from prefect.events import emit_event
+    from prefect.events.actions import DoNothing
+    from prefect.events.filters import EventFilter, EventNameFilter
+    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+
+    probe = f"vistune.test.probe.{uuid.uuid4().hex[:8]}"
+    trigger = EventTrigger(
+        expect={"vistune.test.probe"},
+        match={"prefect.resource.id": probe},
+        posture=Posture.Reactive,
+        threshold=1,
+    )
+    automation_id = client.create_automation(
+        AutomationCore(name=f"probe {probe}", trigger=trigger, actions=[DoNothing()])
+    )
+    t0 = time.monotonic()
+
+    def probe_fired() -> bool:  # a filter built now: its default `occurred.until` is the time it is built
+        fired = EventFilter(event=EventNameFilter(name=["prefect.automation.triggered"]))
+        found = client.read_events(fired, limit=50).events
+        return any(e.resource.id == f"prefect.automation.{automation_id}" for e in found)
+
+    try:
+        while not probe_fired():
+            assert time.monotonic() - t0 < timeout_s, f"the triggers service did not act in {timeout_s:.0f} s"
+            emit_event(event="vistune.test.probe", resource={"prefect.resource.id": probe})
+            time.sleep(0.5)
+    finally:
+        client.delete_automation(automation_id)
+    return time.monotonic() - t0

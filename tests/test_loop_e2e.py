@@ -73,7 +73,7 @@ def _wait(what: str, fn, timeout_s: float, logs: Path):
     while not (found := fn()):
         tails = "\n".join(p.read_text()[-3000:] for p in sorted(logs.glob("*.log")))
         assert time.monotonic() < deadline, f"{what}: nothing after {timeout_s:.0f} s\n{tails}"
-        time.sleep(2)
+        time.sleep(1)
     return found
 
 
@@ -95,7 +95,7 @@ def test_new_images_retrain_promote_and_serve_then_rollback(tmp_path: Path):
     from tests.app.serving.test_follow_alias import _versions_answering, _wait_for_version
     from tests.app.test_serve import _split, _wait_ping, start_serve
     from tests.flows import approval_checks as approval
-    from tests.prefect_harness import prefect_server_process
+    from tests.prefect_harness import prefect_server_process, wait_for_triggers_service
 
     t0 = time.monotonic()
     source = tmp_path / "incoming"
@@ -113,7 +113,7 @@ def test_new_images_retrain_promote_and_serve_then_rollback(tmp_path: Path):
                 "PYTHONPATH": str(repo),  # the runner's flow runs import the repo's own copy
                 "PREFECT_API_URL": api,
                 "PREFECT_HOME": str(tmp_path / "prefect-client"),
-                "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+                "PREFECT_RUNNER_POLL_FREQUENCY": "1",
             }
             procs.append(
                 subprocess.Popen(
@@ -130,7 +130,9 @@ def test_new_images_retrain_promote_and_serve_then_rollback(tmp_path: Path):
             _wait_ping(url, serve)
             assert _versions_answering(url, body)[0] == "1"
             approval.wait_for_deployment("train-pipeline/train-pipeline", procs, logs)
-            time.sleep(15)  # the triggers service loads the new automations
+            arrival = f"retrain {NAME} on arrived data"
+            _wait("the arrival trigger", lambda: client.read_automations_by_name(arrival), 60, logs)
+            waited_triggers = wait_for_triggers_service(client)  # ... and live in the triggers service
             t_ready = time.monotonic()
 
             _digits(source, 4, offset=12, brighten=60)  # new, brighter images of every class
@@ -165,6 +167,7 @@ def test_new_images_retrain_promote_and_serve_then_rollback(tmp_path: Path):
             for proc in procs:
                 stop_process_group(proc, grace_s=5)
     print(
-        f"loop e2e: v1 + servers ready {t_ready - t0:.0f} s, arrival -> retrained {t_retrained - t_ready:.0f} s, "
+        f"loop e2e: v1 + servers ready {t_ready - t0:.0f} s (triggers live {waited_triggers:.0f} s after the "
+        f"automation was listed), arrival -> retrained {t_retrained - t_ready:.0f} s, "
         f"served v2 {waited:.1f} s later; total {time.monotonic() - t0:.0f} s"
     )

@@ -31,10 +31,11 @@ def wait_state(run_id, types: set[str], logs: Path, timeout: float = 1200):
             kind = run.state.type.value if run.state else ""
             if kind in types:
                 return run
-            tails = "\n".join(p.read_text()[-3000:] for p in sorted(logs.glob("*.log")))
-            assert not (run.state and run.state.is_final()), f"run ended {run.state}, wanted {types}:\n{tails}"
-            assert time.monotonic() < deadline, f"run still {run.state} after {timeout:.0f} s:\n{tails}"
-            time.sleep(2)
+            if (run.state and run.state.is_final()) or time.monotonic() > deadline:
+                tails = "\n".join(p.read_text()[-3000:] for p in sorted(logs.glob("*.log")))
+                assert not (run.state and run.state.is_final()), f"run ended {run.state}, wanted {types}:\n{tails}"
+                raise AssertionError(f"run still {run.state} after {timeout:.0f} s:\n{tails}")
+            time.sleep(1)
 
 
 def wait_for_deployment(name: str, procs: list[subprocess.Popen], logs: Path, timeout: float = 300) -> None:

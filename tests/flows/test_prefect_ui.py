@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO, free_port, stop_process_group, tiny_git_repo
+from tests.conftest import REPO, free_port, stop_process_group, tiny_git_repo, tiny_params_dict, write_params
 from tests.flows.approval_checks import wait_for_deployment
 
 pytestmark = pytest.mark.slow
@@ -50,6 +50,17 @@ def _skip_reason() -> str | None:
     return None
 
 
+def _cheap_run(root: Path) -> None:
+    """Tiny params without the evaluation extras (robustness, Grad-CAM, latency) and the label-issue search:
+    this test is about the form's fields reaching the run; the full stages run in tests/test_pipeline_e2e.py."""
+    write_params(
+        root / "params.yaml",
+        tiny_params_dict(
+            validate={"label_issue_folds": 0}, evaluate={"robustness": False, "gradcam": False, "latency": False}
+        ),
+    )
+
+
 def _env(tmp_path: Path, url: str) -> dict:
     env = dict(os.environ)
     env.pop("MLFLOW_TRACKING_URI", None)
@@ -57,7 +68,7 @@ def _env(tmp_path: Path, url: str) -> dict:
         "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
         "PREFECT_HOME": str(tmp_path / "prefect"),
         "PREFECT_API_URL": f"{url}/api",
-        "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
     }
 
 
@@ -278,7 +289,7 @@ def test_custom_run_from_the_prefect_ui_carries_its_fields(tmp_path: Path):
 
     url = f"http://127.0.0.1:{free_port()}"
     env = _env(tmp_path, url)
-    repo = tiny_git_repo(tmp_path / "vistune")
+    repo = tiny_git_repo(tmp_path / "vistune", prepare=_cheap_run)
     logs = tmp_path / "logs"
     logs.mkdir()
     server = subprocess.Popen(
@@ -323,7 +334,7 @@ def test_custom_run_from_the_prefect_ui_carries_its_fields(tmp_path: Path):
                 deadline = time.monotonic() + 420
                 while (final := _flow_run_state(flow_run_id)) not in ("Completed", "Failed", "Crashed", "Cancelled"):
                     assert time.monotonic() < deadline, f"flow run {flow_run_id} did not finish; see {logs}"
-                    time.sleep(2)
+                    time.sleep(1)
                 assert final == "Completed", f"flow run ended {final}; see {logs / 'serve.log'}"
                 page.reload()  # the flow-run page as the user sees it once the run is over
                 expect(page.get_by_text("Completed").first).to_be_visible(timeout=30_000)
@@ -335,5 +346,5 @@ def test_custom_run_from_the_prefect_ui_carries_its_fields(tmp_path: Path):
                 browser.close()
         assert shot.stat().st_size > 10_000
     finally:
-        stop_process_group(served)
+        stop_process_group(served, grace_s=5)  # idle by now, as in the other tests that serve flows
         stop_process_group(server)

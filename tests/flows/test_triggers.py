@@ -16,7 +16,7 @@ from PIL import Image
 
 from tests.conftest import tiny_params_dict, write_params
 from tests.integrations.registry_helpers import register, write_params_file
-from tests.prefect_harness import prefect_server_process
+from tests.prefect_harness import prefect_server_process, wait_for_triggers_service
 
 pytestmark = pytest.mark.slow
 MODEL = "vistune-classifier"
@@ -39,7 +39,7 @@ def _wait(what, fn, timeout_s: float = 120):
     deadline = time.monotonic() + timeout_s
     while not (found := fn()):
         assert time.monotonic() < deadline, f"{what}: nothing after {timeout_s:.0f} s"
-        time.sleep(1)
+        time.sleep(0.5)
     return found
 
 
@@ -77,7 +77,7 @@ def test_events_start_one_debounced_retrain_and_bad_events_none(trained_tiny, ml
         by_params.name = "train-pipeline-by-params"
         assert [next(iter(t.expect)) for t in by_params.triggers] == [events.DATA_DRIFTED]
         on_id, off_id, params_id = on.apply(), off.apply(), by_params.apply()
-        time.sleep(15)  # the triggers service picks up new automations (5 s was too short under suite load)
+        wait_for_triggers_service(client)  # the three deployments' automations are live
         for n in (3, 4, 5):  # a burst: one retrain
             events.emit(events.DATA_ARRIVED, MODEL, "watch", _arrived(n))
         events.emit(events.DATA_ARRIVED, "someone-elses-model", "watch", _arrived(7, "someone-elses-model"))
@@ -93,9 +93,7 @@ def test_events_start_one_debounced_retrain_and_bad_events_none(trained_tiny, ml
         events.flush()
 
         runs = _wait("a triggered train-pipeline run", lambda: _runs_of(client, on_id), timeout_s=240)
-        time.sleep(15)  # the rest of the burst had time to start more runs: it must not
-        runs = _runs_of(client, on_id)
-        assert len(runs) == 1, [r.parameters for r in runs]
+        first_seen = time.monotonic()  # the rest of the burst gets >= 15 s from here to start more runs (below)
         trigger = runs[0].parameters["trigger"]
         # one of the burst's events (the events client sends them without an order guarantee)
         assert (trigger["event"], trigger["model"]) == (events.DATA_ARRIVED, MODEL) and str(trigger["n_new"]) in (
@@ -104,12 +102,7 @@ def test_events_start_one_debounced_retrain_and_bad_events_none(trained_tiny, ml
             "5",
         )
         assert trigger["id"] and "new to vistune-classifier v1" in trigger["summary"]
-        assert _runs_of(client, off_id) == []  # switched off: the same events start nothing
-        # only the drift event: arrival is not registered at all
-        by_drift = _wait("the params-built deployment's drift run", lambda: _runs_of(client, params_id))
-        assert [(r.parameters["trigger"]["event"], r.parameters["trigger"]["model"]) for r in by_drift] == [
-            (events.DATA_DRIFTED, SWITCHED)
-        ]
+        _wait("the params-built deployment's drift run", lambda: _runs_of(client, params_id))
         assert client.read_automations_by_name(f"retrain {SWITCHED} on arrived data") == []
         assert len(client.read_automations_by_name(f"retrain {SWITCHED} on drift")) == 1
 
@@ -145,5 +138,14 @@ def test_events_start_one_debounced_retrain_and_bad_events_none(trained_tiny, ml
             "0/new0.png",
             "0/new1.png",
         ]
-        time.sleep(10)
-        assert len(_runs_of(client, on_id)) == 1  # inside the debounce window: still one retrain
+        # the waits overlap: >= 15 s after the first run for the rest of the burst, >= 10 s after the watch's event
+        sent_seen = time.monotonic()
+        time.sleep(max(10.0, first_seen + 15 - sent_seen))
+        runs = _runs_of(client, on_id)
+        assert len(runs) == 1, [r.parameters for r in runs]  # one retrain for the burst and the later watch event
+        assert _runs_of(client, off_id) == []  # switched off: the same events start nothing
+        # only the drift event: arrival is not registered at all
+        by_drift = _runs_of(client, params_id)
+        assert [(r.parameters["trigger"]["event"], r.parameters["trigger"]["model"]) for r in by_drift] == [
+            (events.DATA_DRIFTED, SWITCHED)
+        ]
