@@ -103,6 +103,19 @@ def _share_features(measured, params_path: Path, model: str, size: int) -> None:
         shutil.copyfile(found, target)
 
 
+def _written_estimate(written: Params, profile, device, recipe_minutes: float | None) -> float | None:
+    """The cost model of the params as written, pins (`--set`) included: a pinned backbone, size, epochs or
+    strategy is what will run. None where the recipe has no estimate (a GPU) or the backbone has no measured cost."""
+    from vistune.recipe import CPU_COSTS, estimate_seconds
+
+    cost = next((c for c in CPU_COSTS if c.spec == written.train.model), None)
+    if recipe_minutes is None or cost is None:
+        return None
+    probe = written.train.strategy == "linear_probe"
+    size, epochs = written.augment.image_size, written.train.epochs
+    return estimate_seconds(cost, size, epochs, profile, device.threads, probe) / 60
+
+
 # a CPU this much slower than the cost model's quiet figures is called busy in a note. The estimate itself stays the
 # quiet one: on the bench (RESULTS.md, recipe on four photo sets) the speed at `init` time did not predict the
 # run's (cub: 2.74x slower at init, the run took 0.91x the quiet estimate)
@@ -152,19 +165,15 @@ def write_recipe(
     )
     changes = diff(recipe, current, pins or {})
     new_text = apply_settings(params_path.read_text(), [(c.key, c.new) for c in changes], str(params_path))
-    _check_written(new_text, changes, params_path)
+    est = _written_estimate(_check_written(new_text, changes, params_path), profile, device, recipe.estimated_minutes)
     say(
         f"\nrecipe for {params_path} ({device.kind}: {device.name}"
-        + (
-            f", estimated {recipe.estimated_minutes:.1f} min for the whole pipeline)"
-            if recipe.estimated_minutes is not None
-            else ")"
-        )
+        + (f", estimated {est:.1f} min for the whole pipeline)" if est is not None else ")")
     )
-    if recipe.estimated_minutes is not None and factor > BUSY:
+    if est is not None and factor > BUSY:
         say(
             f"  note: the estimate is for this CPU when quiet; it runs {factor:.2f}x slower now "
-            f"(~{recipe.estimated_minutes * factor:.0f} min if that lasts)"
+            f"(~{est * factor:.0f} min if that lasts)"
         )
     for note in recipe.notes:
         say(f"  note: {note}")

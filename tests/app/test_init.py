@@ -183,6 +183,15 @@ def test_dry_run_writes_nothing_and_pins_win(photos, params, capsys):
     assert load_params(params).augment.salt_pepper == 0.02
 
 
+def test_the_estimate_follows_pinned_epochs(photos, params, capsys):
+    """A pinned value is what will run, so the printed estimate is the cost model of the params with the pin."""
+    assert _init(params, str(photos), "--dry-run") == 0
+    chosen = float(re.search(r"estimated ([0-9.]+) min for the whole", capsys.readouterr().out).group(1))
+    assert _init(params, str(photos), "--dry-run", "--set", "train.epochs=1") == 0
+    pinned = float(re.search(r"estimated ([0-9.]+) min for the whole", capsys.readouterr().out).group(1))
+    assert pinned < chosen
+
+
 def test_odd_format_placeholder_is_left_to_quarantine(tmp_path, params, capsys):
     """One GIF among >100 JPEGs (hymenoptera's imageNotFound.gif): allowed_formats narrowed to the set's."""
     root = make_photos(tmp_path / "many", {"train": 30, "val": 6})
