@@ -53,7 +53,7 @@ def run(cfg: TrainCfg, augment: AugmentCfg, layout: Layout, progress: bool = Tru
 
 def head_rows(cfg: TrainCfg, classes: list[str]) -> list[int] | None:
     """The ImageNet rows the new head starts from (`train.head_init: imagenet_names`), or None (random)."""
-    if cfg.head_init == "random":
+    if cfg.head_init != "imagenet_names":
         return None
     rows, unmatched = imagenet_rows(classes)
     if rows is None:
@@ -62,6 +62,28 @@ def head_rows(cfg: TrainCfg, classes: list[str]) -> list[int] | None:
             "ImageNet class; rename those class folders or set train.head_init to random"
         )
     return rows
+
+
+def _head_from_features(cfg: TrainCfg, data, layout: Layout, backbone) -> None:
+    """`train.head_init: features`: the head starts as a linear probe on the frozen features of the train images,
+    read from validate's feature cache by sha256 where it holds them (vistune.train.head_fit)."""
+    from vistune.data.features import FeatureSpec
+    from vistune.train.head_fit import set_head_from_features, train_features
+
+    train = data.splits["train"]
+    rows = pd.read_csv(layout.manifest, usecols=["split", "sha256"], dtype=str)
+    shas = rows.sha256[rows.split == "train"].tolist()
+    spec = FeatureSpec(cfg.model, cfg.pretrained, cfg.pretrained_sha256, data.image_size)
+    device = resolve_device(cfg.device)
+    feats, cached = train_features(
+        backbone, train.images, shas if len(shas) == len(train) else None, spec, layout.feature_cache, device
+    )
+    fit = set_head_from_features(backbone, feats, np.asarray(train.labels), len(data.classes))
+    print(
+        f"head from features: a linear probe on {len(feats)} train images' frozen features ({cached} from validate's "
+        f"cache), train accuracy {fit:.3f}",
+        flush=True,
+    )
 
 
 def _run(cfg: TrainCfg, augment: AugmentCfg, layout: Layout, progress: bool, dist: vdist.DistInfo) -> FitResult:
@@ -76,6 +98,8 @@ def _run(cfg: TrainCfg, augment: AugmentCfg, layout: Layout, progress: bool, dis
         pretrained_sha256=cfg.pretrained_sha256,
         head_rows=head_rows(cfg, data.classes),
     )
+    if cfg.head_init == "features":
+        _head_from_features(cfg, data, layout, backbone)
     strategy = create_strategy(cfg.strategy, cfg)
     trainable = sum(p.numel() for g in strategy.param_groups(backbone, cfg.weight_decay) for p in g["params"])
     total = sum(p.numel() for p in backbone.model.parameters())

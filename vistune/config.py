@@ -31,7 +31,7 @@ StrategyName = Literal["linear_probe", "partial", "full", "lora", "bitfit"]  # v
 ClassWeighting = Literal["none", "loss", "sampler"]
 AdversarialKind = Literal["none", "fgsm", "pgd"]  # vistune.train.adversarial.ATTACKS
 LrScaling = Literal["none", "linear", "sqrt"]  # vistune.train.steps.LR_SCALING
-HeadInit = Literal["random", "imagenet_names"]  # vistune.models.imagenet_names
+HeadInit = Literal["random", "imagenet_names", "features"]  # vistune.models.imagenet_names, vistune.train.head_fit
 KeepWeights = Literal["best", "last"]  # vistune.train.checkpoint.Progress
 AmpDtype = Literal["auto", "bfloat16", "float16"]  # vistune.models.device_policy.amp_dtype
 AutoAugment = Literal["none", "trivial", "rand"]
@@ -190,7 +190,8 @@ class TrainCfg(_Checked):
     model: str = "timm:tf_efficientnet_lite0"
     pretrained: str = "imagenet"  # "imagenet", "none", or a path to a state-dict file
     pretrained_sha256: str = ""  # pretrained a file: its sha256, checked before loading (required)
-    # imagenet_names: classes named like ImageNet classes (ants, bees) start from those rows of the ImageNet head
+    # imagenet_names: classes named like ImageNet classes (ants, bees) start from those rows of the ImageNet head;
+    # features: a linear probe fitted on the frozen features of the train images (validate's cache; head_fit)
     head_init: HeadInit = "random"
     strategy: StrategyName = "full"  # see vistune.train.finetune.list_strategies()
     unfreeze_blocks: int = bounded(2, ge=1)  # strategy partial: how many of the last blocks train
