@@ -43,7 +43,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import folder_items, write_result  # noqa: E402
 
 from vistune.data.features import FeatureSpec, embed_files  # noqa: E402
-from vistune.data.label_issues import confident_learning, find_label_issues, out_of_sample_probs  # noqa: E402
+from vistune.data.label_issues import (  # noqa: E402
+    confident_learning,
+    find_label_issues,
+    linear_head,
+    out_of_sample_probs,
+)
 from vistune.io import sha256_bytes  # noqa: E402
 
 CLEANLAB = """
@@ -87,15 +92,11 @@ def leaf_holdout(files: list[Path], val_files: list[Path], classes: list[str], s
 
 
 def probe_accuracy(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray) -> float:
-    """The stage's head (standardized features, logistic regression C=0.1) trained on (x, y), scored on test."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    """The stage's head (`linear_head`) trained on (x, y), scored on test."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):
-        head = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=1000)).fit(x, y)
-        return float((head.predict(x_test) == y_test).mean())
+        return float((linear_head().fit(x, y).predict(x_test) == y_test).mean())
 
 
 def cleanlab_flags(python: str, labels: np.ndarray, probs: np.ndarray) -> dict[str, list[int]]:

@@ -42,26 +42,31 @@ class LabelIssues:
         return idx[np.argsort(-self.score[idx], kind="stable")]
 
 
-def out_of_sample_probs(features: np.ndarray, labels: np.ndarray, folds: int = 5, seed: int = 0) -> np.ndarray:
-    """N x C probabilities, each row from the fold whose training part left that image out.
-
-    Standardized features into an L2 logistic regression (lbfgs, C=0.1: on digits' features it
-    flagged half as many images as C=1 at the same held-out accuracy), stratified folds shuffled by
-    `seed`. `folds` is capped at the smallest class count (at least 2 images a class needed). BLAS
-    runs on one thread: on the loaded 2-core machine a 2-thread fit took 20 s, a 1-thread one 0.2 s."""
+def linear_head():
+    """The linear head every frozen-feature fit here uses (label issues, `init`'s probe check, `train.head_init:
+    features`): standardized features into an L2 logistic regression (lbfgs, C=0.1: on digits' features it
+    flagged half as many images as C=1 at the same held-out accuracy). Fit it under `threadpool_limits(1)`: on
+    the loaded 2-core machine a 2-thread fit took 20 s, a 1-thread one 0.2 s."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=1000))
+
+
+def out_of_sample_probs(features: np.ndarray, labels: np.ndarray, folds: int = 5, seed: int = 0) -> np.ndarray:
+    """N x C probabilities, each row from the fold whose training part left that image out (`linear_head`),
+    stratified folds shuffled by `seed`. `folds` is capped at the smallest class count (at least 2 images a
+    class needed)."""
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from threadpoolctl import threadpool_limits
 
     k = min(folds, int(np.bincount(labels).min()))
     if k < 2:
         raise ValueError("every class needs at least 2 labelled images for out-of-sample probabilities")
-    head = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=1000))
     cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     with threadpool_limits(1):
-        return cross_val_predict(head, features, labels, cv=cv, method="predict_proba")
+        return cross_val_predict(linear_head(), features, labels, cv=cv, method="predict_proba")
 
 
 def confident_learning(labels: np.ndarray, probs: np.ndarray) -> LabelIssues:

@@ -1,6 +1,6 @@
 """`train.head_init: features`: the new head starts as the linear probe the frozen features already support.
 
-A logistic regression (the label-issue search's head: standardized features, L2, C=0.1) is fitted on the
+A logistic regression (the label-issue search's `linear_head`: standardized features, L2, C=0.1) is fitted on the
 pretrained backbone's features of the unaugmented train images, and folded into the classifier layer
 (weights / scale, bias - weights . mean / scale), so training starts at that probe's answers instead of a
 random head. The features come from validate's feature cache (`vistune.data.features`, by sha256) where it
@@ -39,16 +39,18 @@ def train_features(
 
 
 def set_head_from_features(backbone, features: np.ndarray, labels: np.ndarray, n_classes: int) -> float:
-    """Fit the regression, write it into the classifier layer; returns its train accuracy."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
+    """Fit the regression (`vistune.data.label_issues.linear_head`), write it into the classifier layer; returns
+    its train accuracy."""
     from threadpoolctl import threadpool_limits
+
+    from vistune.data.label_issues import linear_head
 
     if len(np.unique(labels)) != n_classes:
         raise ConfigError("train.head_init=features needs train images of every class; set train.head_init to random")
-    scaler = StandardScaler().fit(features)
+    probe = linear_head()
     with threadpool_limits(1):
-        lr = LogisticRegression(C=0.1, max_iter=1000).fit(scaler.transform(features), labels)
+        probe.fit(features, labels)
+    scaler, lr = probe[0], probe[-1]
     coef, bias = lr.coef_, lr.intercept_
     if n_classes == 2:  # one logit z for class 1: logits (-z/2, z/2) give the same softmax
         coef, bias = np.vstack([-coef / 2, coef / 2]), np.array([-bias[0] / 2, bias[0] / 2])
@@ -57,4 +59,4 @@ def set_head_from_features(backbone, features: np.ndarray, labels: np.ndarray, n
     with torch.no_grad():
         head.weight.copy_(torch.from_numpy(weight).to(head.weight.dtype))
         head.bias.copy_(torch.from_numpy(bias - weight @ scaler.mean_).to(head.bias.dtype))
-    return float(lr.score(scaler.transform(features), labels))
+    return float(probe.score(features, labels))
