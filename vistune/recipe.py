@@ -130,7 +130,8 @@ FT_MIN_ERRORS = 30
 FT_MIN_PER_CLASS = 100
 # which backbone, once measured (`_preference`). Head alone: the one whose frozen features score best on the data's
 # sample (cub_warblers' sample: Lite0 0.879, Lite1 0.889, Lite2 0.882; the bench's test accuracy with the head
-# trained: Lite1 @240 0.902, Lite2 @260 0.858; hymenoptera's: Lite0 0.955, Lite1 0.959, Lite2 0.971, and Lite2 @288
+# trained: Lite1 @240 0.902, Lite2 @260 0.858; hymenoptera's at the probe sizes: Lite0 @256 0.951, Lite1 @288 0.971,
+# Lite2 @288 0.980, and Lite2 @288
 # scored best in 3x5-fold cross-validation, 2026-12-03). Fine-tuning: the cheapest, as a larger backbone fine-tuned
 # at the same epochs did not pay on the bench (eurosat_rgb5 at 128 px: Lite2 val 0.990 / test 0.986 in 6.1 min,
 # Lite0 val 0.992 / test 0.998 in 5.6 min); a larger budget leaves its recipe as it is.
