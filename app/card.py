@@ -63,6 +63,7 @@ def quality(summary: dict) -> dict:
         "n_val",
         "n_test",
         "n_leaked",
+        "n_leaked_lookalike",
         "n_exact_duplicates",
         "n_near_duplicates",
         "imbalance_ratio",

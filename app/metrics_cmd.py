@@ -24,7 +24,7 @@ DATA = (
     ("images good / quarantined", ("n_good", "n_quarantined"), "{}"),
     ("train / val / test", ("n_train", "n_val", "n_test"), "{}"),
     ("classes, imbalance ratio", ("n_classes", "imbalance_ratio"), "{}"),
-    ("leaked, near duplicates", ("n_leaked", "n_near_duplicates"), "{}"),
+    ("leaked, look-alikes, near duplicates", ("n_leaked", "n_leaked_lookalike", "n_near_duplicates"), "{}"),
 )
 TRAIN = (
     ("epochs run, best val accuracy", ("epochs_run", "best_val_accuracy"), "{}"),

@@ -34,6 +34,7 @@ VALIDATION_KEYS = (
     "n_exact_duplicates",
     "n_near_duplicates",
     "n_leaked",
+    "n_leaked_lookalike",
     "n_warnings",
     "expectations_passed",
 )

@@ -157,6 +157,7 @@ QUARANTINE_CODES = (
     "duplicate",
     "near_duplicate",
     "label_issue",
+    "lookalike",
     "refused",
 )
 

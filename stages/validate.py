@@ -43,8 +43,9 @@ from vistune.data.dataquality import (
     leak_messages,
     marked_column,
 )
-from vistune.data.features import FeatureSpec, save_cache
-from vistune.data.label_issues import LabelReview, empty_table, review_labels
+from vistune.data.features import FeatureSpec, embed_files, save_cache
+from vistune.data.label_issues import LabelReview, empty_table, review_features
+from vistune.data.lookalikes import find_lookalikes
 from vistune.data.imageio import format_names
 from vistune.errors import ConfigError, DataError
 from vistune.io import atomic_path, read_json, write_json, write_text
@@ -57,6 +58,8 @@ if TYPE_CHECKING:
     from vistune.evaluate.drift import DriftResult
 
 DUPLICATE_CODES = ("duplicate", "near_duplicate")
+NOT_BAD_CODES = ("leakage", "label_issue", "lookalike")  # quarantined by policy, not broken files
+MARK_COLUMNS = (*DUPLICATE_COLUMNS, "lookalike_of")  # cross-row marks written into manifest.csv
 QUARANTINE_COLUMNS = ["path", "split", "label", "code", "reason"]
 GOOD_FACTS = ["split", "label", "extension_mismatch", "exif_rotated", "brightness"]
 
@@ -98,35 +101,64 @@ class _Flag:
         return self.text.replace("{", "{{").replace("}", "}}")
 
 
-def _label_review(
+@dataclass(frozen=True)
+class _Embedded:
+    """The good labelled rows the feature checks look at, and their pretrained features (one pass)."""
+
+    rows: np.ndarray  # store rows
+    paths: list[str]
+    splits: np.ndarray
+    labels: np.ndarray
+    feats: np.ndarray
+    n_new: int  # forward passes this run (the rest came from the cache)
+    seconds: float
+
+
+def _embed_good(
     cfg: ValidateCfg, layout: Layout, store: StoredManifest, failures: dict, spec: FeatureSpec | None
-) -> tuple[LabelReview | None, dict[str, int]]:
-    """Label issues among the good, labelled train+val rows; (review or None when off, path -> row)."""
-    if spec is None or cfg.label_issue_folds == 0:
-        return None, {}
+) -> _Embedded | None:
+    """Features of the good labelled rows: train+val for label issues, test too for lookalikes (None: both off)."""
+    wanted = ({"train", "val"} if cfg.label_issue_folds else set()) | (
+        set(SPLITS) if cfg.on_lookalike != "off" else set()
+    )
+    if spec is None or not wanted:
+        return None
     if spec.pretrained == "none":
-        print("label issues: skipped (train.pretrained is none: no pretrained features to judge labels by)")
-        return None, {}
+        print("label issues, lookalikes: skipped (train.pretrained is none: no pretrained features to judge by)")
+        return None
     facts = store.facts
     keep = np.ones(len(store), dtype=bool)
     keep[list(failures)] = False
-    rows = np.flatnonzero(keep & facts.split.isin(["train", "val"]).to_numpy() & facts.label.ne("").to_numpy())
-    labels = facts.label.to_numpy()[rows].tolist()
+    rows = np.flatnonzero(keep & facts.split.isin(sorted(wanted)).to_numpy() & facts.label.ne("").to_numpy())
+    paths = store.column_at("path", rows)
+    t0 = time.perf_counter()
+    feats, n_new = embed_files(
+        [layout.raw / p for p in paths], store.column_at("sha256", rows), spec, layout.feature_cache
+    )
+    splits, labels = facts.split.to_numpy()[rows], facts.label.to_numpy()[rows]
+    return _Embedded(rows, paths, splits, labels, feats, n_new, time.perf_counter() - t0)
+
+
+def _label_review(cfg: ValidateCfg, emb: _Embedded | None) -> tuple[LabelReview | None, dict[str, int]]:
+    """Label issues among the good, labelled train+val rows; (review or None when off, path -> row)."""
+    if emb is None or cfg.label_issue_folds == 0:
+        return None, {}
+    tv = np.flatnonzero(np.isin(emb.splits, ["train", "val"]))
+    labels = emb.labels[tv].tolist()
     counts = Counter(labels)
     if len(counts) < 2 or min(counts.values()) < 2:
         print("label issues: skipped (needs 2+ classes with 2+ good train/val images each)")
         return None, {}
-    paths = store.column_at("path", rows)
-    review = review_labels(
-        layout.raw,
+    paths = [emb.paths[i] for i in tv]
+    review = review_features(
         paths,
-        facts.split.to_numpy()[rows].tolist(),
+        emb.splits[tv].tolist(),
         labels,
-        store.column_at("sha256", rows),
-        spec,
+        emb.feats[tv],
         cfg.label_issue_folds,
-        cache_path=layout.feature_cache,
         rounds=cfg.label_issue_rounds,
+        n_embedded=emb.n_new,
+        seconds_embed=emb.seconds,
     )
     print(
         f"label issues: {len(review.table)} of {review.n_checked} train/val images look mislabelled "
@@ -134,7 +166,45 @@ def _label_review(
         f"{review.seconds_rank:.1f}s)",
         flush=True,
     )
-    return review, dict(zip(paths, rows.tolist()))
+    return review, dict(zip(paths, emb.rows[tv].tolist()))
+
+
+@dataclass(frozen=True)
+class _LookalikeFinding:
+    """Val/test store rows -> the train path they look like another shot of; how many were checked."""
+
+    partner_of: dict[int, str]
+    n_checked: int
+    examples: tuple[tuple[str, str], ...] = ()  # (val/test path, train path), most similar first
+
+
+def _lookalikes(cfg: ValidateCfg, emb: _Embedded | None) -> _LookalikeFinding:
+    """The same object in two splits (vistune.data.lookalikes), over the good labelled rows."""
+    if emb is None or cfg.on_lookalike == "off":
+        return _LookalikeFinding({}, 0)
+    t0 = time.perf_counter()
+    is_train = emb.splits == "train"
+    found = find_lookalikes(emb.feats, emb.labels, is_train)
+    n_checked = int((~is_train & np.isin(emb.labels, emb.labels[is_train])).sum())
+    print(
+        f"lookalikes: {len(found.rows)} of {n_checked} val/test images look like another shot of a train image "
+        f"({time.perf_counter() - t0:.1f}s)",
+        flush=True,
+    )
+    order = np.argsort(-found.similarity, kind="stable")
+    return _LookalikeFinding(
+        {int(emb.rows[i]): emb.paths[j] for i, j in zip(found.rows, found.partners)},
+        n_checked,
+        tuple((emb.paths[found.rows[k]], emb.paths[found.partners[k]]) for k in order[:LEAK_EXAMPLES]),
+    )
+
+
+def _exclude_lookalikes(finding: _LookalikeFinding, failures: dict) -> None:
+    """on_lookalike exclude: flagged val/test rows are quarantined (code lookalike); train keeps its copy."""
+    for row, partner in finding.partner_of.items():
+        failures.setdefault(
+            row, _Flag("lookalike", f"looks like another shot of {partner} (train); validate.on_lookalike=exclude")
+        )
 
 
 def _exclude_flagged(review: LabelReview, row_of: dict[str, int], failures: dict) -> None:
@@ -211,7 +281,7 @@ def _summary(
         "n_files": n_total,
         "n_good": len(good),
         "n_quarantined": len(quarantine),
-        "bad_fraction": round(int((~quarantine.code.isin(["leakage", "label_issue"])).sum()) / max(n_total, 1), 6),
+        "bad_fraction": round(int((~quarantine.code.isin(NOT_BAD_CODES)).sum()) / max(n_total, 1), 6),
         **{f"n_{s}": int((good.split == s).sum()) for s in SPLITS},
         "n_classes": int(good.label.nunique()),
         **{f"quarantined_{c}": int(codes.get(c, 0)) for c in QUARANTINE_CODES},
@@ -261,7 +331,7 @@ def _write_outputs(
     with atomic_path(layout.manifest) as tmp, open(tmp, "w", encoding="utf-8", newline="") as out:
         for offset, part in store.iter_parts():
             rows = range(offset, offset + len(part))
-            part = part.assign(**{c: marked[c].to_numpy()[offset : offset + len(part)] for c in DUPLICATE_COLUMNS})
+            part = part.assign(**{c: marked[c].to_numpy()[offset : offset + len(part)] for c in MARK_COLUMNS})
             for i in (i for i in rows if i in failures or i in warned):
                 row = part.iloc[i - offset].to_dict()
                 if i in failures:
@@ -313,23 +383,28 @@ def run(
             flush=True,
         )
         failures, warned = _first_failures(suite.outcomes, _warn_codes(cfg))
-        review, row_of = _label_review(cfg, layout, store, failures, features)
-        if review is None and not layout.feature_cache.exists():  # a declared DVC out, even with the check off
+        embedded = _embed_good(cfg, layout, store, failures, features)
+        review, row_of = _label_review(cfg, embedded)
+        looks = _lookalikes(cfg, embedded)
+        marked["lookalike_of"] = marked_column(len(marked), looks.partner_of)
+        if not layout.feature_cache.exists():  # a declared DVC out, even with the checks off
             save_cache(layout.feature_cache, "none", [], np.zeros((0, 0), np.float16))
         if review is not None and cfg.on_label_issue == "exclude":
             _exclude_flagged(review, row_of, failures)
+        if cfg.on_lookalike == "exclude":
+            _exclude_lookalikes(looks, failures)
         bad, row_warnings = _write_outputs(store, marked, failures, warned, layout)
         leaked = sorted(marked.index[marked.leak_of.notna()])[:LEAK_EXAMPLES]
         paths = dict(zip(leaked, store.column_at("path", leaked)))
     with_paths = marked[["split", "leak_of"]].assign(path=marked_column(len(marked), paths))  # pairs named
     leaked_fraction, leak_errors, leak_warnings = leak_messages(with_paths, cfg.max_leaked_fraction, cfg.max_leaked)
-    warnings = leak_warnings + row_warnings
+    warnings = leak_warnings + _lookalike_messages(cfg, looks) + row_warnings
     quarantine = pd.concat([bad, _refused_at_ingest(layout)], ignore_index=True)[QUARANTINE_COLUMNS]
     kept = np.ones(len(marked), dtype=bool)
     kept[list(failures)] = False
     good = marked.loc[kept, GOOD_FACTS].reset_index(drop=True)  # what the findings and summary count
     return _finish(
-        cfg, layout, marked, good, bad, quarantine, warnings, leaked_fraction, leak_errors, suite.success, review
+        cfg, layout, marked, good, bad, quarantine, warnings, leaked_fraction, leak_errors, suite.success, review, looks
     )
 
 
@@ -369,6 +444,25 @@ def _label_messages(cfg: ValidateCfg, review: LabelReview | None) -> tuple[list[
     return [f"{line}; see data/validated/label_issues.csv ({action}: validate.on_label_issue={cfg.on_label_issue})"], []
 
 
+def _lookalike_metrics(looks: _LookalikeFinding) -> dict:
+    n = len(looks.partner_of)
+    return {"n_leaked_lookalike": n, "leaked_lookalike_fraction": round(n / max(looks.n_checked, 1), 6)}
+
+
+def _lookalike_messages(cfg: ValidateCfg, looks: _LookalikeFinding) -> list[str]:
+    """One warning naming a few pairs: val/test scores on another shot of a train object are optimistic."""
+    if not looks.partner_of:
+        return []
+    action = "quarantined" if cfg.on_lookalike == "exclude" else "kept"
+    return [
+        f"{len(looks.partner_of)} of {looks.n_checked} val/test images look like another shot of a train image "
+        f"(lookalike_of in manifest.csv), e.g. "
+        + ", ".join(f"{path} -> {partner}" for path, partner in looks.examples)
+        + f"; val/test scores on them are optimistic: split by object, or remove them ({action}: "
+        f"validate.on_lookalike={cfg.on_lookalike})"
+    ]
+
+
 def _finish(
     cfg,
     layout,
@@ -381,6 +475,7 @@ def _finish(
     leak_errors,
     suite_ok,
     review: LabelReview | None = None,
+    looks: _LookalikeFinding | None = None,
 ) -> ValidateResult:
     """Split findings, summary.json, the printed report, and the stage's verdict."""
     findings = dataset_findings(good, cfg.min_images_per_class, cfg.max_imbalance_ratio)
@@ -388,6 +483,7 @@ def _finish(
     warnings += findings.warnings + label_warnings
     n_total = len(marked) + len(quarantine) - len(bad)
     summary = _summary(marked, good, quarantine, findings, n_total, suite_ok, len(warnings), leaked_fraction, review)
+    summary.update(_lookalike_metrics(looks or _LookalikeFinding({}, 0)))
     table = review.table if review is not None else empty_table()
     write_text(layout.label_issues, table.to_csv(index=False))
     _label_sheet(layout, table)
@@ -403,10 +499,10 @@ def _finish(
     by_code = {
         c[len("quarantined_") :]: n
         for c, n in summary.items()
-        if c.startswith("quarantined_") and n and c not in ("quarantined_leakage", "quarantined_label_issue")
+        if c.startswith("quarantined_") and n and c[len("quarantined_") :] not in NOT_BAD_CODES
     }
     if summary["bad_fraction"] > cfg.max_bad_fraction:
-        bad_files = quarantine[~quarantine.code.isin(["leakage", "label_issue"])]
+        bad_files = quarantine[~quarantine.code.isin(NOT_BAD_CODES)]
         errors.insert(
             0,
             f"{summary['bad_fraction']:.1%} of files are bad (> validate.max_bad_fraction="

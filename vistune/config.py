@@ -39,6 +39,7 @@ OnDuplicate = Literal["quarantine", "warn", "fail"]
 OnExtensionMismatch = Literal["warn", "quarantine"]
 OnDrift = Literal["warn", "fail"]  # vistune.evaluate.drift: new data unlike the champion's training data
 OnLabelIssue = Literal["warn", "exclude", "fail"]  # vistune.data.label_issues: images that look mislabelled
+OnLookalike = Literal["warn", "exclude", "off"]  # vistune.data.lookalikes: another shot of a train photo in val/test
 GateTest = Literal["none", "mcnemar", "bootstrap"]  # vistune.evaluate.significance.GATE_TESTS
 Approval = Literal["auto", "required"]  # required: a reviewer approves promotion in the Prefect UI (flows/approval.py)
 CompressVariant = Literal["onnx", "onnx_int8", "onnx_int8_dynamic", "pruned", "distilled"]
@@ -149,6 +150,9 @@ class ValidateCfg(_Checked):
     label_issue_folds: int = bounded(5, ge=0, le=20)  # K of the K-fold; 0 = no label-issue search, 1 is refused
     label_issue_rounds: int = bounded(2, ge=1, le=5)  # refits without the flagged images (find_label_issues)
     max_label_issue_fraction: float = bounded(0.0, ge=0, le=1)  # on_label_issue fail: above this share of train+val
+    # the same object in two splits (vistune.data.lookalikes): val/test images whose features match a train image's;
+    # "warn" marks them (lookalike_of), "exclude" also quarantines them (code lookalike), "off" skips the search
+    on_lookalike: OnLookalike = "warn"
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -66,10 +66,10 @@ def test_label_issues_warn_exclude_fail_and_raw_untouched(tmp_path: Path) -> Non
     assert tree_hash(lay.raw) == before  # raw files never written
 
 
-def test_label_issue_search_off_writes_an_empty_list(tmp_path: Path) -> None:
+def test_feature_checks_off_write_an_empty_list(tmp_path: Path) -> None:
     lay = Layout(tmp_path)
     misfiled_tree(lay.raw)
-    result = validate.run(dataclasses.replace(CFG, label_issue_folds=0), lay, features=LITE0)
+    result = validate.run(dataclasses.replace(CFG, label_issue_folds=0, on_lookalike="off"), lay, features=LITE0)
     assert pd.read_csv(lay.label_issues).empty and result.summary["n_label_issues"] == 0
     # dvc.yaml declares the cache as an out: it exists (else `dvc repro` fails the stage) and embeds nothing
     from vistune.data.features import load_cache

@@ -23,6 +23,7 @@ def whole_table(cfg, lay: Layout) -> tuple[str, list[tuple], list[str]]:
     """(manifest.csv text, quarantined (path, split, label, code, reason), warnings) from one in-memory table."""
     m = build_manifest(lay.raw, max_pixels=cfg.max_pixels, workers=cfg.workers)
     m = mark_duplicates(m, cfg.near_duplicate_distance, cfg.near_duplicate_min_side)
+    m["lookalike_of"] = None  # no features given: the look-alike search does not run
     warn_codes = validate._warn_codes(cfg)
     found, warned = {}, {}
     for oc in run_suite(m, cfg).outcomes:

@@ -138,10 +138,25 @@ def review_labels(
     rounds: int = 1,
 ) -> LabelReview:
     """Features (cached by sha256) -> K-fold probabilities -> confident learning, for these images."""
-    classes = sorted(set(labels))
-    y = np.array([classes.index(label) for label in labels], dtype=np.int64)
     t0 = time.perf_counter()
     feats, n_new = embed_files([root / p for p in paths], shas, spec, cache_path)
+    return review_features(paths, splits, labels, feats, folds, seed, rounds, n_new, time.perf_counter() - t0)
+
+
+def review_features(
+    paths: Sequence[str],
+    splits: Sequence[str],
+    labels: Sequence[str],
+    feats: np.ndarray,
+    folds: int,
+    seed: int = 0,
+    rounds: int = 1,
+    n_embedded: int = 0,
+    seconds_embed: float = 0.0,
+) -> LabelReview:
+    """K-fold probabilities -> confident learning on features already embedded (validate shares them)."""
+    classes = sorted(set(labels))
+    y = np.array([classes.index(label) for label in labels], dtype=np.int64)
     t1 = time.perf_counter()
     issues = find_label_issues(feats, y, folds, seed, rounds)
     order = issues.ranked()
@@ -154,7 +169,7 @@ def review_labels(
             "score": np.round(issues.score[order], 6),
         }
     )[[*TABLE_COLUMNS, "split"]]
-    return LabelReview(table, len(paths), n_new, t1 - t0, time.perf_counter() - t1)
+    return LabelReview(table, len(paths), n_embedded, seconds_embed, time.perf_counter() - t1)
 
 
 def empty_table() -> pd.DataFrame:
