@@ -28,6 +28,15 @@ from vistune.layout import Layout
 
 # validate's drift report against the champion (Layout.drift); the section is left out when absent
 DRIFT_FILES = ("validated/drift.json",)
+SHOWN_IF = {"label_issue_sheet": "n_label_issues", "lookalike_sheet": "n_leaked_lookalike"}  # validate's pictures
+
+
+def _shown(attr: str, summary: dict) -> bool:
+    """validate's suspect pictures appear only when it flagged some: no placeholder picture in the card."""
+    key = SHOWN_IF.get(attr)
+    return key is None or bool(summary.get(key))
+
+
 N_BOOT, CONFIDENCE, SEED = 1000, 0.95, 0
 
 
@@ -138,10 +147,7 @@ def context(layout: Layout, params: dict, receipt: dict, root: Path) -> dict:
         "per_class": report.to_dict("records") if report is not None else [],
         "robustness": robust.to_dict("records") if robust is not None and len(robust) else [],
         "images": [
-            (title, uri)
-            for attr, title in IMAGES
-            if (attr != "label_issue_sheet" or summary.get("n_label_issues"))
-            and (uri := data_uri(getattr(layout, attr)))
+            (title, uri) for attr, title in IMAGES if _shown(attr, summary) and (uri := data_uri(getattr(layout, attr)))
         ],  # no suspects: no placeholder picture
         "quality": quality(summary),
         "drift": drift(layout, receipt.get("champion_before")),

@@ -42,6 +42,7 @@ IMAGES = (
     ("robustness_png", "Accuracy under corruptions and attacks"),
     ("gradcam_png", "Grad-CAM: correct and wrong"),
     ("label_issue_sheet", "Training photos whose label looks wrong (validate): given -> suggested label, score"),
+    ("lookalike_sheet", "Val/test photos that look like another shot of a train photo (validate): left, right"),
 )
 # (Prefect artifact key, Layout attribute, description): the run report's images
 RUN_IMAGES = (
@@ -56,6 +57,12 @@ RUN_IMAGES = (
         "label_issue_sheet",
         "photos whose label looks wrong: given -> suggested label "
         "(score); data/validated/label_issues.csv, `vistune labels`",
+    ),
+    (
+        "vistune-lookalikes",
+        "lookalike_sheet",
+        "val/test photos (left) that look like another shot of a train photo (right): their scores are "
+        "optimistic; lookalike_of in data/validated/manifest.csv",
     ),
 )
 

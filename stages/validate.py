@@ -60,6 +60,7 @@ if TYPE_CHECKING:
 DUPLICATE_CODES = ("duplicate", "near_duplicate")
 NOT_BAD_CODES = ("leakage", "label_issue", "lookalike")  # quarantined by policy, not broken files
 MARK_COLUMNS = (*DUPLICATE_COLUMNS, "lookalike_of")  # cross-row marks written into manifest.csv
+LOOKALIKE_PAIRS = 9  # closest pairs shown in data/reports/lookalikes.png
 QUARANTINE_COLUMNS = ["path", "split", "label", "code", "reason"]
 GOOD_FACTS = ["split", "label", "extension_mismatch", "exif_rotated", "brightness"]
 
@@ -175,7 +176,7 @@ class _LookalikeFinding:
 
     partner_of: dict[int, str]
     n_checked: int
-    examples: tuple[tuple[str, str], ...] = ()  # (val/test path, train path), most similar first
+    examples: tuple[tuple[str, str], ...] = ()  # (val/test path, train path), most similar first: named and shown
 
 
 def _lookalikes(cfg: ValidateCfg, emb: _Embedded | None) -> _LookalikeFinding:
@@ -195,7 +196,7 @@ def _lookalikes(cfg: ValidateCfg, emb: _Embedded | None) -> _LookalikeFinding:
     return _LookalikeFinding(
         {int(emb.rows[i]): emb.paths[j] for i, j in zip(found.rows, found.partners)},
         n_checked,
-        tuple((emb.paths[found.rows[k]], emb.paths[found.partners[k]]) for k in order[:LEAK_EXAMPLES]),
+        tuple((emb.paths[found.rows[k]], emb.paths[found.partners[k]]) for k in order[:LOOKALIKE_PAIRS]),
     )
 
 
@@ -408,13 +409,13 @@ def run(
     )
 
 
-SHEET_SUSPECTS = 12  # thumbnails in data/reports/label_issues.png
+SHEET_SUSPECTS = 12  # thumbnails in data/reports/label_issues.png (and pairs in lookalikes.png: LOOKALIKE_PAIRS)
 SHEET_SIZE = 96
 
 
 def _label_sheet(layout: Layout, table: pd.DataFrame) -> None:
     """The top suspects as captioned thumbnails, decoded as training decodes them."""
-    from vistune.evaluate.plots import label_issue_sheet_png
+    from vistune.evaluate.plots import thumbnail_sheet_png
     from vistune.models.classifier import prepare_images
 
     top = table.head(SHEET_SUSPECTS)
@@ -422,7 +423,21 @@ def _label_sheet(layout: Layout, table: pd.DataFrame) -> None:
     captions = [
         f"{r.given_label} -> {r.suggested_label} ({r.score:.2f})\n{Path(r.path).name[:24]}" for r in top.itertuples()
     ]
-    label_issue_sheet_png(list(images), captions, layout.label_issue_sheet)
+    thumbnail_sheet_png(list(images), captions, layout.label_issue_sheet, "no label issues flagged")
+
+
+def _lookalike_sheet(layout: Layout, looks: _LookalikeFinding) -> None:
+    """The closest look-alike pairs, the val/test photo left of the train photo it looks like."""
+    from vistune.evaluate.plots import thumbnail_sheet_png
+    from vistune.models.classifier import prepare_images
+
+    pairs = looks.examples
+    images = prepare_images([(layout.raw / p).read_bytes() for pair in pairs for p in pair], SHEET_SIZE)
+    gap = np.full((3, SHEET_SIZE, 4), 255, dtype=np.uint8)
+    side_by_side = [np.concatenate([images[2 * k], gap, images[2 * k + 1]], axis=2) for k in range(len(pairs))]
+    captions = [f"{Path(a).parts[0]} {Path(a).name[:20]}\nlooks like train {Path(b).name[:20]}" for a, b in pairs]
+    cols = min(3, max(len(pairs), 1))
+    thumbnail_sheet_png(side_by_side, captions, layout.lookalike_sheet, "no look-alikes across splits", cols=cols)
 
 
 def _label_messages(cfg: ValidateCfg, review: LabelReview | None) -> tuple[list[str], list[str]]:
@@ -457,7 +472,7 @@ def _lookalike_messages(cfg: ValidateCfg, looks: _LookalikeFinding) -> list[str]
     return [
         f"{len(looks.partner_of)} of {looks.n_checked} val/test images look like another shot of a train image "
         f"(lookalike_of in manifest.csv), e.g. "
-        + ", ".join(f"{path} -> {partner}" for path, partner in looks.examples)
+        + ", ".join(f"{path} -> {partner}" for path, partner in looks.examples[:LEAK_EXAMPLES])
         + f"; val/test scores on them are optimistic: split by object, or remove them ({action}: "
         f"validate.on_lookalike={cfg.on_lookalike})"
     ]
@@ -487,6 +502,7 @@ def _finish(
     table = review.table if review is not None else empty_table()
     write_text(layout.label_issues, table.to_csv(index=False))
     _label_sheet(layout, table)
+    _lookalike_sheet(layout, looks or _LookalikeFinding({}, 0))
     write_text(layout.quarantine, quarantine.to_csv(index=False))
     write_json(layout.validation_summary, summary)
     print(f"{len(good)} good, {len(quarantine)} quarantined of {n_total} files ({summary['bad_fraction']:.1%})")

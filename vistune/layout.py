@@ -60,6 +60,11 @@ class Layout:
         return self.data / "reports" / "label_issues.png"
 
     @property
+    def lookalike_sheet(self) -> Path:
+        """Val/test photos that look like another shot of a train photo, each beside it (a Prefect artifact)."""
+        return self.data / "reports" / "lookalikes.png"
+
+    @property
     def feature_cache(self) -> Path:
         """sha256 -> pretrained-backbone features, kept between runs (`vistune.data.features`)."""
         return self.validated / "feature_cache.npz"

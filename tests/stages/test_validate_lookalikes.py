@@ -69,6 +69,8 @@ def test_another_shot_in_val_and_test_is_marked_excluded_or_skipped(tmp_path: Pa
     assert warned.summary["leaked_lookalike_fraction"] == round(len(marked) / n_checked, 6)
     assert any("look like another shot of a train image" in w and "on_lookalike=warn" in w for w in warned.warnings)
     assert set(RESHOT) <= set(manifest.index)  # warn: kept
+    with Image.open(lay.lookalike_sheet) as sheet:  # the pairs side by side, for the Prefect artifact and the card
+        assert sheet.format == "PNG" and sheet.width >= 2 * 150 and sheet.height >= 100
 
     excluded = validate.run(dataclasses.replace(CFG, on_lookalike="exclude"), lay, features=LITE0)
     q = pd.read_csv(lay.quarantine)

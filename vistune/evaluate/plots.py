@@ -144,10 +144,11 @@ def placeholder_png(path: Path, text: str) -> None:
     _save(fig, path)
 
 
-def label_issue_sheet_png(images: list[np.ndarray], captions: list[str], path: Path, cols: int = 6) -> None:
-    """Thumbnails of the top label-issue suspects (N x 3 x H x W uint8), captioned given -> suggested, score."""
+def thumbnail_sheet_png(images: list[np.ndarray], captions: list[str], path: Path, empty: str, cols: int = 6) -> None:
+    """Captioned thumbnails (each 3 x H x W uint8) in a grid: validate's suspects for people to look at;
+    `empty` is the placeholder's text when there are none."""
     if not images:
-        placeholder_png(path, "no label issues flagged")
+        placeholder_png(path, empty)
         return
     plt = _plt()
     rows = -(-len(images) // cols)
