@@ -152,7 +152,8 @@ def thumbnail_sheet_png(images: list[np.ndarray], captions: list[str], path: Pat
         return
     plt = _plt()
     rows = -(-len(images) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 2.2 * rows), squeeze=False)
+    width = 1.9 * images[0].shape[2] / images[0].shape[1]  # inches a cell, wider for side-by-side pairs
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, (1.9 + 0.45) * rows), squeeze=False)
     for k, ax in enumerate(axes.flat):
         ax.axis("off")
         if k < len(images):
