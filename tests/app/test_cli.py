@@ -246,7 +246,7 @@ def test_cli_promote_and_rollback_send_champion_changed(store, prefect, capsys):
     import os
     import subprocess
     import sys
-    from datetime import datetime, timezone
+    from datetime import UTC, datetime
 
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -258,11 +258,13 @@ def test_cli_promote_and_rollback_send_champion_changed(store, prefect, capsys):
     _, lock = tracking.open_registry(cli.load_params(params).register, root)
     _kept(client, lock, v2, 0.1)  # promoting v2 needs --force: the payload says forced
     drain_prefect_services()  # earlier tests' events are delivered before this test's start time is taken
-    since = datetime.now(timezone.utc)
+    since = datetime.now(UTC)
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env.update(PYTHONPATH=str(REPO), PREFECT_API_URL=PREFECT_API_URL.value())
     cmd = [sys.executable, "-m", "app.cli", "--params", str(params), "--root", str(root)]
-    proc = subprocess.run([*cmd, "promote", v2, "--force", "--reason", "hotfix"], env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [*cmd, "promote", v2, "--force", "--reason", "hotfix"], env=env, capture_output=True, text=True
+    )
     assert proc.returncode == 0 and "note:" not in proc.stderr, proc.stdout + proc.stderr
     assert _cli(params, root, "rollback") == 0
     sent = _champion_events(2, since)
