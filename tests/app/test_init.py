@@ -183,7 +183,9 @@ def test_estimate_is_the_cost_model_of_the_written_recipe(photos, first_init):
 
 
 def test_second_init_is_idempotent(photos, first_init, tmp_path, capsys):
-    """A second init where the first ran (a copy of its folder: the written params.yaml and init's feature cache)."""
+    """A second init where the first ran (a copy of its folder: the written params.yaml and init's feature cache).
+    The copy sits as deep under pytest's base temp folder as the original, so the relative data.source init
+    wrote still names the photos."""
     params = tmp_path / "repo" / "params.yaml"
     shutil.copytree(first_init[0].parent, params.parent)
     first = params.read_bytes()
