@@ -190,6 +190,23 @@ def stop_process_group(proc: subprocess.Popen | None, grace_s: float = 30) -> No
         proc.wait(timeout=10)
 
 
+def stop_process_groups(procs: list[subprocess.Popen | None], grace_s: float = 30) -> None:
+    """`stop_process_group` for several servers at once: all get SIGTERM first, so their shutdowns overlap
+    (one `grace_s` in all, not one each); any still there when it ends is SIGKILLed."""
+    import time
+
+    live = [p for p in procs if p is not None and p.poll() is None]
+    for proc in live:
+        os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for proc in live:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
 @pytest.fixture(scope="session")
 def postgres():
     """A PostgreSQL cluster on 127.0.0.1 for the session (Debian's server, installed by `make postgres`)."""

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import tiny_git_repo
+from tests.conftest import tiny_git_repo, tiny_params_dict, write_params
 
 pytestmark = pytest.mark.slow
 
@@ -60,13 +60,17 @@ def _lock_md5(repo: Path, path: str) -> str:
 
 @pytest.fixture(scope="module")
 def pushed(tmp_path_factory) -> tuple[Path, Path]:
-    """One `dvc repro train` in a temp git repo, pushed to a local remote with the flow's own task."""
+    """One `dvc repro train` in a temp git repo, pushed to a local remote with the flow's own task. No
+    label-issue search in validate (a backbone's features and K folds): these tests are about the model's bytes."""
     from prefect.logging import disable_run_logger
 
     from flows.pipeline import default_remote, push_outputs
 
     base = tmp_path_factory.mktemp("dvcremote")
-    repo = tiny_git_repo(base / "vistune")
+    repo = tiny_git_repo(
+        base / "vistune",
+        prepare=lambda root: write_params(root / "params.yaml", tiny_params_dict(validate={"label_issue_folds": 0})),
+    )
     _run(["dvc", "repro", "train"], repo)
     with disable_run_logger():
         assert default_remote(repo) == "" and push_outputs.fn(str(repo)) == ""  # no remote: nothing to do

@@ -5,8 +5,8 @@ watched folder -> the `watch` flow sends `vistune.data.arrived` -> the deploymen
 train-pipeline run (ingest re-reads the folder) -> the gate makes v2 champion -> the running server
 answers with v2; `vistune rollback` -> it answers with v1. Nothing is restarted by hand.
 
-Tiny and cheap: 3 digit classes of 12 images (16 px), one epoch, the slow evaluation extras off, no
-significance test (any new version wins: min_improvement -1).
+Tiny and cheap: 3 digit classes of 12 images (16 px), one epoch, the slow evaluation extras and the
+label-issue search off, no significance test (any new version wins: min_improvement -1).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import stop_process_group, tiny_git_repo, tiny_params_dict, write_params
+from tests.conftest import stop_process_groups, tiny_git_repo, tiny_params_dict, write_params
 
 pytestmark = pytest.mark.slow
 NAME = "vistune-classifier"
@@ -52,6 +52,7 @@ def _params(source: Path):
             root / "params.yaml",
             tiny_params_dict(
                 data={"source": str(source), "max_per_class": 0},
+                validate={"label_issue_folds": 0},
                 evaluate={"robustness": False, "gradcam": False, "latency": False},
                 register={"gate_test": "none", "min_improvement": -1.0},
                 loop={"retrain_on_drift": False, "debounce_s": 300},
@@ -164,8 +165,7 @@ def test_new_images_retrain_promote_and_serve_then_rollback(tmp_path: Path):
             assert moves == [(None, "1", "gate"), ("1", "2", "gate"), ("2", "1", "rollback")]
             assert len(_deployment_runs(client, "train-pipeline/train-pipeline")) == 1  # one retrain
         finally:
-            for proc in procs:
-                stop_process_group(proc, grace_s=5)
+            stop_process_groups(procs, grace_s=5)  # at once: their shutdowns overlap
     print(
         f"loop e2e: v1 + servers ready {t_ready - t0:.0f} s (triggers live {waited_triggers:.0f} s after the "
         f"automation was listed), arrival -> retrained {t_retrained - t_ready:.0f} s, "

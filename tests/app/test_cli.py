@@ -2,27 +2,62 @@
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
 import time
+from pathlib import Path
 
 import pytest
 
 from app import cli
 from integrations import history, registry, tracking
 
+from tests.conftest import tiny_params_dict
 from tests.integrations.registry_helpers import register, write_params_file
+from vistune.config import parse_params
 
 NAME = "vistune-classifier"
 
 
-@pytest.fixture
-def store(trained_tiny, mlflow_cfg, tmp_path):
-    """A store with v1 (champion) and v2, v3 (same real model, registered without a gate)."""
-    v1 = register(trained_tiny, tmp_path / "lay", mlflow_cfg, macro_f1=0.5)["version"]
-    client, lock = tracking.open_registry(mlflow_cfg, tmp_path)
+@pytest.fixture(scope="module")
+def registered(trained_tiny, tmp_path_factory) -> tuple[Path, list[str]]:
+    """A store with v1 (champion) and v2, v3 (same real model, registered without a gate), built once: the
+    real register stage logs the model (the slow part); each test gets its own copy of the sqlite file
+    (`store`). Returns (the store's sqlite file, [v1, v2, v3])."""
+    base = tmp_path_factory.mktemp("registered")
+    cfg = dataclasses.replace(
+        parse_params(tiny_params_dict()).register,
+        tracking_uri=f"sqlite:///{base / 'mlflow.db'}",
+        artifact_root=str(base / "artifacts"),
+    )
+    v1 = register(trained_tiny, base / "lay", cfg, macro_f1=0.5)["version"]
+    client, _ = tracking.open_registry(cfg, base)
     mv = client.get_model_version(NAME, v1)
     others = [str(client.create_model_version(NAME, mv.source, run_id=mv.run_id).version) for _ in range(2)]
+    return base / "mlflow.db", [str(v1), *others]
+
+
+@pytest.fixture
+def store(registered, mlflow_cfg, tmp_path):
+    """This test's own copy of the `registered` store (its aliases, tags and history are the test's to change;
+    the model files stay where the registration logged them, read only)."""
+    db, versions = registered
+    shutil.copy2(db, tmp_path / "mlflow.db")
+    assert mlflow_cfg.tracking_uri == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client, _ = tracking.open_registry(mlflow_cfg, tmp_path)
+    assert registry.alias_version(client, NAME, "champion") == versions[0]
     params = write_params_file(tmp_path / "params.yaml", mlflow_cfg)
-    return client, params, tmp_path, [str(v1), *others]
+    return client, params, tmp_path, list(versions)
+
+
+@pytest.fixture(scope="module")
+def prefect():
+    """One temporary Prefect server for this module's flow runs and events, from the first test that asks
+    (tests that read back what the server stored filter on their own names or start time)."""
+    from tests.prefect_harness import prefect_server
+
+    with prefect_server():
+        yield
 
 
 def _cli(params, root, *args) -> int:
@@ -71,18 +106,15 @@ def test_missing_params_file_is_one_line(tmp_path, capsys):
     assert "params file not found" in capsys.readouterr().err
 
 
-def test_prefect_flows_promote_rollback_archive(store):
+def test_prefect_flows_promote_rollback_archive(store, prefect):
     """The same three actions as real Prefect flow runs (one temporary server for the module)."""
-    from tests.prefect_harness import prefect_server
-
     from flows.promote import archive_flow, promote_flow, rollback_flow
 
     client, params, root, (v1, v2, v3) = store
-    with prefect_server():
-        assert promote_flow(v3, reason="from prefect", repo=str(root)) == v1
-        assert registry.alias_version(client, NAME, "champion") == v3
-        assert tuple(rollback_flow(repo=str(root))) == (v3, v1)
-        archive_flow(v2, repo=str(root))
+    assert promote_flow(v3, reason="from prefect", repo=str(root)) == v1
+    assert registry.alias_version(client, NAME, "champion") == v3
+    assert tuple(rollback_flow(repo=str(root))) == (v3, v1)
+    archive_flow(v2, repo=str(root))
     assert registry.alias_version(client, NAME, "champion") == v1
     assert client.get_model_version(NAME, v2).tags["vistune.archived"] == "true"
     assert "from prefect" in client.get_model_version(NAME, v3).description.splitlines()[0]
@@ -129,25 +161,25 @@ def _task_runs(name: str) -> list:
         return [r for r in pc.read_task_runs() if r.name == name]
 
 
-def test_prefect_promote_refuses_then_forces(store):
+def test_prefect_promote_refuses_then_forces(store, prefect):
     """The `promote` deployment's flow: refused (the task fails at once, not retried), then forced."""
-    from tests.prefect_harness import drain_prefect_services, prefect_server
+    from tests.prefect_harness import drain_prefect_services
 
     from flows.promote import promote_flow
 
     client, params, root, (v1, v2, _) = store
     _, lock = tracking.open_registry(cli.load_params(params).register, root)
     _kept(client, lock, v2, 0.1)
-    with prefect_server():
-        with pytest.raises(ValueError, match=rf"refused to promote v{v2}: .*0.1000 vs champion v{v1} 0.5000"):
-            promote_flow(int(v2), repo=str(root))
-        assert registry.alias_version(client, NAME, "champion") == v1
-        drain_prefect_services()  # task runs reach the server as events: deliver them before reading
-        deadline = time.monotonic() + 60
-        while not (refused := _task_runs(f"set-champion-v{v2}")) and time.monotonic() < deadline:
-            time.sleep(1)  # the server records task runs from those events in the background
-        assert len(refused) == 1 and refused[0].run_count == 1  # one attempt: a refusal is not retried
-        assert promote_flow(int(v2), reason="reviewed by ops", force=True, repo=str(root)) == v1
+    assert not _task_runs(f"set-champion-v{v2}")  # the module's server: no earlier test promoted v2 by a flow
+    with pytest.raises(ValueError, match=rf"refused to promote v{v2}: .*0.1000 vs champion v{v1} 0.5000"):
+        promote_flow(int(v2), repo=str(root))
+    assert registry.alias_version(client, NAME, "champion") == v1
+    drain_prefect_services()  # task runs reach the server as events: deliver them before reading
+    deadline = time.monotonic() + 60
+    while not (refused := _task_runs(f"set-champion-v{v2}")) and time.monotonic() < deadline:
+        time.sleep(1)  # the server records task runs from those events in the background
+    assert len(refused) == 1 and refused[0].run_count == 1  # one attempt: a refusal is not retried
+    assert promote_flow(int(v2), reason="reviewed by ops", force=True, repo=str(root)) == v1
     assert registry.alias_version(client, NAME, "champion") == v2
     assert "forced: reviewed by ops" in client.get_model_version(NAME, v2).description.splitlines()[0]
 
@@ -190,46 +222,52 @@ def test_approval_with_force_and_a_reason_overrides_the_guard(store):
     assert "forced: needed for the demo" in last.reason
 
 
-def _champion_events(want: int, timeout_s: float = 60) -> list:
-    """The `vistune.champion.changed` events the test server has stored, oldest first, once there are `want`."""
+def _champion_events(want: int, since, timeout_s: float = 60) -> list:
+    """The `vistune.champion.changed` events the test server has stored that occurred from `since` on (the
+    module's server also holds earlier tests' events), oldest first, once there are `want`."""
     from prefect.client.orchestration import get_client
-    from prefect.events.filters import EventFilter, EventNameFilter
+    from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter
 
     deadline = time.monotonic() + timeout_s
     with get_client(sync_client=True) as pc:
         while True:
-            found = pc.read_events(EventFilter(event=EventNameFilter(name=["vistune.champion.changed"])), limit=20)
+            wanted = EventFilter(
+                event=EventNameFilter(name=["vistune.champion.changed"]), occurred=EventOccurredFilter(since=since)
+            )
+            found = pc.read_events(wanted, limit=20)
             if len(found.events) >= want or time.monotonic() > deadline:
                 return sorted(found.events, key=lambda e: e.occurred)
             time.sleep(1)
 
 
-def test_cli_promote_and_rollback_send_champion_changed(store, capsys):
+def test_cli_promote_and_rollback_send_champion_changed(store, prefect, capsys):
     """`vistune promote` (its own short-lived process) and `vistune rollback` send the event the flows send,
     to a real Prefect server; without a Prefect API they say so in one line and still move the alias."""
     import os
     import subprocess
     import sys
+    from datetime import UTC, datetime
 
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from integrations import history
     from tests.conftest import REPO
-    from tests.prefect_harness import prefect_server
+    from tests.prefect_harness import drain_prefect_services
 
     client, params, root, (v1, v2, v3) = store
     _, lock = tracking.open_registry(cli.load_params(params).register, root)
     _kept(client, lock, v2, 0.1)  # promoting v2 needs --force: the payload says forced
-    with prefect_server():
-        env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-        env.update(PYTHONPATH=str(REPO), PREFECT_API_URL=PREFECT_API_URL.value())
-        cmd = [sys.executable, "-m", "app.cli", "--params", str(params), "--root", str(root)]
-        proc = subprocess.run(
-            [*cmd, "promote", v2, "--force", "--reason", "hotfix"], env=env, capture_output=True, text=True
-        )
-        assert proc.returncode == 0 and "note:" not in proc.stderr, proc.stdout + proc.stderr
-        assert _cli(params, root, "rollback") == 0
-        sent = _champion_events(2)
+    drain_prefect_services()  # earlier tests' events are delivered before this test's start time is taken
+    since = datetime.now(UTC)
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env.update(PYTHONPATH=str(REPO), PREFECT_API_URL=PREFECT_API_URL.value())
+    cmd = [sys.executable, "-m", "app.cli", "--params", str(params), "--root", str(root)]
+    proc = subprocess.run(
+        [*cmd, "promote", v2, "--force", "--reason", "hotfix"], env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0 and "note:" not in proc.stderr, proc.stdout + proc.stderr
+    assert _cli(params, root, "rollback") == 0
+    sent = _champion_events(2, since)
     actor = history.default_actor()
     got = [
         {k: e.payload[k] for k in ("model", "old_version", "new_version", "action", "forced", "actor")} for e in sent

@@ -3,6 +3,8 @@ bad sources. Real files (PIL-drawn JPEGs), the real CLI entry point, a copy of t
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 import shutil
 from pathlib import Path
@@ -53,21 +55,40 @@ def make_photos(root: Path, per_split: dict[str, int], classes=SHAPES, seed: int
     return root
 
 
-@pytest.fixture
-def photos(tmp_path: Path) -> Path:
-    return make_photos(tmp_path / "photos", {"train": 8, "val": 4})
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    """One generated set for the module: `init` only reads it (seeded, so every test saw these same files before)."""
+    return make_photos(tmp_path_factory.mktemp("photos") / "photos", {"train": 8, "val": 4})
 
 
-@pytest.fixture
-def params(tmp_path: Path) -> Path:
-    dest = tmp_path / "repo" / "params.yaml"
-    dest.parent.mkdir()
+def _fresh_params(folder: Path) -> Path:
+    dest = folder / "repo" / "params.yaml"
+    dest.parent.mkdir(parents=True)
     shutil.copy(REPO / "params.yaml", dest)
     return dest
 
 
+@pytest.fixture
+def params(tmp_path: Path) -> Path:
+    return _fresh_params(tmp_path)
+
+
 def _init(params: Path, *args: str) -> int:
     return cli.main(["init", *args, "--params", str(params)])
+
+
+@pytest.fixture(scope="module")
+def first_init(photos, tmp_path_factory) -> tuple[Path, str, str]:
+    """One real `vistune init photos` on a fresh copy of params.yaml, shared by the tests that read what one
+    run printed and wrote (it embeds the sample with three backbones: the slow part of this module).
+    Returns (params path, the file's text before, what init printed); the tests only read it."""
+    params = _fresh_params(tmp_path_factory.mktemp("first_init"))
+    before_text = params.read_text()
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = _init(params, str(photos))
+    assert code == 0, out.getvalue()
+    return params, before_text, out.getvalue()
 
 
 def _flat(path: Path) -> dict:
@@ -81,10 +102,10 @@ def _shown(value) -> str:
 CHANGE = re.compile(r"^  (\w+\.\w+): (.*) -> (.*?)  \((.*)\)$")
 
 
-def test_init_writes_a_photo_recipe_it_printed_and_keeps_comments(photos, params, capsys):
-    before_text, before = params.read_text(), _flat(params)
-    assert _init(params, str(photos)) == 0
-    out = capsys.readouterr().out
+def test_init_writes_a_photo_recipe_it_printed_and_keeps_comments(photos, first_init, tmp_path):
+    params, before_text, out = first_init
+    (tmp_path / "before.yaml").write_text(before_text)
+    before = _flat(tmp_path / "before.yaml")
     after = _flat(params)  # parses with the project's own loader (unknown keys / bad types would fail)
     # the report: images per class and split (the test split carved from val/ by data.seed)
     assert re.search(r"circle\s+8\s+\d+\s+\d+", out) and "36 images, 3 classes" in out
@@ -140,7 +161,7 @@ def test_a_set_the_frozen_probe_cannot_separate_is_fine_tuned(tmp_path, params, 
     assert 2 * n * (1 - float(used.group(1))) >= FT_MIN_ERRORS
 
 
-def test_estimate_is_the_cost_model_of_the_written_recipe(photos, params, capsys):
+def test_estimate_is_the_cost_model_of_the_written_recipe(photos, first_init):
     """The printed estimate is `estimate_seconds` of exactly the backbone, size, epochs and strategy written
     (a busy CPU only adds a note scaled by its measured slowdown)."""
     import dataclasses
@@ -148,8 +169,7 @@ def test_estimate_is_the_cost_model_of_the_written_recipe(photos, params, capsys
     from vistune.data.inspect import inspect_source
     from vistune.recipe import CPU_COSTS, estimate_seconds
 
-    assert _init(params, str(photos)) == 0
-    out = capsys.readouterr().out
+    params, _, out = first_init
     quiet = re.search(r"estimated ([0-9.]+) min for the whole", out)
     busy = re.search(r"it runs ([0-9.]+)x slower now \(~([0-9]+) min if that lasts\)", out)
     chosen = load_params(params)
@@ -162,17 +182,29 @@ def test_estimate_is_the_cost_model_of_the_written_recipe(photos, params, capsys
         assert int(busy.group(2)) == pytest.approx(seconds / 60 * float(busy.group(1)), abs=0.6)
 
 
-def test_second_init_is_idempotent(photos, params, capsys):
-    assert _init(params, str(photos)) == 0
+def test_second_init_is_idempotent(photos, first_init, tmp_path, capsys):
+    """A second init where the first ran (a copy of its folder: the written params.yaml and init's feature cache).
+    The copy sits as deep under pytest's base temp folder as the original, so the relative data.source init
+    wrote still names the photos."""
+    params = tmp_path / "repo" / "params.yaml"
+    shutil.copytree(first_init[0].parent, params.parent)
     first = params.read_bytes()
-    capsys.readouterr()
     assert _init(params, str(photos)) == 0
     out = capsys.readouterr().out
     assert "no changes" in out and not [row for row in out.splitlines() if CHANGE.match(row)]
     assert params.read_bytes() == first
 
 
-def test_dry_run_writes_nothing_and_pins_win(photos, params, capsys):
+@pytest.fixture
+def warm_params(first_init, params) -> Path:
+    """A fresh params.yaml beside a copy of the first init's feature cache (same photos, same rows): for tests
+    about what init writes and prints, not about embedding."""
+    shutil.copytree(first_init[0].parent / ".run", params.parent / ".run")
+    return params
+
+
+def test_dry_run_writes_nothing_and_pins_win(photos, warm_params, capsys):
+    params = warm_params
     before = params.read_bytes()
     assert _init(params, str(photos), "--dry-run", "--set", "augment.salt_pepper=0.02") == 0
     out = capsys.readouterr().out
@@ -183,8 +215,9 @@ def test_dry_run_writes_nothing_and_pins_win(photos, params, capsys):
     assert load_params(params).augment.salt_pepper == 0.02
 
 
-def test_the_estimate_follows_pinned_epochs(photos, params, capsys):
+def test_the_estimate_follows_pinned_epochs(photos, warm_params, capsys):
     """A pinned value is what will run, so the printed estimate is the cost model of the params with the pin."""
+    params = warm_params
     assert _init(params, str(photos), "--dry-run") == 0
     chosen = float(re.search(r"estimated ([0-9.]+) min for the whole", capsys.readouterr().out).group(1))
     assert _init(params, str(photos), "--dry-run", "--set", "train.epochs=1") == 0
@@ -193,8 +226,10 @@ def test_the_estimate_follows_pinned_epochs(photos, params, capsys):
 
 
 def test_odd_format_placeholder_is_left_to_quarantine(tmp_path, params, capsys):
-    """One GIF among >100 JPEGs (hymenoptera's imageNotFound.gif): allowed_formats narrowed to the set's."""
-    root = make_photos(tmp_path / "many", {"train": 30, "val": 6})
+    """One GIF among >100 JPEGs (hymenoptera's imageNotFound.gif): allowed_formats narrowed to the set's.
+    Most JPEGs lie in val/: init's backbone checks embed a sample of train/ only, so they stay as cheap here
+    as in the other tests while the share is counted over every image."""
+    root = make_photos(tmp_path / "many", {"train": 8, "val": 28})
     Image.new("P", (300, 300), 3).save(root / "train" / "circle" / "imageNotFound.gif")
     assert _init(params, str(root)) == 0
     out = capsys.readouterr().out
@@ -242,10 +277,9 @@ def test_bad_pin_and_budget_are_one_line(photos, params, capsys):
     assert "positive number of minutes" in capsys.readouterr().err
 
 
-def test_recipe_file_reads_the_same_with_pyyaml(photos, params):
+def test_recipe_file_reads_the_same_with_pyyaml(first_init):
     """DVC and load_params read params.yaml with YAML 1.1 rules: floats like the LR must stay floats."""
-    assert _init(params, str(photos)) == 0
-    raw = yaml.safe_load(params.read_text())
+    raw = yaml.safe_load(first_init[0].read_text())
     assert isinstance(raw["train"]["lr"], float) and isinstance(raw["train"]["min_lr"], float)
 
 

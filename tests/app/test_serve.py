@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -18,9 +20,10 @@ import pandas as pd
 import pytest
 
 from integrations import tracking
+from vistune.config import parse_params
 from vistune.models.classifier import Classifier
 
-from tests.conftest import REPO, free_port, stop_process_group
+from tests.conftest import REPO, free_port, stop_process_group, tiny_params_dict
 from tests.integrations.registry_helpers import register, write_params_file
 
 BAD_REQUEST = 400  # one status for every malformed request: MLflow's BAD_REQUEST / INVALID_PARAMETER_VALUE
@@ -163,13 +166,42 @@ def _split(column: str, value) -> bytes:
     return json.dumps({"dataframe_split": {"columns": [column], "data": [[value]]}}).encode()
 
 
+@dataclasses.dataclass(frozen=True)
+class Served:
+    root: Path  # the store's folder (params.yaml, mlflow.db, artifacts)
+    cfg: object  # its RegisterCfg
+    receipt: dict  # what register answered
+    proc: subprocess.Popen
+    url: str
+
+
+@pytest.fixture(scope="module")
+def guarded_server(trained_tiny, tmp_path_factory):
+    """The tiny model registered once (real register stage) and one real `vistune serve --max-pixels 1000000`
+    on it, for the malformed-request and the guard tests: both only send requests, and each ends by checking
+    the server still answers. Its output is read as it comes (a full pipe would stall the server)."""
+    root = tmp_path_factory.mktemp("served")
+    cfg = dataclasses.replace(
+        parse_params(tiny_params_dict()).register,
+        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+        artifact_root=str(root / "artifacts"),
+    )
+    receipt = register(trained_tiny, root / "lay", cfg)
+    params = write_params_file(root / "params.yaml", cfg)
+    proc, url = start_serve(params, root, "--max-pixels", "1000000")
+    threading.Thread(target=proc.stdout.read, daemon=True).start()
+    try:
+        _wait_ping(url, proc)
+        yield Served(root, cfg, receipt, proc, url)
+    finally:
+        stop_process_group(proc)
+
+
 @pytest.mark.slow
-def test_malformed_requests_get_4xx_and_the_server_keeps_answering(trained_tiny, mlflow_cfg, tmp_path):
-    register(trained_tiny, tmp_path / "lay", mlflow_cfg)
-    params = write_params_file(tmp_path / "params.yaml", mlflow_cfg)
+def test_malformed_requests_get_4xx_and_the_server_keeps_answering(trained_tiny, guarded_server):
     manifest = pd.read_csv(trained_tiny.manifest, dtype={"label": str})
     png = (trained_tiny.raw / manifest[manifest.split == "test"].iloc[0].path).read_bytes()
-    proc, url = start_serve(params, tmp_path)
+    proc, url, tmp_path = guarded_server.proc, guarded_server.url, guarded_server.root
     b64 = base64.b64encode
     good = b64(png).decode()
 
@@ -231,21 +263,17 @@ def test_malformed_requests_get_4xx_and_the_server_keeps_answering(trained_tiny,
         ),
     }
     server_paths = (str(REPO), str(tmp_path), "site-packages", "Traceback")
-    try:
-        _wait_ping(url, proc)
-        for what, (body, error_code, words) in bad.items():
-            code, text = _post(url, body)
-            answer = json.loads(text)
-            assert (code, answer["error_code"]) == (BAD_REQUEST, error_code), f"{what}: HTTP {code} {text[:300]}"
-            assert words in answer["message"] and "stack_trace" not in answer, f"{what}: {text[:300]}"
-            assert error_code == "BAD_REQUEST" or answer["message"].startswith(words), f"{what}: {text[:300]}"
-            assert not any(p in text for p in server_paths), f"{what}: the answer names server paths: {text[:300]}"
-            assert len(text) < 20_000, f"{what}: the answer echoes the payload ({len(text)} chars)"
-        assert proc.poll() is None
-        code, text = _post(url, _split("image_b64", b64(png).decode()))  # still serving good requests
-        assert code == 200 and json.loads(text)["predictions"][0]["label"]
-    finally:
-        stop_process_group(proc)
+    for what, (body, error_code, words) in bad.items():
+        code, text = _post(url, body)
+        answer = json.loads(text)
+        assert (code, answer["error_code"]) == (BAD_REQUEST, error_code), f"{what}: HTTP {code} {text[:300]}"
+        assert words in answer["message"] and "stack_trace" not in answer, f"{what}: {text[:300]}"
+        assert error_code == "BAD_REQUEST" or answer["message"].startswith(words), f"{what}: {text[:300]}"
+        assert not any(p in text for p in server_paths), f"{what}: the answer names server paths: {text[:300]}"
+        assert len(text) < 20_000, f"{what}: the answer echoes the payload ({len(text)} chars)"
+    assert proc.poll() is None
+    code, text = _post(url, _split("image_b64", b64(png).decode()))  # still serving good requests
+    assert code == 200 and json.loads(text)["predictions"][0]["label"]
 
 
 def _png(array) -> bytes:
@@ -258,7 +286,7 @@ def _png(array) -> bytes:
     return buf.getvalue()
 
 
-def test_serving_guards_pixel_limit_ood_signal_and_bodies(trained_tiny, mlflow_cfg, tmp_path):
+def test_serving_guards_pixel_limit_ood_signal_and_bodies(trained_tiny, guarded_server, tmp_path):
     """The real server: an oversized real noise PNG is refused from its header (HTTP 400, one line);
     every answer carries the energy score and the out-of-distribution flag, computed as in-process with
     the threshold evaluate fitted on val; empty and non-JSON bodies get a one-line 400."""
@@ -269,8 +297,7 @@ def test_serving_guards_pixel_limit_ood_signal_and_bodies(trained_tiny, mlflow_c
     from vistune.evaluate import ood
     from vistune.models.classifier import Classifier
 
-    receipt = register(trained_tiny, tmp_path / "lay", mlflow_cfg)
-    params = write_params_file(tmp_path / "params.yaml", mlflow_cfg)
+    mlflow_cfg, receipt = guarded_server.cfg, guarded_server.receipt
     cal = json.loads(trained_tiny.calibration.read_text())
     threshold = cal["ood_energy_threshold"]
     assert threshold is not None and cal["ood_val_quantile"] == 0.95
@@ -290,46 +317,42 @@ def test_serving_guards_pixel_limit_ood_signal_and_bodies(trained_tiny, mlflow_c
     blank = _png(np.full((64, 64, 3), 255, dtype=np.uint8))
     manifest = pd.read_csv(trained_tiny.manifest, dtype={"label": str})
     digits = [(trained_tiny.raw / p).read_bytes() for p in manifest[manifest.split == "test"].path.iloc[:4]]
-    proc, url = start_serve(params, tmp_path, "--max-pixels", "1000000")
+    proc, url = guarded_server.proc, guarded_server.url
     b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
-    try:
-        _wait_ping(url, proc)
-        code, text = _post(url, _split("image_b64", b64(big)))
+    code, text = _post(url, _split("image_b64", b64(big)))
+    answer = json.loads(text)
+    assert code == BAD_REQUEST and answer["error_code"] == "INVALID_PARAMETER_VALUE", text[:300]
+    side = clf.image_size
+    assert answer["message"] == (
+        "row 0: image too large: 1200x1000 = 1200000 pixels > limit 1000000 (the served "
+        "model's limit, validate.max_pixels or --max-pixels); send it downscaled (the "
+        f"model sees {side}x{side})"
+    )
+    body = json.dumps(
+        {"dataframe_split": {"columns": ["image_b64"], "data": [[b64(x)] for x in [noise, blank, *digits]]}}
+    ).encode()
+    code, text = _post(url, body)
+    assert code == 200, text[:300]
+    preds = json.loads(text)["predictions"]
+    z = clf.logits(clf.prepare([noise, blank, *digits]))
+    expected = ood.energy(z)
+    assert [p["energy"] for p in preds] == pytest.approx(list(expected), abs=1e-3)
+    assert [p["out_of_distribution"] for p in preds] == [bool(e > threshold) for e in expected]
+    assert all(isinstance(p["out_of_distribution"], bool) for p in preds)
+    # bodies MLflow's app would answer in several lines echoing them: one line each, nothing echoed
+    for what, (data, words) in {
+        "empty body": (b"", "empty request body; send JSON such as {"),
+        "blank body": (b"  \n", "empty request body; send JSON such as {"),
+        "not JSON": (
+            b"hello",
+            "the request body is not JSON (Expecting value at line 1 column 1); send JSON such as {",
+        ),
+    }.items():
+        code, text = _post(url, data)
         answer = json.loads(text)
-        assert code == BAD_REQUEST and answer["error_code"] == "INVALID_PARAMETER_VALUE", text[:300]
-        side = clf.image_size
-        assert answer["message"] == (
-            "row 0: image too large: 1200x1000 = 1200000 pixels > limit 1000000 (the served "
-            "model's limit, validate.max_pixels or --max-pixels); send it downscaled (the "
-            f"model sees {side}x{side})"
-        )
-        body = json.dumps(
-            {"dataframe_split": {"columns": ["image_b64"], "data": [[b64(x)] for x in [noise, blank, *digits]]}}
-        ).encode()
-        code, text = _post(url, body)
-        assert code == 200, text[:300]
-        preds = json.loads(text)["predictions"]
-        z = clf.logits(clf.prepare([noise, blank, *digits]))
-        expected = ood.energy(z)
-        assert [p["energy"] for p in preds] == pytest.approx(list(expected), abs=1e-3)
-        assert [p["out_of_distribution"] for p in preds] == [bool(e > threshold) for e in expected]
-        assert all(isinstance(p["out_of_distribution"], bool) for p in preds)
-        # bodies MLflow's app would answer in several lines echoing them: one line each, nothing echoed
-        for what, (data, words) in {
-            "empty body": (b"", "empty request body; send JSON such as {"),
-            "blank body": (b"  \n", "empty request body; send JSON such as {"),
-            "not JSON": (
-                b"hello",
-                "the request body is not JSON (Expecting value at line 1 column 1); send JSON such as {",
-            ),
-        }.items():
-            code, text = _post(url, data)
-            answer = json.loads(text)
-            assert (code, answer["error_code"]) == (BAD_REQUEST, "BAD_REQUEST"), f"{what}: {text[:300]}"
-            assert answer["message"].startswith(words) and "\n" not in answer["message"], f"{what}: {text[:300]}"
-            assert "hello" not in text, f"{what}: the answer echoes the body: {text[:300]}"
-        code, text = _post(url, _split("image_b64", b64(digits[0])))  # and still serving
-        assert code == 200 and json.loads(text)["predictions"][0]["label"]
-        assert proc.poll() is None
-    finally:
-        stop_process_group(proc)
+        assert (code, answer["error_code"]) == (BAD_REQUEST, "BAD_REQUEST"), f"{what}: {text[:300]}"
+        assert answer["message"].startswith(words) and "\n" not in answer["message"], f"{what}: {text[:300]}"
+        assert "hello" not in text, f"{what}: the answer echoes the body: {text[:300]}"
+    code, text = _post(url, _split("image_b64", b64(digits[0])))  # and still serving
+    assert code == 200 and json.loads(text)["predictions"][0]["label"]
+    assert proc.poll() is None

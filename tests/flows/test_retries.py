@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import tiny_git_repo, tree_hash, write_params
+from tests.conftest import tiny_git_repo, tiny_params_dict, tree_hash, write_params
 from vistune.layout import Layout
 
 BIN = Path(sys.executable).parent
@@ -52,9 +52,12 @@ def _run(cmd: list[str], cwd: Path) -> str:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory, harness) -> Path:
-    """A tiny git repo with an extra `flaky` stage, and ingest+validate built by `dvc repro`."""
+    """A tiny git repo with an extra `flaky` stage, and ingest+validate built by `dvc repro`. No label-issue
+    search in validate (a backbone's features and K folds each time validate runs): these tests are about
+    retries, caching and rollback; tests/stages/test_validate_labels.py covers the search."""
 
     def add_flaky(root: Path) -> None:
+        write_params(root / "params.yaml", tiny_params_dict(validate={"label_issue_folds": 0}))
         (root / "flaky.py").write_text(FLAKY)
         dvc_yaml = (root / "dvc.yaml").read_text()
         (root / "dvc.yaml").write_text(dvc_yaml.replace("\nplots:", FLAKY_STAGE + "\nplots:", 1))
