@@ -69,7 +69,9 @@ def pushed(tmp_path_factory) -> tuple[Path, Path]:
     base = tmp_path_factory.mktemp("dvcremote")
     repo = tiny_git_repo(
         base / "vistune",
-        prepare=lambda root: write_params(root / "params.yaml", tiny_params_dict(validate={"label_issue_folds": 0})),
+        prepare=lambda root: write_params(
+            root / "params.yaml", tiny_params_dict(validate={"label_issue_folds": 0, "on_lookalike": "off"})
+        ),
     )
     _run(["dvc", "repro", "train"], repo)
     with disable_run_logger():

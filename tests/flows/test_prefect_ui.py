@@ -56,7 +56,8 @@ def _cheap_run(root: Path) -> None:
     write_params(
         root / "params.yaml",
         tiny_params_dict(
-            validate={"label_issue_folds": 0}, evaluate={"robustness": False, "gradcam": False, "latency": False}
+            validate={"label_issue_folds": 0, "on_lookalike": "off"},
+            evaluate={"robustness": False, "gradcam": False, "latency": False},
         ),
     )
 

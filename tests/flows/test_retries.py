@@ -57,7 +57,7 @@ def repo(tmp_path_factory, harness) -> Path:
     retries, caching and rollback; tests/stages/test_validate_labels.py covers the search."""
 
     def add_flaky(root: Path) -> None:
-        write_params(root / "params.yaml", tiny_params_dict(validate={"label_issue_folds": 0}))
+        write_params(root / "params.yaml", tiny_params_dict(validate={"label_issue_folds": 0, "on_lookalike": "off"}))
         (root / "flaky.py").write_text(FLAKY)
         dvc_yaml = (root / "dvc.yaml").read_text()
         (root / "dvc.yaml").write_text(dvc_yaml.replace("\nplots:", FLAKY_STAGE + "\nplots:", 1))
