@@ -35,7 +35,11 @@ def _capability(params: Path | None, **env: str) -> str:
 
 
 def test_kernel_env_pins_x86_only():
-    assert kernel_env("avx2", "x86_64") == {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    assert kernel_env("avx2", "x86_64") == {
+        "ATEN_CPU_CAPABILITY": "avx2",
+        "ONEDNN_MAX_CPU_ISA": "AVX2",
+        "OPENBLAS_CORETYPE": "Haswell",
+    }
     assert kernel_env("native", "x86_64") == {}
     assert kernel_env("avx2", "aarch64") == {}  # ARM has no AVX levels: its own kernels run
 
@@ -52,6 +56,26 @@ def test_a_stage_process_runs_the_params_kernel_level(tmp_path):
     assert _capability(None) == "AVX2"  # the committed params.yaml: portable kernels
     assert _capability(native) == unpinned  # native: whatever this CPU offers
     assert _capability(native, ATEN_CPU_CAPABILITY="default") == "DEFAULT"  # an explicit environment wins
+
+
+# the same fresh interpreter, asking numpy's OpenBLAS which kernels it loaded
+BLAS_PROBE = (
+    "import sys; sys.argv = ['stage', *sys.argv[1:]]; import stages, numpy; "
+    "from threadpoolctl import threadpool_info; "
+    "print(sorted({i['architecture'] for i in threadpool_info() if i['internal_api'] == 'openblas'}))"
+)
+
+
+@pytest.mark.skipif(not _has_avx2(), reason="needs an x86-64 CPU with AVX2")
+def test_a_stage_process_runs_openblas_at_the_params_level():
+    clean = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+
+    def architectures(**env: str) -> str:
+        cmd = [sys.executable, "-c", BLAS_PROBE]
+        return subprocess.run(cmd, cwd=REPO, env={**clean, **env}, capture_output=True, text=True, check=True).stdout
+
+    assert architectures().strip() == "['Haswell']"  # pinned before numpy loads, whatever this CPU is
+    assert architectures(OPENBLAS_CORETYPE="Sandybridge").strip() == "['Sandybridge']"  # an explicit one wins
 
 
 def test_the_stage_harness_sets_threads_and_says_so(tmp_path):
