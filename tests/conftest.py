@@ -52,6 +52,15 @@ def tiny_params_dict(**overrides: dict) -> dict:
     return base
 
 
+def tiny_register_cfg(root: Path):
+    """The tiny params' `register` section with its MLflow store (sqlite + artifacts) under `root`."""
+    return dataclasses.replace(
+        parse_params(tiny_params_dict()).register,
+        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+        artifact_root=str(root / "artifacts"),
+    )
+
+
 _USER_MLFLOW_URI = os.environ.get("MLFLOW_TRACKING_URI")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import time
 from pathlib import Path
@@ -12,9 +11,8 @@ import pytest
 from app import cli
 from integrations import history, registry, tracking
 
-from tests.conftest import tiny_params_dict
+from tests.conftest import tiny_register_cfg
 from tests.integrations.registry_helpers import register, write_params_file
-from vistune.config import parse_params
 
 NAME = "vistune-classifier"
 
@@ -25,11 +23,7 @@ def registered(trained_tiny, tmp_path_factory) -> tuple[Path, list[str]]:
     real register stage logs the model (the slow part); each test gets its own copy of the sqlite file
     (`store`). Returns (the store's sqlite file, [v1, v2, v3])."""
     base = tmp_path_factory.mktemp("registered")
-    cfg = dataclasses.replace(
-        parse_params(tiny_params_dict()).register,
-        tracking_uri=f"sqlite:///{base / 'mlflow.db'}",
-        artifact_root=str(base / "artifacts"),
-    )
+    cfg = tiny_register_cfg(base)
     v1 = register(trained_tiny, base / "lay", cfg, macro_f1=0.5)["version"]
     client, _ = tracking.open_registry(cfg, base)
     mv = client.get_model_version(NAME, v1)

@@ -20,10 +20,9 @@ import pandas as pd
 import pytest
 
 from integrations import tracking
-from vistune.config import parse_params
 from vistune.models.classifier import Classifier
 
-from tests.conftest import REPO, free_port, stop_process_group, tiny_params_dict
+from tests.conftest import REPO, free_port, stop_process_group, tiny_register_cfg
 from tests.integrations.registry_helpers import register, write_params_file
 
 BAD_REQUEST = 400  # one status for every malformed request: MLflow's BAD_REQUEST / INVALID_PARAMETER_VALUE
@@ -181,11 +180,7 @@ def guarded_server(trained_tiny, tmp_path_factory):
     on it, for the malformed-request and the guard tests: both only send requests, and each ends by checking
     the server still answers. Its output is read as it comes (a full pipe would stall the server)."""
     root = tmp_path_factory.mktemp("served")
-    cfg = dataclasses.replace(
-        parse_params(tiny_params_dict()).register,
-        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
-        artifact_root=str(root / "artifacts"),
-    )
+    cfg = tiny_register_cfg(root)
     receipt = register(trained_tiny, root / "lay", cfg)
     params = write_params_file(root / "params.yaml", cfg)
     proc, url = start_serve(params, root, "--max-pixels", "1000000")

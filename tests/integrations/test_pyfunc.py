@@ -21,17 +21,10 @@ from tests.integrations.registry_helpers import register
 @pytest.fixture(scope="module")
 def champion(trained_tiny: Layout, tmp_path_factory):
     """(loaded pyfunc, trained layout, test image paths) with a champion in a fresh store."""
-    import dataclasses
-
-    from tests.conftest import tiny_params_dict
-    from vistune.config import parse_params
+    from tests.conftest import tiny_register_cfg
 
     tmp = tmp_path_factory.mktemp("pyfunc")
-    cfg = dataclasses.replace(
-        parse_params(tiny_params_dict()).register,
-        tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}",
-        artifact_root=str(tmp / "artifacts"),
-    )
+    cfg = tiny_register_cfg(tmp)
     receipt = register(trained_tiny, tmp / "lay", cfg)
     assert receipt["promoted"]
     tracking.setup(cfg, tmp)
