@@ -184,18 +184,16 @@ def _lookalikes(cfg: ValidateCfg, emb: _Embedded | None) -> _LookalikeFinding:
     if emb is None or cfg.on_lookalike == "off":
         return _LookalikeFinding({}, 0)
     t0 = time.perf_counter()
-    is_train = emb.splits == "train"
-    found = find_lookalikes(emb.feats, emb.labels, is_train)
-    n_checked = int((~is_train & np.isin(emb.labels, emb.labels[is_train])).sum())
+    found = find_lookalikes(emb.feats, emb.labels, emb.splits == "train")
     print(
-        f"lookalikes: {len(found.rows)} of {n_checked} val/test images look like another shot of a train image "
+        f"lookalikes: {len(found.rows)} of {found.n_checked} val/test images look like another shot of a train image "
         f"({time.perf_counter() - t0:.1f}s)",
         flush=True,
     )
     order = np.argsort(-found.similarity, kind="stable")
     return _LookalikeFinding(
         {int(emb.rows[i]): emb.paths[j] for i, j in zip(found.rows, found.partners)},
-        n_checked,
+        found.n_checked,
         tuple((emb.paths[found.rows[k]], emb.paths[found.partners[k]]) for k in order[:LOOKALIKE_PAIRS]),
     )
 
@@ -493,16 +491,17 @@ def _finish(
     looks: _LookalikeFinding | None = None,
 ) -> ValidateResult:
     """Split findings, summary.json, the printed report, and the stage's verdict."""
+    looks = looks or _LookalikeFinding({}, 0)  # the search off or never reached
     findings = dataset_findings(good, cfg.min_images_per_class, cfg.max_imbalance_ratio)
     label_warnings, label_errors = _label_messages(cfg, review)
     warnings += findings.warnings + label_warnings
     n_total = len(marked) + len(quarantine) - len(bad)
     summary = _summary(marked, good, quarantine, findings, n_total, suite_ok, len(warnings), leaked_fraction, review)
-    summary.update(_lookalike_metrics(looks or _LookalikeFinding({}, 0)))
+    summary.update(_lookalike_metrics(looks))
     table = review.table if review is not None else empty_table()
     write_text(layout.label_issues, table.to_csv(index=False))
     _label_sheet(layout, table)
-    _lookalike_sheet(layout, looks or _LookalikeFinding({}, 0))
+    _lookalike_sheet(layout, looks)
     write_text(layout.quarantine, quarantine.to_csv(index=False))
     write_json(layout.validation_summary, summary)
     print(f"{len(good)} good, {len(quarantine)} quarantined of {n_total} files ({summary['bad_fraction']:.1%})")

@@ -34,6 +34,7 @@ BLOCK = 512  # query rows per similarity block: memory stays ~BLOCK x n_train fl
 class Lookalikes:
     """Flagged query rows, each one's train partner (indices into the features given) and their similarity."""
 
+    n_checked: int  # non-train rows of a class train has: the ones compared
     rows: np.ndarray
     partners: np.ndarray
     similarity: np.ndarray
@@ -41,9 +42,9 @@ class Lookalikes:
     gap_threshold: float
 
 
-def _none() -> Lookalikes:
+def _none(n_checked: int) -> Lookalikes:
     empty = np.zeros(0, dtype=np.int64)
-    return Lookalikes(empty, empty, np.zeros(0, dtype=np.float32), float("nan"), float("nan"))
+    return Lookalikes(n_checked, empty, empty, np.zeros(0, dtype=np.float32), float("nan"), float("nan"))
 
 
 def whiten_within_class(features: np.ndarray, labels: np.ndarray, train: np.ndarray) -> np.ndarray:
@@ -62,7 +63,8 @@ def _nearest(
     z: np.ndarray, queries: np.ndarray, keys: np.ndarray, labels: np.ndarray, same: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per query row: (its nearest key row of the same class (`same`) or another class, the similarity,
-    its lead over the mean of the next GAP_K), a query never its own key."""
+    its lead over the mean of the next GAP_K). A query is never its own key: calibration compares train rows
+    with other classes only, the check compares val/test rows with train rows."""
     partner = np.zeros(len(queries), dtype=np.int64)
     top = np.full(len(queries), -np.inf, dtype=np.float32)
     gap = np.zeros(len(queries), dtype=np.float32)
@@ -71,7 +73,6 @@ def _nearest(
         sim = z[q] @ z[keys].T
         match = labels[q][:, None] == labels[keys][None, :]
         sim[~match if same else match] = -np.inf
-        sim[q[:, None] == keys[None, :]] = -np.inf
         k = min(GAP_K + 1, sim.shape[1])
         best = -np.sort(-np.partition(sim, sim.shape[1] - k, axis=1)[:, -k:], axis=1)
         finite = np.isfinite(best[:, 1:])
@@ -89,7 +90,7 @@ def find_lookalikes(features: np.ndarray, labels, is_train, seed: int = 0) -> Lo
     train, other = np.flatnonzero(is_train), np.flatnonzero(~is_train)
     other = other[np.isin(labels[other], labels[train])]
     if len(train) < 2 * GAP_K or not len(other) or len(np.unique(labels[train])) < 2:
-        return _none()
+        return _none(len(other))
     z = whiten_within_class(features, labels, train)
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(train, size=min(CALIBRATION_ROWS, len(train)), replace=False))
@@ -99,4 +100,4 @@ def find_lookalikes(features: np.ndarray, labels, is_train, seed: int = 0) -> Lo
     gap_threshold = float(np.percentile(c_gap[ok], GAP_PERCENTILE))
     partner, top, gap = _nearest(z, other, train, labels, same=True)
     flag = (top > threshold) & (gap > gap_threshold)
-    return Lookalikes(other[flag], partner[flag], top[flag], threshold, gap_threshold)
+    return Lookalikes(len(other), other[flag], partner[flag], top[flag], threshold, gap_threshold)
