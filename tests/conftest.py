@@ -21,6 +21,7 @@ import hashlib  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
 import subprocess  # noqa: E402
+import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Callable  # noqa: E402
 
@@ -61,19 +62,26 @@ def tiny_register_cfg(root: Path):
     )
 
 
-_USER_MLFLOW_URI = os.environ.get("MLFLOW_TRACKING_URI")
+_USER_MLFLOW_URIS = {key: os.environ.get(key) for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
 
 
 @pytest.fixture(autouse=True)
 def _keep_mlflow_uri_env():
-    """`mlflow.set_tracking_uri` (called by `tracking.setup`, also in module fixtures) writes
-    MLFLOW_TRACKING_URI into os.environ; a later test's subprocesses (dvc repro -> register) would
-    inherit another test's store. In-process MLflow keeps its own global, so dropping the variable
-    before each test changes nothing else."""
-    if _USER_MLFLOW_URI is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = _USER_MLFLOW_URI
+    """`mlflow.set_tracking_uri` / `set_registry_uri` (both called by `tracking.setup`, also in module
+    fixtures) write MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI into os.environ; a later test's subprocesses
+    (dvc repro -> register) would inherit another test's store. In-process MLflow keeps its own globals:
+    the tracking one stays (module fixtures rely on it), the registry one is cleared so it follows the
+    tracking URI, as everything in vistune sets them equal; else a test that sets only the tracking URI
+    resolves `models:/` in the registry an earlier test left behind (seen: a stopped server's)."""
+    for key, value in _USER_MLFLOW_URIS.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    if "mlflow" in sys.modules:
+        import mlflow
+
+        mlflow.set_registry_uri(None)  # None: fall back to MLFLOW_REGISTRY_URI, then the tracking URI
     yield
 
 
